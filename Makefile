@@ -1,0 +1,77 @@
+# zerocontact developer commands. `make up` runs the suite on the embedded engines,
+# `make test` runs lint, unit and integration tests; both set up a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_BOOT ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+ENGINES := $(PY) deploy/local/engines.py
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv proto fetch up down status lint test test-unit test-integration bench buf-lint buf-breaking clean
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements.lock
+	@command -v $(PYTHON_BOOT) >/dev/null || { echo "error: $(PYTHON_BOOT) not found: install Python 3.11+"; exit 1; }
+	@[ -x $(PY) ] || $(PYTHON_BOOT) -m venv $(VENV)
+	@[ -x $(UV) ] || $(VENV)/bin/pip install -q uv==0.13.9
+	$(UV) pip sync -q --python $(PY) requirements.lock
+	$(UV) pip install -q --python $(PY) --no-deps -e .
+	@touch $(STAMP)
+
+venv: $(STAMP) ## create .venv from the pinned requirements.lock
+
+lock: ## re-resolve requirements.lock from pyproject.toml
+	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+node_modules/.bin/buf: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm not found: install Node.js 20+ (buf comes from the npm registry)"; exit 1; }
+	npm ci --no-audit --no-fund --silent
+	@touch $@
+
+proto: $(STAMP) node_modules/.bin/buf ## generate protobuf/gRPC modules and .pyi stubs into services/<domain>/v1
+	$(PY) proto/generate.py
+
+buf-lint: node_modules/.bin/buf ## buf lint (STANDARD)
+	node_modules/.bin/buf lint
+
+buf-breaking: node_modules/.bin/buf ## buf breaking against the previous commit of main
+	bash .ci/buf-breaking
+
+fetch: $(STAMP) ## fetch the Kafka broker jars (Maven) and build FerretDB (Go) into .cache/
+	$(ENGINES) fetch
+
+up: $(STAMP) proto ## start Kafka, FerretDB and every service under supervisord; wait until healthy
+	$(ENGINES) up
+
+down: ## stop everything `make up` started
+	@[ -x $(PY) ] && $(ENGINES) down || true
+
+status: $(STAMP) ## show what is running
+	$(ENGINES) status
+
+lint: $(STAMP) proto buf-lint ## ruff, mypy and buf lint
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	@mkdir -p .cache/mypy-path && ln -sfn ../../services .cache/mypy-path/zerocontact
+	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy deploy/local/engines.py proto/generate.py bench
+
+test-unit: $(STAMP) proto
+	$(PY) -m pytest tests/unit -q
+
+test-integration: $(STAMP) proto fetch
+	$(PY) -m pytest tests/integration -q
+
+test: lint ## lint, unit and integration tests (starts the embedded engines when needed)
+	$(PY) -m pytest tests/unit tests/integration -q -p no:cacheprovider
+
+bench: $(STAMP) proto fetch ## benchmarks under bench/ (engines started if needed)
+	$(PY) bench/run.py
+
+clean: down ## remove generated code and caches (keeps the engine cache)
+	rm -rf services/*/v1 .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""zerocontact: event-driven microservices for zero-contact banking."""

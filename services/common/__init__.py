@@ -1,0 +1,1 @@
+"""zerocontact.common: see proto/zerocontact/common."""

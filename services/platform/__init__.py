@@ -1,0 +1,1 @@
+"""Shared runtime of every zerocontact service: settings, Kafka, outbox, Mongo, money, ledger."""

@@ -1,0 +1,238 @@
+"""The ``zerocontact`` command line (``[project.scripts]`` in pyproject).
+
+Command groups are Typer sub-apps added to ``app``; ``topics`` applies the topic catalog to a
+broker. Other groups join with ``app.add_typer(other_app, name="...")``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, NoReturn, TypeVar
+
+import typer
+from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped, unused-ignore]
+from aiokafka.errors import (  # type: ignore[import-untyped, unused-ignore]
+    KafkaConnectionError,
+    KafkaError,
+)
+from rich.console import Console
+from rich.table import Table
+
+from .topics import (
+    DEFAULT_CATALOG,
+    CatalogError,
+    EnsureReport,
+    TopicCatalog,
+    TopicCreationError,
+    TopicState,
+    ensure_topics,
+    inspect_topics,
+    load_catalog,
+)
+
+__all__ = ["app", "topics_app"]
+
+app = typer.Typer(
+    name="zerocontact",
+    help="zerocontact developer and operator commands.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+topics_app = typer.Typer(
+    help="Kafka topics from the catalog (proto/topics.toml).", no_args_is_help=True
+)
+app.add_typer(topics_app, name="topics")
+
+# Piped output (CI logs, scripts) is not cut at rich's default 80 columns; errors stay one line.
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, soft_wrap=True)
+
+Bootstrap = Annotated[
+    str,
+    typer.Option(
+        "--bootstrap",
+        envvar="KAFKA_BOOTSTRAP_SERVERS",
+        help="Kafka bootstrap servers, host:port[,host:port].",
+    ),
+]
+CatalogPath = Annotated[
+    Path,
+    typer.Option(
+        "--catalog",
+        envvar="ZC_TOPIC_CATALOG",
+        help="Topic catalog file.",
+        exists=True,
+        dir_okay=False,
+    ),
+]
+Timeout = Annotated[
+    float,
+    typer.Option("--timeout", min=0.1, help="Seconds to wait for the broker to answer."),
+]
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+T = TypeVar("T")
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _load(path: Path) -> TopicCatalog:
+    try:
+        return load_catalog(path)
+    except CatalogError as exc:
+        _fail(str(exc))
+
+
+@asynccontextmanager
+async def _admin(bootstrap: str, connect_seconds: float) -> AsyncIterator[AIOKafkaAdminClient]:
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap.split(","),
+        request_timeout_ms=max(int(connect_seconds * 1000), 1000),
+        client_id="zerocontact-cli",
+    )
+    try:
+        async with asyncio.timeout(connect_seconds):
+            await admin.start()
+        yield admin
+    finally:
+        await admin.close()
+
+
+def _run(bootstrap: str, timeout: float, work: Callable[[AIOKafkaAdminClient], Awaitable[T]]) -> T:
+    """Run ``work`` with a connected admin client; broker trouble becomes one line, exit 2."""
+
+    async def main() -> T:
+        async with _admin(bootstrap, timeout) as admin:
+            # The whole command, not just the connection, is bounded: a broker that accepts
+            # connections but never answers must not hang a deploy script.
+            async with asyncio.timeout(timeout * 3):
+                return await work(admin)
+
+    # aiokafka logs each failed connection attempt; the single error line below says it all.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    try:
+        return asyncio.run(main())
+    except TimeoutError:
+        _fail(f"Kafka at {bootstrap} did not answer within {timeout:g}s")
+    except KafkaConnectionError:
+        _fail(f"cannot reach Kafka at {bootstrap}: no broker accepted the connection")
+    except (KafkaError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        _fail(f"Kafka at {bootstrap} failed: {reason}")
+
+
+def _duration(ms: int) -> str:
+    if ms == -1:
+        return "forever"
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+@topics_app.command("create")
+def create(
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    catalog: CatalogPath = DEFAULT_CATALOG,
+    replication_factor: Annotated[
+        int, typer.Option(min=1, help="Replication factor of new topics.")
+    ] = 1,
+    timeout: Timeout = 10.0,
+) -> None:
+    """Create the catalog's missing topics; report existing ones that differ (exit 1)."""
+    topics = _load(catalog)
+
+    async def work(admin: AIOKafkaAdminClient) -> EnsureReport:
+        return await ensure_topics(admin, topics, replication_factor=replication_factor)
+
+    try:
+        report = _run(bootstrap, timeout, work)
+    except TopicCreationError as exc:
+        _fail(str(exc))
+    table = Table("topic", "partitions", "cleanup", "retention", "result", title=bootstrap)
+    drifted = {d.topic for d in report.partition_drift} | {d.topic for d in report.config_drift}
+    for spec in topics:
+        if spec.name in report.created:
+            result = "[green]created[/]"
+        elif spec.name in drifted:
+            result = "[yellow]differs[/]"
+        else:
+            result = "exists"
+        table.add_row(
+            spec.name,
+            str(spec.partitions),
+            spec.cleanup_policy,
+            _duration(spec.retention_ms),
+            result,
+        )
+    out.print(table)
+    for p in report.partition_drift:
+        err.print(
+            f"[yellow]{p.topic}: {p.actual} partitions on the broker, catalog says {p.expected}"
+        )
+    for c in report.config_drift:
+        err.print(
+            f"[yellow]{c.topic}: {c.config}={c.actual} on the broker, catalog says {c.expected}"
+        )
+    if not report.in_sync:
+        raise typer.Exit(1)
+
+
+@topics_app.command("list")
+def list_(
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    catalog: CatalogPath = DEFAULT_CATALOG,
+    timeout: Timeout = 10.0,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Show the catalog only; do not ask the broker.")
+    ] = False,
+) -> None:
+    """Show the catalog and, unless --offline, each topic's state on the broker."""
+    topics = _load(catalog)
+    states: dict[str, TopicState] = {}
+    if not offline:
+
+        async def work(admin: AIOKafkaAdminClient) -> dict[str, TopicState]:
+            return await inspect_topics(admin, topics.names)
+
+        states = _run(bootstrap, timeout, work)
+    table = Table(
+        "topic", "key", "value", "partitions", "cleanup", "retention", "owner", "dlq",
+        title="catalog" if offline else f"catalog vs {bootstrap}",
+    )  # fmt: skip
+    if not offline:
+        table.add_column("on broker")
+    for spec in topics:
+        row = [
+            spec.name,
+            spec.key,
+            spec.value,
+            str(spec.partitions),
+            spec.cleanup_policy,
+            _duration(spec.retention_ms),
+            spec.owner,
+            "yes" if spec.dlq else "",
+        ]
+        if not offline:
+            state = states.get(spec.name)
+            if state is None:
+                row.append("[red]missing[/]")
+            elif state.partitions != spec.partitions or state.configs != spec.configs:
+                row.append(f"[yellow]differs ({state.partitions} partitions)[/]")
+            else:
+                row.append("[green]ok[/]")
+        table.add_row(*row)
+    out.print(table)
+
+
+if __name__ == "__main__":
+    app()

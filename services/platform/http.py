@@ -1,0 +1,95 @@
+"""FastAPI edges shared by every service: health, readiness, metrics, problem responses."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+
+
+class DomainError(Exception):
+    """A refusal the caller can act on; services subclass it and set ``status``/``code``."""
+
+    status: int = 409
+    code: str = "conflict"
+
+    def __init__(self, detail: str, **context: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.context = context
+
+
+class NotFound(DomainError):
+    """The addressed resource does not exist."""
+
+    status = 404
+    code = "not_found"
+
+
+def problem(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
+    """An RFC 9457 problem response."""
+    body = {
+        "type": f"urn:zerocontact:problem:{code}",
+        "title": code,
+        "status": status,
+        "detail": detail,
+    }
+    return JSONResponse(body | extra, status_code=status, media_type="application/problem+json")
+
+
+def install_operational_routes(
+    app: FastAPI,
+    *,
+    checks: Mapping[str, ReadinessCheck],
+    timeout_s: float = 2.0,
+) -> None:
+    """Add ``/healthz`` (liveness), ``/readyz`` (every check passes) and ``/metrics``.
+
+    Validation errors become 422 problems that name each bad field but never echo its
+    value, so personal data sent by mistake is not reflected back.
+    """
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        names = list(checks)
+        results = await asyncio.gather(*(_run_check(checks[n], timeout_s) for n in names))
+        status = dict(zip(names, ("ok" if r else "failing" for r in results), strict=True))
+        ready = all(results)
+        return JSONResponse(
+            {"status": "ready" if ready else "not-ready", "checks": status},
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"], "type": e["type"]}
+            for e in exc.errors()
+        ]
+        return problem(422, "invalid_request", "the request has invalid fields", errors=errors)
+
+    @app.exception_handler(DomainError)
+    async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
+        return problem(exc.status, exc.code, exc.detail, **exc.context)
+
+
+async def _run_check(check: ReadinessCheck, timeout_s: float) -> bool:
+    try:
+        return await asyncio.wait_for(check(), timeout_s)
+    except Exception:  # a check that raises or hangs means: not ready
+        return False

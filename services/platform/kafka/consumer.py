@@ -1,0 +1,242 @@
+"""A consumer runner: named group, manual commits after the effect is stored, retries, DLQ.
+
+Each record is handed to the service's handler. The offset is committed only after the
+handler returned, so the effect is stored before Kafka forgets the record; handlers are
+idempotent by ``ce_id`` (see :mod:`zerocontact.platform.idempotency`), so a redelivery after
+a crash changes nothing. Transient failures (database or broker unreachable) are retried
+with capped exponential back-off, without skipping the record. Anything else is a poison
+record: it goes to ``<topic>.dlq`` with the error in its headers, and the partition moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from prometheus_client import Counter
+from pymongo.errors import ConnectionFailure
+
+from zerocontact.platform.kafka.cloudevents import CloudEvent
+from zerocontact.platform.kafka.producer import EventPublisher
+
+log = logging.getLogger(__name__)
+
+EVENTS = Counter(
+    "zc_consumer_events_total", "Records handled by consumer runners", ["group", "topic", "outcome"]
+)
+RETRIES = Counter("zc_consumer_retries_total", "Transient failures retried", ["group", "topic"])
+
+
+class TransientError(Exception):
+    """The effect cannot be stored now (a dependency is down); retry the same record later."""
+
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    TransientError,
+    ConnectionFailure,  # PyMongo: AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError
+    KafkaError,
+    TimeoutError,
+)
+
+
+@dataclass(frozen=True)
+class ConsumedEvent:
+    """A decoded record: its CloudEvent plus where it came from."""
+
+    event: CloudEvent
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+
+
+Handler = Callable[[ConsumedEvent], Awaitable[None]]
+
+
+def dead_letter_topic(topic: str) -> str:
+    """The dead-letter twin of ``topic``."""
+    return f"{topic}.dlq"
+
+
+class ConsumerRunner:
+    """Runs one consumer group over ``topics`` until stopped."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        topics: Sequence[str],
+        group_id: str,
+        handler: Handler,
+        publisher: EventPublisher,
+        client_id: str | None = None,
+        max_records: int = 500,
+        retry_initial_s: float = 0.1,
+        retry_max_s: float = 5.0,
+    ) -> None:
+        self._bootstrap = bootstrap_servers
+        self._topics = list(topics)
+        self._group = group_id
+        self._handler = handler
+        self._publisher = publisher
+        self._client_id = client_id or group_id
+        self._max_records = max_records
+        self._retry_initial = retry_initial_s
+        self._retry_max = retry_max_s
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self.retrying = False  # true while a transient failure holds a record back
+
+    async def start(self) -> None:
+        """Start consuming in a background task (connecting waits for the broker)."""
+        self._task = asyncio.create_task(self._run(), name=f"consumer-{self._group}")
+
+    async def stop(self) -> None:
+        """Stop after the record in hand; uncommitted records are redelivered later."""
+        self._stopping.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, 10)
+            except TimeoutError:
+                self._task.cancel()
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    @property
+    def running(self) -> bool:
+        """True while the consume loop is alive."""
+        return self._task is not None and not self._task.done()
+
+    async def _connect(self) -> AIOKafkaConsumer:
+        delay = self._retry_initial
+        while not self._stopping.is_set():
+            consumer = AIOKafkaConsumer(
+                *self._topics,
+                bootstrap_servers=self._bootstrap,
+                group_id=self._group,
+                client_id=self._client_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                isolation_level="read_committed",
+            )
+            try:
+                await consumer.start()
+            except KafkaError as exc:
+                await consumer.stop()
+                log.warning(
+                    "consumer cannot connect yet", extra={"group": self._group, "error": str(exc)}
+                )
+                await self._sleep(delay)
+                delay = min(delay * 2, self._retry_max)
+                continue
+            return consumer
+        raise asyncio.CancelledError
+
+    async def _run(self) -> None:
+        try:
+            self._consumer = await self._connect()
+        except asyncio.CancelledError:
+            return
+        consumer = self._consumer
+        while not self._stopping.is_set():
+            batches = await consumer.getmany(timeout_ms=500, max_records=self._max_records)
+            for tp, records in batches.items():
+                done = await self._process_partition(records)
+                if done is None:
+                    return  # stopping in the middle of a retry: leave the record uncommitted
+                await self._commit(consumer, tp, done)
+
+    async def _process_partition(self, records: list[ConsumerRecord[bytes, bytes]]) -> int | None:
+        """Handle records in order; return the offset to commit, None when stopped mid-way."""
+        for record in records:
+            if not await self._process(record):
+                return None
+        last: int = records[-1].offset
+        return last + 1
+
+    async def _commit(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
+        try:
+            await consumer.commit({tp: offset})
+        except CommitFailedError as exc:
+            # The group rebalanced while we worked; the new owner redelivers, handlers are idempotent.
+            log.warning(
+                "commit refused after rebalance", extra={"group": self._group, "error": str(exc)}
+            )
+
+    async def _process(self, record: ConsumerRecord[bytes, bytes]) -> bool:
+        delay = self._retry_initial
+        while not self._stopping.is_set():
+            try:
+                await self._apply(record)
+            except TRANSIENT_ERRORS as exc:
+                self.retrying = True
+                RETRIES.labels(self._group, record.topic).inc()
+                log.warning(
+                    "transient failure, retrying",
+                    extra={
+                        "group": self._group,
+                        "topic": record.topic,
+                        "offset": record.offset,
+                        "error": str(exc),
+                    },
+                )
+                await self._sleep(delay)
+                delay = min(delay * 2, self._retry_max)
+                continue
+            self.retrying = False
+            return True
+        return False
+
+    async def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            event = CloudEvent.from_record(record.headers, record.value)
+            await self._handler(
+                ConsumedEvent(
+                    event=event,
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    key=record.key.decode(errors="replace") if record.key is not None else None,
+                )
+            )
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception as exc:  # poison: anything the handler cannot apply, however often tried
+            await self._dead_letter(record, exc)
+            EVENTS.labels(self._group, record.topic, "dead_lettered").inc()
+            return
+        EVENTS.labels(self._group, record.topic, "applied").inc()
+
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], exc: Exception) -> None:
+        log.error(
+            "poison record sent to the dead-letter topic",
+            extra={
+                "group": self._group,
+                "topic": record.topic,
+                "offset": record.offset,
+                "error": repr(exc),
+            },
+        )
+        headers = [
+            *record.headers,
+            ("dlq_error", str(exc)[:1000].encode()),
+            ("dlq_error_type", type(exc).__name__.encode()),
+            ("dlq_original_topic", record.topic.encode()),
+            ("dlq_original_partition", str(record.partition).encode()),
+            ("dlq_original_offset", str(record.offset).encode()),
+            ("dlq_consumer_group", self._group.encode()),
+        ]
+        await self._publisher.publish_raw(
+            dead_letter_topic(record.topic), key=record.key, value=record.value, headers=headers
+        )
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)

@@ -1,0 +1,725 @@
+"""Double-entry ledger on a MongoDB-wire store without multi-document transactions.
+
+FerretDB 1.24 has no transactions, and its updates are not atomic either: it reads the
+document, applies the operators in Go, and writes the result back by ``_id`` with no check,
+so concurrent ``$inc`` lose increments and a guard such as ``balance >= amount`` in the filter
+can be passed by two writers at once (measured: 100 concurrent ``$inc`` of 1 gave 21). The one
+write it makes atomic is an insert checked by a unique index. This ledger therefore changes
+state only by inserts that a unique index arbitrates:
+
+* ``ledger_entries`` is, per account, an append-only chain: entry ``seq`` n+1 carries the
+  running balance, and the unique index ``(account, seq)`` lets exactly one writer append it
+  (optimistic concurrency: the loser re-reads the head and retries). A second unique index
+  ``(posting_id, account, slot)`` lets a posting touch an account at most once per slot
+  (``leg``, then ``undo``), so every step can be re-run by anyone at any time.
+* ``ledger_outcomes`` holds one decision per posting (``COMMITTED`` or ``REJECTED``); the
+  first insert wins and the decision never changes.
+* ``ledger_postings`` (the request, keyed by its idempotency id) and ``ledger_accounts``
+  (attributes plus a ``head_seq``/``balance_minor`` hint) are updated best-effort; they are
+  projections, never the authority.
+
+See docs/ledger.md for the protocol and its recovery guarantees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from bson import Int64
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from zerocontact.platform.money import Money, currency_exponent
+
+__all__ = [
+    "Account",
+    "AccountConflict",
+    "IdempotencyConflict",
+    "InsufficientFunds",
+    "InvalidPosting",
+    "InvariantReport",
+    "Ledger",
+    "LedgerContention",
+    "LedgerError",
+    "Leg",
+    "Posting",
+    "PostingState",
+    "Side",
+    "StepHook",
+    "UnbalancedPosting",
+    "UnknownAccount",
+    "account_deltas",
+    "application_plan",
+    "validate_legs",
+]
+
+
+class Side(StrEnum):
+    """Side of a leg, and the normal balance side of an account."""
+
+    DEBIT = "DEBIT"
+    CREDIT = "CREDIT"
+
+
+class PostingState(StrEnum):
+    """Where a posting is: in flight, fully applied, or refused with nothing left applied."""
+
+    PENDING = "PENDING"
+    DONE = "DONE"
+    REJECTED = "REJECTED"
+
+
+class _Outcome(StrEnum):
+    COMMITTED = "COMMITTED"
+    REJECTED = "REJECTED"
+
+
+class _EntryKind(StrEnum):
+    APPLY = "APPLY"  # a leg's effect on the account
+    VOID = "VOID"  # takes the leg's slot of a rejected posting so nobody can apply it later
+    UNDO = "UNDO"  # reverses an APPLY of a rejected posting
+
+
+class LedgerError(Exception):
+    """Base of the ledger's domain errors."""
+
+
+class InvalidPosting(LedgerError, ValueError):
+    """The posting is malformed (no legs, non-positive amount, mixed currencies, ...)."""
+
+
+class UnbalancedPosting(InvalidPosting):
+    """Debits and credits of the posting differ."""
+
+
+class UnknownAccount(InvalidPosting):
+    """A leg names an account that was never opened."""
+
+
+class AccountConflict(LedgerError):
+    """An account with this id exists with different attributes."""
+
+
+class IdempotencyConflict(LedgerError):
+    """The posting id was used before for different legs."""
+
+
+class LedgerContention(LedgerError):
+    """An account's chain kept moving under us; the caller may retry the same posting id."""
+
+
+class InsufficientFunds(LedgerError):
+    """The posting would take an account that may not go negative below zero."""
+
+    def __init__(self, posting_id: str, account: str) -> None:
+        super().__init__(f"posting {posting_id}: insufficient funds in account {account}")
+        self.posting_id = posting_id
+        self.account = account
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One side of a posting: ``amount`` (positive) debited or credited to ``account``."""
+
+    account: str
+    side: Side
+    amount: Money
+
+    @classmethod
+    def debit(cls, account: str, amount: Money) -> Leg:
+        """A debit leg."""
+        return cls(account, Side.DEBIT, amount)
+
+    @classmethod
+    def credit(cls, account: str, amount: Money) -> Leg:
+        """A credit leg."""
+        return cls(account, Side.CREDIT, amount)
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A ledger account. ``allow_negative=False`` refuses postings that would overdraw it."""
+
+    id: str
+    currency: str
+    normal_balance: Side
+    allow_negative: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    """A posting as stored: its legs, state and, when rejected, why."""
+
+    id: str
+    legs: tuple[Leg, ...]
+    currency: str
+    state: PostingState
+    memo: str
+    created_at: datetime
+    reason: str | None = None
+    reason_account: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InvariantReport:
+    """Result of ``Ledger.check_invariants``; ``ok`` is true when ``problems`` is empty."""
+
+    problems: list[str]
+    totals: dict[str, tuple[int, int]]  # currency -> (debits, credits) in minor units
+    accounts_checked: int
+    postings_checked: int
+    in_flight: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when no invariant is broken (postings in flight are not a violation)."""
+        return not self.problems
+
+
+StepHook = Callable[[str, str], Awaitable[None]]
+"""Awaited after each durable step with ``(posting_id, step)``; tests raise in it to crash."""
+
+# --- pure rules -----------------------------------------------------------------------------
+
+
+def validate_legs(legs: Sequence[Leg]) -> str:
+    """Check a posting's legs and return their currency.
+
+    Raises ``InvalidPosting`` (no legs, empty account id, non-positive amount, mixed
+    currencies, no debit or no credit) or ``UnbalancedPosting`` (debits != credits).
+    """
+    if not legs:
+        raise InvalidPosting("a posting needs legs")
+    currencies = {leg.amount.currency for leg in legs}
+    if len(currencies) != 1:
+        raise InvalidPosting(f"legs mix currencies: {sorted(currencies)}")
+    debits = credits = 0
+    for leg in legs:
+        if not leg.account:
+            raise InvalidPosting("a leg has an empty account id")
+        if leg.amount.minor_units <= 0:
+            raise InvalidPosting(f"leg on {leg.account} must be positive, got {leg.amount}")
+        if leg.side is Side.DEBIT:
+            debits += leg.amount.minor_units
+        elif leg.side is Side.CREDIT:
+            credits += leg.amount.minor_units
+        else:
+            raise InvalidPosting(f"unknown side {leg.side!r}")
+    if debits == 0 or credits == 0:
+        raise InvalidPosting("a posting needs at least one debit and one credit")
+    if debits != credits:
+        raise UnbalancedPosting(f"debits {debits} != credits {credits} (minor units)")
+    return currencies.pop()
+
+
+def account_deltas(legs: Iterable[Leg], accounts: Mapping[str, Account]) -> dict[str, int]:
+    """Net change of each account's balance (in its normal direction), zero changes omitted.
+
+    A debit raises a debit-normal account (an asset) and lowers a credit-normal one (a
+    liability such as a customer's deposit); a credit does the opposite.
+    """
+    net: dict[str, int] = defaultdict(int)
+    for leg in legs:
+        account = accounts[leg.account]
+        sign = 1 if leg.side is account.normal_balance else -1
+        net[leg.account] += sign * leg.amount.minor_units
+    return {account: delta for account, delta in net.items() if delta != 0}
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    account: str
+    delta: int
+    guarded: bool  # may fail: lowers an account that must not go negative
+
+
+def application_plan(deltas: Mapping[str, int], accounts: Mapping[str, Account]) -> list[_Step]:
+    """Order in which a posting touches its accounts: the legs that can fail first.
+
+    Only a decrease of an account with ``allow_negative=False`` can fail; once all of those
+    are applied the posting commits, and the rest (which cannot fail) follow.
+    """
+    steps = [
+        _Step(name, delta, delta < 0 and not accounts[name].allow_negative)
+        for name, delta in sorted(deltas.items())
+    ]
+    return [s for s in steps if s.guarded] + [s for s in steps if not s.guarded]
+
+
+def _canonical(legs: Iterable[Leg]) -> list[tuple[str, str, str, int]]:
+    return sorted(
+        (leg.account, str(leg.side), leg.amount.currency, leg.amount.minor_units) for leg in legs
+    )
+
+
+# --- the ledger on MongoDB ------------------------------------------------------------------
+
+_MAX_APPEND_ATTEMPTS = 500
+
+
+class Ledger:
+    """Accounts, postings and balances in one database (collections ``ledger_*``).
+
+    Safe to use from many tasks and processes at once: every write is either an insert that
+    a unique index arbitrates or a best-effort hint. Call ``ensure_indexes`` once at start-up.
+    """
+
+    def __init__(
+        self,
+        db: AsyncDatabase[dict[str, Any]],
+        *,
+        on_step: StepHook | None = None,
+    ) -> None:
+        """``on_step`` is for crash tests: awaited after every durable step."""
+        self._accounts: AsyncCollection[dict[str, Any]] = db["ledger_accounts"]
+        self._postings: AsyncCollection[dict[str, Any]] = db["ledger_postings"]
+        self._entries: AsyncCollection[dict[str, Any]] = db["ledger_entries"]
+        self._outcomes: AsyncCollection[dict[str, Any]] = db["ledger_outcomes"]
+        self._on_step = on_step
+        self._indexed = False
+        self._indexing = asyncio.Lock()
+
+    async def ensure_indexes(self) -> None:
+        """Create the unique indexes the protocol relies on (idempotent).
+
+        Every writing method calls it first, once per ``Ledger`` instance, because without
+        the unique indexes a replayed step would apply twice; calling it at start-up only
+        moves that cost out of the first request.
+        """
+        if self._indexed:
+            return
+        async with self._indexing:
+            if not self._indexed:
+                await self._create_indexes()
+                self._indexed = True
+
+    async def _create_indexes(self) -> None:
+        await self._entries.create_index(
+            [("account", ASCENDING), ("seq", ASCENDING)], unique=True, name="account_seq"
+        )
+        await self._entries.create_index(
+            [("posting_id", ASCENDING), ("account", ASCENDING), ("slot", ASCENDING)],
+            unique=True,
+            name="posting_account_slot",
+        )
+        await self._postings.create_index(
+            [("state", ASCENDING), ("created_at", ASCENDING)], name="state_created"
+        )
+
+    # accounts
+
+    async def open_account(
+        self,
+        account_id: str,
+        *,
+        currency: str,
+        normal_balance: Side,
+        allow_negative: bool = False,
+    ) -> Account:
+        """Open an account with a zero balance; opening it again with the same attributes
+        returns it, with different ones raises ``AccountConflict``."""
+        await self.ensure_indexes()
+        currency_exponent(currency)
+        wanted = Account(account_id, currency, Side(normal_balance), allow_negative)
+        try:
+            await self._accounts.insert_one(
+                {
+                    "_id": account_id,
+                    "currency": currency,
+                    "normal_balance": str(wanted.normal_balance),
+                    "allow_negative": allow_negative,
+                    "head_seq": Int64(0),
+                    "balance_minor": Int64(0),
+                    "created_at": datetime.now(UTC),
+                }
+            )
+        except DuplicateKeyError:
+            existing = await self.account(account_id)
+            if existing != wanted:
+                raise AccountConflict(f"account {account_id} exists as {existing}") from None
+        return wanted
+
+    async def account(self, account_id: str) -> Account:
+        """The account, or ``UnknownAccount``."""
+        found = await self._load_accounts([account_id])
+        return found[account_id]
+
+    async def balance(self, account_id: str) -> Money:
+        """The account's current balance in its normal direction (authoritative: chain head)."""
+        account = await self.account(account_id)
+        _, balance = await self._head(account_id)
+        return Money(account.currency, balance)
+
+    async def _load_accounts(self, ids: Iterable[str]) -> dict[str, Account]:
+        wanted = sorted(set(ids))
+        found: dict[str, Account] = {}
+        async for doc in self._accounts.find({"_id": {"$in": wanted}}):
+            found[doc["_id"]] = Account(
+                doc["_id"], doc["currency"], Side(doc["normal_balance"]), doc["allow_negative"]
+            )
+        missing = [name for name in wanted if name not in found]
+        if missing:
+            raise UnknownAccount(f"unknown accounts: {missing}")
+        return found
+
+    # postings
+
+    async def post(self, posting_id: str, legs: Sequence[Leg], *, memo: str = "") -> Posting:
+        """Apply a balanced posting exactly once and return it (state ``DONE``).
+
+        Replaying ``posting_id`` with the same legs returns the first result (or raises the
+        same ``InsufficientFunds``); with different legs raises ``IdempotencyConflict``.
+        Invalid postings raise before anything is written.
+        """
+        await self.ensure_indexes()
+        currency = validate_legs(legs)
+        if not posting_id:
+            raise InvalidPosting("posting id must not be empty")
+        accounts = await self._load_accounts(leg.account for leg in legs)
+        for leg in legs:
+            if accounts[leg.account].currency != currency:
+                raise InvalidPosting(
+                    f"account {leg.account} is in {accounts[leg.account].currency}, "
+                    f"posting is in {currency}"
+                )
+        now = datetime.now(UTC)
+        try:
+            await self._postings.insert_one(
+                {
+                    "_id": posting_id,
+                    "legs": [
+                        {
+                            "account": leg.account,
+                            "side": str(leg.side),
+                            "minor_units": Int64(leg.amount.minor_units),
+                        }
+                        for leg in legs
+                    ],
+                    "currency": currency,
+                    "state": str(PostingState.PENDING),
+                    "memo": memo,
+                    "created_at": now,
+                }
+            )
+        except DuplicateKeyError:
+            existing = await self.posting(posting_id)
+            if _canonical(existing.legs) != _canonical(legs):
+                raise IdempotencyConflict(
+                    f"posting {posting_id} was used for different legs"
+                ) from None
+        else:
+            await self._step(posting_id, "inserted")
+        result = await self._complete(posting_id)
+        if result.state is PostingState.REJECTED:
+            raise InsufficientFunds(posting_id, result.reason_account or "?")
+        return result
+
+    async def posting(self, posting_id: str) -> Posting:
+        """The stored posting (``KeyError`` if unknown)."""
+        doc = await self._postings.find_one({"_id": posting_id})
+        if doc is None:
+            raise KeyError(posting_id)
+        return _posting_from_doc(doc)
+
+    async def recover(self, *, min_age: timedelta = timedelta(seconds=30)) -> list[str]:
+        """Complete postings left ``PENDING`` (a crash mid-way) that are older than ``min_age``.
+
+        Safe while other posts run, even on the same posting: every step is arbitrated by a
+        unique index. Returns the ids it brought to a final state. Meant for a periodic sweep.
+        """
+        await self.ensure_indexes()
+        cutoff = datetime.now(UTC) - min_age
+        stuck = [
+            doc["_id"]
+            async for doc in self._postings.find(
+                {"state": str(PostingState.PENDING), "created_at": {"$lte": cutoff}},
+                projection={"_id": 1},
+            ).sort("created_at", ASCENDING)
+        ]
+        completed = []
+        for posting_id in stuck:
+            result = await self._complete(posting_id)
+            if result.state is not PostingState.PENDING:
+                completed.append(posting_id)
+        return completed
+
+    async def _complete(self, posting_id: str) -> Posting:
+        """Drive a stored posting to its final state; every step is idempotent."""
+        posting = await self.posting(posting_id)
+        if posting.state is not PostingState.PENDING:
+            return posting
+        accounts = await self._load_accounts(leg.account for leg in posting.legs)
+        plan = application_plan(account_deltas(posting.legs, accounts), accounts)
+        decision = await self._outcomes.find_one({"_id": posting_id})
+        if decision is None:
+            decision = await self._apply_guarded(posting_id, plan)
+        if decision["outcome"] == _Outcome.COMMITTED:
+            for step in plan:
+                if not step.guarded:
+                    await self._append(
+                        posting_id, step.account, "leg", _EntryKind.APPLY, step.delta, guarded=False
+                    )
+                    await self._step(posting_id, f"applied:{step.account}")
+            final: dict[str, Any] = {"state": str(PostingState.DONE)}
+        else:
+            for step in plan:
+                if step.guarded:
+                    await self._roll_back(posting_id, step)
+            final = {
+                "state": str(PostingState.REJECTED),
+                "reason": decision.get("reason"),
+                "reason_account": decision.get("reason_account"),
+            }
+        # the decision is immutable, so every actor writes the same final values
+        await self._postings.update_one({"_id": posting_id}, {"$set": final})
+        await self._step(posting_id, "finalized")
+        return await self.posting(posting_id)
+
+    async def _apply_guarded(self, posting_id: str, plan: Sequence[_Step]) -> dict[str, Any]:
+        """Apply the legs that can fail, then record the decision (the commit point)."""
+        for step in plan:
+            if not step.guarded:
+                continue
+            kind = await self._append(
+                posting_id, step.account, "leg", _EntryKind.APPLY, step.delta, guarded=True
+            )
+            if kind is not _EntryKind.APPLY:
+                # None: not enough funds; VOID: another actor already rejected this posting
+                return await self._decide(posting_id, _Outcome.REJECTED, step.account)
+            await self._step(posting_id, f"applied:{step.account}")
+        return await self._decide(posting_id, _Outcome.COMMITTED, None)
+
+    async def _decide(
+        self, posting_id: str, outcome: _Outcome, account: str | None
+    ) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "_id": posting_id,
+            "outcome": str(outcome),
+            "decided_at": datetime.now(UTC),
+        }
+        if outcome is _Outcome.REJECTED:
+            doc |= {"reason": "INSUFFICIENT_FUNDS", "reason_account": account}
+        try:
+            await self._outcomes.insert_one(doc)
+        except DuplicateKeyError:
+            existing = await self._outcomes.find_one({"_id": posting_id})
+            if existing is None:  # outcomes are never deleted
+                raise LedgerError(f"outcome of {posting_id} vanished") from None
+            return existing
+        await self._step(posting_id, f"decided:{outcome}")
+        return doc
+
+    async def _roll_back(self, posting_id: str, step: _Step) -> None:
+        # Taking the leg's slot with a VOID makes any late APPLY of it impossible; if the slot
+        # is already an APPLY, reverse it. The reversal raises the balance: it cannot fail.
+        kind = await self._append(
+            posting_id, step.account, "leg", _EntryKind.VOID, 0, guarded=False
+        )
+        if kind is _EntryKind.APPLY:
+            await self._append(
+                posting_id, step.account, "undo", _EntryKind.UNDO, -step.delta, guarded=False
+            )
+        await self._step(posting_id, f"rolled-back:{step.account}")
+
+    async def _append(
+        self,
+        posting_id: str,
+        account: str,
+        slot: str,
+        kind: _EntryKind,
+        delta: int,
+        *,
+        guarded: bool,
+    ) -> _EntryKind | None:
+        """Append an entry to ``account``'s chain unless the posting's slot is taken.
+
+        Returns the kind of the entry holding the slot afterwards (ours or an earlier one),
+        or ``None`` when ``guarded`` and the balance would go below zero.
+        """
+        for attempt in range(_MAX_APPEND_ATTEMPTS):
+            seq, balance = await self._head(account)
+            new_balance = balance + delta
+            if guarded and new_balance < 0:
+                return await self._slot_kind(posting_id, account, slot)
+            try:
+                await self._entries.insert_one(
+                    {
+                        "account": account,
+                        "seq": Int64(seq + 1),
+                        "posting_id": posting_id,
+                        "slot": slot,
+                        "kind": str(kind),
+                        "delta": Int64(delta),
+                        "balance_after": Int64(new_balance),
+                        "created_at": datetime.now(UTC),
+                    }
+                )
+            except DuplicateKeyError:
+                # Either the slot is taken (done before, by us or another actor) or another
+                # posting appended seq+1 first; the error does not say which index fired.
+                taken = await self._slot_kind(posting_id, account, slot)
+                if taken is not None:
+                    return taken
+                # jitter so that writers racing for one account do not stay in lock-step
+                await asyncio.sleep(random.uniform(0, 0.001 * min(attempt + 1, 20)))
+                continue
+            # A hint only: the write is not atomic on FerretDB and may be overtaken by an older
+            # pair, which _head tolerates because it always looks for newer entries.
+            await self._accounts.update_one(
+                {"_id": account, "head_seq": {"$lt": Int64(seq + 1)}},
+                {"$set": {"head_seq": Int64(seq + 1), "balance_minor": Int64(new_balance)}},
+            )
+            return kind
+        raise LedgerContention(f"account {account}: gave up after {_MAX_APPEND_ATTEMPTS} tries")
+
+    async def _slot_kind(self, posting_id: str, account: str, slot: str) -> _EntryKind | None:
+        doc = await self._entries.find_one(
+            {"posting_id": posting_id, "account": account, "slot": slot}, projection={"kind": 1}
+        )
+        return None if doc is None else _EntryKind(doc["kind"])
+
+    async def _head(self, account: str) -> tuple[int, int]:
+        """``(seq, balance)`` of the newest entry of the account (``(0, 0)`` when none)."""
+        hint = await self._accounts.find_one(
+            {"_id": account}, projection={"head_seq": 1, "balance_minor": 1}
+        )
+        if hint is None:
+            raise UnknownAccount(f"unknown accounts: [{account!r}]")
+        seq, balance = int(hint.get("head_seq", 0)), int(hint.get("balance_minor", 0))
+        newer = await self._entries.find_one(
+            {"account": account, "seq": {"$gt": Int64(seq)}},
+            projection={"seq": 1, "balance_after": 1},
+            sort=[("seq", DESCENDING)],
+        )
+        if newer is not None:
+            seq, balance = int(newer["seq"]), int(newer["balance_after"])
+        return seq, balance
+
+    async def _step(self, posting_id: str, step: str) -> None:
+        if self._on_step is not None:
+            await self._on_step(posting_id, step)
+
+    # audit
+
+    async def check_invariants(self) -> InvariantReport:
+        """Prove the ledger is consistent, reading everything (an audit, not a hot path).
+
+        Checks: debits equal credits per currency over all non-rejected postings; every
+        account chain runs seq 1..n with each running balance equal to the previous plus the
+        delta; no account that may not go negative ever did; every DONE posting moved each of
+        its accounts by exactly its legs and every REJECTED one by zero; no entry belongs to an
+        unknown posting; each account's ``balance_minor`` hint matches its chain at
+        ``head_seq``. Postings still PENDING are listed in ``in_flight``, not as problems.
+        """
+        problems: list[str] = []
+        totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        accounts = {
+            doc["_id"]: (
+                Account(
+                    doc["_id"], doc["currency"], Side(doc["normal_balance"]), doc["allow_negative"]
+                ),
+                int(doc.get("head_seq", 0)),
+                int(doc.get("balance_minor", 0)),
+            )
+            async for doc in self._accounts.find({})
+        }
+        postings = {doc["_id"]: _posting_from_doc(doc) async for doc in self._postings.find({})}
+        # Summed here, not with $unwind/$group: FerretDB 1.24's $unwind drops every field but
+        # _id and the unwound array, so the posting's currency would be lost.
+        for posting in postings.values():
+            if posting.state is not PostingState.REJECTED:
+                for leg in posting.legs:
+                    totals[posting.currency][0 if leg.side is Side.DEBIT else 1] += (
+                        leg.amount.minor_units
+                    )
+        for currency, (debits, credits) in sorted(totals.items()):
+            if debits != credits:
+                problems.append(f"{currency}: debits {debits} != credits {credits}")
+
+        moved: dict[tuple[str, str], int] = defaultdict(int)  # (posting, account) -> net delta
+        chains: dict[str, list[tuple[int, int]]] = defaultdict(list)  # account -> (seq, balance)
+        last: tuple[str, int, int] | None = None  # account, seq, balance of the previous entry
+        async for entry in self._entries.find({}).sort([("account", 1), ("seq", 1)]):
+            name, seq = entry["account"], int(entry["seq"])
+            delta, after = int(entry["delta"]), int(entry["balance_after"])
+            previous_seq, previous_balance = (
+                (last[1], last[2]) if last is not None and last[0] == name else (0, 0)
+            )
+            if seq != previous_seq + 1:
+                problems.append(f"{name}: seq {seq} follows {previous_seq}")
+            if after != previous_balance + delta:
+                problems.append(f"{name}: seq {seq} balance {after} != {previous_balance}+{delta}")
+            known = accounts.get(name)
+            if known is None:
+                problems.append(f"entry {name}#{seq} for an unknown account")
+            elif after < 0 and not known[0].allow_negative:
+                problems.append(f"{name}: seq {seq} balance {after} below zero")
+            if entry["posting_id"] not in postings:
+                problems.append(f"{name}#{seq} belongs to unknown posting {entry['posting_id']}")
+            moved[(entry["posting_id"], name)] += delta
+            chains[name].append((seq, after))
+            last = (name, seq, after)
+
+        in_flight: list[str] = []
+        for posting in postings.values():
+            if posting.state is PostingState.PENDING:
+                in_flight.append(posting.id)
+                continue
+            try:
+                expected = (
+                    account_deltas(posting.legs, {k: v[0] for k, v in accounts.items()})
+                    if posting.state is PostingState.DONE
+                    else {}
+                )
+            except KeyError as missing:
+                problems.append(f"posting {posting.id} names unknown account {missing}")
+                continue
+            for name in {leg.account for leg in posting.legs}:
+                actual = moved.get((posting.id, name), 0)
+                if actual != expected.get(name, 0):
+                    problems.append(
+                        f"posting {posting.id} ({posting.state}) moved {name} by {actual}, "
+                        f"expected {expected.get(name, 0)}"
+                    )
+
+        for name, (_, head_seq, hint_balance) in accounts.items():
+            chain = dict(chains.get(name, []))
+            at_hint = chain.get(head_seq, 0) if head_seq else 0
+            if head_seq and head_seq not in chain:
+                problems.append(f"{name}: hint head_seq {head_seq} has no entry")
+            elif at_hint != hint_balance:
+                problems.append(f"{name}: hint balance {hint_balance} != chain {at_hint}")
+
+        return InvariantReport(
+            problems=problems,
+            totals={c: (d, k) for c, (d, k) in totals.items()},
+            accounts_checked=len(accounts),
+            postings_checked=len(postings),
+            in_flight=sorted(in_flight),
+        )
+
+
+def _posting_from_doc(doc: Mapping[str, Any]) -> Posting:
+    currency = doc["currency"]
+    return Posting(
+        id=doc["_id"],
+        legs=tuple(
+            Leg(leg["account"], Side(leg["side"]), Money(currency, int(leg["minor_units"])))
+            for leg in doc["legs"]
+        ),
+        currency=currency,
+        state=PostingState(doc["state"]),
+        memo=doc.get("memo", ""),
+        created_at=doc["created_at"],
+        reason=doc.get("reason"),
+        reason_account=doc.get("reason_account"),
+    )

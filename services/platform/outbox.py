@@ -1,0 +1,201 @@
+"""Transactional outbox without multi-document transactions.
+
+FerretDB (and a MongoDB without a replica set) has no multi-document transactions, so the
+events an aggregate emits are embedded in the aggregate's own document and written in the
+same single-document update as the state change: either both are stored or neither is.
+
+Pending events live in a map ``_outbox`` keyed ``v<version>-<n>`` (zero-padded, so sorting
+the keys gives the write order) with ``_outbox_pending: true`` beside it. The
+:class:`OutboxRelay` publishes an aggregate's pending events in key order with the
+idempotent producer, then removes exactly the keys it published (``$unset``) and clears
+the flag only if nothing new arrived meanwhile. A map rather than an array because
+FerretDB 1.24 lacks the positional ``$`` operator and ignores ``$pull`` conditions.
+
+The relay is nudged right after each write (latency) and sweeps every few seconds for
+whatever a crash left behind (recovery). Delivery is at least once: a crash between the
+broker's acknowledgement and the ``$unset`` republishes the same events with the same
+``ce_id``, which idempotent consumers ignore.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+from pymongo import ASCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+
+from zerocontact.platform.kafka.cloudevents import CloudEvent
+from zerocontact.platform.kafka.producer import EventPublisher
+
+log = logging.getLogger(__name__)
+
+OUTBOX = "_outbox"
+PENDING = "_outbox_pending"
+
+PUBLISHED = Counter(
+    "zc_outbox_published_total", "Events published by the outbox relay", ["collection"]
+)
+OLDEST_PENDING = Gauge(
+    "zc_outbox_oldest_pending_seconds", "Age of the oldest unpublished event seen by the last sweep"
+)
+
+Document = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class OutboxEvent:
+    """An event waiting in an aggregate's document to be published."""
+
+    topic: str
+    key: str
+    event: CloudEvent
+
+
+def _entries(events: Sequence[OutboxEvent], version: int) -> dict[str, Document]:
+    return {
+        f"v{version:012d}-{n:04d}": {
+            "topic": item.topic,
+            "key": item.key,
+            "id": item.event.id,
+            "source": item.event.source,
+            "type": item.event.type,
+            "subject": item.event.subject,
+            "time": item.event.time,
+            "traceparent": item.event.traceparent,
+            "data": item.event.data,
+        }
+        for n, item in enumerate(events)
+    }
+
+
+def outbox_fields(events: Sequence[OutboxEvent], *, version: int) -> Document:
+    """The ``$set`` fields that store ``events`` with an update to the aggregate's ``version``."""
+    fields: Document = {f"{OUTBOX}.{k}": v for k, v in _entries(events, version).items()}
+    if fields:
+        fields[PENDING] = True
+    return fields
+
+
+def outbox_document(events: Sequence[OutboxEvent], *, version: int) -> Document:
+    """The outbox fields of a new aggregate document holding ``events``."""
+    return {OUTBOX: _entries(events, version), PENDING: bool(events)}
+
+
+def _stored_event(entry: Mapping[str, Any]) -> OutboxEvent:
+    time = entry["time"]
+    if time.tzinfo is None:  # a client created without tz_aware hands back naive UTC datetimes
+        time = time.replace(tzinfo=UTC)
+    return OutboxEvent(
+        topic=entry["topic"],
+        key=entry["key"],
+        event=CloudEvent(
+            id=entry["id"],
+            source=entry["source"],
+            type=entry["type"],
+            subject=entry["subject"],
+            data=bytes(entry["data"]),
+            time=time,
+            traceparent=entry.get("traceparent"),
+        ),
+    )
+
+
+async def ensure_outbox_index(collection: AsyncCollection[Document]) -> None:
+    """The index the relay's sweep uses to find aggregates with pending events."""
+    await collection.create_index([(PENDING, ASCENDING)], name="outbox_pending")
+
+
+class OutboxRelay:
+    """Publishes pending outbox events of the given collections; one per service process."""
+
+    def __init__(
+        self,
+        *,
+        publisher: EventPublisher,
+        collections: Sequence[AsyncCollection[Document]],
+        sweep_interval_s: float = 5.0,
+    ) -> None:
+        self._publisher = publisher
+        self._collections = {c.name: c for c in collections}
+        self._sweep_interval = sweep_interval_s
+        self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.last_error: str | None = None
+
+    def nudge(self, collection: str, aggregate_id: Any) -> None:
+        """Ask for ``aggregate_id``'s pending events to be published now."""
+        self._queue.put_nowait((collection, aggregate_id))
+
+    async def start(self) -> None:
+        """Run the relay loop in the background."""
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        """Stop the loop; whatever is still pending is published by the next sweep."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time()
+        while True:
+            try:
+                if loop.time() >= next_sweep:
+                    await self.sweep()
+                    next_sweep = loop.time() + self._sweep_interval
+                try:
+                    name, aggregate_id = await asyncio.wait_for(
+                        self._queue.get(), max(0.0, next_sweep - loop.time())
+                    )
+                except TimeoutError:
+                    continue
+                await self.flush(self._collections[name], aggregate_id)
+                self.last_error = None
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # engines down: the next sweep picks everything up again
+                self.last_error = repr(exc)
+                log.warning(
+                    "outbox relay failed, will retry on the next sweep", extra={"error": repr(exc)}
+                )
+                await asyncio.sleep(min(self._sweep_interval, 1.0))
+
+    async def flush(self, collection: AsyncCollection[Document], aggregate_id: Any) -> int:
+        """Publish one aggregate's pending events in order; return how many were published."""
+        doc = await collection.find_one({"_id": aggregate_id, PENDING: True}, {OUTBOX: 1})
+        pending: Mapping[str, Any] = (doc or {}).get(OUTBOX) or {}
+        if not pending:
+            return 0
+        keys = sorted(pending)
+        events = [_stored_event(pending[k]) for k in keys]
+        await self._publisher.publish_in_order([(e.topic, e.key, e.event) for e in events])
+        await collection.update_one(
+            {"_id": aggregate_id}, {"$unset": {f"{OUTBOX}.{k}": "" for k in keys}}
+        )
+        # Clear the flag only if no new event arrived between the read and the unset.
+        await collection.update_one({"_id": aggregate_id, OUTBOX: {}}, {"$set": {PENDING: False}})
+        PUBLISHED.labels(collection.name).inc(len(keys))
+        return len(keys)
+
+    async def sweep(self) -> int:
+        """Publish everything still pending in every collection (crash recovery)."""
+        published = 0
+        oldest: datetime | None = None
+        for collection in self._collections.values():
+            async for doc in collection.find({PENDING: True}, {OUTBOX: 1}):
+                for entry in (doc.get(OUTBOX) or {}).values():
+                    t = _stored_event(entry).event.time
+                    oldest = t if oldest is None or t < oldest else oldest
+                published += await self.flush(collection, doc["_id"])
+        age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
+        OLDEST_PENDING.set(age)
+        return published

@@ -1,0 +1,140 @@
+"""Session-scoped real engines for the integration tests.
+
+Engines are chosen in this order:
+1. external: ``KAFKA_BOOTSTRAP_SERVERS`` and ``MONGODB_URI`` set in the environment;
+2. testcontainers: when a Docker engine answers;
+3. embedded: Kafka (KRaft) and FerretDB started as local processes by
+   ``deploy/local/engines.py`` (reused when they already answer, stopped at the end
+   only if this run started them).
+
+Tests isolate themselves by names (unique topics, groups and databases), never by
+restarting engines, so they can run in any order.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from tests.integration.harness import Engines
+
+ROOT = Path(__file__).resolve().parents[2]
+ENGINES = ROOT / "deploy" / "local" / "engines.py"
+
+
+def _docker_answers() -> bool:
+    if not (os.environ.get("DOCKER_HOST") or Path("/var/run/docker.sock").exists()):
+        return False
+    try:
+        import docker  # testcontainers' dependency
+
+        client = docker.from_env(timeout=3)
+    except Exception:  # no usable Docker configuration here
+        return False
+    try:
+        client.ping()
+    except Exception:  # a socket without an engine behind it
+        return False
+    finally:
+        client.close()
+    return True
+
+
+@pytest.fixture(scope="session")
+def engines() -> Iterator[Engines]:
+    kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    mongo = os.environ.get("MONGODB_URI")
+    if kafka and mongo:
+        yield Engines(kafka, mongo, "external")
+        return
+    if os.environ.get("ZC_TEST_ENGINES", "auto") != "embedded" and _docker_answers():
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.mongodb import MongoDbContainer
+
+        with (
+            KafkaContainer("apache/kafka:4.1.1").with_kraft() as kc,
+            MongoDbContainer("mongo:8.0") as mc,
+        ):
+            yield Engines(kc.get_bootstrap_server(), mc.get_connection_url(), "testcontainers")
+        return
+    started = subprocess.run(
+        [sys.executable, str(ENGINES), "start", "--engines-only", "--if-needed"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if started.returncode != 0:
+        pytest.exit(f"embedded engines did not start: {started.stderr.strip()}", returncode=3)
+    we_started = "started" in started.stdout
+    try:
+        yield Engines(
+            f"127.0.0.1:{os.environ.get('ZC_KAFKA_PORT', '9092')}",
+            f"mongodb://127.0.0.1:{os.environ.get('ZC_MONGODB_PORT', '27017')}/",
+            "embedded",
+        )
+    finally:
+        if we_started:
+            subprocess.run([sys.executable, str(ENGINES), "stop"], cwd=ROOT, check=False)
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """Names unique to this test: ``unique_name("orders")`` -> ``t-orders-<test>-<hex>``."""
+    token = uuid.uuid4().hex[:10]
+    test = "".join(c if c.isalnum() else "-" for c in request.node.name)[:40].strip("-")
+
+    def make(prefix: str) -> str:
+        return f"t-{prefix}-{test}-{token}"
+
+    return make
+
+
+@pytest.fixture(scope="session")
+async def mongo_client(engines: Engines) -> AsyncIterator[AsyncMongoClient[dict[str, object]]]:
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
+        engines.mongodb_uri, serverSelectionTimeoutMS=10_000, tz_aware=True
+    )
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def mongo_db(
+    mongo_client: AsyncMongoClient[dict[str, object]], unique_name: Callable[[str], str]
+) -> AsyncIterator[AsyncDatabase[dict[str, object]]]:
+    """A database of this test's own, dropped afterwards."""
+    name = unique_name("db").replace("-", "_")[:60]
+    yield mongo_client[name]
+    await mongo_client.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+async def kafka_admin(engines: Engines) -> AsyncIterator[AIOKafkaAdminClient]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=engines.kafka_bootstrap)
+    await admin.start()
+    yield admin
+    await admin.close()
+
+
+@pytest.fixture
+def create_topic(
+    kafka_admin: AIOKafkaAdminClient, unique_name: Callable[[str], str]
+) -> Callable[..., Awaitable[str]]:
+    """Create a topic of this test's own: ``await create_topic("events", partitions=3)``."""
+
+    async def create(prefix: str = "topic", *, partitions: int = 3) -> str:
+        name = unique_name(prefix)
+        await kafka_admin.create_topics([NewTopic(name, partitions, 1)])
+        return name
+
+    return create

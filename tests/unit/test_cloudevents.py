@@ -1,0 +1,95 @@
+"""CloudEvents binary-mode headers: what we write is what we read, and bad records are refused."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from zerocontact.platform.kafka.cloudevents import CloudEvent, MalformedEvent
+from zerocontact.platform.tracing import child_traceparent, new_traceparent, trace_id
+
+
+def _event(**overrides: object) -> CloudEvent:
+    fields: dict[str, object] = {
+        "id": "0190c4c2-0000-7000-8000-000000000001",
+        "source": "/zerocontact/test",
+        "type": "zerocontact.test.v1.Thing",
+        "subject": "party-1",
+        "data": b"\x08\x01",
+        "time": datetime(2026, 11, 29, 12, 0, 0, 123456, tzinfo=UTC),
+        "traceparent": new_traceparent(),
+    }
+    return CloudEvent(**(fields | overrides))  # type: ignore[arg-type]
+
+
+def test_headers_round_trip() -> None:
+    event = _event()
+    headers = event.headers()
+    names = [name for name, _ in headers]
+    assert names[:7] == [
+        "ce_specversion",
+        "ce_id",
+        "ce_source",
+        "ce_type",
+        "ce_time",
+        "ce_subject",
+        "content-type",
+    ]
+    assert dict(headers)["ce_time"] == b"2026-11-29T12:00:00.123456Z"
+    assert dict(headers)["content-type"] == b"application/protobuf"
+    assert CloudEvent.from_record(headers, event.data) == event
+
+
+def test_no_traceparent_header_when_absent() -> None:
+    assert "traceparent" not in dict(_event(traceparent=None).headers())
+
+
+@pytest.mark.parametrize(
+    ("headers", "value", "reason"),
+    [
+        ([], b"x", "missing CloudEvents headers"),
+        ([("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"/s")], b"x", "ce_type"),
+        (
+            [("ce_specversion", b"0.3"), ("ce_id", b"1"), ("ce_source", b"/s"), ("ce_type", b"t")],
+            b"x",
+            "unsupported ce_specversion",
+        ),
+        (
+            [("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"/s"), ("ce_type", b"t")],
+            None,
+            "no value",
+        ),
+        (
+            [
+                ("ce_specversion", b"1.0"),
+                ("ce_id", b"1"),
+                ("ce_source", b"/s"),
+                ("ce_type", b"t"),
+                ("ce_time", b"yesterday"),
+            ],
+            b"x",
+            "bad ce_time",
+        ),
+        ([("ce_id", b"\xff\xfe")], b"x", "not UTF-8"),
+    ],
+)
+def test_malformed_records_are_refused(
+    headers: list[tuple[str, bytes]], value: bytes | None, reason: str
+) -> None:
+    with pytest.raises(MalformedEvent, match=reason):
+        CloudEvent.from_record(headers, value)
+
+
+def test_child_traceparent_keeps_the_trace_and_changes_the_span() -> None:
+    parent = new_traceparent()
+    child = child_traceparent(parent)
+    assert trace_id(child) == trace_id(parent)
+    assert child.split("-")[2] != parent.split("-")[2]
+
+
+@pytest.mark.parametrize("bad", [None, "", "garbage", "00-" + "0" * 32 + "-" + "1" * 16 + "-01"])
+def test_invalid_parent_starts_a_new_trace(bad: str | None) -> None:
+    child = child_traceparent(bad)
+    assert trace_id(child) is not None
+    assert trace_id(child) != "0" * 32

@@ -1,0 +1,34 @@
+"""How pending events are laid out in an aggregate's document."""
+
+from __future__ import annotations
+
+from zerocontact.platform.kafka.cloudevents import CloudEvent
+from zerocontact.platform.outbox import OutboxEvent, outbox_document, outbox_fields
+
+
+def _events(n: int) -> list[OutboxEvent]:
+    return [
+        OutboxEvent("t", "k", CloudEvent(id=f"e{i}", source="/s", type="t", subject="k", data=b""))
+        for i in range(n)
+    ]
+
+
+def test_keys_sort_in_write_order_across_versions() -> None:
+    keys = [k for v in (9, 10, 11) for k in outbox_document(_events(12), version=v)["_outbox"]]
+    assert keys == sorted(keys)
+
+
+def test_update_fields_are_dotted_and_raise_the_flag() -> None:
+    fields = outbox_fields(_events(2), version=3)
+    assert set(fields) == {
+        "_outbox.v000000000003-0000",
+        "_outbox.v000000000003-0001",
+        "_outbox_pending",
+    }
+    assert fields["_outbox_pending"] is True
+    assert fields["_outbox.v000000000003-0001"]["id"] == "e1"
+
+
+def test_no_events_no_flag() -> None:
+    assert outbox_fields([], version=1) == {}
+    assert outbox_document([], version=1) == {"_outbox": {}, "_outbox_pending": False}
