@@ -67,7 +67,7 @@ test-unit: $(STAMP) proto
 test-integration: $(STAMP) proto fetch
 	$(PY) -m pytest tests/integration -q
 
-test: lint ## lint, unit and integration tests (starts the embedded engines when needed)
+test: lint fetch ## lint, unit and integration tests (starts the embedded engines when needed)
 	$(PY) -m pytest tests/unit tests/integration -q -p no:cacheprovider
 
 bench: $(STAMP) proto fetch ## benchmarks under bench/ (engines started if needed)
