@@ -1,11 +1,11 @@
 """Double-entry ledger on a MongoDB-wire store without multi-document transactions.
 
-FerretDB 1.24 has no transactions, and its updates are not atomic either: it reads the
-document, applies the operators in Go, and writes the result back by ``_id`` with no check,
-so concurrent ``$inc`` lose increments and a guard such as ``balance >= amount`` in the filter
-can be passed by two writers at once (measured: 100 concurrent ``$inc`` of 1 gave 21). The one
-write it makes atomic is an insert checked by a unique index. This ledger therefore changes
-state only by inserts that a unique index arbitrates:
+FerretDB 1.24 has no transactions, and upstream its updates are not atomic either: it reads
+the document, applies the operators in Go, and writes the result back by ``_id`` with no
+check (FerretDB#3040; measured: 100 concurrent ``$inc`` of 1 gave 21). The embedded engine is
+patched to serialize writes (docs/decisions.md #2), but money should not rest on a patch, so
+this ledger changes state only by inserts that a unique index arbitrates — the one write every
+MongoDB-wire server makes atomic:
 
 * ``ledger_entries`` is, per account, an append-only chain: entry ``seq`` n+1 carries the
   running balance, and the unique index ``(account, seq)`` lets exactly one writer append it

@@ -44,5 +44,7 @@ class CollectionIndexes:
 async def ensure_indexes(db: AsyncDatabase[Document], specs: Sequence[CollectionIndexes]) -> None:
     """Create the indexes at start-up (idempotent: existing ones are left as they are)."""
     for spec in specs:
-        if spec.indexes:
-            await db[spec.collection].create_indexes(list(spec.indexes))
+        # One index per command: FerretDB 1.24 panics on a createIndexes of several indexes
+        # that all exist already (every restart of a service), closing the connection.
+        for index in spec.indexes:
+            await db[spec.collection].create_indexes([index])

@@ -12,15 +12,21 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import AsyncMongoClient
 
 from tests.integration.harness import Engines, eventually, free_port, random_key, serve
+from zerocontact.platform.kafka.producer import EventPublisher
+from zerocontact.platform.money import Money
 from zerocontact.skeleton.app import create_accounts_app, create_projection_app
+from zerocontact.skeleton.domain import DepositRecorded
+from zerocontact.skeleton.handlers import to_cloud_event
 from zerocontact.skeleton.settings import AccountsSettings, ProjectionSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,12 +142,48 @@ async def test_broker_outage_makes_services_not_ready_and_they_catch_up(
         got = await eventually(lambda: _balance(projection.client, account_id, 300), within_s=60)
         assert got["deposits"] == 2  # caught up, and the republished event was applied once
 
+        # The database goes away while an event arrives: the consumer retries the same record
+        # (no dead letter, no skip) and applies it once the database is back.
+        late = to_cloud_event(
+            DepositRecorded(
+                account_id, "outage-dep-3", Money("CNY", 400), Money("CNY", 700), datetime.now(UTC)
+            ),
+            topic="skeleton.events.v1",
+            traceparent=None,
+        )
         private_engines.supervisorctl("stop", "ferretdb")
         body = await eventually(lambda: _not_ready(accounts.client), within_s=30)
         assert body["checks"] == {"kafka": "ok", "mongodb": "failing"}
+        publisher = EventPublisher(
+            bootstrap_servers=private_engines.kafka_bootstrap, client_id="outage-test"
+        )
+        await publisher.start(wait=True)
+        await publisher.publish(late.topic, late.key, late.event)
+        await publisher.stop()
+        await eventually(lambda: _retrying(projection_app), within_s=30)
         private_engines.supervisorctl("start", "ferretdb")
         await eventually(lambda: _ready(accounts.client), within_s=30)
+        got = await eventually(lambda: _balance(projection.client, account_id, 700), within_s=60)
+        assert got["deposits"] == 3
     await mongo.close()
+    dead = await _count_records(private_engines.kafka_bootstrap, "skeleton.events.v1.dlq")
+    assert dead == 0
+
+
+async def _retrying(app: Any) -> bool:
+    return bool(app.state.deps.consumer.retrying)
+
+
+async def _count_records(bootstrap: str, topic: str) -> int:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        partitions = consumer.assignment() or {TopicPartition(topic, 0)}
+        ends = await consumer.end_offsets(list(partitions))
+        starts = await consumer.beginning_offsets(list(partitions))
+    finally:
+        await consumer.stop()
+    return sum(ends[tp] - starts[tp] for tp in ends)
 
 
 async def _ready(client: Any) -> bool:
