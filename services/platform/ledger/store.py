@@ -1,35 +1,12 @@
-"""Double-entry ledger on a MongoDB-wire store without multi-document transactions.
-
-FerretDB 1.24 has no transactions, and upstream its updates are not atomic either: it reads
-the document, applies the operators in Go, and writes the result back by ``_id`` with no
-check (FerretDB#3040; measured: 100 concurrent ``$inc`` of 1 gave 21). The embedded engine is
-patched to serialize writes (docs/decisions.md #2), but money should not rest on a patch, so
-this ledger changes state only by inserts that a unique index arbitrates — the one write every
-MongoDB-wire server makes atomic:
-
-* ``ledger_entries`` is, per account, an append-only chain: entry ``seq`` n+1 carries the
-  running balance, and the unique index ``(account, seq)`` lets exactly one writer append it
-  (optimistic concurrency: the loser re-reads the head and retries). A second unique index
-  ``(posting_id, account, slot)`` lets a posting touch an account at most once per slot
-  (``leg``, then ``undo``), so every step can be re-run by anyone at any time.
-* ``ledger_outcomes`` holds one decision per posting (``COMMITTED`` or ``REJECTED``); the
-  first insert wins and the decision never changes.
-* ``ledger_postings`` (the request, keyed by its idempotency id) and ``ledger_accounts``
-  (attributes plus a ``head_seq``/``balance_minor`` hint) are updated best-effort; they are
-  projections, never the authority.
-
-See docs/ledger.md for the protocol and its recovery guarantees.
-"""
+"""The ledger on a MongoDB-wire store: append-only entry chains arbitrated by unique indexes."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from bson import Int64
@@ -38,230 +15,30 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from zerocontact.platform.ledger.rules import (
+    Account,
+    AccountConflict,
+    EntryKind,
+    IdempotencyConflict,
+    InsufficientFunds,
+    InvalidPosting,
+    InvariantReport,
+    LedgerContention,
+    LedgerError,
+    Leg,
+    Outcome,
+    Posting,
+    PostingState,
+    Side,
+    Step,
+    StepHook,
+    UnknownAccount,
+    account_deltas,
+    application_plan,
+    canonical_legs,
+    validate_legs,
+)
 from zerocontact.platform.money import Money, currency_exponent
-
-__all__ = [
-    "Account",
-    "AccountConflict",
-    "IdempotencyConflict",
-    "InsufficientFunds",
-    "InvalidPosting",
-    "InvariantReport",
-    "Ledger",
-    "LedgerContention",
-    "LedgerError",
-    "Leg",
-    "Posting",
-    "PostingState",
-    "Side",
-    "StepHook",
-    "UnbalancedPosting",
-    "UnknownAccount",
-    "account_deltas",
-    "application_plan",
-    "validate_legs",
-]
-
-
-class Side(StrEnum):
-    """Side of a leg, and the normal balance side of an account."""
-
-    DEBIT = "DEBIT"
-    CREDIT = "CREDIT"
-
-
-class PostingState(StrEnum):
-    """Where a posting is: in flight, fully applied, or refused with nothing left applied."""
-
-    PENDING = "PENDING"
-    DONE = "DONE"
-    REJECTED = "REJECTED"
-
-
-class _Outcome(StrEnum):
-    COMMITTED = "COMMITTED"
-    REJECTED = "REJECTED"
-
-
-class _EntryKind(StrEnum):
-    APPLY = "APPLY"  # a leg's effect on the account
-    VOID = "VOID"  # takes the leg's slot of a rejected posting so nobody can apply it later
-    UNDO = "UNDO"  # reverses an APPLY of a rejected posting
-
-
-class LedgerError(Exception):
-    """Base of the ledger's domain errors."""
-
-
-class InvalidPosting(LedgerError, ValueError):
-    """The posting is malformed (no legs, non-positive amount, mixed currencies, ...)."""
-
-
-class UnbalancedPosting(InvalidPosting):
-    """Debits and credits of the posting differ."""
-
-
-class UnknownAccount(InvalidPosting):
-    """A leg names an account that was never opened."""
-
-
-class AccountConflict(LedgerError):
-    """An account with this id exists with different attributes."""
-
-
-class IdempotencyConflict(LedgerError):
-    """The posting id was used before for different legs."""
-
-
-class LedgerContention(LedgerError):
-    """An account's chain kept moving under us; the caller may retry the same posting id."""
-
-
-class InsufficientFunds(LedgerError):
-    """The posting would take an account that may not go negative below zero."""
-
-    def __init__(self, posting_id: str, account: str) -> None:
-        super().__init__(f"posting {posting_id}: insufficient funds in account {account}")
-        self.posting_id = posting_id
-        self.account = account
-
-
-@dataclass(frozen=True, slots=True)
-class Leg:
-    """One side of a posting: ``amount`` (positive) debited or credited to ``account``."""
-
-    account: str
-    side: Side
-    amount: Money
-
-    @classmethod
-    def debit(cls, account: str, amount: Money) -> Leg:
-        """A debit leg."""
-        return cls(account, Side.DEBIT, amount)
-
-    @classmethod
-    def credit(cls, account: str, amount: Money) -> Leg:
-        """A credit leg."""
-        return cls(account, Side.CREDIT, amount)
-
-
-@dataclass(frozen=True, slots=True)
-class Account:
-    """A ledger account. ``allow_negative=False`` refuses postings that would overdraw it."""
-
-    id: str
-    currency: str
-    normal_balance: Side
-    allow_negative: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Posting:
-    """A posting as stored: its legs, state and, when rejected, why."""
-
-    id: str
-    legs: tuple[Leg, ...]
-    currency: str
-    state: PostingState
-    memo: str
-    created_at: datetime
-    reason: str | None = None
-    reason_account: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class InvariantReport:
-    """Result of ``Ledger.check_invariants``; ``ok`` is true when ``problems`` is empty."""
-
-    problems: list[str]
-    totals: dict[str, tuple[int, int]]  # currency -> (debits, credits) in minor units
-    accounts_checked: int
-    postings_checked: int
-    in_flight: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when no invariant is broken (postings in flight are not a violation)."""
-        return not self.problems
-
-
-StepHook = Callable[[str, str], Awaitable[None]]
-"""Awaited after each durable step with ``(posting_id, step)``; tests raise in it to crash."""
-
-# --- pure rules -----------------------------------------------------------------------------
-
-
-def validate_legs(legs: Sequence[Leg]) -> str:
-    """Check a posting's legs and return their currency.
-
-    Raises ``InvalidPosting`` (no legs, empty account id, non-positive amount, mixed
-    currencies, no debit or no credit) or ``UnbalancedPosting`` (debits != credits).
-    """
-    if not legs:
-        raise InvalidPosting("a posting needs legs")
-    currencies = {leg.amount.currency for leg in legs}
-    if len(currencies) != 1:
-        raise InvalidPosting(f"legs mix currencies: {sorted(currencies)}")
-    debits = credits = 0
-    for leg in legs:
-        if not leg.account:
-            raise InvalidPosting("a leg has an empty account id")
-        if leg.amount.minor_units <= 0:
-            raise InvalidPosting(f"leg on {leg.account} must be positive, got {leg.amount}")
-        if leg.side is Side.DEBIT:
-            debits += leg.amount.minor_units
-        elif leg.side is Side.CREDIT:
-            credits += leg.amount.minor_units
-        else:
-            raise InvalidPosting(f"unknown side {leg.side!r}")
-    if debits == 0 or credits == 0:
-        raise InvalidPosting("a posting needs at least one debit and one credit")
-    if debits != credits:
-        raise UnbalancedPosting(f"debits {debits} != credits {credits} (minor units)")
-    return currencies.pop()
-
-
-def account_deltas(legs: Iterable[Leg], accounts: Mapping[str, Account]) -> dict[str, int]:
-    """Net change of each account's balance (in its normal direction), zero changes omitted.
-
-    A debit raises a debit-normal account (an asset) and lowers a credit-normal one (a
-    liability such as a customer's deposit); a credit does the opposite.
-    """
-    net: dict[str, int] = defaultdict(int)
-    for leg in legs:
-        account = accounts[leg.account]
-        sign = 1 if leg.side is account.normal_balance else -1
-        net[leg.account] += sign * leg.amount.minor_units
-    return {account: delta for account, delta in net.items() if delta != 0}
-
-
-@dataclass(frozen=True, slots=True)
-class _Step:
-    account: str
-    delta: int
-    guarded: bool  # may fail: lowers an account that must not go negative
-
-
-def application_plan(deltas: Mapping[str, int], accounts: Mapping[str, Account]) -> list[_Step]:
-    """Order in which a posting touches its accounts: the legs that can fail first.
-
-    Only a decrease of an account with ``allow_negative=False`` can fail; once all of those
-    are applied the posting commits, and the rest (which cannot fail) follow.
-    """
-    steps = [
-        _Step(name, delta, delta < 0 and not accounts[name].allow_negative)
-        for name, delta in sorted(deltas.items())
-    ]
-    return [s for s in steps if s.guarded] + [s for s in steps if not s.guarded]
-
-
-def _canonical(legs: Iterable[Leg]) -> list[tuple[str, str, str, int]]:
-    return sorted(
-        (leg.account, str(leg.side), leg.amount.currency, leg.amount.minor_units) for leg in legs
-    )
-
-
-# --- the ledger on MongoDB ------------------------------------------------------------------
 
 _MAX_APPEND_ATTEMPTS = 500
 
@@ -412,7 +189,7 @@ class Ledger:
             )
         except DuplicateKeyError:
             existing = await self.posting(posting_id)
-            if _canonical(existing.legs) != _canonical(legs):
+            if canonical_legs(existing.legs) != canonical_legs(legs):
                 raise IdempotencyConflict(
                     f"posting {posting_id} was used for different legs"
                 ) from None
@@ -462,11 +239,11 @@ class Ledger:
         decision = await self._outcomes.find_one({"_id": posting_id})
         if decision is None:
             decision = await self._apply_guarded(posting_id, plan)
-        if decision["outcome"] == _Outcome.COMMITTED:
+        if decision["outcome"] == Outcome.COMMITTED:
             for step in plan:
                 if not step.guarded:
                     await self._append(
-                        posting_id, step.account, "leg", _EntryKind.APPLY, step.delta, guarded=False
+                        posting_id, step.account, "leg", EntryKind.APPLY, step.delta, guarded=False
                     )
                     await self._step(posting_id, f"applied:{step.account}")
             final: dict[str, Any] = {"state": str(PostingState.DONE)}
@@ -484,29 +261,29 @@ class Ledger:
         await self._step(posting_id, "finalized")
         return await self.posting(posting_id)
 
-    async def _apply_guarded(self, posting_id: str, plan: Sequence[_Step]) -> dict[str, Any]:
+    async def _apply_guarded(self, posting_id: str, plan: Sequence[Step]) -> dict[str, Any]:
         """Apply the legs that can fail, then record the decision (the commit point)."""
         for step in plan:
             if not step.guarded:
                 continue
             kind = await self._append(
-                posting_id, step.account, "leg", _EntryKind.APPLY, step.delta, guarded=True
+                posting_id, step.account, "leg", EntryKind.APPLY, step.delta, guarded=True
             )
-            if kind is not _EntryKind.APPLY:
+            if kind is not EntryKind.APPLY:
                 # None: not enough funds; VOID: another actor already rejected this posting
-                return await self._decide(posting_id, _Outcome.REJECTED, step.account)
+                return await self._decide(posting_id, Outcome.REJECTED, step.account)
             await self._step(posting_id, f"applied:{step.account}")
-        return await self._decide(posting_id, _Outcome.COMMITTED, None)
+        return await self._decide(posting_id, Outcome.COMMITTED, None)
 
     async def _decide(
-        self, posting_id: str, outcome: _Outcome, account: str | None
+        self, posting_id: str, outcome: Outcome, account: str | None
     ) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "_id": posting_id,
             "outcome": str(outcome),
             "decided_at": datetime.now(UTC),
         }
-        if outcome is _Outcome.REJECTED:
+        if outcome is Outcome.REJECTED:
             doc |= {"reason": "INSUFFICIENT_FUNDS", "reason_account": account}
         try:
             await self._outcomes.insert_one(doc)
@@ -518,15 +295,13 @@ class Ledger:
         await self._step(posting_id, f"decided:{outcome}")
         return doc
 
-    async def _roll_back(self, posting_id: str, step: _Step) -> None:
+    async def _roll_back(self, posting_id: str, step: Step) -> None:
         # Taking the leg's slot with a VOID makes any late APPLY of it impossible; if the slot
         # is already an APPLY, reverse it. The reversal raises the balance: it cannot fail.
-        kind = await self._append(
-            posting_id, step.account, "leg", _EntryKind.VOID, 0, guarded=False
-        )
-        if kind is _EntryKind.APPLY:
+        kind = await self._append(posting_id, step.account, "leg", EntryKind.VOID, 0, guarded=False)
+        if kind is EntryKind.APPLY:
             await self._append(
-                posting_id, step.account, "undo", _EntryKind.UNDO, -step.delta, guarded=False
+                posting_id, step.account, "undo", EntryKind.UNDO, -step.delta, guarded=False
             )
         await self._step(posting_id, f"rolled-back:{step.account}")
 
@@ -535,11 +310,11 @@ class Ledger:
         posting_id: str,
         account: str,
         slot: str,
-        kind: _EntryKind,
+        kind: EntryKind,
         delta: int,
         *,
         guarded: bool,
-    ) -> _EntryKind | None:
+    ) -> EntryKind | None:
         """Append an entry to ``account``'s chain unless the posting's slot is taken.
 
         Returns the kind of the entry holding the slot afterwards (ours or an earlier one),
@@ -581,11 +356,11 @@ class Ledger:
             return kind
         raise LedgerContention(f"account {account}: gave up after {_MAX_APPEND_ATTEMPTS} tries")
 
-    async def _slot_kind(self, posting_id: str, account: str, slot: str) -> _EntryKind | None:
+    async def _slot_kind(self, posting_id: str, account: str, slot: str) -> EntryKind | None:
         doc = await self._entries.find_one(
             {"posting_id": posting_id, "account": account, "slot": slot}, projection={"kind": 1}
         )
-        return None if doc is None else _EntryKind(doc["kind"])
+        return None if doc is None else EntryKind(doc["kind"])
 
     async def _head(self, account: str) -> tuple[int, int]:
         """``(seq, balance)`` of the newest entry of the account (``(0, 0)`` when none)."""
