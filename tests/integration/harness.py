@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import httpx
 import uvicorn
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import FastAPI
 
 
@@ -74,3 +75,16 @@ async def eventually(probe, *, within_s: float = 20.0, interval: float = 0.1):  
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {within_s}s (last: {result!r})")
         await asyncio.sleep(interval)
+
+
+async def count_records(bootstrap: str, topic: str) -> int:
+    """How many records ``topic`` holds now (end minus beginning offsets)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        partitions = consumer.assignment() or {TopicPartition(topic, 0)}
+        ends = await consumer.end_offsets(list(partitions))
+        starts = await consumer.beginning_offsets(list(partitions))
+    finally:
+        await consumer.stop()
+    return sum(ends[tp] - starts[tp] for tp in ends)

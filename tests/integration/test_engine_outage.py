@@ -17,11 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import AsyncMongoClient
 
-from tests.integration.harness import Engines, eventually, free_port, random_key, serve
+from tests.integration.harness import (
+    Engines,
+    count_records,
+    eventually,
+    free_port,
+    random_key,
+    serve,
+)
 from zerocontact.platform.kafka.producer import EventPublisher
 from zerocontact.platform.money import Money
 from zerocontact.skeleton.app import create_accounts_app, create_projection_app
@@ -166,24 +172,12 @@ async def test_broker_outage_makes_services_not_ready_and_they_catch_up(
         got = await eventually(lambda: _balance(projection.client, account_id, 700), within_s=60)
         assert got["deposits"] == 3
     await mongo.close()
-    dead = await _count_records(private_engines.kafka_bootstrap, "skeleton.events.v1.dlq")
+    dead = await count_records(private_engines.kafka_bootstrap, "skeleton.events.v1.dlq")
     assert dead == 0
 
 
 async def _retrying(app: Any) -> bool:
     return bool(app.state.deps.consumer.retrying)
-
-
-async def _count_records(bootstrap: str, topic: str) -> int:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        partitions = consumer.assignment() or {TopicPartition(topic, 0)}
-        ends = await consumer.end_offsets(list(partitions))
-        starts = await consumer.beginning_offsets(list(partitions))
-    finally:
-        await consumer.stop()
-    return sum(ends[tp] - starts[tp] for tp in ends)
 
 
 async def _ready(client: Any) -> bool:

@@ -11,7 +11,14 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from pymongo import AsyncMongoClient
 
-from tests.integration.harness import Engines, RunningApp, eventually, random_key, serve
+from tests.integration.harness import (
+    Engines,
+    RunningApp,
+    count_records,
+    eventually,
+    random_key,
+    serve,
+)
 from zerocontact.platform.tracing import new_traceparent, trace_id
 from zerocontact.skeleton.app import create_accounts_app, create_projection_app
 from zerocontact.skeleton.settings import AccountsSettings, ProjectionSettings
@@ -205,11 +212,24 @@ async def test_poison_messages_go_to_the_dlq_and_the_partition_moves_on(skeleton
                 ("ce_type", b"zerocontact.skeleton.v1.DepositRecorded"),
             ],
         )
+        # A newer producer's event (oneof field 99, unknown here) is skipped, not dead-lettered.
+        await producer.send_and_wait(
+            skeleton.topic,
+            b"\x9a\x06\x00",  # field 99, length-delimited, empty
+            key=key,
+            headers=[
+                ("ce_specversion", b"1.0"),
+                ("ce_id", b"future-1"),
+                ("ce_source", b"/test"),
+                ("ce_type", b"zerocontact.skeleton.v1.AccountClosed"),
+            ],
+        )
     finally:
         await producer.stop()
     await deposit(skeleton, account["account_id"], "dep-000000001", "3.00")
     await eventually(lambda: _balance_is(skeleton, account["account_id"], 300))
 
+    assert await count_records(skeleton.engines.kafka_bootstrap, f"{skeleton.topic}.dlq") == 2
     dead = await read_topic(skeleton.engines.kafka_bootstrap, f"{skeleton.topic}.dlq", 2)
     assert sorted(r.value for r in dead) == sorted([b"not a cloud event", b"\xff\xff\xff garbage"])
     for record in dead:
