@@ -103,8 +103,15 @@ def test_names_follow_domain_kind_version(catalog: TopicCatalog) -> None:
 
 def test_renamed_catalog_keeps_dead_letter_pairing(catalog: TopicCatalog) -> None:
     renamed = catalog.renamed(lambda name: f"t-{name}-abc")
-    assert renamed.names == ["t-skeleton.events.v1-abc", "t-skeleton.events.v1-abc.dlq"]
-    assert renamed.get("t-skeleton.events.v1-abc.dlq").dead_letter_of == "t-skeleton.events.v1-abc"
+    expected = [
+        f"t-{topic.dead_letter_of}-abc.dlq" if topic.dead_letter_of else f"t-{topic.name}-abc"
+        for topic in (catalog.get(name) for name in catalog.names)
+    ]
+    assert sorted(renamed.names) == sorted(expected)
+    for topic in (catalog.get(name) for name in catalog.names):
+        if topic.dead_letter_of:
+            dlq = renamed.get(f"t-{topic.dead_letter_of}-abc.dlq")
+            assert dlq.dead_letter_of == f"t-{topic.dead_letter_of}-abc"
 
 
 def _document() -> dict[str, Any]:
