@@ -10,7 +10,7 @@ UV := $(VENV)/bin/uv
 ENGINES := $(PY) deploy/local/engines.py
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv proto fetch up down status lint test test-unit test-integration bench buf-lint buf-breaking clean
+.PHONY: help venv proto fetch up down status lint lint-deploy test test-unit test-integration bench buf-lint buf-breaking clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -54,12 +54,16 @@ down: ## stop everything `make up` started
 status: $(STAMP) ## show what is running
 	$(ENGINES) status
 
-lint: $(STAMP) proto buf-lint ## ruff, mypy and buf lint
+lint-deploy: $(STAMP) ## validate deploy/ and docker-compose.yml offline (kustomize, k8s schemas, kube-score, compose)
+	bash deploy/tools/install.sh
+	bash deploy/tools/lint.sh
+
+lint: $(STAMP) proto buf-lint lint-deploy ## ruff, mypy, buf lint and the deployment validators
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	@mkdir -p .cache/mypy-path && ln -sfn ../../services .cache/mypy-path/zerocontact
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy deploy/local/engines.py proto/generate.py bench
+	$(VENV)/bin/mypy deploy/local/engines.py proto/generate.py deploy/tools/kafka_topics.py bench
 
 test-unit: $(STAMP) proto
 	$(PY) -m pytest tests/unit -q

@@ -1,0 +1,215 @@
+"""deploy/k8s and docker-compose.yml say what the design says: every catalog topic has a
+KafkaTopic, every service has a workload, every workload is hardened, consumers never outscale
+their partitions. Reads the rendered overlays (kustomize) and the compose file; no cluster."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.unit.deploy_tooling import OVERLAYS, ROOT, of_kind, rendered
+from zerocontact.platform.topics import TopicCatalog, load_catalog
+
+APP_MODULE = re.compile(r"^zerocontact\.(?P<package>[a-z_]+)\.app:")
+COMPOSE = ROOT / "docker-compose.yml"
+
+
+@pytest.fixture(scope="module")
+def catalog() -> TopicCatalog:
+    return load_catalog()
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return document
+
+
+def service_packages() -> list[str]:
+    """Packages under services/ that run as an app (have app.py)."""
+    return sorted(p.parent.name for p in (ROOT / "services").glob("*/app.py"))
+
+
+def app_packages(command: list[str]) -> set[str]:
+    """The zerocontact packages whose app a container command starts."""
+    return {m["package"] for arg in command if (m := APP_MODULE.match(arg))}
+
+
+def by_name(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o for o in of_kind(objects, kind)}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_renders_the_workloads_and_engines(overlay: str) -> None:
+    objects = rendered(overlay)
+    kinds = {o["kind"] for o in objects}
+    assert {"Deployment", "Service", "ServiceAccount", "ConfigMap", "PodDisruptionBudget",
+            "HorizontalPodAutoscaler", "NetworkPolicy", "Kafka", "KafkaNodePool", "KafkaTopic",
+            "MongoDBCommunity", "Namespace"} <= kinds  # fmt: skip
+    namespaces = {o["metadata"].get("namespace") for o in objects if o["kind"] != "Namespace"}
+    assert namespaces == {of_kind(objects, "Namespace")[0]["metadata"]["name"]}
+
+
+def test_kafka_topics_file_is_generated_from_the_current_catalog(catalog: TopicCatalog) -> None:
+    from deploy.tools.kafka_topics import OUTPUT, render
+
+    assert OUTPUT.read_text() == render(catalog), (
+        "kafka-topics.yaml is stale: run `.venv/bin/python deploy/tools/kafka_topics.py`"
+    )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_catalog_topic_has_a_kafka_topic(overlay: str, catalog: TopicCatalog) -> None:
+    objects = rendered(overlay)
+    topics = {t["spec"]["topicName"]: t for t in of_kind(objects, "KafkaTopic")}
+    assert sorted(topics) == sorted(catalog.names)
+    clusters = set(by_name(objects, "Kafka"))
+    for spec in catalog:
+        resource = topics[spec.name]
+        assert resource["metadata"]["labels"]["strimzi.io/cluster"] in clusters
+        assert resource["spec"]["partitions"] == spec.partitions
+        config = resource["spec"]["config"]
+        assert config["cleanup.policy"] == spec.cleanup_policy
+        assert config["retention.ms"] == spec.retention_ms
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_service_package_has_a_workload_and_a_compose_service(
+    overlay: str, compose: dict[str, Any]
+) -> None:
+    deployed: set[str] = set()
+    for deployment in of_kind(rendered(overlay), "Deployment"):
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            deployed |= app_packages(container["command"])
+    composed: set[str] = set()
+    for service in compose["services"].values():
+        composed |= app_packages(service.get("command", []))
+    for package in service_packages():
+        assert package in deployed, (
+            f"services/{package}/app.py has no Deployment in deploy/k8s/base: add a workload "
+            "folder (docs/deployment.md, 'Adding a service')"
+        )
+        assert package in composed, f"services/{package}/app.py has no docker-compose.yml service"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_consumers_never_scale_past_their_input_partitions(
+    overlay: str, catalog: TopicCatalog
+) -> None:
+    objects = rendered(overlay)
+    hpas = {
+        h["spec"]["scaleTargetRef"]["name"]: h for h in of_kind(objects, "HorizontalPodAutoscaler")
+    }
+    consumers = 0
+    for deployment in of_kind(objects, "Deployment"):
+        annotations = deployment["metadata"].get("annotations", {})
+        if "zerocontact.io/input-topics" not in annotations:
+            continue
+        consumers += 1
+        topics = [t.strip() for t in annotations["zerocontact.io/input-topics"].split(",")]
+        partitions = min(catalog.get(topic).partitions for topic in topics)
+        name = deployment["metadata"]["name"]
+        # A member beyond the partition count gets no partition: idle, but rebalances the group.
+        assert hpas[name]["spec"]["maxReplicas"] <= partitions, name
+        assert deployment["spec"].get("replicas", 1) <= partitions, name
+    assert consumers >= 1  # the skeleton's projection, at least
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_workload_is_hardened_probed_and_budgeted(overlay: str) -> None:
+    objects = rendered(overlay)
+    services = by_name(objects, "Service")
+    accounts = by_name(objects, "ServiceAccount")
+    configmaps = set(by_name(objects, "ConfigMap"))
+    pdbs = {
+        p["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]
+        for p in of_kind(objects, "PodDisruptionBudget")
+    }
+    hpas = {
+        h["spec"]["scaleTargetRef"]["name"] for h in of_kind(objects, "HorizontalPodAutoscaler")
+    }
+    for deployment in of_kind(objects, "Deployment"):
+        name = deployment["metadata"]["name"]
+        pod = deployment["spec"]["template"]["spec"]
+        assert "replicas" not in deployment["spec"], f"{name}: the HPA owns replicas"
+        assert name in services and name in accounts and name in pdbs and name in hpas, name
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["serviceAccountName"] == name
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["topologySpreadConstraints"]
+        for container in pod["containers"]:
+            security = container["securityContext"]
+            assert security["readOnlyRootFilesystem"] is True
+            assert security["allowPrivilegeEscalation"] is False
+            assert security["capabilities"]["drop"] == ["ALL"]
+            for kind in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(container["resources"][kind]), (name, kind)
+            assert container["startupProbe"]["httpGet"]["path"] == "/readyz"
+            assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+            assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+            for source in container["envFrom"]:
+                assert source["configMapRef"]["name"] in configmaps
+            assert container["image"].startswith("registry.example.com/zerocontact:")
+            mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
+            assert "/tmp" in mounts, f"{name}: a read-only root needs an emptyDir /tmp"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_secret_is_committed_with_values(overlay: str, compose: dict[str, Any]) -> None:
+    assert of_kind(rendered(overlay), "Secret") == []
+    for name, service in compose["services"].items():
+        for key, value in (service.get("environment") or {}).items():
+            if key.endswith("_KEY"):
+                assert str(value).startswith("${"), f"{name}: {key} must come from the environment"
+    example = (ROOT / ".env.example").read_text()
+    assert re.findall(r"^[A-Z_]+=.+$", example, re.MULTILINE) == [], ".env.example holds values"
+
+
+def test_strimzi_resources_carry_the_fields_their_crds_require() -> None:
+    # No Strimzi schema is available offline; these are the CRDs' required fields (Strimzi 0.48).
+    for overlay in OVERLAYS:
+        objects = rendered(overlay)
+        (kafka,) = of_kind(objects, "Kafka")
+        listeners = kafka["spec"]["kafka"]["listeners"]
+        assert listeners
+        for listener in listeners:
+            assert re.fullmatch(r"[a-z0-9]{1,11}", listener["name"])
+            assert isinstance(listener["port"], int) and listener["port"] >= 9092
+            assert listener["type"] in {"internal", "route", "loadbalancer", "nodeport", "ingress",
+                                        "cluster-ip"}  # fmt: skip
+            assert isinstance(listener["tls"], bool)
+        for pool in of_kind(objects, "KafkaNodePool"):
+            assert pool["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+            assert pool["spec"]["replicas"] >= 1
+            assert set(pool["spec"]["roles"]) <= {"controller", "broker"}
+            assert pool["spec"]["storage"]["type"] in {"jbod", "persistent-claim", "ephemeral"}
+        for topic in of_kind(objects, "KafkaTopic"):
+            assert topic["spec"]["partitions"] >= 1 and topic["spec"]["replicas"] >= 1
+            replicas = sum(p["spec"]["replicas"] for p in of_kind(objects, "KafkaNodePool"))
+            assert topic["spec"]["replicas"] <= replicas
+            assert topic["spec"]["config"]["min.insync.replicas"] <= topic["spec"]["replicas"]
+
+
+def test_compose_services_are_healthchecked_hardened_and_ordered(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["kafka"]["image"].startswith("apache/kafka:")
+    assert services["mongodb"]["image"].startswith("mongo:")
+    assert "--replSet" in services["mongodb"]["command"]
+    apps = {n: s for n, s in services.items() if app_packages(s.get("command", []))}
+    assert apps
+    for name, service in apps.items():
+        assert service["healthcheck"]["test"][:2] == ["CMD", "python"], name
+        assert service["read_only"] is True and service["cap_drop"] == ["ALL"], name
+        assert service["user"] == "10001:10001", name
+        assert service["depends_on"] == {
+            "kafka": {"condition": "service_healthy"},
+            "mongodb": {"condition": "service_healthy"},
+            "topics": {"condition": "service_completed_successfully"},
+        }, name
+        for port in service["ports"]:
+            assert port.startswith("127.0.0.1:"), f"{name}: bind published ports to loopback"
+    assert services["topics"]["command"][:3] == ["zerocontact", "topics", "create"]
