@@ -23,6 +23,7 @@ from aiokafka.errors import (  # type: ignore[import-untyped, unused-ignore]
 from rich.console import Console
 from rich.table import Table
 
+from .dlq import NotADeadLetterTopic, ReplayReport, replay_dead_letters
 from .topics import (
     DEFAULT_CATALOG,
     CatalogError,
@@ -35,7 +36,7 @@ from .topics import (
     load_catalog,
 )
 
-__all__ = ["app", "topics_app"]
+__all__ = ["app", "dlq_app", "topics_app"]
 
 app = typer.Typer(
     name="zerocontact",
@@ -48,6 +49,8 @@ topics_app = typer.Typer(
     help="Kafka topics from the catalog (proto/topics.toml).", no_args_is_help=True
 )
 app.add_typer(topics_app, name="topics")
+dlq_app = typer.Typer(help="Dead-letter topics (<topic>.dlq).", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
 
 # Piped output (CI logs, scripts) is not cut at rich's default 80 columns; errors stay one line.
 out = Console(width=None if sys.stdout.isatty() else 200)
@@ -232,6 +235,38 @@ def list_(
                 row.append("[green]ok[/]")
         table.add_row(*row)
     out.print(table)
+
+
+@dlq_app.command("replay")
+def replay(
+    topic: Annotated[str, typer.Argument(help="The dead-letter topic, e.g. loan.events.v1.dlq.")],
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Replay at most this many records.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be replayed; publish nothing.")
+    ] = False,
+    timeout: Timeout = 10.0,
+) -> None:
+    """Republish a DLQ's records (not replayed before) to their original topics."""
+
+    async def work(_: AIOKafkaAdminClient) -> ReplayReport:
+        return await replay_dead_letters(
+            bootstrap=bootstrap, dlq_topic=topic, limit=limit, dry_run=dry_run
+        )
+
+    try:
+        report = _run(bootstrap, timeout, work)
+    except NotADeadLetterTopic as exc:
+        _fail(str(exc))
+    verb = "would replay" if dry_run else "replayed"
+    out.print(f"{topic}: {verb} {report.total} records", highlight=False)
+    if report.replayed:
+        table = Table("to topic", "records")
+        for target, count in sorted(report.replayed.items()):
+            table.add_row(target, str(count))
+        out.print(table)
 
 
 if __name__ == "__main__":
