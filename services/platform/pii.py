@@ -119,6 +119,14 @@ def _b64decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def decode_key(text: str) -> bytes:
+    """A key from its base64url text (padding optional), as settings and Secrets carry it."""
+    try:
+        return _b64decode(text.strip())
+    except ValueError as exc:
+        raise ValueError("a key must be base64url text") from exc
+
+
 class FieldCipher:
     """AES-256-GCM encryption of single fields, plus HMAC-SHA256 blind indexes.
 

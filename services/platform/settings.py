@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from zerocontact.platform.pii import FieldCipher, decode_key
 
 
 class ServiceSettings(BaseSettings):
@@ -33,3 +35,30 @@ class ServiceSettings(BaseSettings):
     consumer_group: str = "zerocontact"
     # How long a readiness probe waits for an engine before calling the service not ready.
     readiness_timeout_s: float = Field(default=2.0, gt=0)
+
+
+class PersonalDataSettings(BaseSettings):
+    """Keys of a service that stores personal data; mix into its settings class.
+
+    Keys are 32 random bytes as base64url text, from the environment or a Secret, with no
+    default: a service without its keys must not start. To rotate, move the current key under
+    its id into ``pii_previous_keys`` (JSON, e.g. ``{"v1": "..."}``), set a new ``pii_key`` and
+    ``pii_key_id``; old values still decrypt and new ones use the new key.
+    """
+
+    pii_key: SecretStr = Field(min_length=43)
+    pii_index_key: SecretStr = Field(min_length=43)
+    pii_key_id: str = Field(default="v1", pattern=r"^[A-Za-z0-9_-]{1,16}$")
+    pii_previous_keys: dict[str, SecretStr] = Field(default_factory=dict)
+
+    def field_cipher(self) -> FieldCipher:
+        """The cipher for these keys."""
+        return FieldCipher(
+            decode_key(self.pii_key.get_secret_value()),
+            index_key=decode_key(self.pii_index_key.get_secret_value()),
+            key_id=self.pii_key_id,
+            previous_keys={
+                kid: decode_key(key.get_secret_value())
+                for kid, key in self.pii_previous_keys.items()
+            },
+        )

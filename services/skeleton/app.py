@@ -6,7 +6,6 @@ Run with ``uvicorn --factory zerocontact.skeleton.app:create_accounts_app`` and
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -48,10 +47,6 @@ class ProjectionDeps:
     consumer: ConsumerRunner
 
 
-def _key(secret: str) -> bytes:
-    return base64.urlsafe_b64decode(secret + "=" * (-len(secret) % 4))
-
-
 def create_accounts_app(settings: AccountsSettings | None = None) -> FastAPI:
     """The writer: accounts and deposits, each write with its outbox event."""
     settings = settings or AccountsSettings()  # type: ignore[call-arg]  # keys come from the env
@@ -72,10 +67,7 @@ def create_accounts_app(settings: AccountsSettings | None = None) -> FastAPI:
             sweep_interval_s=settings.outbox_sweep_interval_s,
         )
         await relay.start()
-        cipher = FieldCipher(
-            _key(settings.pii_key.get_secret_value()),
-            index_key=_key(settings.pii_index_key.get_secret_value()),
-        )
+        cipher = settings.field_cipher()
         app.state.deps = AccountsDeps(settings, mongo, repo, cipher, publisher, relay)
         try:
             yield

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from zerocontact.platform.settings import ServiceSettings
+from zerocontact.platform.settings import PersonalDataSettings, ServiceSettings
 
 TOPIC = "skeleton.events.v1"
 
 
-class AccountsSettings(ServiceSettings):
+class AccountsSettings(ServiceSettings, PersonalDataSettings):
     """The writer app: accounts and deposits (``ZC_SKELETON_*``)."""
 
     model_config = SettingsConfigDict(env_prefix="ZC_SKELETON_", extra="ignore")
@@ -19,9 +18,6 @@ class AccountsSettings(ServiceSettings):
     http_port: int = 8010
     mongodb_database: str = "zc_skeleton"
     topic: str = TOPIC
-    # 32-byte keys, base64url; no default: a deployment without its keys must not start.
-    pii_key: SecretStr = Field(min_length=43)
-    pii_index_key: SecretStr = Field(min_length=43)
 
 
 class ProjectionSettings(ServiceSettings):
