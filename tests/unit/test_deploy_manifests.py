@@ -13,7 +13,9 @@ import yaml
 from tests.unit.deploy_tooling import OVERLAYS, ROOT, of_kind, rendered
 from zerocontact.platform.topics import TopicCatalog, load_catalog
 
-APP_MODULE = re.compile(r"^zerocontact\.(?P<package>[a-z_]+)\.app:")
+# An ASGI factory (`zerocontact.loan.app:create_app`) or a package run with `python -m` (the Faust
+# worker: `python -m zerocontact.signals worker`).
+APP_MODULE = re.compile(r"^zerocontact\.(?P<package>[a-z_]+)(\.app:|$)")
 COMPOSE = ROOT / "docker-compose.yml"
 
 
@@ -36,6 +38,11 @@ def service_packages() -> list[str]:
 def app_packages(command: list[str]) -> set[str]:
     """The zerocontact packages whose app a container command starts."""
     return {m["package"] for arg in command if (m := APP_MODULE.match(arg))}
+
+
+def is_faust_worker(command: list[str]) -> bool:
+    """``python -m zerocontact.<pkg> worker``: a Faust worker, whose web server has /healthz only."""
+    return "worker" in command and bool(app_packages(command))
 
 
 def by_name(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
@@ -148,8 +155,10 @@ def test_every_workload_is_hardened_probed_and_budgeted(overlay: str) -> None:
             assert security["capabilities"]["drop"] == ["ALL"]
             for kind in ("requests", "limits"):
                 assert {"cpu", "memory"} <= set(container["resources"][kind]), (name, kind)
-            assert container["startupProbe"]["httpGet"]["path"] == "/readyz"
-            assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+            # Faust's web server (signals) serves /healthz only; the HTTP services /readyz.
+            ready = "/healthz" if is_faust_worker(container["command"]) else "/readyz"
+            assert container["startupProbe"]["httpGet"]["path"] == ready, name
+            assert container["readinessProbe"]["httpGet"]["path"] == ready, name
             assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
             for source in container["envFrom"]:
                 assert source["configMapRef"]["name"] in configmaps
@@ -205,11 +214,13 @@ def test_compose_services_are_healthchecked_hardened_and_ordered(compose: dict[s
         assert service["healthcheck"]["test"][:2] == ["CMD", "python"], name
         assert service["read_only"] is True and service["cap_drop"] == ["ALL"], name
         assert service["user"] == "10001:10001", name
-        assert service["depends_on"] == {
-            "kafka": {"condition": "service_healthy"},
-            "mongodb": {"condition": "service_healthy"},
-            "topics": {"condition": "service_completed_successfully"},
-        }, name
+        depends = dict(service["depends_on"])
+        assert depends.pop("kafka") == {"condition": "service_healthy"}, name
+        assert depends.pop("topics") == {"condition": "service_completed_successfully"}, name
+        if "MONGODB_URI" in service["environment"]:
+            assert depends.pop("mongodb") == {"condition": "service_healthy"}, name
+        for other, condition in depends.items():  # a service it calls (loan -> identity's JWKS)
+            assert other in apps and condition == {"condition": "service_healthy"}, (name, other)
         for port in service["ports"]:
             assert port.startswith("127.0.0.1:"), f"{name}: bind published ports to loopback"
     assert services["topics"]["command"][:3] == ["zerocontact", "topics", "create"]

@@ -1,0 +1,17 @@
+"""The ``zerocontact`` command: the platform's operator commands plus each service's own.
+
+The platform's groups (``topics``, ``dlq``) live in :mod:`zerocontact.platform.cli`, which
+knows no service; service groups are added here, so the platform never imports a service.
+"""
+
+from __future__ import annotations
+
+from zerocontact.payroll.cli import app as payroll_app
+from zerocontact.platform.cli import app
+
+app.add_typer(payroll_app, name="payroll")
+
+__all__ = ["app"]
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,161 @@
+"""Request-scoped dependencies: the handler context, the caller, keys and idempotency."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+
+from zerocontact.identity.domain.errors import (
+    Forbidden,
+    IdempotencyConflict,
+    InvalidToken,
+    RequestInProgress,
+)
+from zerocontact.identity.handlers.authentication import Client
+from zerocontact.identity.handlers.context import IdentityContext
+from zerocontact.identity.repository import IdempotencyStore
+from zerocontact.identity.verifier import Principal, TokenVerifier
+from zerocontact.platform.tracing import child_traceparent
+
+IdempotencyKey = Annotated[
+    str,
+    Header(
+        alias="Idempotency-Key",
+        pattern=r"^[A-Za-z0-9_-]{8,64}$",
+        description="Client-chosen key; a retry with the same key and request returns the "
+        "first result, the same key with a different request is refused (409).",
+    ),
+]
+DeviceId = Annotated[
+    str,
+    Header(
+        alias="X-Device-Id",
+        pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+        description="The client's stable device identifier (a risk signal).",
+    ),
+]
+
+_bearer = HTTPBearer(auto_error=False, description="An access token issued by identity")
+
+
+def context(request: Request) -> IdentityContext:
+    """The handler context built in the lifespan."""
+    ctx: IdentityContext = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[IdentityContext, Depends(context)]
+
+
+async def principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The verified bearer of the request's access token (401 problem otherwise)."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise InvalidToken("a bearer access token is required")
+    verifier: TokenVerifier = request.app.state.verifier
+    return await verifier.verify(credentials.credentials)
+
+
+Caller = Annotated[Principal, Depends(principal)]
+
+
+def source_address(request: Request, trusted_proxies: list[str]) -> str:
+    """The peer address; behind a trusted proxy, the last address it saw before itself."""
+    peer = request.client.host if request.client else "unknown"
+    if peer in trusted_proxies:
+        forwarded = [
+            a.strip() for a in request.headers.get("x-forwarded-for", "").split(",") if a.strip()
+        ]
+        for address in reversed(forwarded):
+            if address not in trusted_proxies:
+                return address
+    return peer
+
+
+def client(request: Request, device_id: DeviceId, ctx: Ctx) -> Client:
+    """Source address, device id and trace context of the request."""
+    return Client(
+        source_address=source_address(request, ctx.settings.trusted_proxies),
+        device_id=device_id,
+        traceparent=child_traceparent(request.headers.get("traceparent")),
+    )
+
+
+RequestClient = Annotated[Client, Depends(client)]
+
+
+def traceparent(request: Request) -> str:
+    """A child of the caller's trace context (or a new trace)."""
+    return child_traceparent(request.headers.get("traceparent"))
+
+
+Traceparent = Annotated[str, Depends(traceparent)]
+
+
+def _credential_check(header: str, setting: str) -> Callable[..., Awaitable[None]]:
+    async def check(request: Request) -> None:
+        ctx: IdentityContext = request.app.state.ctx
+        presented = request.headers.get(header, "")
+        expected = getattr(ctx.settings, setting).get_secret_value()
+        if not presented or not hmac.compare_digest(presented.encode(), expected.encode()):
+            raise Forbidden(f"a valid {header} is required")
+
+    return check
+
+
+operator_only = _credential_check("X-Operator-Key", "operator_key")
+gateway_only = _credential_check("X-Gateway-Key", "sms_gateway_key")
+
+
+async def idempotent(
+    request: Request,
+    *,
+    key: str,
+    scope: str,
+    payload: Any,
+    run: Callable[[], Awaitable[BaseModel]],
+    status_code: int = 200,
+) -> JSONResponse:
+    """Run ``run`` once per (scope, key); replay its response to retries of the same request.
+
+    Responses are stored encrypted (they may hold tokens or a TOTP secret); the request is
+    compared by a keyed hash, never stored.
+    """
+    ctx: IdentityContext = request.app.state.ctx
+    store: IdempotencyStore = request.app.state.idempotency
+    fingerprint = ctx.cipher.blind_index(json.dumps([scope, payload], sort_keys=True, default=str))
+    record_id = f"{scope}|{key}"
+    stored = await store.claim(record_id, fingerprint=fingerprint, now=datetime.now(UTC))
+    if stored is not None:
+        if not hmac.compare_digest(stored.fingerprint, fingerprint):
+            raise IdempotencyConflict("this Idempotency-Key was used for a different request")
+        if stored.status_code is None or stored.body_encrypted is None:
+            raise RequestInProgress(
+                "a request with this Idempotency-Key is in progress", retry=True
+            )
+        body = json.loads(ctx.cipher.decrypt(stored.body_encrypted, context="idempotency.response"))
+        return JSONResponse(
+            body, status_code=stored.status_code, headers={"Idempotent-Replayed": "true"}
+        )
+    try:
+        result = await run()
+    except BaseException:
+        await store.release(record_id)
+        raise
+    body = result.model_dump(mode="json")
+    await store.complete(
+        record_id,
+        status_code=status_code,
+        body_encrypted=ctx.cipher.encrypt(json.dumps(body), context="idempotency.response"),
+    )
+    return JSONResponse(body, status_code=status_code)

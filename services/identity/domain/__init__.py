@@ -1,0 +1,1 @@
+"""The identity domain: parties, KYC/KYB levels and authentication rules. No I/O here."""

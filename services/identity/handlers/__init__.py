@@ -1,0 +1,1 @@
+"""Commands of identity: each loads aggregates, applies the domain, stores state and events."""

@@ -1,0 +1,1 @@
+"""zerocontact.loan: see proto/zerocontact/loan."""

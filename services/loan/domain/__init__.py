@@ -1,0 +1,1 @@
+"""The loan domain: pure rules, no I/O (schedules, products, decisions, loans, co-lending)."""

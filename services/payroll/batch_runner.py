@@ -1,0 +1,306 @@
+"""Pays an approved batch item by item through the rail, exactly once per EndToEndId.
+
+Per chunk of items (one rail request, ≤ 1,000):
+
+1. items PENDING → SENT (attempt counted) — persisted BEFORE the rail is called;
+2. one bulk rail request; the rail is idempotent by EndToEndId, so re-sending after a crash
+   returns the first result and never pays twice;
+3. final answers are inserted into ``item_outcomes`` (first decision wins) and projected onto
+   the items; retryable answers (timeouts) go back to PENDING and are re-sent with capped
+   exponential back-off until ``max_attempts``, then fail with AB05;
+4. once every item of the chunk is final, one ledger posting moves the chunk's paid sum from
+   the batch reserve to the rail (id ``payroll:salary:<batch>:c<k>``: the amount is a function
+   of immutable outcomes, so a replay finds the same posting), and the chunk's SalaryPaid /
+   SalaryPaymentFailed events go into one outbox document with ids derived from the outcome.
+
+When every chunk is done, the unused reserve is released and the batch completes. Start-up
+recovery re-runs every batch left EXECUTING; each step above is safe to repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from bson import Int64
+
+from zerocontact.payroll import events as ev
+from zerocontact.payroll.domain import accounts
+from zerocontact.payroll.domain.batches import BatchState, RetryPolicy, batch_status
+from zerocontact.payroll.rail import CreditTransfer, PaymentRail, RailResult, RailStatus
+from zerocontact.payroll.repository import ConcurrentUpdate, PayrollRepository
+from zerocontact.payroll.v1 import events_pb2
+from zerocontact.platform.ledger import Ledger
+from zerocontact.platform.money import Money
+from zerocontact.platform.outbox import OutboxEvent, OutboxRelay
+from zerocontact.platform.pii import FieldCipher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    """How a batch is driven."""
+
+    topic: str
+    rail_concurrency: int = 4
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+def card_context(batch_id: str) -> str:
+    """The FieldCipher context of a batch item's card number."""
+    return f"payroll.batch_item.card:{batch_id}"
+
+
+class BatchRunner:
+    """Drives batches to completion; safe to run twice on the same batch (each step is)."""
+
+    def __init__(
+        self,
+        *,
+        repo: PayrollRepository,
+        ledger: Ledger,
+        rail: PaymentRail,
+        relay: OutboxRelay,
+        cipher: FieldCipher,
+        config: RunnerConfig,
+    ) -> None:
+        self._repo = repo
+        self._ledger = ledger
+        self._rail = rail
+        self._relay = relay
+        self._cipher = cipher
+        self._config = config
+        self._running: dict[str, asyncio.Task[None]] = {}
+
+    def start(self, batch_id: str) -> asyncio.Task[None]:
+        """Run ``batch_id`` in the background (one task per batch per process)."""
+        task = self._running.get(batch_id)
+        if task is None or task.done():
+            task = asyncio.create_task(self.run(batch_id), name=f"payroll-batch-{batch_id}")
+            self._running[batch_id] = task
+            task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "batch run failed; recovery will resume it", extra={"error": repr(task.exception())}
+            )
+
+    async def stop(self) -> None:
+        """Cancel running batches (a restart resumes them)."""
+        for task in list(self._running.values()):
+            task.cancel()
+        await asyncio.gather(*self._running.values(), return_exceptions=True)
+
+    async def run(self, batch_id: str) -> None:
+        """Pay every open item of an APPROVED or EXECUTING batch, then complete it."""
+        batch = await self._repo.batches.find_one({"_id": batch_id})
+        if batch is None or batch["state"] not in (BatchState.APPROVED, BatchState.EXECUTING):
+            return
+        if batch["state"] == BatchState.APPROVED:
+            await self._repo.batches.update_one(
+                {"_id": batch_id, "state": str(BatchState.APPROVED)},
+                {"$set": {"state": str(BatchState.EXECUTING), "started_at": datetime.now(UTC)}},
+            )
+        done: dict[str, Any] = batch.get("chunks_done") or {}
+        gate = asyncio.Semaphore(self._config.rail_concurrency)
+        await asyncio.gather(
+            *(
+                self._run_chunk(batch, chunk, gate)
+                for chunk in range(int(batch["chunks"]))
+                if str(chunk) not in done
+            )
+        )
+        await self._complete(batch_id)
+
+    async def _run_chunk(self, batch: dict[str, Any], chunk: int, gate: asyncio.Semaphore) -> None:
+        batch_id = batch["_id"]
+        retry = self._config.retry
+        items = await self._repo.chunk_items(batch_id, chunk)
+        decided = {o["end_to_end_id"] for o in await self._repo.chunk_outcomes(batch_id, chunk)}
+        attempts = await self._repo.chunk_attempts(batch_id, chunk)
+        open_items = [i for i in items if i["end_to_end_id"] not in decided]
+        while open_items:
+            async with gate:
+                await self._repo.record_attempt(
+                    batch_id, chunk, [i["end_to_end_id"] for i in open_items]
+                )
+                transfers = [
+                    CreditTransfer(
+                        end_to_end_id=i["end_to_end_id"],
+                        card_number=self._cipher.decrypt(
+                            i["card_enc"], context=card_context(batch_id)
+                        ),
+                        payee_name=i["payee_name"],
+                        amount=Money(batch["currency"], int(i["amount_minor"])),
+                    )
+                    for i in open_items
+                ]
+                results = await self._rail.credit_transfers(transfers)
+            final, again = [], []
+            now = datetime.now(UTC)
+            for item, result in zip(open_items, results, strict=True):
+                attempts[item["end_to_end_id"]] += 1
+                made = attempts[item["end_to_end_id"]]
+                if result.retryable and not retry.exhausted(made):
+                    again.append(item)
+                else:
+                    final.append(_outcome(batch, item, result, made, now))
+            await self._repo.record_outcomes(batch_id, chunk, final)
+            open_items = again
+            if again:
+                await asyncio.sleep(retry.delay(min(attempts[i["end_to_end_id"]] for i in again)))
+        await self._settle_chunk(batch, chunk)
+
+    async def _settle_chunk(self, batch: dict[str, Any], chunk: int) -> None:
+        batch_id, employer_id = batch["_id"], batch["employer_id"]
+        outcomes = await self._repo.chunk_outcomes(batch_id, chunk)
+        paid = sum(int(o["amount_minor"]) for o in outcomes if o["state"] == "PAID")
+        if paid:
+            await self._ledger.post(
+                f"payroll:salary:{batch_id}:c{chunk:05d}",
+                accounts.settle(batch_id, Money(batch["currency"], paid)),
+                memo=f"salaries of batch {batch_id} chunk {chunk}",
+            )
+        events = [_item_event(self._config.topic, employer_id, o) for o in outcomes]
+        chunk_id = f"{batch_id}:c{chunk:05d}"
+        await self._repo.insert_event_chunk(chunk_id, events, batch_id=batch_id)
+        self._relay.nudge(self._repo.event_chunks.name, chunk_id)
+        await self._repo.batches.update_one(
+            {"_id": batch_id}, {"$set": {f"chunks_done.{chunk}": True}}
+        )
+
+    async def _complete(self, batch_id: str) -> None:
+        batch = await self._repo.batches.find_one({"_id": batch_id})
+        if batch is None or batch["state"] != BatchState.EXECUTING:
+            return
+        paid, failed, paid_minor = await self._repo.outcome_totals(batch_id)
+        if paid + failed != int(batch["item_count"]):
+            return  # not every item is final: a concurrent runner or recovery will finish
+        currency, employer_id = batch["currency"], batch["employer_id"]
+        released = int(batch["control_sum_minor"]) - paid_minor
+        if released:
+            await self._ledger.post(
+                f"payroll:release:{batch_id}",
+                accounts.release(employer_id, batch_id, Money(currency, released)),
+                memo=f"unused reserve of batch {batch_id}",
+            )
+        status = batch_status(paid, failed, 0)
+        now = datetime.now(UTC)
+        completed = events_pb2.PayrollBatchCompleted(
+            batch_id=batch_id,
+            employer_id=employer_id,
+            status=getattr(events_pb2, f"PAYMENT_STATUS_{status}"),
+            paid_items=paid,
+            failed_items=failed,
+            paid=Money(currency, paid_minor).to_proto(),
+            released=Money(currency, released).to_proto(),
+            completed_at=ev.timestamp(now),
+        )
+        event = ev.outbox_event(
+            topic=self._config.topic,
+            employer_id=employer_id,
+            field="payroll_batch_completed",
+            message=completed,
+            subject=f"batch/{batch_id}",
+            event_id=ev.deterministic_id(batch_id, "completed"),
+        )
+        try:
+            await self._repo.update_with_events(
+                self._repo.batches,
+                batch_id,
+                version=int(batch["version"]),
+                changes={
+                    "state": str(BatchState.COMPLETED),
+                    "status": status,
+                    "paid_items": paid,
+                    "failed_items": failed,
+                    "paid_minor": Int64(paid_minor),
+                    "released_minor": Int64(released),
+                    "completed_at": now,
+                },
+                events=[event],
+            )
+        except ConcurrentUpdate:
+            return  # another runner completed it with the same figures
+        self._relay.nudge(self._repo.batches.name, batch_id)
+
+
+def _outcome(
+    batch: dict[str, Any], item: dict[str, Any], result: RailResult, attempts: int, now: datetime
+) -> dict[str, Any]:
+    paid = result.status is RailStatus.ACSC
+    return {
+        "_id": f"{batch['_id']}:{item['end_to_end_id']}",
+        "item_id": item["_id"],
+        "batch_id": batch["_id"],
+        "chunk": item["chunk"],
+        "end_to_end_id": item["end_to_end_id"],
+        "state": "PAID" if paid else "FAILED",
+        "amount_minor": item["amount_minor"],
+        "currency": batch["currency"],
+        "card_masked": item["card_masked"],
+        "bank": item["bank"],
+        "rail_reference": result.reference,
+        "reason_code": "" if paid else (result.reason_code or "NARR"),
+        "reason": "" if paid else (result.reason or "rejected by the rail"),
+        "attempts": attempts,
+        "decided_at": now,
+    }
+
+
+def _item_event(topic: str, employer_id: str, outcome: dict[str, Any]) -> OutboxEvent:
+    amount = Money(outcome["currency"], int(outcome["amount_minor"])).to_proto()
+    when = outcome["decided_at"]
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    message: Any
+    if outcome["state"] == "PAID":
+        kind = "salary_paid"
+        message = events_pb2.SalaryPaid(
+            batch_id=outcome["batch_id"],
+            employer_id=employer_id,
+            end_to_end_id=outcome["end_to_end_id"],
+            card_masked=outcome["card_masked"],
+            bank=outcome["bank"],
+            amount=amount,
+            rail_reference=outcome["rail_reference"],
+            attempts=int(outcome["attempts"]),
+            paid_at=ev.timestamp(when),
+        )
+    else:
+        kind = "salary_payment_failed"
+        message = events_pb2.SalaryPaymentFailed(
+            batch_id=outcome["batch_id"],
+            employer_id=employer_id,
+            end_to_end_id=outcome["end_to_end_id"],
+            card_masked=outcome["card_masked"],
+            amount=amount,
+            reason_code=outcome["reason_code"],
+            reason=outcome["reason"],
+            attempts=int(outcome["attempts"]),
+            failed_at=ev.timestamp(when),
+        )
+    return ev.outbox_event(
+        topic=topic,
+        employer_id=employer_id,
+        field=kind,
+        message=message,
+        subject=f"batch/{outcome['batch_id']}/item/{outcome['end_to_end_id']}",
+        event_id=ev.deterministic_id(outcome["_id"], kind),
+        time=when,
+    )
+
+
+def chunk_count(items: int, chunk_size: int) -> int:
+    """Chunks of ``chunk_size`` needed for ``items``."""
+    return max(1, -(-items // chunk_size))
+
+
+__all__: Sequence[str] = ["BatchRunner", "RunnerConfig", "card_context", "chunk_count"]

@@ -1,0 +1,259 @@
+"""Payroll's MongoDB collections: employers, parties, batches, items, outcomes, payouts.
+
+Aggregates carry their outbox (``zerocontact.platform.outbox``). Items are written in bulk
+(``insert_many(ordered=False)``); an item's final outcome is an insert into ``item_outcomes``
+keyed by batch and EndToEndId, so the first decision wins and a re-driven item can never be
+decided twice. The events of a chunk of items travel in one outbox document per chunk.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ASCENDING, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from zerocontact.platform.ids import new_id
+from zerocontact.platform.mongo import CollectionIndexes, Document, ensure_indexes
+from zerocontact.platform.outbox import (
+    OutboxEvent,
+    ensure_outbox_index,
+    outbox_document,
+    outbox_fields,
+)
+
+EMPLOYERS = "employers"
+PARTIES = "parties"
+BATCHES = "batches"
+ITEMS = "batch_items"
+OUTCOMES = "item_outcomes"
+EVENT_CHUNKS = "event_chunks"
+GIG_PAYOUTS = "gig_payouts"
+TREASURY = "treasury"  # sweep/redeem/top-up records with their events
+IDEMPOTENCY = "idempotency_keys"
+ATTEMPTS = "item_attempts"
+
+INDEXES = [
+    CollectionIndexes(
+        ITEMS,
+        (
+            IndexModel([("batch_id", ASCENDING), ("chunk", ASCENDING)], name="batch_chunk"),
+            IndexModel([("customer_id", ASCENDING)], name="customer"),
+        ),
+    ),
+    CollectionIndexes(
+        ATTEMPTS, (IndexModel([("batch_id", ASCENDING), ("chunk", ASCENDING)], name="batch_chunk"),)
+    ),
+    CollectionIndexes(
+        OUTCOMES, (IndexModel([("batch_id", ASCENDING), ("chunk", ASCENDING)], name="batch_chunk"),)
+    ),
+    CollectionIndexes(
+        BATCHES,
+        (
+            IndexModel([("state", ASCENDING)], name="state"),
+            IndexModel([("employer_id", ASCENDING)], name="employer"),
+        ),
+    ),
+    CollectionIndexes(GIG_PAYOUTS, (IndexModel([("state", ASCENDING)], name="state"),)),
+]
+
+
+class ConcurrentUpdate(Exception):
+    """Another writer changed the aggregate since it was read."""
+
+
+class PayrollRepository:
+    """All of payroll's collections in one database."""
+
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.db = db
+        self.employers: AsyncCollection[Document] = db[EMPLOYERS]
+        self.parties: AsyncCollection[Document] = db[PARTIES]
+        self.batches: AsyncCollection[Document] = db[BATCHES]
+        self.items: AsyncCollection[Document] = db[ITEMS]
+        self.outcomes: AsyncCollection[Document] = db[OUTCOMES]
+        self.event_chunks: AsyncCollection[Document] = db[EVENT_CHUNKS]
+        self.gig_payouts: AsyncCollection[Document] = db[GIG_PAYOUTS]
+        self.treasury: AsyncCollection[Document] = db[TREASURY]
+        self.idempotency: AsyncCollection[Document] = db[IDEMPOTENCY]
+        self.attempts: AsyncCollection[Document] = db[ATTEMPTS]
+
+    @property
+    def outbox_collections(self) -> list[AsyncCollection[Document]]:
+        """Collections whose documents carry outbox events."""
+        return [self.employers, self.batches, self.event_chunks, self.gig_payouts, self.treasury]
+
+    async def create_indexes(self) -> None:
+        """Create indexes at start-up (idempotent)."""
+        await ensure_indexes(self.db, INDEXES)
+        for collection in self.outbox_collections:
+            await ensure_outbox_index(collection)
+
+    # aggregates with an outbox -----------------------------------------------------------
+
+    async def insert_with_events(
+        self, collection: AsyncCollection[Document], doc: Document, events: Sequence[OutboxEvent]
+    ) -> bool:
+        """Insert an aggregate (``version`` 1) with its events; False if its ``_id`` exists."""
+        try:
+            await collection.insert_one({**doc, "version": 1, **outbox_document(events, version=1)})
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def update_with_events(
+        self,
+        collection: AsyncCollection[Document],
+        doc_id: str,
+        *,
+        version: int,
+        changes: Document,
+        events: Sequence[OutboxEvent],
+    ) -> None:
+        """Apply ``changes`` and store ``events`` if nobody wrote since ``version``."""
+        result = await collection.update_one(
+            {"_id": doc_id, "version": version},
+            {
+                "$set": {
+                    **changes,
+                    "version": version + 1,
+                    **outbox_fields(events, version=version + 1),
+                }
+            },
+        )
+        if result.matched_count != 1:
+            raise ConcurrentUpdate(doc_id)
+
+    # items --------------------------------------------------------------------------------
+
+    async def insert_items(self, docs: Sequence[Document]) -> None:
+        """Bulk insert; items already there (a retried submission) are left as they are."""
+        if not docs:
+            return
+        try:
+            await self.items.insert_many(list(docs), ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                raise
+
+    async def chunk_items(self, batch_id: str, chunk: int) -> list[Document]:
+        """Every item of one chunk."""
+        return [doc async for doc in self.items.find({"batch_id": batch_id, "chunk": chunk})]
+
+    async def record_attempt(
+        self, batch_id: str, chunk: int, end_to_end_ids: Sequence[str]
+    ) -> None:
+        """Items SENT: one insert per rail request, written BEFORE the rail is called.
+
+        Item state is never updated in place: FerretDB 1.24 takes seconds for an
+        ``update_many`` over a few hundred ids and closes the connection on a ``bulk_write``
+        of updates, so every state change of the hot path is an insert (attempts here,
+        decisions in ``item_outcomes``) and an item's state is derived from them.
+        """
+        await self.attempts.insert_one(
+            {
+                "_id": new_id(),
+                "batch_id": batch_id,
+                "chunk": chunk,
+                "e2e": list(end_to_end_ids),
+                "sent_at": datetime.now(UTC),
+            }
+        )
+
+    async def chunk_attempts(self, batch_id: str, chunk: int) -> Counter[str]:
+        """Rail requests made so far per EndToEndId of one chunk."""
+        counts: Counter[str] = Counter()
+        async for doc in self.attempts.find({"batch_id": batch_id, "chunk": chunk}, {"e2e": 1}):
+            counts.update(doc["e2e"])
+        return counts
+
+    async def record_outcomes(
+        self, batch_id: str, chunk: int, docs: Sequence[Document]
+    ) -> list[Document]:
+        """Insert final outcomes (first wins) and return every stored outcome of the chunk."""
+        if docs:
+            try:
+                await self.outcomes.insert_many(list(docs), ordered=False)
+            except BulkWriteError as exc:
+                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                    raise
+        return await self.chunk_outcomes(batch_id, chunk)
+
+    async def chunk_outcomes(self, batch_id: str, chunk: int) -> list[Document]:
+        """Every final outcome of one chunk."""
+        return [doc async for doc in self.outcomes.find({"batch_id": batch_id, "chunk": chunk})]
+
+    async def insert_event_chunk(
+        self, chunk_id: str, events: Sequence[OutboxEvent], *, batch_id: str
+    ) -> bool:
+        """The events of one chunk in one outbox document (written once)."""
+        try:
+            await self.event_chunks.insert_one(
+                {
+                    "_id": chunk_id,
+                    "batch_id": batch_id,
+                    "created_at": datetime.now(UTC),
+                    **outbox_document(events, version=1),
+                }
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def item_counts(self, batch: Document) -> dict[str, int]:
+        """Items per state: PAID and FAILED from the outcomes, the rest still open (PENDING)."""
+        if "item_count" not in batch or batch.get("state") == "REFUSED":
+            return {}
+        paid, failed, _ = await self.outcome_totals(batch["_id"])
+        counts = {
+            "PAID": paid,
+            "FAILED": failed,
+            "PENDING": int(batch["item_count"]) - paid - failed,
+        }
+        return {k: v for k, v in counts.items() if v}
+
+    async def outcomes_by_item(self, batch_id: str) -> dict[str, Document]:
+        """The batch's outcomes keyed by item id."""
+        return {doc["item_id"]: doc async for doc in self.outcomes.find({"batch_id": batch_id})}
+
+    async def outcome_totals(self, batch_id: str) -> tuple[int, int, int]:
+        """(paid items, failed items, paid minor units) from the outcomes (the authority)."""
+        paid = failed = paid_minor = 0
+        async for doc in self.outcomes.find(
+            {"batch_id": batch_id}, {"state": 1, "amount_minor": 1}
+        ):
+            if doc["state"] == "PAID":
+                paid += 1
+                paid_minor += int(doc["amount_minor"])
+            else:
+                failed += 1
+        return paid, failed, paid_minor
+
+    # idempotency keys ---------------------------------------------------------------------
+
+    async def claim_key(self, key_id: str, fingerprint: str, resource_id: str) -> Document:
+        """Claim an idempotency key, or return the existing claim (to compare fingerprints)."""
+        doc = {
+            "_id": key_id,
+            "fingerprint": fingerprint,
+            "resource_id": resource_id,
+            "created_at": datetime.now(UTC),
+            "response": None,
+        }
+        try:
+            await self.idempotency.insert_one(doc)
+        except DuplicateKeyError:
+            existing = await self.idempotency.find_one({"_id": key_id})
+            if existing is not None:
+                return existing
+            raise
+        return doc
+
+    async def store_response(self, key_id: str, response: Any) -> None:
+        """Remember the first response for a key."""
+        await self.idempotency.update_one({"_id": key_id}, {"$set": {"response": response}})

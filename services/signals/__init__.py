@@ -1,0 +1,1 @@
+"""zerocontact.signals: see proto/zerocontact/signals."""

@@ -1,0 +1,176 @@
+"""The Faust tables behind the features, built from the feature registry, and how they are read.
+
+Every table is changelogged to Kafka (``<app id>-<table>-changelog``), so a worker that starts
+without its local store rebuilds it from there. Windowed tables are tumbling buckets with
+``expires`` (see :mod:`zerocontact.signals.features`); a table may only be written inside
+per-event stream iteration (docs/decisions.md #1), so the writers take no batches.
+
+Reads go through ``Table._windowed_timestamp`` (the lookup Faust's own ``WindowSet.current``
+uses) with an explicit timestamp, because the support page reads outside stream iteration
+and an assessment reads many buckets at the event's time.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any, Final
+
+import faust
+
+from zerocontact.signals.features import (
+    FEATURES,
+    Aggregation,
+    FeatureDefinition,
+    FeatureKey,
+    bucket_starts,
+    distinct_union,
+    feature,
+    revenue_change_pct,
+)
+
+__all__ = ["DISTINCT_CAP", "FeatureTables", "PartyFeatures"]
+
+# A device seen with this many parties is as suspicious as one seen with more: the member
+# lists stop growing there, which bounds the table values.
+DISTINCT_CAP: Final = 64
+DEDUPE_WINDOW: Final = timedelta(days=1)
+
+
+def _table_options(partitions: int) -> dict[str, Any]:
+    # Keys of windowed tables are (key, (start, end)) tuples: JSON, unlike the raw topics.
+    schema: faust.Schema[Any, Any] = faust.Schema(key_serializer="json", value_serializer="json")
+    return {"partitions": partitions, "schema": schema}
+
+
+@dataclass
+class FeatureTables:
+    """Every table of the app, created on ``app`` from the registry."""
+
+    app: Any
+    partitions: int
+    windowed: dict[str, Any] = field(default_factory=dict)  # feature name -> WindowWrapper
+    plain: dict[str, Any] = field(default_factory=dict)  # feature name -> Table
+    seen_at_device_stage: Any = None
+    assessed: Any = None
+    device_alerts: Any = None
+    login_alerts: Any = None
+
+    def __post_init__(self) -> None:
+        options = _table_options(self.partitions)
+        for definition in FEATURES:
+            if definition.bucket is not None:
+                default = list if definition.aggregation is Aggregation.DISTINCT_PARTIES else int
+                self.windowed[definition.name] = self.app.Table(
+                    definition.name, default=default, help=definition.description, **options
+                ).tumbling(definition.bucket, expires=definition.expires)
+            else:
+                self.plain[definition.name] = self.app.Table(
+                    definition.name, default=dict, help=definition.description, **options
+                )
+        # Application event ids already counted by the first stage / already assessed: the
+        # guards that make duplicates harmless (at-least-once delivery, outbox republishing).
+        self.seen_at_device_stage = self.app.Table(
+            "applications_seen_by_device_stage", default=bool, **options
+        ).tumbling(DEDUPE_WINDOW, expires=2 * DEDUPE_WINDOW)
+        self.assessed = self.app.Table("applications_assessed", default=bool, **options).tumbling(
+            DEDUPE_WINDOW, expires=2 * DEDUPE_WINDOW
+        )
+        # One alert per subject and window, not one per event.
+        self.device_alerts = self.app.Table(
+            "device_shared_alerts", default=bool, **options
+        ).tumbling(timedelta(hours=24), expires=timedelta(hours=48))
+        self.login_alerts = self.app.Table(
+            "failed_login_burst_alerts", default=bool, **options
+        ).tumbling(timedelta(hours=1), expires=timedelta(hours=2))
+
+    @property
+    def party_table(self) -> Any:
+        """A party-keyed table: the web page routes a party's request by it."""
+        return self.plain["repayment_history"]
+
+    # -- writes (inside stream iteration only) ---------------------------------------------
+
+    def increment(self, name: str, key: str) -> None:
+        """Count one event into the current bucket of a windowed count."""
+        self.windowed[name][key] += 1
+
+    def add_member(self, name: str, key: str, member: str, at: float) -> None:
+        """Add ``member`` to the current bucket's member list (up to the cap)."""
+        wrapper = self.windowed[name]
+        members = wrapper.table._windowed_timestamp(key, at)
+        if member in members or len(members) >= DISTINCT_CAP:
+            return
+        wrapper[key] = sorted([*members, member])
+
+    def first_time(self, wrapper: Any, event_id: str, at: float) -> bool:
+        """True (and remembered) the first time ``event_id`` is seen within the dedupe window."""
+        table = wrapper.table
+        previous = at - DEDUPE_WINDOW.total_seconds()
+        if table._windowed_timestamp(event_id, at) or table._windowed_timestamp(event_id, previous):
+            return False
+        wrapper[event_id] = True
+        return True
+
+    def raise_once(self, wrapper: Any, subject: str, at: float) -> tuple[bool, float]:
+        """(True the first time in this window, the window's start) for an alert's subject."""
+        window_start = float(wrapper.table.window.current(at)[0])
+        if wrapper.table._windowed_timestamp(subject, at):
+            return False, window_start
+        wrapper[subject] = True
+        return True, window_start
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def windowed_value(self, definition: FeatureDefinition, key: str, at: float) -> int:
+        """The window's value of a bucketed feature at ``at`` (epoch seconds)."""
+        table = self.windowed[definition.name].table
+        starts = bucket_starts(definition, at)
+        if definition.aggregation is Aggregation.DISTINCT_PARTIES:
+            return distinct_union(
+                (table._windowed_timestamp(key, s) for s in starts), cap=DISTINCT_CAP
+            )
+        return sum(int(table._windowed_timestamp(key, s)) for s in starts)
+
+    def keyed_values(self, key_kind: FeatureKey, key: str, at: float) -> dict[str, int]:
+        """Every windowed feature aggregated under ``key_kind`` for ``key``."""
+        return {
+            d.name: self.windowed_value(d, key, at)
+            for d in FEATURES
+            if d.key is key_kind and d.bucket is not None
+        }
+
+    def party_features(self, party_id: str, at: float | None = None) -> PartyFeatures:
+        """Every party-keyed feature of ``party_id`` at ``at`` (default: now)."""
+        moment = time.time() if at is None else at
+        counts = self.keyed_values(FeatureKey.PARTY, party_id, moment)
+        repayments = self.plain["repayment_history"][party_id] or {}
+        reports, change = revenue_change_pct(self.plain["merchant_revenue_trend"][party_id])
+        values: dict[str, Decimal] = {name: Decimal(v) for name, v in counts.items()}
+        values["repayments_on_time"] = Decimal(int(repayments.get("on_time", 0)))
+        values["repayments_late"] = Decimal(int(repayments.get("late", 0)))
+        values["max_days_late"] = Decimal(int(repayments.get("max_days_late", 0)))
+        values["merchant_revenue_reports"] = Decimal(reports)
+        values["merchant_revenue_change_pct"] = change
+        return PartyFeatures(values)
+
+
+@dataclass(frozen=True)
+class PartyFeatures:
+    """Feature values by name, with the window each was aggregated over."""
+
+    values: dict[str, Decimal]
+
+    def listed(self) -> list[tuple[str, Decimal, str]]:
+        """(name, value, window label) in name order."""
+        return [(name, value, window_of(name)) for name, value in sorted(self.values.items())]
+
+
+def window_of(name: str) -> str:
+    """The window label of a feature value's name ("" for whole-history values)."""
+    try:
+        return feature(name).window_label
+    except KeyError:
+        return ""

@@ -1,0 +1,459 @@
+"""The signals worker on the real broker: events in, risk signals out on the output topic.
+
+The worker runs as a subprocess (``python -m zerocontact.signals worker``) with an app id and
+topics of this run, so consumer groups, changelog and repartition topics are unique. Inputs
+are real protobuf CloudEvents produced with aiokafka; outputs are read back from the risk
+topic; the party's feature values are read over real HTTP from the worker's Faust web page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from tests.integration.harness import Engines, eventually, free_port
+from zerocontact.identity.v1 import events_pb2 as identity_pb
+from zerocontact.loan.v1 import events_pb2 as loan_pb
+from zerocontact.platform.kafka.cloudevents import CloudEvent
+from zerocontact.signals.v1 import risk_pb2
+
+ROOT = Path(__file__).resolve().parents[2]
+PARTITIONS = 6
+
+
+def _id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def application(party: str, *, device: str, address: str, ce_id: str | None = None) -> CloudEvent:
+    """A LoanApplicationSubmitted CloudEvent."""
+    event = loan_pb.LoanEvent(
+        loan_application_submitted=loan_pb.LoanApplicationSubmitted(
+            application_id=_id("app"),
+            party_id=party,
+            product_id="merchant-310",
+            term_months=6,
+            device_id=device,
+            source_address=address,
+        )
+    )
+    return CloudEvent(
+        id=ce_id or str(uuid.uuid4()),
+        source="zerocontact.loan",
+        type="zerocontact.loan.v1.LoanApplicationSubmitted",
+        subject=party,
+        data=event.SerializeToString(),
+    )
+
+
+def repayment(party: str, *, days_late: int, repayment_id: str | None = None) -> CloudEvent:
+    """A RepaymentReceived CloudEvent."""
+    event = loan_pb.LoanEvent(
+        repayment_received=loan_pb.RepaymentReceived(
+            loan_id=_id("loan"),
+            party_id=party,
+            repayment_id=repayment_id or _id("rep"),
+            installment_number=1,
+            days_late=days_late,
+        )
+    )
+    return CloudEvent(
+        id=str(uuid.uuid4()),
+        source="zerocontact.loan",
+        type="zerocontact.loan.v1.RepaymentReceived",
+        subject=party,
+        data=event.SerializeToString(),
+    )
+
+
+def failed_login(party: str) -> CloudEvent:
+    """An AuthenticationFailed CloudEvent."""
+    event = identity_pb.IdentityEvent(
+        authentication_failed=identity_pb.AuthenticationFailed(
+            customer_id=party,
+            factor=identity_pb.FACTOR_KIND_PASSWORD,
+            consecutive_failures=1,
+            device_id="dev-x",
+            source_address="198.51.100.7",
+        )
+    )
+    return CloudEvent(
+        id=str(uuid.uuid4()),
+        source="zerocontact.identity",
+        type="zerocontact.identity.v1.AuthenticationFailed",
+        subject=party,
+        data=event.SerializeToString(),
+    )
+
+
+@dataclass
+class Topics:
+    loan: str
+    identity: str
+    risk: str
+
+
+@dataclass
+class Worker:
+    """One signals worker subprocess; ``restart`` kills it and starts a fresh one."""
+
+    engines: Engines
+    topics: Topics
+    app_id: str
+    data_root: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.starts += 1
+        # A fresh data directory on every start: whatever the tables hold afterwards came
+        # from the changelog topics, as on a pod rescheduled to another node.
+        data_dir = self.data_root / f"start-{self.starts}"
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.engines.kafka_bootstrap,
+            "ZC_SIGNALS_APP_ID": self.app_id,
+            "ZC_SIGNALS_LOAN_TOPIC": self.topics.loan,
+            "ZC_SIGNALS_IDENTITY_TOPIC": self.topics.identity,
+            "ZC_SIGNALS_RISK_TOPIC": self.topics.risk,
+            "ZC_SIGNALS_DATA_DIR": str(data_dir),
+            "ZC_SIGNALS_HTTP_PORT": str(self.port),
+            "ZC_SIGNALS_PRODUCER_LINGER_MS": "1",
+            "ZC_SIGNALS_SESSION_TIMEOUT_S": "6",
+        }
+        with (self.data_root / f"worker-{self.starts}.log").open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "zerocontact.signals", "worker", "-l", "warn"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    async def ready(self) -> None:
+        async def probe() -> bool:
+            assert self.process is not None and self.process.poll() is None, self.log_tail()
+            try:
+                async with httpx.AsyncClient(timeout=2) as client:
+                    response = await client.get(f"{self.url}/healthz")
+            except httpx.TransportError:
+                return False
+            return response.status_code == 200 and not response.json()["recovering"]
+
+        await eventually(probe, within_s=30, interval=0.2)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log_tail(self) -> str:
+        log = self.data_root / f"worker-{self.starts}.log"
+        return log.read_text(errors="replace")[-3000:] if log.exists() else ""
+
+
+class RiskTopic:
+    """Reads every record of the risk topic in the background."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
+        self._topic = topic
+        self.records: list[Any] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        parts = [TopicPartition(self._topic, p) for p in range(PARTITIONS)]
+        self._consumer.assign(parts)
+        await self._consumer.seek_to_beginning(*parts)
+        self._task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                self.records.extend(records)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with __import__("contextlib").suppress(asyncio.CancelledError):
+                await self._task
+        await self._consumer.stop()
+
+    def for_party(self, party: str, kind: str) -> list[Any]:
+        found = []
+        for record in self.records:
+            if record.key != party.encode():
+                continue
+            event = risk_pb2.RiskEvent.FromString(record.value)
+            if event.WhichOneof("event") == kind:
+                found.append((record, getattr(event, kind)))
+        return found
+
+    async def wait_for(self, party: str, kind: str, count: int = 1) -> list[Any]:
+        async def probe() -> list[Any]:
+            found = self.for_party(party, kind)
+            return found if len(found) >= count else []
+
+        return list(await eventually(probe, within_s=20, interval=0.05))
+
+
+@dataclass
+class Signals:
+    worker: Worker
+    topics: Topics
+    producer: AIOKafkaProducer
+    risk: RiskTopic
+    http: httpx.AsyncClient
+
+    async def send(self, topic: str, key: str, event: CloudEvent) -> None:
+        await self.producer.send_and_wait(
+            topic, event.data, key=key.encode(), headers=event.headers()
+        )
+
+    async def features(self, party: str) -> dict[str, str]:
+        response = await self.http.get(f"{self.worker.url}/signals/v1/parties/{party}/features")
+        assert response.status_code == 200, response.text
+        return {f["name"]: f["value"] for f in response.json()["features"]}
+
+    async def features_reach(self, party: str, expected: dict[str, str]) -> None:
+        async def probe() -> bool:
+            features = await self.features(party)
+            return all(features.get(k) == v for k, v in expected.items())
+
+        await eventually(probe, within_s=20, interval=0.1)
+
+
+async def _topics(admin: AIOKafkaAdminClient) -> Topics:
+    token = uuid.uuid4().hex[:10]
+    topics = Topics(f"t-sig-loan-{token}", f"t-sig-identity-{token}", f"t-sig-risk-{token}")
+    names = [topics.loan, topics.identity, topics.risk]
+    await admin.create_topics(
+        [NewTopic(n, PARTITIONS, 1) for n in names]
+        + [NewTopic(f"{n}.dlq", 1, 1) for n in (topics.loan, topics.identity)]
+    )
+    return topics
+
+
+@pytest.fixture
+def worker_factory(engines: Engines, tmp_path: Path) -> Iterator[Callable[[Topics], Worker]]:
+    made: list[Worker] = []
+
+    def make(topics: Topics) -> Worker:
+        worker = Worker(engines, topics, _id("t-signals"), tmp_path)
+        made.append(worker)
+        return worker
+
+    yield make
+    for worker in made:
+        worker.stop()
+
+
+@pytest.fixture
+async def signals(
+    engines: Engines,
+    kafka_admin: AIOKafkaAdminClient,
+    worker_factory: Callable[[Topics], Worker],
+) -> AsyncIterator[Signals]:
+    topics = await _topics(kafka_admin)
+    worker = worker_factory(topics)
+    worker.start()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=engines.kafka_bootstrap, enable_idempotence=True, acks="all"
+    )
+    risk = RiskTopic(engines.kafka_bootstrap, topics.risk)
+    await producer.start()
+    await risk.start()
+    try:
+        await worker.ready()
+        async with httpx.AsyncClient(timeout=5) as http:
+            yield Signals(worker, topics, producer, risk, http)
+    finally:
+        await risk.stop()
+        await producer.stop()
+
+
+async def test_assessment_scores_the_party_features_with_reasons(signals: Signals) -> None:
+    party = _id("party")
+    for days_late in (0, 5, 12):
+        await signals.send(signals.topics.loan, party, repayment(party, days_late=days_late))
+    duplicate = repayment(party, days_late=9, repayment_id="rep-same")
+    for _ in range(2):  # the same repayment twice counts once
+        await signals.send(signals.topics.loan, party, duplicate)
+    for _ in range(6):
+        await signals.send(signals.topics.identity, party, failed_login(party))
+    await signals.features_reach(
+        party,
+        {"repayments_on_time": "1", "repayments_late": "3", "failed_authentications_1h": "6"},
+    )
+
+    app_event = application(party, device=_id("dev"), address="203.0.113.5")
+    await signals.send(signals.topics.loan, party, app_event)
+
+    [(record, assessment)] = await signals.risk.wait_for(party, "risk_assessment")
+    headers = dict(record.headers)
+    assert headers["ce_type"] == b"zerocontact.signals.v1.RiskAssessment"
+    assert headers["ce_id"].decode() == assessment.assessment_id
+    assert assessment.application_event_id == app_event.id
+    assert assessment.party_id == party
+    # 100 base + 150 late repayments + 200 failed-login burst
+    assert assessment.score == 450
+    assert assessment.band == risk_pb2.RISK_BAND_MEDIUM
+    fired = {r.name: r for r in assessment.rules if r.triggered}
+    assert set(fired) == {"late_repayments", "failed_login_burst"}
+    assert fired["failed_login_burst"].observed == "6"
+    assert fired["failed_login_burst"].description == "6 failed authentications in 1 h (limit 4)"
+    assert fired["late_repayments"].points == 150
+    features = {f.name: (f.value, f.window) for f in assessment.features}
+    assert features["applications_per_party_1h"] == ("1", "1h")
+    assert features["applications_per_device_24h"] == ("1", "24h")
+    assert features["repayments_late"] == ("3", "")
+    # Six failures in the hour raise one failed-login-burst alert, not two.
+    alerts = await signals.risk.wait_for(party, "risk_alert")
+    await asyncio.sleep(0.5)
+    alerts = signals.risk.for_party(party, "risk_alert")
+    assert len(alerts) == 1
+    assert alerts[0][1].kind == risk_pb2.RISK_ALERT_KIND_FAILED_LOGIN_BURST
+    assert alerts[0][1].reasons[0].name == "failed_login_burst"
+
+
+async def test_duplicate_applications_give_one_assessment_and_count_once(signals: Signals) -> None:
+    party, device = _id("party"), _id("dev")
+    first = application(party, device=device, address="203.0.113.9")
+    for _ in range(3):  # an outbox republishing the same event
+        await signals.send(signals.topics.loan, party, first)
+    await signals.risk.wait_for(party, "risk_assessment")
+    await signals.send(
+        signals.topics.loan, party, application(party, device=device, address="203.0.113.9")
+    )
+
+    assessments = await signals.risk.wait_for(party, "risk_assessment", count=2)
+    await asyncio.sleep(0.5)  # a late duplicate would show up here
+    assessments = signals.risk.for_party(party, "risk_assessment")
+    assert len(assessments) == 2
+    ids = [a.application_event_id for _, a in assessments]
+    assert ids.count(first.id) == 1
+    second = {f.name: f.value for f in assessments[1][1].features}
+    assert second["applications_per_party_1h"] == "2"
+    assert second["applications_per_device_1h"] == "2"
+    assert second["applications_per_source_address_1h"] == "2"
+
+
+async def test_device_shared_by_many_parties_raises_one_alert_and_rejects(signals: Signals) -> None:
+    device = _id("dev")
+    parties = [_id("party") for _ in range(4)]
+    assessed = []
+    for party in parties:  # one at a time, so each sees the parties before it
+        await signals.send(
+            signals.topics.loan, party, application(party, device=device, address=_id("addr"))
+        )
+        [(_, assessment)] = await signals.risk.wait_for(party, "risk_assessment")
+        assessed.append(assessment)
+
+    seen = [{f.name: f.value for f in a.features}["parties_per_device_24h"] for a in assessed]
+    assert seen == ["1", "2", "3", "4"]
+    assert [a.band for a in assessed] == [
+        risk_pb2.RISK_BAND_LOW,
+        risk_pb2.RISK_BAND_LOW,
+        risk_pb2.RISK_BAND_REJECT,
+        risk_pb2.RISK_BAND_REJECT,
+    ]
+    rule = next(r for r in assessed[2].rules if r.name == "device_shared_by_many_parties")
+    assert rule.triggered and rule.description == "device used by 3 parties in 24 h (limit 2)"
+    alerts = [a for p in parties for _, a in signals.risk.for_party(p, "risk_alert")]
+    assert len(alerts) == 1
+    assert alerts[0].kind == risk_pb2.RISK_ALERT_KIND_DEVICE_SHARED
+    assert alerts[0].device_id == device and alerts[0].party_id == parties[2]
+
+
+async def test_features_page_rejects_a_bad_party_id_without_echoing_it(signals: Signals) -> None:
+    bad = "110101199003077777 x"
+    response = await signals.http.get(f"{signals.worker.url}/signals/v1/parties/{bad}/features")
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "110101199003077777" not in response.text
+    assert response.json()["errors"][0]["field"] == "path.party_id"
+    unknown = await signals.features(_id("nobody"))
+    assert unknown["applications_per_party_24h"] == "0"
+    assert unknown["repayments_late"] == "0"
+
+
+async def test_unreadable_record_goes_to_the_dead_letter_topic(
+    signals: Signals, engines: Engines
+) -> None:
+    party = _id("party")
+    await signals.producer.send_and_wait(
+        signals.topics.loan, b"\xff\xfe not protobuf", key=party.encode(), headers=[]
+    )
+    await signals.send(signals.topics.loan, party, application(party, device=_id("d"), address="a"))
+    await signals.risk.wait_for(party, "risk_assessment")  # the stream went on
+
+    consumer = AIOKafkaConsumer(
+        f"{signals.topics.loan}.dlq",
+        bootstrap_servers=engines.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        record = await asyncio.wait_for(consumer.getone(), 20)
+    finally:
+        await consumer.stop()
+    assert record.key == party.encode()
+    assert dict(record.headers)["dlq_original_topic"] == signals.topics.loan.encode()
+
+
+async def test_restarted_worker_recovers_its_tables_from_the_changelog(signals: Signals) -> None:
+    party, device = _id("party"), _id("dev")
+    for _ in range(2):
+        await signals.send(
+            signals.topics.loan, party, application(party, device=device, address="192.0.2.1")
+        )
+    await signals.risk.wait_for(party, "risk_assessment", count=2)
+    await signals.send(signals.topics.loan, party, repayment(party, days_late=3))
+    await signals.features_reach(party, {"repayments_late": "1", "applications_per_party_1h": "2"})
+    await asyncio.sleep(1.5)  # past a commit interval: the offsets and changelog are flushed
+
+    signals.worker.kill()  # no clean shutdown
+    signals.worker.start()  # and a new, empty data directory
+    await signals.worker.ready()
+    await signals.features_reach(party, {"repayments_late": "1", "applications_per_party_1h": "2"})
+
+    await signals.send(
+        signals.topics.loan, party, application(party, device=device, address="192.0.2.1")
+    )
+    assessments = await signals.risk.wait_for(party, "risk_assessment", count=3)
+    latest = {f.name: f.value for f in assessments[-1][1].features}
+    assert latest["applications_per_party_1h"] == "3"
+    assert latest["applications_per_device_24h"] == "3"
+    assert latest["applications_per_source_address_24h"] == "3"
+    assert latest["repayments_late"] == "1"
