@@ -238,13 +238,18 @@ class LoanRecord:
 
 
 class LoanTopicReader:
-    """Follows the loan topic from the beginning, collecting decoded events."""
+    """Follows the loan topic from the beginning, collecting decoded events once per ``ce_id``.
+
+    Delivery is at least once (a sweep may republish an event a relay is flushing); like every
+    consumer, the reader keeps the first copy of each event id.
+    """
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.consumer = AIOKafkaConsumer(
             topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
         )
         self.records: list[LoanRecord] = []
+        self._seen: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -258,6 +263,9 @@ class LoanTopicReader:
                     wrapper = loan_pb2.LoanEvent.FromString(r.value or b"")
                     kind = wrapper.WhichOneof("event") or ""
                     headers = dict(r.headers)
+                    if headers["ce_id"] in self._seen:
+                        continue
+                    self._seen.add(headers["ce_id"])
                     assert (
                         headers["ce_type"].decode() == getattr(wrapper, kind).DESCRIPTOR.full_name
                     )
