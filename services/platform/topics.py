@@ -9,6 +9,7 @@ differs, without ever changing an existing topic (that is an operator's decision
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import pkgutil
 import re
@@ -444,7 +445,15 @@ async def ensure_topics(
                 message = entry[2] if len(entry) > 2 and entry[2] else for_code(code).__name__
                 raise TopicCreationError(topic, message)
     existing = [spec for spec in catalog if spec.name not in created]
-    states = await inspect_topics(admin, [spec.name for spec in existing])
+    names = [spec.name for spec in existing]
+    states = await inspect_topics(admin, names)
+    for _ in range(20):
+        # A topic created a moment ago (by us or someone else) can be refused as existing
+        # before the metadata lists it; wait for it rather than report it in sync.
+        if all(name in states for name in names):
+            break
+        await asyncio.sleep(0.25)
+        states = await inspect_topics(admin, names)
     partition_drift = []
     config_drift = []
     for spec in existing:
