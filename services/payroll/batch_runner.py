@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,7 +33,7 @@ from zerocontact.payroll import events as ev
 from zerocontact.payroll.domain import accounts
 from zerocontact.payroll.domain.batches import BatchState, RetryPolicy, batch_status
 from zerocontact.payroll.rail import CreditTransfer, PaymentRail, RailResult, RailStatus
-from zerocontact.payroll.repository import ConcurrentUpdate, PayrollRepository
+from zerocontact.payroll.repository import ConcurrentUpdate, PayrollRepository, chunk_id
 from zerocontact.payroll.v1 import events_pb2
 from zerocontact.platform.ledger import Ledger
 from zerocontact.platform.money import Money
@@ -109,23 +110,43 @@ class BatchRunner:
                 {"$set": {"state": str(BatchState.EXECUTING), "started_at": datetime.now(UTC)}},
             )
         done: dict[str, Any] = batch.get("chunks_done") or {}
+        # A fresh batch has no outcomes or attempts yet; a resumed one (EXECUTING: recovery or
+        # a second runner) reads them once for the whole batch. Reading per chunk scanned the
+        # collection once per chunk (FerretDB pushes down only _id filters): quadratic.
+        resumed = batch["state"] == BatchState.EXECUTING
+        outcomes = await self._repo.batch_outcomes(batch_id) if resumed else {}
+        attempts = await self._repo.batch_attempts(batch_id) if resumed else {}
         gate = asyncio.Semaphore(self._config.rail_concurrency)
-        await asyncio.gather(
+        chunks = range(int(batch["chunks"]))
+        ran = await asyncio.gather(
             *(
-                self._run_chunk(batch, chunk, gate)
-                for chunk in range(int(batch["chunks"]))
+                self._run_chunk(
+                    batch, chunk, gate, outcomes.get(chunk, []), attempts.get(chunk, Counter())
+                )
+                for chunk in chunks
                 if str(chunk) not in done
             )
         )
-        await self._complete(batch_id)
+        final = [o for chunk in chunks if str(chunk) in done for o in outcomes.get(chunk, [])]
+        await self._complete(
+            batch_id, final + [o for chunk_outcomes in ran for o in chunk_outcomes]
+        )
 
-    async def _run_chunk(self, batch: dict[str, Any], chunk: int, gate: asyncio.Semaphore) -> None:
+    async def _run_chunk(
+        self,
+        batch: dict[str, Any],
+        chunk: int,
+        gate: asyncio.Semaphore,
+        decided: list[dict[str, Any]],
+        attempts: Counter[str],
+    ) -> list[dict[str, Any]]:
+        """Pay one chunk's open items and settle it; returns the chunk's outcomes."""
         batch_id = batch["_id"]
         retry = self._config.retry
-        items = await self._repo.chunk_items(batch_id, chunk)
-        decided = {o["end_to_end_id"] for o in await self._repo.chunk_outcomes(batch_id, chunk)}
-        attempts = await self._repo.chunk_attempts(batch_id, chunk)
-        open_items = [i for i in items if i["end_to_end_id"] not in decided]
+        async with gate:  # bounds concurrent reads as it bounds rail requests
+            items = await self._repo.chunk_items(batch_id, chunk)
+        outcomes = {o["end_to_end_id"]: o for o in decided}
+        open_items = [i for i in items if i["end_to_end_id"] not in outcomes]
         while open_items:
             async with gate:
                 await self._repo.record_attempt(
@@ -152,15 +173,18 @@ class BatchRunner:
                     again.append(item)
                 else:
                     final.append(_outcome(batch, item, result, made, now))
-            await self._repo.record_outcomes(batch_id, chunk, final)
+            for stored in await self._repo.record_outcomes(final):
+                outcomes[stored["end_to_end_id"]] = stored
             open_items = again
             if again:
                 await asyncio.sleep(retry.delay(min(attempts[i["end_to_end_id"]] for i in again)))
-        await self._settle_chunk(batch, chunk)
+        await self._settle_chunk(batch, chunk, list(outcomes.values()))
+        return list(outcomes.values())
 
-    async def _settle_chunk(self, batch: dict[str, Any], chunk: int) -> None:
+    async def _settle_chunk(
+        self, batch: dict[str, Any], chunk: int, outcomes: list[dict[str, Any]]
+    ) -> None:
         batch_id, employer_id = batch["_id"], batch["employer_id"]
-        outcomes = await self._repo.chunk_outcomes(batch_id, chunk)
         paid = sum(int(o["amount_minor"]) for o in outcomes if o["state"] == "PAID")
         if paid:
             await self._ledger.post(
@@ -169,18 +193,21 @@ class BatchRunner:
                 memo=f"salaries of batch {batch_id} chunk {chunk}",
             )
         events = [_item_event(self._config.topic, employer_id, o) for o in outcomes]
-        chunk_id = f"{batch_id}:c{chunk:05d}"
-        await self._repo.insert_event_chunk(chunk_id, events, batch_id=batch_id)
-        self._relay.nudge(self._repo.event_chunks.name, chunk_id)
+        the_chunk = chunk_id(batch_id, chunk)
+        await self._repo.insert_event_chunk(the_chunk, events, batch_id=batch_id)
+        self._relay.nudge(self._repo.event_chunks.name, the_chunk)
         await self._repo.batches.update_one(
             {"_id": batch_id}, {"$set": {f"chunks_done.{chunk}": True}}
         )
 
-    async def _complete(self, batch_id: str) -> None:
+    async def _complete(self, batch_id: str, outcomes: list[dict[str, Any]]) -> None:
         batch = await self._repo.batches.find_one({"_id": batch_id})
         if batch is None or batch["state"] != BatchState.EXECUTING:
             return
-        paid, failed, paid_minor = await self._repo.outcome_totals(batch_id)
+        # every outcome of the batch is in memory (read at resumption or written by this run)
+        paid = sum(1 for o in outcomes if o["state"] == "PAID")
+        failed = len(outcomes) - paid
+        paid_minor = sum(int(o["amount_minor"]) for o in outcomes if o["state"] == "PAID")
         if paid + failed != int(batch["item_count"]):
             return  # not every item is final: a concurrent runner or recovery will finish
         currency, employer_id = batch["currency"], batch["employer_id"]

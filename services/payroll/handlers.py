@@ -446,6 +446,7 @@ async def submit_batch(ctx: Context, cmd: SubmitBatch, *, principal: Principal) 
     ]
     # items first: a crash before the batch document leaves orphans nobody pays
     await ctx.repo.insert_items(item_docs)
+    await ctx.repo.insert_chunks(batch_id, item_docs)
     await ctx.ledger.open_account(
         accounts.batch_reserve(batch_id), currency=ctx.currency, normal_balance=Side.CREDIT
     )

@@ -4,6 +4,12 @@ Aggregates carry their outbox (``zerocontact.platform.outbox``). Items are writt
 (``insert_many(ordered=False)``); an item's final outcome is an insert into ``item_outcomes``
 keyed by batch and EndToEndId, so the first decision wins and a re-driven item can never be
 decided twice. The events of a chunk of items travel in one outbox document per chunk.
+
+The hot path reads by ``_id`` only: FerretDB 1.24's SQLite backend pushes down nothing but a
+filter ``{_id: <string>}`` (``internal/backends/sqlite/collection.go``); any other filter,
+indexed or not, decodes every document of the collection. So the payment instructions of a
+chunk are also kept in one ``batch_chunks`` document (``<batch>:c<chunk>``) read by ``_id``,
+and the runner keeps the outcomes it writes instead of reading them back.
 """
 
 from __future__ import annotations
@@ -37,6 +43,19 @@ GIG_PAYOUTS = "gig_payouts"
 TREASURY = "treasury"  # sweep/redeem/top-up records with their events
 IDEMPOTENCY = "idempotency_keys"
 ATTEMPTS = "item_attempts"
+CHUNKS = "batch_chunks"  # the payment instructions of one chunk, read by _id
+
+# the fields of an item the runner needs to pay it (kept in its chunk document)
+CHUNK_ITEM_FIELDS = (
+    "_id",
+    "chunk",
+    "end_to_end_id",
+    "payee_name",
+    "card_enc",
+    "card_masked",
+    "bank",
+    "amount_minor",
+)
 
 INDEXES = [
     CollectionIndexes(
@@ -63,6 +82,11 @@ INDEXES = [
 ]
 
 
+def chunk_id(batch_id: str, chunk: int) -> str:
+    """The ``_id`` of a chunk's documents (instructions and events)."""
+    return f"{batch_id}:c{chunk:05d}"
+
+
 class ConcurrentUpdate(Exception):
     """Another writer changed the aggregate since it was read."""
 
@@ -82,6 +106,7 @@ class PayrollRepository:
         self.treasury: AsyncCollection[Document] = db[TREASURY]
         self.idempotency: AsyncCollection[Document] = db[IDEMPOTENCY]
         self.attempts: AsyncCollection[Document] = db[ATTEMPTS]
+        self.chunks: AsyncCollection[Document] = db[CHUNKS]
 
     @property
     def outbox_collections(self) -> list[AsyncCollection[Document]]:
@@ -141,8 +166,32 @@ class PayrollRepository:
             if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
                 raise
 
+    async def insert_chunks(self, batch_id: str, item_docs: Sequence[Document]) -> None:
+        """One document per chunk with its items' payment instructions (a retry keeps them)."""
+        by_chunk: dict[int, list[Document]] = {}
+        for doc in item_docs:
+            by_chunk.setdefault(int(doc["chunk"]), []).append(
+                {k: doc[k] for k in CHUNK_ITEM_FIELDS}
+            )
+        docs = [
+            {"_id": chunk_id(batch_id, chunk), "batch_id": batch_id, "items": items}
+            for chunk, items in sorted(by_chunk.items())
+        ]
+        if not docs:
+            return
+        try:
+            await self.chunks.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                raise
+
     async def chunk_items(self, batch_id: str, chunk: int) -> list[Document]:
-        """Every item of one chunk."""
+        """The payment instructions of one chunk, by ``_id`` (no collection scan)."""
+        doc = await self.chunks.find_one({"_id": chunk_id(batch_id, chunk)})
+        if doc is not None:
+            items: list[Document] = doc["items"]
+            return items
+        # a batch stored before chunk documents existed: a scan of the items
         return [doc async for doc in self.items.find({"batch_id": batch_id, "chunk": chunk})]
 
     async def record_attempt(
@@ -165,28 +214,39 @@ class PayrollRepository:
             }
         )
 
-    async def chunk_attempts(self, batch_id: str, chunk: int) -> Counter[str]:
-        """Rail requests made so far per EndToEndId of one chunk."""
-        counts: Counter[str] = Counter()
-        async for doc in self.attempts.find({"batch_id": batch_id, "chunk": chunk}, {"e2e": 1}):
-            counts.update(doc["e2e"])
+    async def batch_attempts(self, batch_id: str) -> dict[int, Counter[str]]:
+        """Rail requests made so far per EndToEndId, per chunk (one scan: for recovery)."""
+        counts: dict[int, Counter[str]] = {}
+        async for doc in self.attempts.find({"batch_id": batch_id}, {"e2e": 1, "chunk": 1}):
+            counts.setdefault(int(doc["chunk"]), Counter()).update(doc["e2e"])
         return counts
 
-    async def record_outcomes(
-        self, batch_id: str, chunk: int, docs: Sequence[Document]
-    ) -> list[Document]:
-        """Insert final outcomes (first wins) and return every stored outcome of the chunk."""
-        if docs:
-            try:
-                await self.outcomes.insert_many(list(docs), ordered=False)
-            except BulkWriteError as exc:
-                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
-                    raise
-        return await self.chunk_outcomes(batch_id, chunk)
+    async def record_outcomes(self, docs: Sequence[Document]) -> list[Document]:
+        """Insert final outcomes; first wins: returns the stored decision of each, in order.
 
-    async def chunk_outcomes(self, batch_id: str, chunk: int) -> list[Document]:
-        """Every final outcome of one chunk."""
-        return [doc async for doc in self.outcomes.find({"batch_id": batch_id, "chunk": chunk})]
+        A duplicate (another runner decided the item first) is read back by ``_id``.
+        """
+        if not docs:
+            return []
+        stored = list(docs)
+        try:
+            await self.outcomes.insert_many(list(docs), ordered=False)
+        except BulkWriteError as exc:
+            for error in exc.details.get("writeErrors", []):
+                if error.get("code") != 11000:
+                    raise
+                first = await self.outcomes.find_one({"_id": docs[error["index"]]["_id"]})
+                if first is None:
+                    raise
+                stored[error["index"]] = first
+        return stored
+
+    async def batch_outcomes(self, batch_id: str) -> dict[int, list[Document]]:
+        """Every final outcome of a batch per chunk (one scan: for recovery)."""
+        by_chunk: dict[int, list[Document]] = {}
+        async for doc in self.outcomes.find({"batch_id": batch_id}):
+            by_chunk.setdefault(int(doc["chunk"]), []).append(doc)
+        return by_chunk
 
     async def insert_event_chunk(
         self, chunk_id: str, events: Sequence[OutboxEvent], *, batch_id: str

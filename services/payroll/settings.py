@@ -40,7 +40,7 @@ class PayrollSettings(ServiceSettings, PersonalDataSettings):
     rail_simulator_latency_s: float = Field(default=0.02, ge=0)
 
     # Batch execution.
-    chunk_size: int = Field(default=500, ge=1, le=1000)  # items per rail request
+    chunk_size: int = Field(default=1000, ge=1, le=1000)  # items per rail request (Nium: 1,000)
     rail_concurrency: int = Field(default=4, ge=1, le=64)  # rail requests in flight per batch
     max_attempts: int = Field(default=4, ge=1)
     retry_initial_s: float = Field(default=0.05, ge=0)
