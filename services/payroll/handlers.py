@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -26,6 +26,7 @@ from zerocontact.payroll.domain import accounts, sweep
 from zerocontact.payroll.domain.batches import (
     BatchLimits,
     BatchState,
+    ItemProblem,
     RawItem,
     RetryPolicy,
     ValidationReport,
@@ -390,6 +391,27 @@ async def submit_batch(ctx: Context, cmd: SubmitBatch, *, principal: Principal) 
         limits=ctx.limits,
         currency=ctx.currency,
     )
+    if report.ok:
+        reused = set(
+            await ctx.repo.claim_end_to_end_ids(
+                cmd.employer_id, batch_id, [i.end_to_end_id for i in report.instructions]
+            )
+        )
+        if reused:
+            report = replace(
+                report,
+                instructions=[],
+                item_problems=[
+                    ItemProblem(
+                        i.seq,
+                        "end_to_end_id",
+                        "end_to_end_id_reused",
+                        "this EndToEndId was submitted in an earlier batch",
+                    )
+                    for i in report.instructions
+                    if i.end_to_end_id in reused
+                ],
+            )
     now = datetime.now(UTC)
     base = {
         "_id": batch_id,

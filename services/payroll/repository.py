@@ -44,6 +44,9 @@ TREASURY = "treasury"  # sweep/redeem/top-up records with their events
 IDEMPOTENCY = "idempotency_keys"
 ATTEMPTS = "item_attempts"
 CHUNKS = "batch_chunks"  # the payment instructions of one chunk, read by _id
+# One document per EndToEndId an employer ever submitted (`<employer>:<id>`): the rail pays an
+# EndToEndId once, so a batch reusing one would be reported paid without being paid.
+END_TO_END_IDS = "end_to_end_ids"
 
 # the fields of an item the runner needs to pay it (kept in its chunk document)
 CHUNK_ITEM_FIELDS = (
@@ -107,6 +110,7 @@ class PayrollRepository:
         self.idempotency: AsyncCollection[Document] = db[IDEMPOTENCY]
         self.attempts: AsyncCollection[Document] = db[ATTEMPTS]
         self.chunks: AsyncCollection[Document] = db[CHUNKS]
+        self.end_to_end_ids: AsyncCollection[Document] = db[END_TO_END_IDS]
 
     @property
     def outbox_collections(self) -> list[AsyncCollection[Document]]:
@@ -165,6 +169,37 @@ class PayrollRepository:
         except BulkWriteError as exc:
             if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
                 raise
+
+    async def claim_end_to_end_ids(
+        self, employer_id: str, batch_id: str, end_to_end_ids: Sequence[str]
+    ) -> list[str]:
+        """Reserve each EndToEndId for ``batch_id``; return those an earlier batch used.
+
+        When some are taken, the ones this call reserved are released again, so a corrected
+        batch can use them. A retried submission of the same batch finds its own reservations.
+        """
+        docs = [{"_id": f"{employer_id}:{e}", "batch_id": batch_id} for e in end_to_end_ids]
+        if not docs:
+            return []
+        try:
+            await self.end_to_end_ids.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != 11000 for e in errors):
+                raise
+            duplicates = {int(e["index"]) for e in errors}
+        else:
+            return []
+        taken = []
+        for index in sorted(duplicates):  # by _id: FerretDB scans for anything else
+            owner = await self.end_to_end_ids.find_one({"_id": docs[index]["_id"]})
+            if owner is not None and owner["batch_id"] != batch_id:
+                taken.append(end_to_end_ids[index])
+        if taken:
+            for index, doc in enumerate(docs):
+                if index not in duplicates:
+                    await self.end_to_end_ids.delete_one({"_id": doc["_id"], "batch_id": batch_id})
+        return taken
 
     async def insert_chunks(self, batch_id: str, item_docs: Sequence[Document]) -> None:
         """One document per chunk with its items' payment instructions (a retry keeps them)."""

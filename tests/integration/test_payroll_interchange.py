@@ -89,6 +89,16 @@ async def test_pain001_export_then_import_round_trip_and_bad_messages_refused(
         # as a new batch with the same items, control sum and count
         for tx, card in zip(txs, good, strict=True):
             tx.find("p:CdtrAcct/p:Id/p:Othr/p:Id", NS).text = card
+        reused = etree.tostring(doc, xml_declaration=True, encoding="UTF-8")
+        # the same EndToEndIds again are refused: the rail pays an EndToEndId once, so a
+        # re-import would be reported paid without being paid (and the wallet debited)
+        r = await client.post(url, headers=env.tokens.headers(rep), content=reused)
+        assert r.status_code == 422, r.text
+        assert {i["code"] for i in r.json()["items"]} == {"end_to_end_id_reused"}
+        for tx in txs:
+            e2e = tx.find("p:PmtId/p:EndToEndId", NS)
+            e2e.text = "R" + e2e.text[1:]
+        exported_items = [("R" + e[1:], n, a, c) for e, n, a, c in exported_items]
         complete = etree.tostring(doc, xml_declaration=True, encoding="UTF-8")
         r = await client.post(url, headers=env.tokens.headers(rep), content=complete)
         assert r.status_code == 201, r.text
