@@ -13,10 +13,8 @@ from zerocontact.loan.domain.loans import Application, Loan
 from zerocontact.loan.domain.schedule import Bucket
 from zerocontact.loan.domain.servicing import Allocation
 from zerocontact.loan.v1 import events_pb2
-from zerocontact.platform.ids import new_id
-from zerocontact.platform.kafka.cloudevents import CloudEvent
 from zerocontact.platform.money import Money
-from zerocontact.platform.outbox import OutboxEvent
+from zerocontact.platform.outbox import OutboxEvent, protobuf_event
 from zerocontact.signals.v1 import risk_pb2
 
 SOURCE = "/zerocontact/loan"
@@ -46,23 +44,21 @@ def timestamp(moment: datetime) -> Timestamp:
 def _wrap(
     wrapper: events_pb2.LoanEvent,
     *,
-    type_name: str,
     party_id: str,
     subject: str,
     moment: datetime,
     topic: str,
     traceparent: str | None,
 ) -> OutboxEvent:
-    cloud = CloudEvent(
-        id=new_id(),
+    return protobuf_event(
+        wrapper,
+        topic=topic,
+        key=party_id,
         source=SOURCE,
-        type=type_name,
         subject=subject,
-        data=wrapper.SerializeToString(),
         time=moment,
         traceparent=traceparent,
     )
-    return OutboxEvent(topic=topic, key=party_id, event=cloud)
 
 
 def _reasons(target: object, reasons: Sequence[Reason]) -> None:
@@ -85,7 +81,6 @@ def application_submitted(app: Application, *, topic: str, traceparent: str | No
     e.submitted_at.CopyFrom(timestamp(app.submitted_at))
     return _wrap(
         wrapper,
-        type_name=e.DESCRIPTOR.full_name,
         party_id=app.party_id,
         subject=app.id,
         moment=app.submitted_at,
@@ -114,7 +109,6 @@ def decided(
         _reasons(a.reasons, decision.reasons)
         a.decided_at.CopyFrom(timestamp(now))
         a.offer_expires_at.CopyFrom(timestamp(decision.offer_expires_at))
-        type_name = a.DESCRIPTOR.full_name
     else:
         d = wrapper.loan_declined
         d.application_id = app.id
@@ -123,10 +117,8 @@ def decided(
         d.risk_band = BAND_TO_PROTO[decision.risk_band]
         _reasons(d.reasons, decision.reasons)
         d.decided_at.CopyFrom(timestamp(now))
-        type_name = d.DESCRIPTOR.full_name
     return _wrap(
         wrapper,
-        type_name=type_name,
         party_id=app.party_id,
         subject=app.id,
         moment=now,
@@ -146,7 +138,6 @@ def offer_accepted(app: Application, *, topic: str, traceparent: str | None) -> 
     e.accepted_at.CopyFrom(timestamp(app.accepted_at))
     return _wrap(
         wrapper,
-        type_name=e.DESCRIPTOR.full_name,
         party_id=app.party_id,
         subject=app.loan_id,
         moment=app.accepted_at,
@@ -174,7 +165,6 @@ def disbursed(
     e.disbursed_at.CopyFrom(timestamp(loan.disbursed_at))
     return _wrap(
         wrapper,
-        type_name=e.DESCRIPTOR.full_name,
         party_id=loan.party_id,
         subject=loan.id,
         moment=loan.disbursed_at,
@@ -208,7 +198,6 @@ def repayment_received(
     e.received_at.CopyFrom(timestamp(now))
     return _wrap(
         wrapper,
-        type_name=e.DESCRIPTOR.full_name,
         party_id=loan.party_id,
         subject=loan.id,
         moment=now,
@@ -229,7 +218,6 @@ def settled(
     e.settled_at.CopyFrom(timestamp(now))
     return _wrap(
         wrapper,
-        type_name=e.DESCRIPTOR.full_name,
         party_id=loan.party_id,
         subject=loan.id,
         moment=now,
@@ -260,7 +248,6 @@ def overdue(
     e.detected_at.CopyFrom(timestamp(now))
     return _wrap(
         wrapper,
-        type_name=e.DESCRIPTOR.full_name,
         party_id=loan.party_id,
         subject=loan.id,
         moment=now,
@@ -293,7 +280,6 @@ def revenue_reported(
     e.reported_at.CopyFrom(timestamp(now))
     return _wrap(
         wrapper,
-        type_name=e.DESCRIPTOR.full_name,
         party_id=party_id,
         subject=report_id,
         moment=now,

@@ -9,9 +9,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from zerocontact.payroll.v1 import events_pb2
-from zerocontact.platform.ids import new_id
-from zerocontact.platform.kafka.cloudevents import CloudEvent
-from zerocontact.platform.outbox import OutboxEvent
+from zerocontact.platform.outbox import OutboxEvent, protobuf_event
 
 SOURCE = "/zerocontact/payroll"
 _NAMESPACE = uuid.UUID("6f1c1d2e-8b0a-4b7e-9a51-3c0f6f7d2a10")
@@ -43,16 +41,13 @@ def outbox_event(
     """Wrap ``message`` in ``PayrollEvent.<field>``; keyed by the employer (ordered per party)."""
     wrapper = events_pb2.PayrollEvent()
     getattr(wrapper, field).CopyFrom(message)
-    return OutboxEvent(
+    return protobuf_event(
+        wrapper,
         topic=topic,
         key=employer_id,
-        event=CloudEvent(
-            id=event_id or new_id(),
-            source=SOURCE,
-            type=message.DESCRIPTOR.full_name,
-            subject=subject,
-            data=wrapper.SerializeToString(),
-            time=time or datetime.now(UTC),
-            traceparent=traceparent,
-        ),
+        source=SOURCE,
+        subject=subject,
+        time=time,
+        traceparent=traceparent,
+        event_id=event_id,
     )

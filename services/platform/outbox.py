@@ -27,10 +27,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from google.protobuf.message import Message
 from prometheus_client import Counter, Gauge
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 
+from zerocontact.platform.ids import new_id
 from zerocontact.platform.kafka.cloudevents import CloudEvent
 from zerocontact.platform.kafka.producer import EventPublisher
 
@@ -56,6 +58,38 @@ class OutboxEvent:
     topic: str
     key: str
     event: CloudEvent
+
+
+def protobuf_event(
+    wrapper: Message,
+    *,
+    topic: str,
+    key: str,
+    source: str,
+    subject: str | None = None,
+    time: datetime | None = None,
+    traceparent: str | None = None,
+    event_id: str | None = None,
+) -> OutboxEvent:
+    """The outbox event for a topic's wrapper message (one ``oneof event`` set).
+
+    ``ce_type`` is the full proto name of the event set in the wrapper, as every consumer
+    checks; the id is a fresh UUIDv7 unless ``event_id`` fixes it (derived ids make a
+    re-emitted event recognisable as the same one).
+    """
+    kind = wrapper.WhichOneof("event")
+    if kind is None:
+        raise ValueError(f"{wrapper.DESCRIPTOR.full_name} has no event set")
+    event = CloudEvent(
+        id=event_id or new_id(),
+        source=source,
+        type=getattr(wrapper, kind).DESCRIPTOR.full_name,
+        subject=key if subject is None else subject,
+        data=wrapper.SerializeToString(),
+        time=time or datetime.now(UTC),
+        traceparent=traceparent,
+    )
+    return OutboxEvent(topic=topic, key=key, event=event)
 
 
 def _entries(events: Sequence[OutboxEvent], version: int) -> dict[str, Document]:

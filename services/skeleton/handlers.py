@@ -9,9 +9,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from zerocontact.platform.http import NotFound
 from zerocontact.platform.ids import new_id
-from zerocontact.platform.kafka.cloudevents import CloudEvent
 from zerocontact.platform.money import Money
-from zerocontact.platform.outbox import OutboxEvent, OutboxRelay
+from zerocontact.platform.outbox import OutboxEvent, OutboxRelay, protobuf_event
 from zerocontact.platform.pii import FieldCipher, mask_phone
 from zerocontact.skeleton import domain
 from zerocontact.skeleton.repository import ACCOUNTS, AccountRepository, ConcurrentUpdate
@@ -53,7 +52,7 @@ def to_cloud_event(
         opened.holder_name = event.holder_name
         opened.holder_phone = event.holder_phone_masked
         opened.opened_at.CopyFrom(_timestamp(event.opened_at))
-        moment, type_name = event.opened_at, opened.DESCRIPTOR.full_name
+        moment = event.opened_at
     else:
         deposit = wrapper.deposit_recorded
         deposit.account_id = event.account_id
@@ -61,17 +60,15 @@ def to_cloud_event(
         deposit.amount.CopyFrom(event.amount.to_proto())
         deposit.balance_after.CopyFrom(event.balance_after.to_proto())
         deposit.recorded_at.CopyFrom(_timestamp(event.recorded_at))
-        moment, type_name = event.recorded_at, deposit.DESCRIPTOR.full_name
-    cloud = CloudEvent(
-        id=new_id(),
+        moment = event.recorded_at
+    return protobuf_event(
+        wrapper,
+        topic=topic,
+        key=event.account_id,
         source=SOURCE,
-        type=type_name,
-        subject=event.account_id,
-        data=wrapper.SerializeToString(),
         time=moment,
         traceparent=traceparent,
     )
-    return OutboxEvent(topic=topic, key=event.account_id, event=cloud)
 
 
 async def open_account(

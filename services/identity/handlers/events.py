@@ -13,7 +13,7 @@ from zerocontact.identity.domain.kyc import KycLevel
 from zerocontact.identity.v1 import events_pb2, notifications_pb2
 from zerocontact.platform.ids import new_id
 from zerocontact.platform.kafka.cloudevents import CloudEvent
-from zerocontact.platform.outbox import OutboxEvent
+from zerocontact.platform.outbox import OutboxEvent, protobuf_event
 
 SOURCE = "/zerocontact/identity"
 
@@ -106,19 +106,9 @@ def to_cloud_event(
     """The CloudEvent for a domain event; ``ce_type`` is the inner message's full name."""
     wrapper = events_pb2.IdentityEvent()
     key, moment = _fill(wrapper, event)
-    kind = wrapper.WhichOneof("event")
-    assert kind is not None
-    type_name = getattr(wrapper, kind).DESCRIPTOR.full_name
-    cloud = CloudEvent(
-        id=new_id(),
-        source=SOURCE,
-        type=type_name,
-        subject=key,
-        data=wrapper.SerializeToString(),
-        time=moment,
-        traceparent=traceparent,
+    return protobuf_event(
+        wrapper, topic=topic, key=key, source=SOURCE, time=moment, traceparent=traceparent
     )
-    return OutboxEvent(topic=topic, key=key, event=cloud)
 
 
 def sms_code_requested(
