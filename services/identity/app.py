@@ -33,7 +33,7 @@ from zerocontact.identity.repository import (
 )
 from zerocontact.identity.settings import IdentitySettings
 from zerocontact.identity.tokens import SigningKeys, decode_b64url
-from zerocontact.identity.verifier import TokenVerifier
+from zerocontact.platform.auth import TokenVerifier
 from zerocontact.platform.http import install_operational_routes, problem
 from zerocontact.platform.kafka.consumer import ConsumedEvent, ConsumerRunner
 from zerocontact.platform.kafka.producer import EventPublisher

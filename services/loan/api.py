@@ -12,12 +12,12 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
-from zerocontact.identity.domain.errors import InvalidToken
 from zerocontact.loan import handlers
 from zerocontact.loan.authority import Caller
 from zerocontact.loan.domain.loans import Application, Loan
 from zerocontact.loan.domain.products import Product
 from zerocontact.loan.handlers import LoanDeps
+from zerocontact.platform.auth import InvalidToken
 from zerocontact.platform.http import DomainError, NotFound
 from zerocontact.platform.money import InvalidAmount, Money, UnknownCurrency
 from zerocontact.platform.tracing import child_traceparent

@@ -1,7 +1,7 @@
 """Who may act: the ``ApprovalAuthority`` port over identity's access tokens.
 
 Loan never issues or stores credentials. It verifies identity's access tokens locally
-against identity's JSON Web Key Set (:class:`zerocontact.identity.verifier.TokenVerifier`),
+against identity's JSON Web Key Set (:class:`zerocontact.platform.auth.TokenVerifier`),
 and accepting an offer additionally needs a step-up: AAL2 and an authentication at most
 ``step_up_max_age_s`` old. The port keeps the HTTP edge independent of the token format, so
 tests and other deployments can inject another verifier.
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from zerocontact.identity.verifier import Principal, TokenVerifier, check_step_up
+from zerocontact.platform.auth import Principal, TokenVerifier, check_step_up
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,8 +15,6 @@ from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Resp
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from zerocontact.identity.domain.errors import InvalidToken
-from zerocontact.identity.verifier import Principal, check_step_up
 from zerocontact.payroll import handlers, iso20022
 from zerocontact.payroll.domain.batches import (
     DEDUCTION_KINDS,
@@ -25,6 +23,7 @@ from zerocontact.payroll.domain.batches import (
     batch_status,
     parse_csv,
 )
+from zerocontact.platform.auth import InvalidToken, Principal, check_step_up
 from zerocontact.platform.http import DomainError, NotFound
 from zerocontact.platform.money import InvalidAmount, Money
 

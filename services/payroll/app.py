@@ -17,7 +17,6 @@ from typing import Any
 from fastapi import FastAPI
 from pymongo import AsyncMongoClient
 
-from zerocontact.identity.verifier import TokenVerifier
 from zerocontact.payroll import handlers
 from zerocontact.payroll.api import router
 from zerocontact.payroll.batch_runner import BatchRunner, RunnerConfig
@@ -27,6 +26,7 @@ from zerocontact.payroll.domain.batches import BatchLimits, RetryPolicy
 from zerocontact.payroll.rail import PaymentRail, PaymentRailSimulator
 from zerocontact.payroll.repository import PayrollRepository
 from zerocontact.payroll.settings import PayrollSettings
+from zerocontact.platform.auth import TokenVerifier
 from zerocontact.platform.http import install_operational_routes
 from zerocontact.platform.kafka.consumer import ConsumedEvent, ConsumerRunner
 from zerocontact.platform.kafka.producer import EventPublisher

@@ -19,7 +19,6 @@ from typing import Any
 
 from bson import Int64
 
-from zerocontact.identity.verifier import Principal
 from zerocontact.payroll import events as ev
 from zerocontact.payroll.batch_runner import BatchRunner, card_context, chunk_count
 from zerocontact.payroll.domain import accounts, sweep
@@ -37,6 +36,7 @@ from zerocontact.payroll.domain.tax import withhold_labour_remuneration
 from zerocontact.payroll.rail import CreditTransfer, IncomingMismatch, PaymentRail, RailStatus
 from zerocontact.payroll.repository import ConcurrentUpdate, PayrollRepository
 from zerocontact.payroll.v1 import events_pb2
+from zerocontact.platform.auth import Principal
 from zerocontact.platform.http import DomainError, NotFound
 from zerocontact.platform.ids import new_id
 from zerocontact.platform.ledger import IdempotencyConflict, InsufficientFunds, Ledger, Side

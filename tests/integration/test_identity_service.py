@@ -30,11 +30,10 @@ from stdnum.cn import ric, uscc
 from tests.integration.harness import Engines, RunningApp, eventually, random_key, serve
 from zerocontact.common.v1 import party_pb2
 from zerocontact.identity.app import create_app
-from zerocontact.identity.domain.errors import InvalidToken
 from zerocontact.identity.notifier import SmsGatewaySimulator
 from zerocontact.identity.settings import IdentitySettings
 from zerocontact.identity.v1 import events_pb2, notifications_pb2
-from zerocontact.identity.verifier import Principal, TokenVerifier
+from zerocontact.platform.auth import InvalidToken, Principal, TokenVerifier
 from zerocontact.platform.http import install_operational_routes
 from zerocontact.platform.logging import configure_logging
 

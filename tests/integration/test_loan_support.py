@@ -27,11 +27,11 @@ from zerocontact.common.v1 import party_pb2
 from zerocontact.identity.domain.authentication import Aal, Method
 from zerocontact.identity.tokens import AccessGrant, SigningKeys, access_claims
 from zerocontact.identity.v1 import events_pb2 as identity_pb2
-from zerocontact.identity.verifier import TokenVerifier
 from zerocontact.loan.app import create_app
 from zerocontact.loan.authority import IdentityTokenAuthority
 from zerocontact.loan.settings import LoanSettings
 from zerocontact.loan.v1 import events_pb2 as loan_pb2
+from zerocontact.platform.auth import TokenVerifier
 from zerocontact.platform.ids import new_id
 from zerocontact.platform.kafka.cloudevents import CloudEvent
 from zerocontact.signals.v1 import risk_pb2

@@ -16,13 +16,12 @@ from pydantic import BaseModel
 from zerocontact.identity.domain.errors import (
     Forbidden,
     IdempotencyConflict,
-    InvalidToken,
     RequestInProgress,
 )
 from zerocontact.identity.handlers.authentication import Client
 from zerocontact.identity.handlers.context import IdentityContext
 from zerocontact.identity.repository import IdempotencyStore
-from zerocontact.identity.verifier import Principal, TokenVerifier
+from zerocontact.platform.auth import InvalidToken, Principal, TokenVerifier
 from zerocontact.platform.tracing import child_traceparent
 
 IdempotencyKey = Annotated[

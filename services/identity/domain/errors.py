@@ -72,13 +72,6 @@ class FactorStateConflict(DomainError):
     code = "factor_state_conflict"
 
 
-class InvalidToken(DomainError):
-    """A bearer or refresh token is missing, malformed, expired or revoked."""
-
-    status = 401
-    code = "invalid_token"
-
-
 class RefreshTokenReused(DomainError):
     """A refresh token was presented twice: its whole family has been revoked."""
 
@@ -91,10 +84,3 @@ class Forbidden(DomainError):
 
     status = 403
     code = "forbidden"
-
-
-class StepUpRequired(DomainError):
-    """The operation needs AAL2 and a recent authentication."""
-
-    status = 403
-    code = "step_up_required"

@@ -34,7 +34,6 @@ from zerocontact.identity.domain.errors import (
     FactorStateConflict,
     Forbidden,
     InvalidIdentityData,
-    InvalidToken,
     RefreshTokenReused,
     SourceThrottled,
 )
@@ -50,7 +49,7 @@ from zerocontact.identity.tokens import (
     refresh_digest,
     session_of,
 )
-from zerocontact.identity.verifier import Principal, check_step_up
+from zerocontact.platform.auth import InvalidToken, Principal, check_step_up
 from zerocontact.platform.http import DomainError, NotFound
 from zerocontact.platform.ids import new_id
 from zerocontact.platform.outbox import OutboxEvent

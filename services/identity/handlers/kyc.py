@@ -12,7 +12,7 @@ from zerocontact.identity.domain.errors import Forbidden, KycTransitionRefused
 from zerocontact.identity.handlers.context import IdentityContext
 from zerocontact.identity.handlers.events import to_cloud_event
 from zerocontact.identity.repository import CUSTOMERS, ENTERPRISES, ConcurrentUpdate
-from zerocontact.identity.verifier import Principal, check_step_up
+from zerocontact.platform.auth import Principal, check_step_up
 from zerocontact.platform.http import DomainError, NotFound
 
 log = logging.getLogger(__name__)

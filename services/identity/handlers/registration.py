@@ -13,7 +13,7 @@ from zerocontact.identity.domain.errors import DuplicateParty, Forbidden, Repres
 from zerocontact.identity.handlers.context import IdentityContext
 from zerocontact.identity.handlers.events import to_cloud_event
 from zerocontact.identity.repository import CUSTOMERS, ENTERPRISES, CustomerRecord
-from zerocontact.identity.verifier import Principal
+from zerocontact.platform.auth import Principal
 from zerocontact.platform.ids import new_id
 from zerocontact.platform.money import Money
 

@@ -25,15 +25,29 @@ import jwt
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from zerocontact.identity.domain.errors import InvalidToken, StepUpRequired
+from zerocontact.platform.http import DomainError
 
 # No ``from __future__ import annotations`` here: FastAPI must evaluate the dependencies'
 # annotations, which name closures' local variables.
 
-__all__ = ["Principal", "TokenVerifier"]
+__all__ = ["InvalidToken", "Principal", "StepUpRequired", "TokenVerifier", "check_step_up"]
 
 JwksSource = Callable[[], Awaitable[dict[str, Any]]]
 _bearer = HTTPBearer(auto_error=False, description="An access token issued by identity")
+
+
+class InvalidToken(DomainError):
+    """A bearer or refresh token is missing, malformed, expired or revoked."""
+
+    status = 401
+    code = "invalid_token"
+
+
+class StepUpRequired(DomainError):
+    """The operation needs AAL2 and a recent authentication."""
+
+    status = 403
+    code = "step_up_required"
 
 
 @dataclass(frozen=True)
