@@ -6,7 +6,7 @@
     CloudEvents headers and the protobuf value of each: the ceiling for one Python process.
 (c) Pipeline: the signals worker (``python -m zerocontact.signals worker``, RocksDB store, a
     fresh app id) processes the same records; sustained events/s is measured from the moment
-    its tables are recovered (``/healthz``) to the moment every application has its assessment
+    its tables are recovered (``/readyz``) to the moment every application has its assessment
     and the group's committed offsets reach the end of both input topics.
 (d) Latency: with the worker caught up, events are produced at ``--rate`` events/s for
     ``--latency-seconds``; each application's send time is matched with its assessment's
@@ -14,8 +14,8 @@
 
 Mix: 30 % LoanApplicationSubmitted (device and source address drawn from pools smaller than
 the party pool, so devices are shared), 30 % AuthenticationFailed, 25 % RepaymentReceived,
-15 % MerchantRevenueReported. Every application passes three stages (device, source
-address, party) and so three Kafka hops inside the worker. The last stdout line is JSON.
+15 % MerchantRevenueReported. Every application passes three stages (party, device, source
+address) and so two internal Kafka hops inside the worker. The last stdout line is JSON.
 
     .venv/bin/python bench/signals_throughput.py [--events 100000] [--rate 500]
 """
@@ -252,14 +252,14 @@ async def caught_up(
 
 
 async def wait_healthy(url: str, worker: subprocess.Popen[bytes], deadline: float) -> float:
-    """Poll /healthz until the tables are recovered; returns that moment (perf_counter)."""
+    """Poll /readyz until the tables are recovered; returns that moment (perf_counter)."""
     async with httpx.AsyncClient(timeout=2) as client:
         while time.perf_counter() < deadline:
             if worker.poll() is not None:
                 raise RuntimeError("the signals worker exited")
             with contextlib.suppress(httpx.TransportError):
-                response = await client.get(f"{url}/healthz")
-                if response.status_code == 200 and not response.json()["recovering"]:
+                response = await client.get(f"{url}/readyz")
+                if response.status_code == 200:
                     return time.perf_counter()
             await asyncio.sleep(0.05)
     raise TimeoutError("the signals worker did not become healthy")

@@ -1,22 +1,22 @@
 """The signals worker: one Faust app turning identity and loan events into risk signals.
 
 Run it with ``python -m zerocontact.signals worker -l info`` (or
-``python -m faust -A zerocontact.signals.app worker``). The pipeline of a loan application:
+``python -m faust -A zerocontact.signals.app worker``). The pipeline of a loan application
+(two internal Kafka hops; each stage adds the features it keeps to the record's headers):
 
-1. ``applications-by-device`` — ``loan.events.v1`` filtered to applications, re-keyed by
-   device with ``group_by``: counts the device's applications and parties, raises the
-   device-shared alert, and forwards the application keyed by source address with the device
-   features in a header;
-2. ``applications-by-source-address`` — counts the address's applications and forwards the
-   application keyed by party again, with the address features added;
-3. ``assess-applications`` — co-partitioned with the inputs, so the party's own tables are
-   local: drops an application already assessed, counts it, reads the party features, scores
-   them and publishes the RiskAssessment to ``signals.risk.v1``.
+1. ``party-events`` — one stream over ``loan.events.v1`` and ``identity.events.v1`` (both
+   keyed by party, co-partitioned with the party tables): keeps repayments, overdue notices,
+   merchant revenue and failed authentications (with the failed-login-burst alert); for an
+   application it marks a duplicate ``ce_id``, counts the party's applications, reads every
+   party feature and forwards the application keyed by device;
+2. ``applications-by-device`` — counts the device's applications and parties, raises the
+   device-shared alert, forwards keyed by source address;
+3. ``applications-by-source-address`` — drops an application already assessed (table keyed
+   by its ``ce_id``), counts the address's applications, scores every feature and publishes
+   the RiskAssessment to ``signals.risk.v1`` keyed by party.
 
-Beside it ``party-loan-features`` (repayments, overdue notices, merchant revenue) and
-``identity-features`` (failed authentications, the failed-login-burst alert) keep the
-party-keyed tables. Outputs are at least once, idempotent by id: an assessment's id derives
-from the application's ``ce_id`` and the app keeps a table of assessed applications.
+Outputs are at least once, idempotent by id: an assessment's id derives from the
+application's ``ce_id`` and the app keeps a table of assessed applications.
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ from decimal import Decimal
 from typing import Any
 
 import faust
+from faust.sensors import Monitor
 
 from zerocontact.signals import records
-from zerocontact.signals.features import FeatureKey, feature
+from zerocontact.signals.features import FEATURES, FeatureKey, feature
 from zerocontact.signals.scorecard import RULES, score
 from zerocontact.signals.settings import SignalsSettings
 from zerocontact.signals.tables import FeatureTables
@@ -46,11 +47,58 @@ _DEVICE_SHARED = _RULES["device_shared_by_many_parties"]
 _LOGIN_BURST = _RULES["failed_login_burst"]
 DUPLICATE_HEADER = "zc-duplicate"
 FAILED_LOGINS = feature("failed_authentications_1h")
+_DEVICE_FEATURES = tuple(
+    d.name for d in FEATURES if d.key is FeatureKey.DEVICE and d.bucket is not None
+)
+_ADDRESS_FEATURES = tuple(
+    d.name for d in FEATURES if d.key is FeatureKey.SOURCE_ADDRESS and d.bucket is not None
+)
+
+
+class QuietMonitor(Monitor):
+    """Faust's Monitor without its per-event bookkeeping.
+
+    The default Monitor keeps counters and latency deques for every message, stream event,
+    table read/write and send (for a ``/stats`` page this app does not serve): several
+    sensor calls per record on the hot path. Commit, rebalance and assignment sensors stay.
+    """
+
+    def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+        return None
+
+    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
+        return None
+
+    def on_stream_event_out(
+        self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None
+    ) -> None:
+        return None
+
+    def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
+        return None
+
+    def on_table_get(self, table: Any, key: Any) -> None:
+        return None
+
+    def on_table_set(self, table: Any, key: Any, value: Any) -> None:
+        return None
+
+    def on_table_del(self, table: Any, key: Any) -> None:
+        return None
+
+    def on_send_initiated(
+        self, producer: Any, topic: str, message: Any, keysize: int, valsize: int
+    ) -> None:
+        return None
+
+    def on_send_completed(self, producer: Any, state: Any, metadata: Any) -> None:
+        return None
 
 
 def _faust_app(settings: SignalsSettings) -> faust.App:
     return faust.App(
         settings.app_id,
+        monitor=QuietMonitor(),
         broker=[f"kafka://{host}" for host in settings.kafka_bootstrap_servers.split(",")],
         store=settings.store,
         datadir=str(settings.data_dir / settings.app_id),
@@ -86,22 +134,17 @@ def build_app(settings: SignalsSettings) -> faust.App:
     tables = FeatureTables(app, settings.topic_partitions)
     partitions = settings.topic_partitions
 
-    loan_topic = app.topic(settings.loan_topic, **RAW)
-    identity_topic = app.topic(settings.identity_topic, **RAW)
+    # One stream over both inputs (both keyed by party, co-partitioned with every party
+    # table): each input record passes Faust's per-event machinery once, not once per agent.
+    party_events = app.topic(settings.loan_topic, settings.identity_topic, **RAW)
     risk_topic = app.topic(settings.risk_topic, **RAW)
     loan_dlq = app.topic(f"{settings.loan_topic}.dlq", **RAW)
     identity_dlq = app.topic(f"{settings.identity_topic}.dlq", **RAW)
+    by_device = app.topic(
+        f"{settings.app_id}-applications-by-device", partitions=partitions, internal=True, **RAW
+    )
     by_address = app.topic(
         f"{settings.app_id}-applications-by-source-address",
-        partitions=partitions,
-        internal=True,
-        **RAW,
-    )
-    to_assess = app.topic(
-        f"{settings.app_id}-applications-to-assess", partitions=partitions, internal=True, **RAW
-    )
-    device_repartition = app.topic(
-        f"{settings.app_id}-applications-by-device-repartition",
         partitions=partitions,
         internal=True,
         **RAW,
@@ -125,60 +168,84 @@ def build_app(settings: SignalsSettings) -> faust.App:
         ]
         await topic.send(key=message.key, value=message.value, headers=headers)
 
-    def is_application(value: bytes) -> bool:
-        event = faust.streams.current_event()
-        if event is None:
-            return False
-        try:
-            envelope = records.envelope(event.message.headers)
-            return envelope.type == records.APPLICATION_TYPE and bool(
-                _application(value).application_id
-            )
-        except records.MalformedEvent:
-            return False  # party-loan-features sends it to the dead-letter topic
-
-    def device_key(value: bytes) -> str:
-        application = _application(value)
-        # Without a device the application still flows on; keyed by party it spreads evenly.
-        return application.device_id or f"no-device:{application.party_id}"
-
-    @app.agent(loan_topic, name="applications-by-device")
-    async def applications_by_device(stream: Any) -> None:
-        grouped = stream.filter(is_application).group_by(
-            device_key, name="applications-by-device", topic=device_repartition
-        )
-        async for event in grouped.events():
+    @app.agent(party_events, name="party-events")
+    async def on_party_event(stream: Any) -> None:
+        async for event in stream.events():
             message = event.message
-            envelope = records.envelope(message.headers)
-            application = _application(message.value)
+            if message.topic == settings.identity_topic:
+                await _on_identity_event(event)
+                continue
+            try:
+                envelope = records.envelope(message.headers)
+                loan_event = records.decode_loan(message.value)
+            except records.MalformedEvent as exc:
+                await dead_letter(event, loan_dlq, settings.loan_topic, exc)
+                continue
+            if loan_event.WhichOneof("event") != "loan_application_submitted":
+                _apply_party_loan_event(tables, loan_event, envelope)
+                continue
+            application = loan_event.loan_application_submitted
+            if envelope.type != records.APPLICATION_TYPE or not application.application_id:
+                continue
             at = message.timestamp
-            fresh = tables.first_time(tables.seen_at_device_stage, envelope.id, at)
-            device = application.device_id
-            if device and fresh:
-                tables.increment("applications_per_device_1h", device)
-                tables.increment("applications_per_device_24h", device)
-                tables.add_member("parties_per_device_24h", device, application.party_id, at)
-            values = (
-                tables.keyed_values(FeatureKey.DEVICE, device, at)
-                if device
-                else dict.fromkeys(
-                    (
-                        "applications_per_device_1h",
-                        "applications_per_device_24h",
-                        "parties_per_device_24h",
-                    ),
-                    0,
-                )
-            )
-            if device:
-                await _maybe_alert_device(app, tables, risk_topic, application, values, at)
-            headers = [*_header_pairs(message.headers), records.features_header("device", values)]
+            party = application.party_id
+            # A duplicate (outbox republishing, redelivery) still flows on, marked: the last
+            # stage decides whether it was assessed already; no stage counts it twice.
+            fresh = tables.first_time(tables.seen_at_party_stage, envelope.id, at)
+            if fresh:
+                tables.increment("applications_per_party_1h", party, at)
+                tables.increment("applications_per_party_24h", party, at)
+            headers = [
+                *_header_pairs(message.headers),
+                records.features_header("party", tables.party_features(party, at).values),
+            ]
             if not fresh:
                 headers.append((DUPLICATE_HEADER, b"1"))
             await event.forward(
+                by_device,
+                # Without a device the application still flows on; keyed by party it spreads.
+                key=application.device_id or f"no-device:{party}",
+                headers=headers,
+                timestamp=at,
+            )
+
+    async def _on_identity_event(event: Any) -> None:
+        message = event.message
+        try:
+            envelope = records.envelope(message.headers)
+            if envelope.type != records.AUTH_FAILED_TYPE:
+                return
+            failed = records.decode_identity(message.value).authentication_failed
+        except records.MalformedEvent as exc:
+            await dead_letter(event, identity_dlq, settings.identity_topic, exc)
+            return
+        party = failed.customer_id or _text(message.key)
+        at = message.timestamp
+        tables.increment("failed_authentications_1h", party, at)
+        observed = Decimal(tables.windowed_value(FAILED_LOGINS, party, at))
+        await _maybe_alert_login(app, tables, risk_topic, party, observed, at)
+
+    @app.agent(by_device, name="applications-by-device")
+    async def applications_by_device(stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            headers = _header_pairs(message.headers)
+            application = _application(message.value)
+            device = application.device_id
+            at = message.timestamp
+            if device and not _has(headers, DUPLICATE_HEADER):
+                tables.increment("applications_per_device_1h", device, at)
+                tables.increment("applications_per_device_24h", device, at)
+                tables.add_member("parties_per_device_24h", device, application.party_id, at)
+            if device:
+                values = tables.keyed_values(FeatureKey.DEVICE, device, at)
+                await _maybe_alert_device(app, tables, risk_topic, application, values, at)
+            else:
+                values = dict.fromkeys(_DEVICE_FEATURES, 0)
+            await event.forward(
                 by_address,
                 key=application.source_address or f"no-address:{application.party_id}",
-                headers=headers,
+                headers=[*headers, records.features_header("device", values)],
                 timestamp=at,
             )
 
@@ -187,42 +254,24 @@ def build_app(settings: SignalsSettings) -> faust.App:
         async for event in stream.events():
             message = event.message
             headers = _header_pairs(message.headers)
-            application = _application(message.value)
-            address = application.source_address
-            at = message.timestamp
-            if address and not _has(headers, DUPLICATE_HEADER):
-                tables.increment("applications_per_source_address_1h", address)
-                tables.increment("applications_per_source_address_24h", address)
-            values = (
-                tables.keyed_values(FeatureKey.SOURCE_ADDRESS, address, at)
-                if address
-                else dict.fromkeys(
-                    ("applications_per_source_address_1h", "applications_per_source_address_24h"), 0
-                )
-            )
-            await event.forward(
-                to_assess,
-                key=application.party_id,
-                headers=[*headers, records.features_header("source_address", values)],
-                timestamp=at,
-            )
-
-    @app.agent(to_assess, name="assess-applications")
-    async def assess_applications(stream: Any) -> None:
-        async for event in stream.events():
-            message = event.message
-            headers = _header_pairs(message.headers)
             envelope = records.envelope(headers)
             at = message.timestamp
+            # Checked first: an internal redelivery of this stage's input (a crash between
+            # the previous stage's send and its commit) is dropped before it counts again.
             if not tables.first_time(tables.assessed, envelope.id, at):
                 log.info("duplicate application ignored", extra={"ce_id": envelope.id})
                 continue
             application = _application(message.value)
-            party = application.party_id
-            tables.increment("applications_per_party_1h", party)
-            tables.increment("applications_per_party_24h", party)
-            values = tables.party_features(party, at).values
-            values.update(records.read_features_header(headers))
+            address = application.source_address
+            if address and not _has(headers, DUPLICATE_HEADER):
+                tables.increment("applications_per_source_address_1h", address, at)
+                tables.increment("applications_per_source_address_24h", address, at)
+            values = records.read_features_header(headers)
+            if address:
+                counts = tables.keyed_values(FeatureKey.SOURCE_ADDRESS, address, at)
+                values.update((name, Decimal(v)) for name, v in counts.items())
+            else:
+                values.update((name, Decimal(0)) for name in _ADDRESS_FEATURES)
             scored = score(values)
             value, out_headers, _ = records.assessment_record(
                 application=application,
@@ -231,37 +280,7 @@ def build_app(settings: SignalsSettings) -> faust.App:
                 scored=scored,
                 assessed_at=datetime.now(UTC),
             )
-            await risk_topic.send(key=party, value=value, headers=out_headers)
-
-    @app.agent(loan_topic, name="party-loan-features")
-    async def party_loan_features(stream: Any) -> None:
-        async for event in stream.events():
-            message = event.message
-            try:
-                envelope = records.envelope(message.headers)
-                loan_event = records.decode_loan(message.value)
-            except records.MalformedEvent as exc:
-                await dead_letter(event, loan_dlq, settings.loan_topic, exc)
-                continue
-            _apply_party_loan_event(tables, loan_event, envelope)
-
-    @app.agent(identity_topic, name="identity-features")
-    async def identity_features(stream: Any) -> None:
-        async for event in stream.events():
-            message = event.message
-            try:
-                envelope = records.envelope(message.headers)
-                if envelope.type != records.AUTH_FAILED_TYPE:
-                    continue
-                failed = records.decode_identity(message.value).authentication_failed
-            except records.MalformedEvent as exc:
-                await dead_letter(event, identity_dlq, settings.identity_topic, exc)
-                continue
-            party = failed.customer_id or _text(message.key)
-            tables.increment("failed_authentications_1h", party)
-            at = message.timestamp
-            observed = Decimal(tables.windowed_value(FAILED_LOGINS, party, at))
-            await _maybe_alert_login(app, tables, risk_topic, party, observed, at)
+            await risk_topic.send(key=application.party_id, value=value, headers=out_headers)
 
     @app.task  # type: ignore[untyped-decorator]
     async def restore_log_level() -> None:
@@ -277,6 +296,15 @@ def build_app(settings: SignalsSettings) -> faust.App:
         levels = [h.level for h in root.handlers if h.level]
         root.setLevel(min(levels) if levels else logging.INFO)
 
+    # The agents' read cache is only valid for the partitions this worker holds (tables.py).
+    app.on_partitions_revoked.connect(tables.forget)
+    app.on_partitions_assigned.connect(tables.forget)
+
+    @app.timer(interval=settings.read_cache_seconds)  # type: ignore[untyped-decorator]
+    async def expire_read_cache() -> None:
+        """Bound the read cache to the keys of the last ``read_cache_seconds``."""
+        tables.forget()
+
     install_pages(app, tables, settings)
     app.signals_tables = tables  # type: ignore[attr-defined]  # for the support page's tests and the unit tests
     return app
@@ -289,34 +317,32 @@ def _apply_party_loan_event(tables: FeatureTables, loan_event: Any, envelope: An
     kind = loan_event.WhichOneof("event")
     if kind == "repayment_received":
         repayment = loan_event.repayment_received
-        table = tables.plain["repayment_history"]
         updated = features.record_repayment(
-            table[repayment.party_id],
+            tables.plain_value("repayment_history", repayment.party_id),
             repayment_id=repayment.repayment_id or envelope.id,
             days_late=repayment.days_late,
         )
         if updated is not None:
-            table[repayment.party_id] = updated
+            tables.set_plain("repayment_history", repayment.party_id, updated)
     elif kind == "loan_overdue":
         overdue = loan_event.loan_overdue
-        table = tables.plain["repayment_history"]
         updated = features.record_overdue(
-            table[overdue.party_id], days_past_due=overdue.days_past_due
+            tables.plain_value("repayment_history", overdue.party_id),
+            days_past_due=overdue.days_past_due,
         )
         if updated is not None:
-            table[overdue.party_id] = updated
+            tables.set_plain("repayment_history", overdue.party_id, updated)
     elif kind == "merchant_revenue_reported":
         report = loan_event.merchant_revenue_reported
-        table = tables.plain["merchant_revenue_trend"]
         kept = features.record_revenue(
-            table[report.party_id],
+            tables.plain_value("merchant_revenue_trend", report.party_id),
             report_id=report.report_id or envelope.id,
             period_start=report.period_start.seconds,
             currency=report.revenue.currency_code,
             minor_units=report.revenue.minor_units,
         )
         if kept is not None:
-            table[report.party_id] = kept
+            tables.set_plain("merchant_revenue_trend", report.party_id, kept)
 
 
 async def _maybe_alert_device(

@@ -95,9 +95,13 @@ def derived_id(kind: str, source_id: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{kind}:{source_id}"))
 
 
-def features_header(name: str, values: Mapping[str, int]) -> tuple[str, bytes]:
-    """A header carrying feature values from one pipeline stage to the next."""
-    return (f"zc-features-{name}", json.dumps(values, separators=(",", ":")).encode())
+def features_header(name: str, values: Mapping[str, int | Decimal]) -> tuple[str, bytes]:
+    """A header carrying feature values from one pipeline stage to the next.
+
+    Decimals travel as strings, so no value is rounded through a float.
+    """
+    encoded = {k: v if isinstance(v, int) else str(v) for k, v in values.items()}
+    return (f"zc-features-{name}", json.dumps(encoded, separators=(",", ":")).encode())
 
 
 def read_features_header(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, Decimal]:

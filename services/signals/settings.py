@@ -38,5 +38,7 @@ class SignalsSettings(ServiceSettings):
     commit_interval_s: float = Field(default=1.0, gt=0)
     stream_buffer_maxsize: int = Field(default=4096, ge=1)
     table_cleanup_interval_s: float = Field(default=60.0, gt=0)
+    # The agents' read cache in front of the tables is emptied this often (bounds its memory).
+    read_cache_seconds: float = Field(default=60.0, gt=0)
     # A worker that died without leaving the group holds its partitions this long.
     session_timeout_s: float = Field(default=30.0, ge=6)

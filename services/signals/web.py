@@ -1,7 +1,9 @@
 """Faust web pages of the signals worker (port 6066): health and one party's feature values.
 
-``GET /healthz`` answers 200 while the worker runs, with whether it is still recovering its
-tables (the local supervisor and Kubernetes probe it). ``GET /signals/v1/parties/{party_id}/features``
+``GET /healthz`` answers 200 while the worker's web server runs, with whether it is still
+recovering its tables (liveness). ``GET /readyz`` answers 503 until the app has started and
+its tables are recovered (again 503 while a rebalance recovers them), 200 after (readiness:
+a worker still rebuilding its tables would answer the support page from partial state). ``GET /signals/v1/parties/{party_id}/features``
 shows the party's current feature values, for support and for tests; a request reaching a
 worker that does not hold the party's partition is routed to the one that does.
 """
@@ -33,6 +35,18 @@ def install_pages(app: faust.App, tables: FeatureTables, settings: SignalsSettin
         async def get(self, request: Request) -> Response:
             recovering = not app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
             return self.json({"status": "ok", "app_id": settings.app_id, "recovering": recovering})
+
+    @app.page("/readyz")
+    class Ready(View):
+        """Readiness: the app runs and its tables are recovered."""
+
+        async def get(self, request: Request) -> Response:
+            state = _readiness(app)
+            ready = state == "ready"
+            page: Response = self.json(
+                {"status": state, "app_id": settings.app_id}, status=200 if ready else 503
+            )
+            return page
 
     @app.page("/signals/v1/parties/{party_id}/features")
     class PartyFeaturesPage(View):
@@ -67,7 +81,7 @@ def install_pages(app: faust.App, tables: FeatureTables, settings: SignalsSettin
             )
             return routed
         except faust.exceptions.SameNode:
-            features = tables.party_features(party_id)
+            features = tables.party_features(party_id, cached=False)
             page: Response = view.json(
                 {
                     "party_id": party_id,
@@ -78,3 +92,14 @@ def install_pages(app: faust.App, tables: FeatureTables, settings: SignalsSettin
                 }
             )
             return page
+
+
+def _readiness(app: Any) -> str:
+    """ "ready", or why not: "starting", "stopping" or "recovering"."""
+    if not app.started:
+        return "starting"
+    if app.should_stop:
+        return "stopping"
+    if not app.tables.recovery.completed.is_set() or app.in_recovery:
+        return "recovering"
+    return "ready"

@@ -153,10 +153,10 @@ class Worker:
             assert self.process is not None and self.process.poll() is None, self.log_tail()
             try:
                 async with httpx.AsyncClient(timeout=2) as client:
-                    response = await client.get(f"{self.url}/healthz")
+                    response = await client.get(f"{self.url}/readyz")
             except httpx.TransportError:
                 return False
-            return response.status_code == 200 and not response.json()["recovering"]
+            return response.status_code == 200
 
         await eventually(probe, within_s=30, interval=0.2)
 
@@ -430,6 +430,39 @@ async def test_unreadable_record_goes_to_the_dead_letter_topic(
         await consumer.stop()
     assert record.key == party.encode()
     assert dict(record.headers)["dlq_original_topic"] == signals.topics.loan.encode()
+
+
+async def test_readyz_answers_503_until_the_tables_are_recovered(
+    kafka_admin: AIOKafkaAdminClient, worker_factory: Callable[[Topics], Worker]
+) -> None:
+    worker = worker_factory(await _topics(kafka_admin))
+    worker.start()
+    seen: list[tuple[int, str, bool]] = []  # (/readyz status, its state, /healthz recovering)
+    async with httpx.AsyncClient(timeout=2) as client:
+
+        async def probe() -> bool:
+            assert worker.process is not None and worker.process.poll() is None, worker.log_tail()
+            try:
+                ready = await client.get(f"{worker.url}/readyz")
+                health = await client.get(f"{worker.url}/healthz")
+            except httpx.TransportError:
+                return False  # the web server is not up yet
+            assert health.status_code == 200  # liveness holds while not ready
+            seen.append((ready.status_code, ready.json()["status"], health.json()["recovering"]))
+            return ready.status_code == 200
+
+        await eventually(probe, within_s=30, interval=0.02)
+        # The group join and the table recovery take seconds: the web server answers before.
+        not_ready = [s for s in seen if s[0] != 200]
+        assert not_ready, seen
+        assert {code for code, _, _ in not_ready} == {503}
+        assert {state for _, state, _ in not_ready} <= {"starting", "recovering"}
+        assert seen[-1][:2] == (200, "ready") and seen[-1][2] is False
+        # Once ready it stays ready (no rebalance happens here).
+        for _ in range(5):
+            again = await client.get(f"{worker.url}/readyz")
+            assert again.status_code == 200
+            await asyncio.sleep(0.1)
 
 
 async def test_restarted_worker_recovers_its_tables_from_the_changelog(signals: Signals) -> None:

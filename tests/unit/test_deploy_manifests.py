@@ -41,7 +41,7 @@ def app_packages(command: list[str]) -> set[str]:
 
 
 def is_faust_worker(command: list[str]) -> bool:
-    """``python -m zerocontact.<pkg> worker``: a Faust worker, whose web server has /healthz only."""
+    """``python -m zerocontact.<pkg> worker``: a Faust worker (starts on /healthz, ready on /readyz)."""
     return "worker" in command and bool(app_packages(command))
 
 
@@ -155,10 +155,11 @@ def test_every_workload_is_hardened_probed_and_budgeted(overlay: str) -> None:
             assert security["capabilities"]["drop"] == ["ALL"]
             for kind in ("requests", "limits"):
                 assert {"cpu", "memory"} <= set(container["resources"][kind]), (name, kind)
-            # Faust's web server (signals) serves /healthz only; the HTTP services /readyz.
-            ready = "/healthz" if is_faust_worker(container["command"]) else "/readyz"
-            assert container["startupProbe"]["httpGet"]["path"] == ready, name
-            assert container["readinessProbe"]["httpGet"]["path"] == ready, name
+            # A Faust worker starts on /healthz (table recovery may be long and must not get
+            # the pod restarted); every workload is ready on /readyz.
+            start = "/healthz" if is_faust_worker(container["command"]) else "/readyz"
+            assert container["startupProbe"]["httpGet"]["path"] == start, name
+            assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", name
             assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
             for source in container["envFrom"]:
                 assert source["configMapRef"]["name"] in configmaps
