@@ -40,11 +40,11 @@ from zerocontact.common.v1 import party_pb2
 from zerocontact.identity.domain.authentication import Aal, Method
 from zerocontact.identity.tokens import AccessGrant, SigningKeys, access_claims
 from zerocontact.identity.v1 import events_pb2 as identity_pb2
-from zerocontact.identity.verifier import TokenVerifier
 from zerocontact.payroll.app import create_app
 from zerocontact.payroll.domain.cards import luhn_complete
 from zerocontact.payroll.settings import PayrollSettings
 from zerocontact.payroll.v1 import events_pb2
+from zerocontact.platform.auth import TokenVerifier
 from zerocontact.platform.ids import new_id
 from zerocontact.platform.kafka.cloudevents import CloudEvent
 from zerocontact.platform.kafka.producer import EventPublisher
