@@ -6,6 +6,7 @@ import asyncio
 import base64
 import os
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,6 +15,9 @@ import httpx
 import uvicorn
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import FastAPI
+
+# Every name a test makes starts with t<RUN_ID>, so the run can remove what it created.
+RUN_ID = uuid.uuid4().hex[:6]
 
 
 @dataclass(frozen=True)

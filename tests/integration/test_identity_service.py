@@ -27,7 +27,7 @@ from fastapi import Depends, FastAPI
 from pymongo import AsyncMongoClient
 from stdnum.cn import ric, uscc
 
-from tests.integration.harness import Engines, RunningApp, eventually, random_key, serve
+from tests.integration.harness import RUN_ID, Engines, RunningApp, eventually, random_key, serve
 from zerocontact.common.v1 import party_pb2
 from zerocontact.identity.app import create_app
 from zerocontact.identity.notifier import SmsGatewaySimulator
@@ -250,7 +250,7 @@ async def identity(
     kafka_admin: AIOKafkaAdminClient,
     mongo_client: AsyncMongoClient[dict[str, Any]],
 ) -> AsyncIterator[Identity]:
-    prefix = f"t-{uuid.uuid4().hex[:10]}"
+    prefix = f"t{RUN_ID}-{uuid.uuid4().hex[:10]}"
     events, notes = await make_topics(kafka_admin, prefix)
     database = f"t_identity_{uuid.uuid4().hex[:12]}"
     gateway = SmsGatewaySimulator()

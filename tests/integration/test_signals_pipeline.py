@@ -24,7 +24,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from tests.integration.harness import Engines, eventually, free_port
+from tests.integration.harness import RUN_ID, Engines, eventually, free_port
 from zerocontact.identity.v1 import events_pb2 as identity_pb
 from zerocontact.loan.v1 import events_pb2 as loan_pb
 from zerocontact.platform.kafka.cloudevents import CloudEvent
@@ -255,7 +255,11 @@ class Signals:
 
 async def _topics(admin: AIOKafkaAdminClient) -> Topics:
     token = uuid.uuid4().hex[:10]
-    topics = Topics(f"t-sig-loan-{token}", f"t-sig-identity-{token}", f"t-sig-risk-{token}")
+    topics = Topics(
+        f"t{RUN_ID}-sig-loan-{token}",
+        f"t{RUN_ID}-sig-identity-{token}",
+        f"t{RUN_ID}-sig-risk-{token}",
+    )
     names = [topics.loan, topics.identity, topics.risk]
     await admin.create_topics(
         [NewTopic(n, PARTITIONS, 1) for n in names]
@@ -269,7 +273,7 @@ def worker_factory(engines: Engines, tmp_path: Path) -> Iterator[Callable[[Topic
     made: list[Worker] = []
 
     def make(topics: Topics) -> Worker:
-        worker = Worker(engines, topics, _id("t-signals"), tmp_path)
+        worker = Worker(engines, topics, _id(f"t{RUN_ID}-signals"), tmp_path)
         made.append(worker)
         return worker
 
