@@ -34,11 +34,11 @@ from zerocontact.identity.repository import (
 from zerocontact.identity.settings import IdentitySettings
 from zerocontact.identity.tokens import SigningKeys, decode_b64url
 from zerocontact.platform.auth import TokenVerifier
-from zerocontact.platform.http import install_operational_routes, problem
+from zerocontact.platform.http import engine_checks, install_operational_routes, problem
 from zerocontact.platform.kafka.consumer import ConsumedEvent, ConsumerRunner
 from zerocontact.platform.kafka.producer import EventPublisher
 from zerocontact.platform.logging import configure_logging
-from zerocontact.platform.mongo import create_mongo_client, mongo_ready
+from zerocontact.platform.mongo import create_mongo_client
 from zerocontact.platform.outbox import OutboxRelay
 
 log = logging.getLogger(__name__)
@@ -173,14 +173,12 @@ def create_app(
     app.include_router(factors_router)
     app.include_router(sessions_router)
 
-    async def kafka_ok() -> bool:
-        return bool(
-            app.state.consumer.running
-            and await app.state.publisher.ready(settings.readiness_timeout_s)
-        )
-
-    async def mongo_ok() -> bool:
-        return await mongo_ready(app.state.mongo, settings.readiness_timeout_s)
+    checks = engine_checks(
+        publisher=lambda: app.state.publisher,
+        mongo=lambda: app.state.mongo,
+        consumer=lambda: app.state.consumer,
+        within_s=settings.readiness_timeout_s,
+    )
 
     @app.exception_handler(InvalidIdentityData)
     async def invalid_identity_data(_: Request, exc: InvalidIdentityData) -> JSONResponse:
@@ -188,7 +186,5 @@ def create_app(
         error = {"field": "body", "message": str(exc), "type": "value_error"}
         return problem(422, "invalid_request", "the request has invalid fields", errors=[error])
 
-    install_operational_routes(
-        app, checks={"kafka": kafka_ok, "mongodb": mongo_ok}, timeout_s=settings.readiness_timeout_s
-    )
+    install_operational_routes(app, checks=checks, timeout_s=settings.readiness_timeout_s)
     return app

@@ -30,12 +30,12 @@ from zerocontact.loan.rail import RAIL_PAYMENTS, PaymentRail, PaymentRailSimulat
 from zerocontact.loan.relays import ShardedRelay
 from zerocontact.loan.repository import LoanRepository
 from zerocontact.loan.settings import LoanSettings
-from zerocontact.platform.http import install_operational_routes
+from zerocontact.platform.http import engine_checks, install_operational_routes
 from zerocontact.platform.kafka.consumer import ConsumedEvent, ConsumerRunner
 from zerocontact.platform.kafka.producer import EventPublisher
 from zerocontact.platform.ledger import Ledger
 from zerocontact.platform.logging import configure_logging
-from zerocontact.platform.mongo import create_mongo_client, mongo_ready
+from zerocontact.platform.mongo import create_mongo_client
 
 
 @dataclass
@@ -162,14 +162,12 @@ def create_app(
     ):
         app.include_router(router)
 
-    async def kafka_ok() -> bool:
-        deps: AppDeps = app.state.deps
-        return deps.consumer.running and await deps.publisher.ready(settings.readiness_timeout_s)
-
-    async def mongo_ok() -> bool:
-        return await mongo_ready(app.state.deps.mongo, settings.readiness_timeout_s)
-
-    install_operational_routes(
-        app, checks={"kafka": kafka_ok, "mongodb": mongo_ok}, timeout_s=settings.readiness_timeout_s
+    checks = engine_checks(
+        publisher=lambda: app.state.deps.publisher,
+        mongo=lambda: app.state.deps.mongo,
+        consumer=lambda: app.state.deps.consumer,
+        within_s=settings.readiness_timeout_s,
     )
+
+    install_operational_routes(app, checks=checks, timeout_s=settings.readiness_timeout_s)
     return app

@@ -27,13 +27,13 @@ from zerocontact.payroll.rail import PaymentRail, PaymentRailSimulator
 from zerocontact.payroll.repository import PayrollRepository
 from zerocontact.payroll.settings import PayrollSettings
 from zerocontact.platform.auth import TokenVerifier
-from zerocontact.platform.http import install_operational_routes
+from zerocontact.platform.http import engine_checks, install_operational_routes
 from zerocontact.platform.kafka.consumer import ConsumedEvent, ConsumerRunner
 from zerocontact.platform.kafka.producer import EventPublisher
 from zerocontact.platform.ledger import Ledger
 from zerocontact.platform.logging import configure_logging
 from zerocontact.platform.money import Money
-from zerocontact.platform.mongo import create_mongo_client, mongo_ready
+from zerocontact.platform.mongo import create_mongo_client
 from zerocontact.platform.outbox import OutboxRelay
 
 log = logging.getLogger(__name__)
@@ -156,16 +156,14 @@ def create_app(
     )
     app.include_router(router)
 
-    async def kafka_ok() -> bool:
-        deps: PayrollDeps = app.state.deps
-        return deps.consumer.running and await deps.publisher.ready(settings.readiness_timeout_s)
-
-    async def mongo_ok() -> bool:
-        return await mongo_ready(app.state.deps.mongo, settings.readiness_timeout_s)
-
-    install_operational_routes(
-        app, checks={"kafka": kafka_ok, "mongodb": mongo_ok}, timeout_s=settings.readiness_timeout_s
+    checks = engine_checks(
+        publisher=lambda: app.state.deps.publisher,
+        mongo=lambda: app.state.deps.mongo,
+        consumer=lambda: app.state.deps.consumer,
+        within_s=settings.readiness_timeout_s,
     )
+
+    install_operational_routes(app, checks=checks, timeout_s=settings.readiness_timeout_s)
     return app
 
 

@@ -15,11 +15,11 @@ from fastapi import FastAPI
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 
-from zerocontact.platform.http import install_operational_routes
+from zerocontact.platform.http import engine_checks, install_operational_routes
 from zerocontact.platform.kafka.consumer import ConsumedEvent, ConsumerRunner
 from zerocontact.platform.kafka.producer import EventPublisher
 from zerocontact.platform.logging import configure_logging
-from zerocontact.platform.mongo import create_mongo_client, mongo_ready
+from zerocontact.platform.mongo import create_mongo_client
 from zerocontact.platform.outbox import OutboxRelay
 from zerocontact.platform.pii import FieldCipher
 from zerocontact.skeleton.api import accounts_router, balances_router
@@ -79,15 +79,13 @@ def create_accounts_app(settings: AccountsSettings | None = None) -> FastAPI:
     app = FastAPI(title="zerocontact skeleton accounts", lifespan=lifespan)
     app.include_router(accounts_router)
 
-    async def kafka_ok() -> bool:
-        return bool(await app.state.deps.publisher.ready(settings.readiness_timeout_s))
-
-    async def mongo_ok() -> bool:
-        return await mongo_ready(app.state.deps.mongo, settings.readiness_timeout_s)
-
-    install_operational_routes(
-        app, checks={"kafka": kafka_ok, "mongodb": mongo_ok}, timeout_s=settings.readiness_timeout_s
+    checks = engine_checks(
+        publisher=lambda: app.state.deps.publisher,
+        mongo=lambda: app.state.deps.mongo,
+        within_s=settings.readiness_timeout_s,
     )
+
+    install_operational_routes(app, checks=checks, timeout_s=settings.readiness_timeout_s)
     return app
 
 
@@ -127,14 +125,12 @@ def create_projection_app(settings: ProjectionSettings | None = None) -> FastAPI
     app = FastAPI(title="zerocontact skeleton projection", lifespan=lifespan)
     app.include_router(balances_router)
 
-    async def kafka_ok() -> bool:
-        deps: ProjectionDeps = app.state.deps
-        return deps.consumer.running and await deps.publisher.ready(settings.readiness_timeout_s)
-
-    async def mongo_ok() -> bool:
-        return await mongo_ready(app.state.deps.mongo, settings.readiness_timeout_s)
-
-    install_operational_routes(
-        app, checks={"kafka": kafka_ok, "mongodb": mongo_ok}, timeout_s=settings.readiness_timeout_s
+    checks = engine_checks(
+        publisher=lambda: app.state.deps.publisher,
+        mongo=lambda: app.state.deps.mongo,
+        consumer=lambda: app.state.deps.consumer,
+        within_s=settings.readiness_timeout_s,
     )
+
+    install_operational_routes(app, checks=checks, timeout_s=settings.readiness_timeout_s)
     return app
