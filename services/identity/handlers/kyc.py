@@ -14,6 +14,7 @@ from zerocontact.identity.handlers.events import to_cloud_event
 from zerocontact.identity.repository import CUSTOMERS, ENTERPRISES, ConcurrentUpdate
 from zerocontact.platform.auth import Principal, check_step_up
 from zerocontact.platform.http import DomainError, NotFound
+from zerocontact.platform.outbox import OutboxEvent
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
@@ -70,14 +71,7 @@ async def change_customer_level(
             customer.kyc_level, target, actor=actor, reason=reason, evidence=evidence,
             now=datetime.now(UTC),
         )  # fmt: skip
-        customer.kyc_level = step.to_level
-        customer.kyc_history.append(step)
-        customer.version += 1
-        event = to_cloud_event(
-            ev.KycLevelChanged(customer.id, False, step),
-            topic=ctx.settings.events_topic,
-            traceparent=traceparent,
-        )
+        event = _record_step(customer, step, enterprise=False, ctx=ctx, traceparent=traceparent)
         try:
             await ctx.parties.save_customer(record, [event])
         except ConcurrentUpdate:
@@ -86,6 +80,25 @@ async def change_customer_level(
         log.info("kyc level changed", extra={"party_id": customer.id, "to": str(target)})
         return customer
     raise Busy(f"customer {customer_id} is being changed concurrently, retry", retry=True)
+
+
+def _record_step(
+    party: parties.Customer | parties.Enterprise,
+    step: kyc.KycTransition,
+    *,
+    enterprise: bool,
+    ctx: IdentityContext,
+    traceparent: str | None,
+) -> OutboxEvent:
+    """Apply ``step`` to the party (level, audit history, version) and make its event."""
+    party.kyc_level = step.to_level
+    party.kyc_history.append(step)
+    party.version += 1
+    return to_cloud_event(
+        ev.KycLevelChanged(party.id, enterprise, step),
+        topic=ctx.settings.events_topic,
+        traceparent=traceparent,
+    )
 
 
 async def change_enterprise_level(
@@ -109,14 +122,7 @@ async def change_enterprise_level(
             enterprise.kyc_level, target, representative_level=rep_level, actor=actor,
             reason=reason, evidence=evidence, now=datetime.now(UTC),
         )  # fmt: skip
-        enterprise.kyc_level = step.to_level
-        enterprise.kyc_history.append(step)
-        enterprise.version += 1
-        event = to_cloud_event(
-            ev.KycLevelChanged(enterprise.id, True, step),
-            topic=ctx.settings.events_topic,
-            traceparent=traceparent,
-        )
+        event = _record_step(enterprise, step, enterprise=True, ctx=ctx, traceparent=traceparent)
         try:
             await ctx.parties.save_enterprise(enterprise, [event])
         except ConcurrentUpdate:
