@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network
+
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -63,8 +65,9 @@ class IdentitySettings(ServiceSettings, PersonalDataSettings):
     # The credential KYC reviewers' back office presents (X-Operator-Key).
     operator_key: SecretStr = Field(min_length=43)
 
-    # Proxies whose X-Forwarded-For is trusted for the source address (exact IPs).
-    trusted_proxies: list[str] = Field(default_factory=list)
+    # Proxies whose X-Forwarded-For is trusted for the source address: addresses or networks
+    # ("10.0.0.7", "10.42.0.0/16"), as the gateway's pods take addresses from a pod CIDR.
+    trusted_proxies: list[IPv4Network | IPv6Network] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _one_signing_key(self) -> IdentitySettings:

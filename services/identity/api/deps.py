@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
@@ -68,16 +69,35 @@ async def principal(
 Caller = Annotated[Principal, Depends(principal)]
 
 
-def source_address(request: Request, trusted_proxies: list[str]) -> str:
-    """The peer address; behind a trusted proxy, the last address it saw before itself."""
+def _trusted(address: str, trusted_proxies: Sequence[IPv4Network | IPv6Network]) -> bool:
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted_proxies)
+
+
+def source_address(request: Request, trusted_proxies: Sequence[IPv4Network | IPv6Network]) -> str:
+    """The peer address; behind a trusted proxy, the last address it saw before itself.
+
+    A forwarded entry that is not an IP address ends the walk: it is what the untrusted client
+    wrote, so the nearest trusted hop's peer is used instead of it.
+    """
     peer = request.client.host if request.client else "unknown"
-    if peer in trusted_proxies:
-        forwarded = [
-            a.strip() for a in request.headers.get("x-forwarded-for", "").split(",") if a.strip()
-        ]
-        for address in reversed(forwarded):
-            if address not in trusted_proxies:
-                return address
+    if not _trusted(peer, trusted_proxies):
+        return peer
+    forwarded = [
+        a.strip() for a in request.headers.get("x-forwarded-for", "").split(",") if a.strip()
+    ]
+    for address in reversed(forwarded):
+        if _trusted(address, trusted_proxies):
+            peer = address
+            continue
+        try:
+            ip_address(address)
+        except ValueError:
+            return peer
+        return address
     return peer
 
 
