@@ -95,8 +95,14 @@ def create_app(
             ledger=ledger,
             rail=the_rail,
             relay=relay,
+            publisher=publisher,
             cipher=cipher,
-            config=RunnerConfig(settings.events_topic, settings.rail_concurrency, retry),
+            config=RunnerConfig(
+                settings.events_topic,
+                settings.rail_concurrency,
+                retry,
+                lease_s=settings.batch_lease_s,
+            ),
         )
         ctx = handlers.Context(
             repo=repo,

@@ -822,7 +822,12 @@ async def accrue_yield(ctx: Context, *, employer_id: str, business_day: date) ->
 
 
 async def scheduler_tick(ctx: Context, *, now: datetime | None = None) -> list[str]:
-    """Redeem ahead of scheduled payrolls within the lead time; start the ones due."""
+    """Redeem ahead of scheduled payrolls within the lead time; start the ones due.
+
+    Batches left EXECUTING are resumed too: a run fails when an engine is out (a publish or a
+    write raises) and nobody else would pick it up before the next restart. ``start`` is a
+    no-op for a batch this process is still running.
+    """
     moment = now or datetime.now(UTC)
     started = []
     async for doc in ctx.repo.batches.find({"state": str(BatchState.SUBMITTED)}):
@@ -837,6 +842,10 @@ async def scheduler_tick(ctx: Context, *, now: datetime | None = None) -> list[s
     async for doc in ctx.repo.batches.find({"state": str(BatchState.APPROVED)}):
         when = doc.get("scheduled_for")
         if when is None or when <= moment:
+            ctx.runner.start(doc["_id"])
+            started.append(doc["_id"])
+    async for doc in ctx.repo.batches.find({"state": str(BatchState.EXECUTING)}, {"_id": 1}):
+        if not ctx.runner.running(doc["_id"]):
             ctx.runner.start(doc["_id"])
             started.append(doc["_id"])
     return started

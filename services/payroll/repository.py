@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, IndexModel
@@ -38,7 +38,6 @@ PARTIES = "parties"
 BATCHES = "batches"
 ITEMS = "batch_items"
 OUTCOMES = "item_outcomes"
-EVENT_CHUNKS = "event_chunks"
 GIG_PAYOUTS = "gig_payouts"
 TREASURY = "treasury"  # sweep/redeem/top-up records with their events
 IDEMPOTENCY = "idempotency_keys"
@@ -104,7 +103,6 @@ class PayrollRepository:
         self.batches: AsyncCollection[Document] = db[BATCHES]
         self.items: AsyncCollection[Document] = db[ITEMS]
         self.outcomes: AsyncCollection[Document] = db[OUTCOMES]
-        self.event_chunks: AsyncCollection[Document] = db[EVENT_CHUNKS]
         self.gig_payouts: AsyncCollection[Document] = db[GIG_PAYOUTS]
         self.treasury: AsyncCollection[Document] = db[TREASURY]
         self.idempotency: AsyncCollection[Document] = db[IDEMPOTENCY]
@@ -115,7 +113,7 @@ class PayrollRepository:
     @property
     def outbox_collections(self) -> list[AsyncCollection[Document]]:
         """Collections whose documents carry outbox events."""
-        return [self.employers, self.batches, self.event_chunks, self.gig_payouts, self.treasury]
+        return [self.employers, self.batches, self.gig_payouts, self.treasury]
 
     async def create_indexes(self) -> None:
         """Create indexes at start-up (idempotent)."""
@@ -220,6 +218,28 @@ class PayrollRepository:
             if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
                 raise
 
+    async def claim_batch(self, batch_id: str, owner: str, lease_s: float) -> bool:
+        """Take or renew the lease on running ``batch_id``; False while another owner holds it."""
+        now = datetime.now(UTC)
+        result = await self.batches.update_one(
+            {
+                "_id": batch_id,
+                "$or": [
+                    {"lease_owner": owner},
+                    {"lease_until": None},
+                    {"lease_until": {"$lt": now}},
+                ],
+            },
+            {"$set": {"lease_owner": owner, "lease_until": now + timedelta(seconds=lease_s)}},
+        )
+        return result.matched_count == 1
+
+    async def release_batch(self, batch_id: str, owner: str) -> None:
+        """Give the lease up (a stopping process), so another may resume at once."""
+        await self.batches.update_one(
+            {"_id": batch_id, "lease_owner": owner}, {"$set": {"lease_until": None}}
+        )
+
     async def chunk_items(self, batch_id: str, chunk: int) -> list[Document]:
         """The payment instructions of one chunk, by ``_id`` (no collection scan)."""
         doc = await self.chunks.find_one({"_id": chunk_id(batch_id, chunk)})
@@ -282,23 +302,6 @@ class PayrollRepository:
         async for doc in self.outcomes.find({"batch_id": batch_id}):
             by_chunk.setdefault(int(doc["chunk"]), []).append(doc)
         return by_chunk
-
-    async def insert_event_chunk(
-        self, chunk_id: str, events: Sequence[OutboxEvent], *, batch_id: str
-    ) -> bool:
-        """The events of one chunk in one outbox document (written once)."""
-        try:
-            await self.event_chunks.insert_one(
-                {
-                    "_id": chunk_id,
-                    "batch_id": batch_id,
-                    "created_at": datetime.now(UTC),
-                    **outbox_document(events, version=1),
-                }
-            )
-        except DuplicateKeyError:
-            return False
-        return True
 
     async def item_counts(self, batch: Document) -> dict[str, int]:
         """Items per state: PAID and FAILED from the outcomes, the rest still open (PENDING)."""

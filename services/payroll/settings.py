@@ -47,6 +47,8 @@ class PayrollSettings(ServiceSettings, PersonalDataSettings):
     retry_max_s: float = Field(default=2.0, ge=0)
     max_item_amount: Decimal = Field(default=Decimal("500000.00"), gt=0)
     scheduler_interval_s: float = Field(default=5.0, gt=0)
+    # A crashed process's batch is resumed by another once this lapses (renewed while running).
+    batch_lease_s: float = Field(default=15.0, ge=1)
     recovery_min_age_s: float = Field(default=0.0, ge=0)
 
     # Sweep into the money-market product.

@@ -49,6 +49,9 @@ async def payroll_process(env: PayrollEnv, jwks_url: str) -> AsyncIterator[tuple
         "ZC_PAYROLL_RAIL_CONCURRENCY": "1",
         "ZC_PAYROLL_RAIL_SIMULATOR_LATENCY_S": "0.15",
         "ZC_PAYROLL_OUTBOX_SWEEP_INTERVAL_S": "0.5",
+        # the killed process's lease on the batch lapses after 2 s; the scheduler then resumes it
+        "ZC_PAYROLL_BATCH_LEASE_S": "2",
+        "ZC_PAYROLL_SCHEDULER_INTERVAL_S": "0.5",
         "ZC_PAYROLL_LOG_LEVEL": "WARNING",
     }
     process = subprocess.Popen(  # noqa: ASYNC220  (returns at once; we need the pid to kill)
