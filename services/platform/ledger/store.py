@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import Int64
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -43,6 +43,11 @@ from zerocontact.platform.money import Money, currency_exponent
 _MAX_APPEND_ATTEMPTS = 500
 
 
+def entry_id(account: str, seq: int) -> str:
+    """The `_id` of ``account``'s entry number ``seq``: the chain is addressable by `_id`."""
+    return f"{account}#{seq:012d}"
+
+
 class Ledger:
     """Accounts, postings and balances in one database (collections ``ledger_*``).
 
@@ -64,6 +69,9 @@ class Ledger:
         self._on_step = on_step
         self._indexed = False
         self._indexing = asyncio.Lock()
+        # An account's attributes never change once opened (a different re-open raises), so
+        # they are cached per instance; only the chain head is read every time.
+        self._known: dict[str, Account] = {}
 
     async def ensure_indexes(self) -> None:
         """Create the unique indexes the protocol relies on (idempotent).
@@ -137,16 +145,23 @@ class Ledger:
         return Money(account.currency, balance)
 
     async def _load_accounts(self, ids: Iterable[str]) -> dict[str, Account]:
+        # One `_id` equality per uncached account: FerretDB 1.24 pushes nothing else down to
+        # SQL, and `{_id: {$in: [...]}}` decoded the whole accounts collection per posting.
         wanted = sorted(set(ids))
-        found: dict[str, Account] = {}
-        async for doc in self._accounts.find({"_id": {"$in": wanted}}):
-            found[doc["_id"]] = Account(
+        missing = []
+        for name in wanted:
+            if name in self._known:
+                continue
+            doc = await self._accounts.find_one({"_id": name})
+            if doc is None:
+                missing.append(name)
+                continue
+            self._known[name] = Account(
                 doc["_id"], doc["currency"], Side(doc["normal_balance"]), doc["allow_negative"]
             )
-        missing = [name for name in wanted if name not in found]
         if missing:
             raise UnknownAccount(f"unknown accounts: {missing}")
-        return found
+        return {name: self._known[name] for name in wanted}
 
     # postings
 
@@ -328,6 +343,7 @@ class Ledger:
             try:
                 await self._entries.insert_one(
                     {
+                        "_id": entry_id(account, seq + 1),
                         "account": account,
                         "seq": Int64(seq + 1),
                         "posting_id": posting_id,
@@ -339,11 +355,22 @@ class Ledger:
                     }
                 )
             except DuplicateKeyError:
-                # Either the slot is taken (done before, by us or another actor) or another
-                # posting appended seq+1 first; the error does not say which index fired.
-                taken = await self._slot_kind(posting_id, account, slot)
-                if taken is not None:
-                    return taken
+                # Either another posting appended seq+1 first, or the slot is taken (done
+                # before, by us or another actor); the error does not say which index fired.
+                # The entry at seq+1, read by `_id`, tells the common cases apart cheaply.
+                holder = await self._entries.find_one(
+                    {"_id": entry_id(account, seq + 1)},
+                    projection={"posting_id": 1, "slot": 1, "kind": 1},
+                )
+                if holder is None:
+                    # seq+1 is free, so the slot index fired: the slot's entry is further back
+                    # (a replay); only this rare case pays for the slower slot query
+                    taken = await self._slot_kind(posting_id, account, slot)
+                    if taken is not None:
+                        return taken
+                    continue
+                if (holder["posting_id"], holder["slot"]) == (posting_id, slot):
+                    return EntryKind(holder["kind"])  # another actor just did this very step
                 # jitter so that writers racing for one account do not stay in lock-step
                 await asyncio.sleep(random.uniform(0, 0.001 * min(attempt + 1, 20)))
                 continue
@@ -363,21 +390,25 @@ class Ledger:
         return None if doc is None else EntryKind(doc["kind"])
 
     async def _head(self, account: str) -> tuple[int, int]:
-        """``(seq, balance)`` of the newest entry of the account (``(0, 0)`` when none)."""
+        """``(seq, balance)`` of the newest entry of the account (``(0, 0)`` when none).
+
+        From the account's hint, then forward entry by entry by `_id` (``entry_id``) until a
+        sequence number is free: the hint is usually current or a step behind, and an `_id`
+        lookup is the only one FerretDB 1.24 does not answer by decoding the collection.
+        """
         hint = await self._accounts.find_one(
             {"_id": account}, projection={"head_seq": 1, "balance_minor": 1}
         )
         if hint is None:
             raise UnknownAccount(f"unknown accounts: [{account!r}]")
         seq, balance = int(hint.get("head_seq", 0)), int(hint.get("balance_minor", 0))
-        newer = await self._entries.find_one(
-            {"account": account, "seq": {"$gt": Int64(seq)}},
-            projection={"seq": 1, "balance_after": 1},
-            sort=[("seq", DESCENDING)],
-        )
-        if newer is not None:
-            seq, balance = int(newer["seq"]), int(newer["balance_after"])
-        return seq, balance
+        while True:
+            newer = await self._entries.find_one(
+                {"_id": entry_id(account, seq + 1)}, projection={"balance_after": 1}
+            )
+            if newer is None:
+                return seq, balance
+            seq, balance = seq + 1, int(newer["balance_after"])
 
     async def _step(self, posting_id: str, step: str) -> None:
         if self._on_step is not None:
