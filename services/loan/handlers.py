@@ -176,6 +176,7 @@ async def submit_application(
             submitted_at=moment,
         )
         event = events.application_submitted(app, topic=deps.topic, traceparent=traceparent)
+        await deps.repo.note_application(cmd.party_id, app.id)
         if await deps.repo.add_application(app, idem_key=key, request=request, events=[event]):
             deps.relay.nudge(APPLICATIONS, app.id)
             return app

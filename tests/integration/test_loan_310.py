@@ -622,3 +622,42 @@ async def test_a_repayment_interrupted_by_a_crash_is_finished_once(env: LoanEnv)
     await asyncio.sleep(1)
     assert len(env.reader.of("repayment_received", loan_id=loan_id)) == 1
     assert await env.ledger.balance(f"settlement:{party}") == Money.of("6000.00", "CNY") - amount
+
+
+async def test_exposure_counts_the_partys_loans_and_open_offers(env: LoanEnv) -> None:
+    """The credit limit (300,000.00 for a LOW band) covers disbursed loans and open offers."""
+
+    async def decide(amount: str, key: str) -> dict[str, Any]:
+        r = await apply_for_loan(env.app, env.tokens, party, amount=amount, key=key)
+        assert r.status_code == 202, r.text
+        application_id = r.json()["application_id"]
+        submitted = await env.reader.wait_for(
+            "loan_application_submitted", application_id=application_id
+        )
+        await env.bus.assess(submitted[0].message, submitted[0].event_id, score=140)
+        return await eventually(lambda: _decided(application_id), within_s=20)
+
+    async def _decided(application_id: str) -> dict[str, Any] | None:
+        r = await env.app.client.get(
+            f"/v1/applications/{application_id}", headers=env.tokens.headers(party, aal=Aal.AAL1)
+        )
+        body: dict[str, Any] = r.json()
+        return body if body["state"] in ("APPROVED", "DECLINED") else None
+
+    party = new_id()
+    await env.bus.register_customer(party)
+    await eventually(lambda: _apply_when_known(env, party, "250000.00"))  # known to loan now
+    first = await decide("250000.00", "exposure-1")
+    assert first["state"] == "APPROVED" and first["offered_amount"] == "250000.00"
+    r = await accept(env, first["application_id"], party, key="exposure-accept-1")
+    assert r.status_code == 200 and r.json()["state"] == "DISBURSED", r.text
+
+    # 250,000.00 lent: of 100,000.00 asked, the 50,000.00 left under the limit is offered
+    second = await decide("100000.00", "exposure-2")
+    assert second["state"] == "APPROVED" and second["offered_amount"] == "50000.00", second
+    assert "AMOUNT_REDUCED_TO_LIMIT" in [x["code"] for x in second["reasons"]]
+
+    # that offer is open, so it counts too: nothing is left for a third application
+    third = await decide("10000.00", "exposure-3")
+    codes = [x["code"] for x in third["reasons"]]
+    assert third["state"] == "DECLINED" and codes == ["CREDIT_LIMIT_EXHAUSTED"], third
