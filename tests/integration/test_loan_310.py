@@ -635,7 +635,8 @@ async def test_exposure_counts_the_partys_loans_and_open_offers(env: LoanEnv) ->
             "loan_application_submitted", application_id=application_id
         )
         await env.bus.assess(submitted[0].message, submitted[0].event_id, score=140)
-        return await eventually(lambda: _decided(application_id), within_s=20)
+        decided: dict[str, Any] = await eventually(lambda: _decided(application_id), within_s=20)
+        return decided
 
     async def _decided(application_id: str) -> dict[str, Any] | None:
         r = await env.app.client.get(
