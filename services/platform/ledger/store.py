@@ -6,6 +6,7 @@ import asyncio
 import random
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -72,6 +73,9 @@ class Ledger:
         # An account's attributes never change once opened (a different re-open raises), so
         # they are cached per instance; only the chain head is read every time.
         self._known: dict[str, Account] = {}
+        # The newest (seq, balance) this instance has seen per account: a lower bound of the
+        # chain head (entries are never removed), so probing forward from it is exact.
+        self._heads: dict[str, tuple[int, int]] = {}
 
     async def ensure_indexes(self) -> None:
         """Create the unique indexes the protocol relies on (idempotent).
@@ -184,6 +188,8 @@ class Ledger:
                     f"posting is in {currency}"
                 )
         now = datetime.now(UTC)
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # as BSON stores it
+        fresh: Posting | None = None
         try:
             await self._postings.insert_one(
                 {
@@ -209,8 +215,9 @@ class Ledger:
                     f"posting {posting_id} was used for different legs"
                 ) from None
         else:
+            fresh = Posting(posting_id, tuple(legs), currency, PostingState.PENDING, memo, now)
             await self._step(posting_id, "inserted")
-        result = await self._complete(posting_id)
+        result = await self._complete(posting_id, fresh)
         if result.state is PostingState.REJECTED:
             raise InsufficientFunds(posting_id, result.reason_account or "?")
         return result
@@ -244,14 +251,20 @@ class Ledger:
                 completed.append(posting_id)
         return completed
 
-    async def _complete(self, posting_id: str) -> Posting:
-        """Drive a stored posting to its final state; every step is idempotent."""
-        posting = await self.posting(posting_id)
+    async def _complete(self, posting_id: str, fresh: Posting | None = None) -> Posting:
+        """Drive a stored posting to its final state; every step is idempotent.
+
+        ``fresh``: the posting this caller has just inserted. It saves the reads that only a
+        resumed posting needs (the posting, its decision, the final state): nobody else can
+        have decided it yet, except a recovery sweep racing us, and every step below is
+        arbitrated by a unique index, so racing it is safe either way.
+        """
+        posting = fresh or await self.posting(posting_id)
         if posting.state is not PostingState.PENDING:
             return posting
         accounts = await self._load_accounts(leg.account for leg in posting.legs)
         plan = application_plan(account_deltas(posting.legs, accounts), accounts)
-        decision = await self._outcomes.find_one({"_id": posting_id})
+        decision = None if fresh else await self._outcomes.find_one({"_id": posting_id})
         if decision is None:
             decision = await self._apply_guarded(posting_id, plan)
         if decision["outcome"] == Outcome.COMMITTED:
@@ -274,6 +287,13 @@ class Ledger:
         # the decision is immutable, so every actor writes the same final values
         await self._postings.update_one({"_id": posting_id}, {"$set": final})
         await self._step(posting_id, "finalized")
+        if fresh is not None:
+            return replace(
+                fresh,
+                state=PostingState(final["state"]),
+                reason=final.get("reason"),
+                reason_account=final.get("reason_account"),
+            )
         return await self.posting(posting_id)
 
     async def _apply_guarded(self, posting_id: str, plan: Sequence[Step]) -> dict[str, Any]:
@@ -374,6 +394,7 @@ class Ledger:
                 # jitter so that writers racing for one account do not stay in lock-step
                 await asyncio.sleep(random.uniform(0, 0.001 * min(attempt + 1, 20)))
                 continue
+            self._heads[account] = (seq + 1, new_balance)
             # A hint only: the write is not atomic on FerretDB and may be overtaken by an older
             # pair, which _head tolerates because it always looks for newer entries.
             await self._accounts.update_one(
@@ -392,21 +413,25 @@ class Ledger:
     async def _head(self, account: str) -> tuple[int, int]:
         """``(seq, balance)`` of the newest entry of the account (``(0, 0)`` when none).
 
-        From the account's hint, then forward entry by entry by `_id` (``entry_id``) until a
-        sequence number is free: the hint is usually current or a step behind, and an `_id`
+        From the newest head this instance saw (else the account's hint), then forward entry by
+        entry by `_id` (``entry_id``) until a sequence number is free: the hint is usually current or a step behind, and an `_id`
         lookup is the only one FerretDB 1.24 does not answer by decoding the collection.
         """
-        hint = await self._accounts.find_one(
-            {"_id": account}, projection={"head_seq": 1, "balance_minor": 1}
-        )
-        if hint is None:
-            raise UnknownAccount(f"unknown accounts: [{account!r}]")
-        seq, balance = int(hint.get("head_seq", 0)), int(hint.get("balance_minor", 0))
+        seen = self._heads.get(account)
+        if seen is None:
+            hint = await self._accounts.find_one(
+                {"_id": account}, projection={"head_seq": 1, "balance_minor": 1}
+            )
+            if hint is None:
+                raise UnknownAccount(f"unknown accounts: [{account!r}]")
+            seen = int(hint.get("head_seq", 0)), int(hint.get("balance_minor", 0))
+        seq, balance = seen
         while True:
             newer = await self._entries.find_one(
                 {"_id": entry_id(account, seq + 1)}, projection={"balance_after": 1}
             )
             if newer is None:
+                self._heads[account] = (seq, balance)
                 return seq, balance
             seq, balance = seq + 1, int(newer["balance_after"])
 
