@@ -8,7 +8,9 @@ Pending events live in a map ``_outbox`` keyed ``v<version>-<n>`` (zero-padded, 
 the keys gives the write order) with ``_outbox_pending: true`` beside it. The
 :class:`OutboxRelay` publishes an aggregate's pending events in key order with the
 idempotent producer, then removes exactly the keys it published (``$unset``) and clears
-the flag only if nothing new arrived meanwhile. A map rather than an array because
+the flag only if nothing new arrived meanwhile: one update guarded by the ``_outbox_written``
+token every event-adding write renews, or, when a write came between, an unset and a guarded
+clear. A map rather than an array because
 FerretDB 1.24 lacks the positional ``$`` operator and ignores ``$pull`` conditions.
 
 The relay is nudged right after each write (latency) and sweeps every few seconds for
@@ -40,6 +42,9 @@ log = logging.getLogger(__name__)
 
 OUTBOX = "_outbox"
 PENDING = "_outbox_pending"
+# A fresh token with every write that adds events: the relay clears what it published in
+# one update guarded by the token it read, and falls back to two when a write came between.
+WRITTEN = "_outbox_written"
 
 PUBLISHED = Counter(
     "zc_outbox_published_total", "Events published by the outbox relay", ["collection"]
@@ -114,12 +119,13 @@ def outbox_fields(events: Sequence[OutboxEvent], *, version: int) -> Document:
     fields: Document = {f"{OUTBOX}.{k}": v for k, v in _entries(events, version).items()}
     if fields:
         fields[PENDING] = True
+        fields[WRITTEN] = new_id()
     return fields
 
 
 def outbox_document(events: Sequence[OutboxEvent], *, version: int) -> Document:
     """The outbox fields of a new aggregate document holding ``events``."""
-    return {OUTBOX: _entries(events, version), PENDING: bool(events)}
+    return {OUTBOX: _entries(events, version), PENDING: bool(events), WRITTEN: new_id()}
 
 
 def _stored_event(entry: Mapping[str, Any]) -> OutboxEvent:
@@ -207,7 +213,7 @@ class OutboxRelay:
         """Publish one aggregate's pending events in order; return how many were published."""
         # By _id alone: FerretDB 1.24 (SQLite) pushes only an `_id` equality down to SQL and
         # scans the whole collection for any other filter (docs/decisions.md #3).
-        doc = await collection.find_one({"_id": aggregate_id}, {OUTBOX: 1, PENDING: 1})
+        doc = await collection.find_one({"_id": aggregate_id}, {OUTBOX: 1, PENDING: 1, WRITTEN: 1})
         if not doc or doc.get(PENDING) is not True:
             return 0
         pending: Mapping[str, Any] = doc.get(OUTBOX) or {}
@@ -216,9 +222,18 @@ class OutboxRelay:
         keys = sorted(pending)
         events = [_stored_event(pending[k]) for k in keys]
         await self._publisher.publish_in_order([(e.topic, e.key, e.event) for e in events])
-        await collection.update_one(
-            {"_id": aggregate_id}, {"$unset": {f"{OUTBOX}.{k}": "" for k in keys}}
-        )
+        unset = {f"{OUTBOX}.{k}": "" for k in keys}
+        token = doc.get(WRITTEN)
+        if token is not None:
+            # Nothing was added since the read (same token): remove and clear in one write.
+            done = await collection.update_one(
+                {"_id": aggregate_id, WRITTEN: token},
+                {"$unset": unset, "$set": {PENDING: False}},
+            )
+            if done.matched_count == 1:
+                PUBLISHED.labels(collection.name).inc(len(keys))
+                return len(keys)
+        await collection.update_one({"_id": aggregate_id}, {"$unset": unset})
         # Clear the flag only if no new event arrived between the read and the unset.
         await collection.update_one({"_id": aggregate_id, OUTBOX: {}}, {"$set": {PENDING: False}})
         PUBLISHED.labels(collection.name).inc(len(keys))

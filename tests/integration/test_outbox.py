@@ -113,3 +113,54 @@ async def test_nudged_relay_publishes_promptly(
         await relay.stop()
         await publisher.stop()
     assert records == [(b"x", b"7")]
+
+
+class _WritesDuringPublish(EventPublisher):
+    """A real publisher that, while the relay publishes, lets the aggregate take a new event
+    (the race between the relay's read and its clearing write, made to happen every time)."""
+
+    def __init__(self, *, during: Callable[[], Awaitable[None]], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._during: Callable[[], Awaitable[None]] | None = during
+
+    async def publish_in_order(self, items: Any) -> Any:
+        result = await super().publish_in_order(items)
+        if self._during is not None:
+            during, self._during = self._during, None
+            await during()
+        return result
+
+
+async def test_an_event_written_while_the_relay_publishes_is_not_lost(
+    engines: Engines,
+    mongo_db: AsyncDatabase[dict[str, Any]],
+    create_topic: Callable[..., Awaitable[str]],
+) -> None:
+    topic = await create_topic("outbox-race", partitions=1)
+    aggregates = mongo_db["aggregates"]
+    await aggregates.insert_one(
+        {"_id": "r", "version": 1, **outbox_document([_event(topic, "r", 1)], version=1)}
+    )
+
+    async def write_version_2() -> None:
+        await aggregates.update_one(
+            {"_id": "r"},
+            {"$set": {"version": 2, **outbox_fields([_event(topic, "r", 2)], version=2)}},
+        )
+
+    publisher = _WritesDuringPublish(
+        during=write_version_2, bootstrap_servers=engines.kafka_bootstrap, client_id="outbox-race"
+    )
+    await publisher.start(wait=True)
+    try:
+        relay = OutboxRelay(publisher=publisher, collections=[aggregates], sweep_interval_s=60)
+        assert await relay.flush(aggregates, "r") == 1
+        # the guarded single write missed (a write came between): event 2 is still pending
+        doc = await aggregates.find_one({"_id": "r"})
+        assert doc is not None and doc["_outbox_pending"] is True and len(doc["_outbox"]) == 1
+        assert await relay.flush(aggregates, "r") == 1  # and now one write clears it
+        doc = await aggregates.find_one({"_id": "r"})
+        assert doc is not None and doc["_outbox_pending"] is False and doc["_outbox"] == {}
+    finally:
+        await publisher.stop()
+    assert await _consume(engines.kafka_bootstrap, topic, 2) == [(b"r", b"1"), (b"r", b"2")]

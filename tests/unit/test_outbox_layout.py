@@ -24,11 +24,15 @@ def test_update_fields_are_dotted_and_raise_the_flag() -> None:
         "_outbox.v000000000003-0000",
         "_outbox.v000000000003-0001",
         "_outbox_pending",
+        "_outbox_written",
     }
     assert fields["_outbox_pending"] is True
+    # a new token per write: the relay's single clearing write is guarded by it
+    assert fields["_outbox_written"] != outbox_fields(_events(2), version=3)["_outbox_written"]
     assert fields["_outbox.v000000000003-0001"]["id"] == "e1"
 
 
 def test_no_events_no_flag() -> None:
     assert outbox_fields([], version=1) == {}
-    assert outbox_document([], version=1) == {"_outbox": {}, "_outbox_pending": False}
+    document = outbox_document([], version=1)
+    assert document["_outbox"] == {} and document["_outbox_pending"] is False
