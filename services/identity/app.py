@@ -11,7 +11,8 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from fastapi import FastAPI, Request
@@ -40,6 +41,9 @@ from zerocontact.platform.kafka.producer import EventPublisher
 from zerocontact.platform.logging import configure_logging
 from zerocontact.platform.mongo import create_mongo_client
 from zerocontact.platform.outbox import OutboxRelay
+
+if TYPE_CHECKING:
+    from zerocontact.identity.trust.app import TrustRuntime
 
 log = logging.getLogger(__name__)
 PURGE_INTERVAL_S = 300.0
@@ -77,6 +81,13 @@ def create_app(
     gateway_key = X25519PublicKey.from_public_bytes(
         decode_b64url(settings.sms_gateway_public_key.get_secret_value())
     )
+    make_trust = None
+    if settings.trust_log_signing_seed is not None:
+        # Only when enabled: the trust services bring numpy, OpenCV and dlib (~0.6 s, ~100 MB).
+        from zerocontact.identity.trust.api import router as trust_router
+        from zerocontact.identity.trust.app import TrustRuntime, trust_log_key
+
+        make_trust = partial(TrustRuntime, key=trust_log_key(settings.trust_log_signing_seed))
     passwords = Passwords(
         time_cost=settings.password_time_cost,
         memory_kib=settings.password_memory_kib,
@@ -90,6 +101,9 @@ def create_app(
         parties, sessions = PartyRepository(db), SessionRepository(db)
         challenges, sources = ChallengeRepository(db), SourceThrottleRepository(db)
         idempotency = IdempotencyStore(db)
+        trust: TrustRuntime | None = make_trust(db) if make_trust is not None else None
+        if trust is not None:
+            await trust.prepare()
         await parties.create_indexes()
         await sessions.create_indexes()
         await idempotency.create_indexes()
@@ -99,7 +113,8 @@ def create_app(
         await publisher.start()
         relay = OutboxRelay(
             publisher=publisher,
-            collections=[parties.customers, parties.enterprises, challenges.deliveries],
+            collections=[parties.customers, parties.enterprises, challenges.deliveries]
+            + (trust.outbox_collections() if trust is not None else []),
             sweep_interval_s=settings.outbox_sweep_interval_s,
         )
         await relay.start()
@@ -152,9 +167,13 @@ def create_app(
             local_jwks, issuer=settings.jwt_issuer, audience=settings.jwt_audience
         )
         purge = asyncio.create_task(_purge_loop(ctx, idempotency), name="identity-purge")
+        if trust is not None:
+            app.state.trust = trust.start(ctx)
         try:
             yield
         finally:
+            if trust is not None:
+                await trust.stop()
             purge.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await purge
@@ -172,6 +191,8 @@ def create_app(
     app.include_router(parties_router)
     app.include_router(factors_router)
     app.include_router(sessions_router)
+    if make_trust is not None:
+        app.include_router(trust_router)
 
     checks = engine_checks(
         publisher=lambda: app.state.publisher,

@@ -69,6 +69,21 @@ class IdentitySettings(ServiceSettings, PersonalDataSettings):
     # ("10.0.0.7", "10.42.0.0/16"), as the gateway's pods take addresses from a pod CIDR.
     trusted_proxies: list[IPv4Network | IPv6Network] = Field(default_factory=list)
 
+    # Trust services (docs/identity-trust.md). The trust log's Ed25519 key: 32 random bytes,
+    # base64url (deploy/local generates it). Without it the trust routes are not mounted.
+    trust_log_signing_seed: SecretStr | None = Field(default=None, min_length=43)
+    # Signed tree heads are published at most this often when the log grew.
+    trust_head_interval_s: float = Field(default=60.0, gt=0)
+    # How recent a live face verification must be to sign a contract.
+    face_verification_max_age_s: int = Field(default=600, ge=30)
+    # Blinks a liveness video must show.
+    liveness_blinks: int = Field(default=2, ge=1, le=5)
+    # Dual-recording retention per product code, in days ("default" for the others). To be
+    # confirmed by compliance against the regulator's rule for each product line.
+    dual_recording_retention_days: dict[str, int] = Field(
+        default_factory=lambda: {"default": 5 * 366, "wealth": 20 * 366, "insurance": 10 * 366}
+    )
+
     @model_validator(mode="after")
     def _one_signing_key(self) -> IdentitySettings:
         if (self.jwt_signing_key is None) == (self.jwt_signing_seed is None):

@@ -1,0 +1,323 @@
+"""Use cases of the trust services: faces, liveness, dual recording, e-contracts, the log."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from zerocontact.identity.domain.errors import Forbidden
+from zerocontact.identity.domain.kyc import KycLevel
+from zerocontact.identity.handlers.context import IdentityContext
+from zerocontact.identity.handlers.kyc import change_customer_level
+from zerocontact.identity.repository import ConcurrentUpdate
+from zerocontact.identity.trust import domain, events, face, liveness
+from zerocontact.identity.trust.errors import ContractStateError, NotEnrolled
+from zerocontact.identity.trust.log import HEADS, MerkleLog
+from zerocontact.identity.trust.repository import (
+    CONTRACTS,
+    DUAL_RECORDINGS,
+    FACE_TEMPLATES,
+    FACE_VERIFICATIONS,
+    TrustRepository,
+)
+from zerocontact.identity.trust.treehead import Receipt, TreeHead, canonical_json
+from zerocontact.platform.auth import Principal, check_step_up
+from zerocontact.platform.http import NotFound
+from zerocontact.platform.ids import new_id
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrustContext:
+    """What the trust handlers need, built once in the app's lifespan."""
+
+    identity: IdentityContext
+    repo: TrustRepository
+    log: MerkleLog
+    log_key: Ed25519PrivateKey
+
+    @property
+    def topic(self) -> str:
+        """identity.events.v1."""
+        return self.identity.settings.events_topic
+
+
+def _own(principal: Principal, customer_id: str) -> None:
+    if principal.subject != customer_id:
+        raise Forbidden("a customer can only act for themselves")
+
+
+def _seal_embedding(ctx: TrustContext, customer_id: str, vector: npt.NDArray[np.float64]) -> str:
+    raw = base64.b64encode(vector.astype("<f8").tobytes()).decode()
+    return ctx.identity.cipher.encrypt(raw, context=f"face.embedding:{customer_id}")
+
+
+def _open_embedding(ctx: TrustContext, customer_id: str, token: str) -> npt.NDArray[np.float64]:
+    raw = ctx.identity.cipher.decrypt(token, context=f"face.embedding:{customer_id}")
+    return np.frombuffer(base64.b64decode(raw), dtype="<f8").astype(np.float64)
+
+
+def _seal_bytes(ctx: TrustContext, data: bytes, context: str) -> bytes:
+    return ctx.identity.cipher.encrypt(base64.b64encode(data).decode(), context=context).encode()
+
+
+async def _template(ctx: TrustContext, customer_id: str) -> tuple[dict[str, Any], Any]:
+    doc = await ctx.repo.get_template(customer_id)
+    if doc is None:
+        raise NotEnrolled("enrol a face first")
+    return doc, _open_embedding(ctx, customer_id, doc["embedding_encrypted"])
+
+
+async def enrol_face(
+    customer_id: str, *, photo: bytes, keep_image: bool, principal: Principal,
+    ctx: TrustContext, traceparent: str | None,
+) -> dict[str, Any]:  # fmt: skip
+    """Enrol (or replace) the customer's face template; needs a recent AAL2 authentication."""
+    _own(principal, customer_id)
+    check_step_up(principal, ctx.identity.settings.step_up_max_age_s)
+    if await ctx.identity.parties.get_customer_doc(customer_id) is None:
+        raise NotFound(f"customer {customer_id} does not exist")
+    vector = await face.run_cpu(face.embed_photo, photo)
+    template_id, now = new_id(), datetime.now(UTC)
+    image_id = None
+    if keep_image:  # only with consent, and encrypted
+        sealed = _seal_bytes(ctx, photo, f"face.image:{template_id}")
+        image_id = await ctx.repo.store_file(ctx.repo.face_images, template_id, sealed)
+    event = events.face_enrolled(
+        customer_id=customer_id, template_id=template_id, image_kept=keep_image, at=now,
+        topic=ctx.topic, traceparent=traceparent,
+    )  # fmt: skip
+    doc = {
+        "_id": customer_id,
+        "template_id": template_id,
+        "embedding_encrypted": _seal_embedding(ctx, customer_id, vector),
+        "image_file_id": image_id,
+        "enrolled_at": now,
+    }
+    await ctx.repo.put_template(doc, [event])
+    ctx.identity.relay.nudge(FACE_TEMPLATES, customer_id)
+    return {"template_id": template_id, "image_kept": keep_image, "enrolled_at": now}
+
+
+async def verify_face(
+    customer_id: str, *, photo: bytes, video: bytes | None, challenge: liveness.Challenge,
+    requested: int, principal: Principal, ctx: TrustContext, traceparent: str | None,
+) -> dict[str, Any]:  # fmt: skip
+    """Compare a probe (and a liveness video) with the template; a live match raises
+    a BASIC customer to VERIFIED with the verification as evidence."""
+    _own(principal, customer_id)
+    template_doc, template = await _template(ctx, customer_id)
+    probe = await face.run_cpu(face.embed_photo, photo)
+    dist = face.distance(probe, template)
+    matched = dist < face.MATCH_THRESHOLD
+    live: liveness.LivenessResult | None = None
+    if video is not None:
+        live = await face.run_cpu(
+            lambda: liveness.check_liveness(
+                video, challenge=challenge, requested=requested, template=template
+            )
+        )
+    passed = live is not None and live.passed
+    verification_id, now = new_id(), datetime.now(UTC)
+    label = f"{challenge}:{requested}" if live is not None else ""
+    event = events.face_verified(
+        customer_id=customer_id, verification_id=verification_id, matched=matched,
+        distance=dist, liveness_checked=live is not None, liveness_passed=passed,
+        challenge=label, at=now, topic=ctx.topic, traceparent=traceparent,
+    )  # fmt: skip
+    summary = {
+        "id": verification_id, "at": now, "matched": matched, "distance": dist,
+        "liveness_passed": passed and matched, "template_id": template_doc["template_id"],
+    }  # fmt: skip
+    doc = {"_id": verification_id, "customer_id": customer_id, **summary, "challenge": label,
+           "liveness": None if live is None else {
+               "passed": live.passed, "blinks": live.blinks, "yaw_shift": live.yaw_shift,
+               "frames": live.frames_sampled, "max_distance": live.max_distance,
+               "reasons": live.reasons}}  # fmt: skip
+    await ctx.repo.add_verification(doc, [event], customer_id=customer_id, summary=summary)
+    ctx.identity.relay.nudge(FACE_VERIFICATIONS, verification_id)
+    level = await _raise_kyc(customer_id, doc, ctx=ctx, traceparent=traceparent)
+    return {**doc, "id": verification_id, "kyc_level": level}
+
+
+async def _raise_kyc(
+    customer_id: str, verification: dict[str, Any], *, ctx: TrustContext, traceparent: str | None
+) -> str:
+    current = await ctx.identity.parties.get_customer_doc(customer_id)
+    level = KycLevel(current["kyc_level"]) if current else KycLevel.NONE
+    if not (verification["matched"] and verification["liveness_passed"]):
+        return str(level)
+    if level is not KycLevel.BASIC:
+        return str(level)
+    evidence = (
+        f"face_verification={verification['id']} distance={verification['distance']:.4f} "
+        f"liveness={verification['challenge']} passed"
+    )
+    customer = await change_customer_level(
+        customer_id, KycLevel.VERIFIED, actor=f"party:{customer_id}",
+        reason="verified by face recognition with liveness", evidence=evidence,
+        ctx=ctx.identity, traceparent=traceparent,
+    )  # fmt: skip
+    return str(customer.kyc_level)
+
+
+async def store_dual_recording(
+    customer_id: str, *, video: bytes, template_id: str, steps: list[domain.ScriptStep],
+    principal: Principal, ctx: TrustContext, traceparent: str | None,
+) -> dict[str, Any]:  # fmt: skip
+    """Keep a dual recording in GridFS (encrypted) with its hash, duration, acknowledged
+    script steps and whether the enrolled customer is the one on the sampled frames."""
+    _own(principal, customer_id)
+    tmpl = await ctx.repo.get_contract_template(template_id)
+    if tmpl is None:
+        raise NotFound(f"contract template {template_id} does not exist")
+    _, template = await _template(ctx, customer_id)
+    duration_ms, frames = await face.run_cpu(liveness.video_facts, video)
+    domain.check_steps(steps, script=list(tmpl["dual_recording_script"]), duration_ms=duration_ms)
+    distances = await face.run_cpu(liveness.match_frames, frames, template)
+    face_matched = bool(distances) and max(distances) < face.MATCH_THRESHOLD
+    recording_id, now = new_id(), datetime.now(UTC)
+    retention = ctx.identity.settings.dual_recording_retention_days
+    keep_until = domain.retain_until(tmpl["product_code"], stored_at=now, retention_days=retention)
+    digest = domain.sha256_hex(video)
+    sealed = _seal_bytes(ctx, video, f"dual_recording:{recording_id}")
+    file_id = await ctx.repo.store_file(ctx.repo.recording_files, recording_id, sealed)
+    event = events.dual_recording_stored(
+        recording_id=recording_id, customer_id=customer_id, product_code=tmpl["product_code"],
+        content_sha256=digest, duration_ms=duration_ms, steps=len(steps),
+        face_matched=face_matched, retain_until=keep_until, at=now, topic=ctx.topic,
+        traceparent=traceparent,
+    )  # fmt: skip
+    doc = {
+        "_id": recording_id, "customer_id": customer_id, "template_id": template_id,
+        "product_code": tmpl["product_code"], "file_id": file_id, "content_sha256": digest,
+        "size_bytes": len(video), "duration_ms": duration_ms,
+        "steps": [{"step_id": s.step_id, "acknowledged_at_ms": s.acknowledged_at_ms}
+                  for s in steps],
+        "face_matched": face_matched, "frames_matched": len(distances),
+        "max_distance": max(distances) if distances else None,
+        "retain_until": keep_until, "stored_at": now,
+    }  # fmt: skip
+    await ctx.repo.add_recording(doc, [event])
+    ctx.identity.relay.nudge(DUAL_RECORDINGS, recording_id)
+    return doc
+
+
+async def add_contract_template(
+    *, template_id: str, title: str, body: str, product_code: str, script: list[str],
+    ctx: TrustContext,
+) -> dict[str, Any]:  # fmt: skip
+    """A reviewer publishes an immutable template (a new version is a new id)."""
+    fields = sorted(domain.template_fields(body))
+    doc = {"_id": template_id, "title": title, "body": body, "product_code": product_code,
+           "fields": fields, "dual_recording_script": script,
+           "created_at": datetime.now(UTC)}  # fmt: skip
+    if not await ctx.repo.add_contract_template(doc):
+        raise ContractStateError(f"template {template_id} exists; publish a new version id")
+    return doc
+
+
+async def draft_contract(
+    customer_id: str, *, template_id: str, fields: dict[str, str],
+    dual_recording_id: str | None, principal: Principal, ctx: TrustContext,
+) -> dict[str, Any]:  # fmt: skip
+    """Render a contract for the customer from a template."""
+    _own(principal, customer_id)
+    tmpl = await ctx.repo.get_contract_template(template_id)
+    if tmpl is None:
+        raise NotFound(f"contract template {template_id} does not exist")
+    text = domain.render(tmpl["body"], fields)
+    recording_sha = None
+    if tmpl["dual_recording_script"] or dual_recording_id:
+        rec = await ctx.repo.get_recording(dual_recording_id) if dual_recording_id else None
+        if rec is None or rec["customer_id"] != customer_id or rec["template_id"] != template_id:
+            raise ContractStateError("this contract needs the customer's dual recording of it")
+        if not rec["face_matched"]:
+            raise ContractStateError("the dual recording does not show the enrolled customer")
+        recording_sha = rec["content_sha256"]
+    doc = {
+        "_id": new_id(), "customer_id": customer_id, "template_id": template_id,
+        "title": tmpl["title"], "text": text,
+        "contract_sha256": domain.sha256_hex(text.encode()), "status": "DRAFT",
+        "dual_recording_id": dual_recording_id, "dual_recording_sha256": recording_sha,
+        "created_at": datetime.now(UTC),
+    }  # fmt: skip
+    await ctx.repo.add_contract(doc)
+    return doc
+
+
+async def sign_contract(
+    contract_id: str, *, principal: Principal, ctx: TrustContext, traceparent: str | None
+) -> dict[str, Any]:
+    """Sign: AAL2 recent, a recent live face verification; the evidence package becomes a
+    leaf of the log and the customer gets a receipt verifiable offline."""
+    contract = await ctx.repo.get_contract(contract_id)
+    if contract is None:
+        raise NotFound(f"contract {contract_id} does not exist")
+    customer_id = contract["customer_id"]
+    _own(principal, customer_id)
+    domain.ensure_draft(contract["status"])
+    settings = ctx.identity.settings
+    check_step_up(principal, settings.step_up_max_age_s)
+    tmpl_doc = await ctx.repo.get_template(customer_id)
+    last = (tmpl_doc or {}).get("last_verification")
+    now = datetime.now(UTC)
+    facts = None
+    if last is not None and last.get("liveness_passed"):
+        at = last["at"] if last["at"].tzinfo else last["at"].replace(tzinfo=UTC)
+        facts = domain.FaceFacts(last["id"], at, float(last["distance"]), True)
+    facts = domain.check_face_recent(facts, now=now, max_age_s=settings.face_verification_max_age_s)
+    # Claim the contract before appending, so a double submission cannot make two leaves.
+    if not await ctx.repo.claim_for_signing(contract_id, version=contract["version"]):
+        raise ContractStateError("the contract is being signed already")
+    version = contract["version"] + 1
+    evidence = domain.evidence_package(
+        contract_id=contract_id, template_id=contract["template_id"],
+        contract_sha256=contract["contract_sha256"], signer=customer_id,
+        auth=domain.AuthenticationFacts(
+            principal.aal, principal.methods, principal.auth_time, principal.session_id
+        ),
+        face=facts, dual_recording_sha256=contract.get("dual_recording_sha256"), signed_at=now,
+    )  # fmt: skip
+    leaf = canonical_json(evidence)
+    try:
+        index = await ctx.log.append(leaf)
+    except BaseException:
+        await ctx.repo.release_claim(contract_id, version=version)  # no leaf: signable again
+        raise
+    head = await publish_head(ctx)
+    path = await ctx.log.inclusion(index, head.tree_size)
+    receipt = Receipt(leaf, index, path, head)
+    event = events.contract_signed(
+        contract_id=contract_id, customer_id=customer_id, template_id=contract["template_id"],
+        contract_sha256=contract["contract_sha256"], leaf_index=index,
+        tree_size=head.tree_size, at=now, topic=ctx.topic, traceparent=traceparent,
+    )  # fmt: skip
+    try:
+        await ctx.repo.mark_signed(
+            contract_id, version=version, at=now, events=[event],
+            fields={"evidence": evidence, "leaf_index": index, "receipt": receipt.to_json()},
+        )  # fmt: skip
+    except ConcurrentUpdate as exc:
+        raise ContractStateError("the contract changed while it was signed") from exc
+    ctx.identity.relay.nudge(CONTRACTS, contract_id)
+    log.info("contract signed", extra={"contract_id": contract_id, "leaf_index": index})
+    return {"contract_id": contract_id, "status": "SIGNED", "leaf_index": index,
+            "receipt": receipt.to_json()}  # fmt: skip
+
+
+async def publish_head(ctx: TrustContext) -> TreeHead:
+    """Sign a head of the current size; publish it (stored + TreeHeadSigned) if it is new."""
+    head = ctx.log.sign_head(ctx.log_key)
+    if await ctx.log.store_head(head, [events.tree_head_signed(head, topic=ctx.topic)]):
+        ctx.identity.relay.nudge(HEADS, f"{head.tree_size:016d}")
+        return head
+    return await ctx.log.head_at(head.tree_size) or head
