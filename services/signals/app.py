@@ -413,3 +413,6 @@ def _text(key: bytes | str | None) -> str:
 
 settings = SignalsSettings()
 app = build_app(settings)
+
+# The engagement agents (marketing.events.v1 -> signals.engagement.v1) register on this app.
+from zerocontact.signals import engagement as _engagement  # noqa: E402,F401

@@ -1,0 +1,1 @@
+"""Zero-contact marketing: profiles, segments, campaigns, triggers, studios (issue 9)."""

@@ -1,0 +1,1 @@
+"""Pure rules of marketing: no I/O, ``now`` always passed in."""
