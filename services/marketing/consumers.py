@@ -120,13 +120,16 @@ class Projector:
         if event.WhichOneof("event") != "salary_paid":
             return
         paid = event.salary_paid
-        link = await self.repo.payee_links.find_one(
-            {"_id": payee_link_id(paid.employer_id, paid.card_masked)}
-        )
-        if link is None:
-            UNLINKED_SALARIES.inc()
-            return
-        party_id = link["party_id"]
+        # The employer's own link (payee_party_id) first; else one registered here.
+        party_id = paid.payee_party_id
+        if not party_id:
+            link = await self.repo.payee_links.find_one(
+                {"_id": payee_link_id(paid.employer_id, paid.card_masked)}
+            )
+            if link is None:
+                UNLINKED_SALARIES.inc()
+                return
+            party_id = link["party_id"]
         amount = Money.from_proto(paid.amount)
         at = paid.paid_at.ToDatetime(tzinfo=UTC)
         update: dict[str, Any] = {"$inc": count_update("salary_paid", at, self._tz)}

@@ -334,6 +334,7 @@ def _outcome(
         "currency": batch["currency"],
         "card_masked": item["card_masked"],
         "bank": item["bank"],
+        "customer_id": item.get("customer_id") or "",
         "rail_reference": result.reference,
         "reason_code": "" if paid else (result.reason_code or "NARR"),
         "reason": "" if paid else (result.reason or "rejected by the rail"),
@@ -360,6 +361,7 @@ def _item_event(topic: str, employer_id: str, outcome: dict[str, Any]) -> Outbox
             rail_reference=outcome["rail_reference"],
             attempts=int(outcome["attempts"]),
             paid_at=ev.timestamp(when),
+            payee_party_id=outcome.get("customer_id") or "",
         )
     else:
         kind = "salary_payment_failed"

@@ -57,6 +57,7 @@ CHUNK_ITEM_FIELDS = (
     "card_masked",
     "bank",
     "amount_minor",
+    "customer_id",  # the payee's party at identity, named in SalaryPaid when given
 )
 
 INDEXES = [

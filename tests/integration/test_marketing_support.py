@@ -126,9 +126,11 @@ class Upstream:
         paid_at: datetime,
         *,
         event_id: str | None = None,
+        payee_party_id: str = "",
     ) -> str:
         w = payroll_pb.PayrollEvent()
         p = w.salary_paid
+        p.payee_party_id = payee_party_id
         p.batch_id, p.employer_id, p.end_to_end_id = new_id(), employer_id, new_id()[:35]
         p.card_masked, p.bank = card_masked, "ICBC"
         p.amount.CopyFrom(amount.to_proto())

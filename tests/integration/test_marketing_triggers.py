@@ -197,6 +197,25 @@ async def test_salary_paid_triggers_a_suitable_compliant_offer_within_a_second(
                 ),
                 within_s=10,
             )
+            # Payroll names the payee's party (the employer gave its customer id): no link
+            # needed, the masked card is not even looked up.
+            direct = f"party-direct-{new_id()[-8:]}"
+            await put(c, f"/v1/parties/{direct}/preferences", {"consented_channels": ["app_push"]})
+            r = await post(c, f"/v1/parties/{direct}/risk-tolerance", {"grade": 3})
+            assert r.status_code == 200, r.text
+
+            async def direct_graded() -> bool:
+                r = await c.get(f"/v1/parties/{direct}/profile")
+                return r.status_code == 200 and r.json()["risk_grade"] is not None
+
+            await eventually(direct_graded, within_s=30)
+            await upstream.salary_paid(
+                EMPLOYER, "622202******7777", salary, clock.now, payee_party_id=direct
+            )
+            await eventually(
+                lambda: _async(reader.of("offer_interaction", party_id=direct, stage="delivered")),
+                within_s=10,
+            )
             print(f"salary -> delivered: {latency * 1000:.1f} ms")
     finally:
         await upstream.stop()
