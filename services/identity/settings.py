@@ -74,6 +74,19 @@ class IdentitySettings(ServiceSettings, PersonalDataSettings):
     trust_log_signing_seed: SecretStr | None = Field(default=None, min_length=43)
     # Signed tree heads are published at most this often when the log grew.
     trust_head_interval_s: float = Field(default=60.0, gt=0)
+    # The log's sequencer (docs/identity-trust.md): the writer's lease lapses this long after
+    # its holder stops renewing (renewed every third of it; a clean stop releases it).
+    trust_log_lease_s: float = Field(default=5.0, ge=1.0, le=60.0)
+    # How often the holder reads the queue for leaves queued by other replicas (a replica's
+    # own leaves wake it at once), and how many leaves one batch integrates at most.
+    trust_log_poll_s: float = Field(default=0.05, gt=0, le=5.0)
+    trust_log_batch_max: int = Field(default=1_000, ge=1, le=10_000)
+    # How long a signing request waits for its leaf before answering 202 (contract SIGNING).
+    trust_sign_wait_s: float = Field(default=5.0, gt=0, le=30.0)
+    # Integrated leaves whose request is gone are completed by the holder after this long.
+    trust_sweep_after_s: float = Field(default=15.0, gt=0)
+    # How often expired dual recordings are purged (their files deleted, the record kept).
+    trust_recording_purge_interval_s: float = Field(default=3_600.0, gt=0)
     # How recent a live face verification must be to sign a contract.
     face_verification_max_age_s: int = Field(default=600, ge=30)
     # Blinks a liveness video must show.

@@ -8,7 +8,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import cv2
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from gridfs import AsyncGridFSBucket
+from gridfs.errors import NoFile
 from pymongo import AsyncMongoClient
 from typer.testing import CliRunner
 
@@ -31,6 +32,7 @@ from tests.integration.test_identity_service import (
     settings_for,
 )
 from zerocontact.identity.notifier import SmsGatewaySimulator
+from zerocontact.identity.trust import handlers
 from zerocontact.identity.trust.cli import app as verifier_cli
 from zerocontact.identity.trust.cli import check
 from zerocontact.identity.trust.treehead import ReceiptInvalid
@@ -342,3 +344,43 @@ async def test_the_enrolment_photo_is_kept_only_with_consent_and_encrypted(
     bucket = AsyncGridFSBucket(db, bucket_name="trust_face_images")
     sealed = await (await bucket.open_download_stream(template["image_file_id"])).read()
     assert sealed.startswith(b"v1:") and photo[:64] not in sealed
+
+
+async def test_recordings_past_retention_lose_their_file_and_keep_their_record(
+    identity: Identity, mongo_client: AsyncMongoClient[dict[str, Any]]
+) -> None:
+    ctx = identity.app.app.state.trust
+    db = mongo_client[identity.settings.mongodb_database]
+    stored_at = datetime(2020, 1, 1, tzinfo=UTC)
+    ids = {}
+    for name, keep_days in (("expired", 30), ("kept", 400), ("file_gone", 30)):
+        rid = str(uuid.uuid4())
+        file_id = await ctx.repo.store_file(
+            ctx.repo.recording_files, rid, b"v1:sealed-" + b"x" * 300_000
+        )
+        await db["dual_recordings"].insert_one(
+            {"_id": rid, "customer_id": "c", "product_code": "loan", "file_id": file_id,
+             "content_sha256": "ab" * 32, "stored_at": stored_at,
+             "retain_until": stored_at + timedelta(days=keep_days)}
+        )  # fmt: skip
+        ids[name] = (rid, file_id)
+    # A run that died after deleting this file but before marking its record.
+    await ctx.repo.recording_files.delete(ids["file_gone"][1])
+    clock = stored_at + timedelta(days=100)  # the injected "now"
+    purged = await handlers.purge_expired_recordings(ctx, now=clock)
+    mine = {rid for rid, _ in ids.values()}
+    assert sorted(set(purged) & mine) == sorted([ids["expired"][0], ids["file_gone"][0]])
+    for name in ("expired", "file_gone"):
+        rid, file_id = ids[name]
+        rec = await db["dual_recordings"].find_one({"_id": rid})
+        assert rec is not None and rec["purged_at"] == clock  # the record stays, with the time
+        assert rec["content_sha256"] == "ab" * 32
+        with pytest.raises(NoFile):
+            await ctx.repo.read_file(ctx.repo.recording_files, file_id)
+    rid, file_id = ids["kept"]
+    assert (await db["dual_recordings"].find_one({"_id": rid}) or {}).get("purged_at") is None
+    assert (await ctx.repo.read_file(ctx.repo.recording_files, file_id)).startswith(b"v1:")
+    again = await handlers.purge_expired_recordings(ctx, now=clock)
+    assert not set(again) & mine  # idempotent: nothing left to purge
+    later = await handlers.purge_expired_recordings(ctx, now=clock + timedelta(days=400))
+    assert rid in later

