@@ -313,7 +313,7 @@ async def test_batch_with_good_and_bad_items_pays_each_once_and_completes(
         assert all("*" in p.card_masked for p in paid.values())
         # the payee's party where the employer named it (customer_id), else empty
         parties = sorted(p.payee_party_id for p in paid.values())
-        assert parties == [""] + sorted(f"cust-{i}" for i in range(20)), parties
+        assert parties == ["", *sorted(f"cust-{i}" for i in range(20))], parties
         failures = of_kind(events, "salary_payment_failed")
         assert sorted(f.reason_code for f in failures.values()) == ["AB05", "AC04"]
         assert len(of_kind(events, "payroll_batch_approved")) == 1
