@@ -21,7 +21,7 @@ from pymongo import AsyncMongoClient
 from typer.testing import CliRunner
 
 from tests.fixtures import faces
-from tests.integration.harness import RUN_ID, Engines, random_key
+from tests.integration.harness import RUN_ID, Engines, eventually, random_key
 from tests.integration.test_identity_service import (
     Identity,
     identity_events,
@@ -384,3 +384,20 @@ async def test_recordings_past_retention_lose_their_file_and_keep_their_record(
     assert not set(again) & mine  # idempotent: nothing left to purge
     later = await handlers.purge_expired_recordings(ctx, now=clock + timedelta(days=400))
     assert rid in later
+
+    # Each purge is an event (once), naming the recording and the hash of what was deleted.
+    async def purge_events() -> list[Any] | None:
+        records = await read_topic(
+            identity.engines.kafka_bootstrap, identity.settings.events_topic, at_least=1
+        )
+        found = [
+            e.dual_recording_purged
+            for e in identity_events(records, "c")
+            if e.WhichOneof("event") == "dual_recording_purged"
+            and e.dual_recording_purged.recording_id in mine
+        ]
+        return found if len(found) >= 3 else None
+
+    purge_events_seen = await eventually(purge_events, within_s=20)
+    assert sorted(p.recording_id for p in purge_events_seen) == sorted(mine)
+    assert all(p.content_sha256 == "ab" * 32 for p in purge_events_seen)

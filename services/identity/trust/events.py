@@ -63,6 +63,19 @@ def dual_recording_stored(*, recording_id: str, customer_id: str, product_code: 
     return _wrap(w, topic=topic, key=customer_id, at=at, traceparent=traceparent)
 
 
+def dual_recording_purged(*, recording_id: str, customer_id: str, product_code: str,
+                           content_sha256: str, retain_until: datetime, at: datetime,
+                           topic: str) -> OutboxEvent:  # fmt: skip
+    """DualRecordingPurged (the video is gone, the record stays)."""
+    w = events_pb2.IdentityEvent()
+    m = w.dual_recording_purged
+    m.recording_id, m.customer_id, m.product_code = recording_id, customer_id, product_code
+    m.content_sha256 = content_sha256
+    m.retain_until.CopyFrom(_ts(retain_until))
+    m.purged_at.CopyFrom(_ts(at))
+    return _wrap(w, topic=topic, key=customer_id, at=at, traceparent=None)
+
+
 def contract_signed(*, contract_id: str, customer_id: str, template_id: str, contract_sha256: str,
                     leaf_index: int, tree_size: int, at: datetime, topic: str,
                     traceparent: str | None) -> OutboxEvent:  # fmt: skip

@@ -404,7 +404,16 @@ async def purge_expired_recordings(
         if rec.get("file_id") is not None:
             with contextlib.suppress(NoFile):  # deleted by a run that died before marking
                 await ctx.repo.recording_files.delete(rec["file_id"])
-        if await ctx.repo.mark_recording_purged(rec["_id"], at=now):
+        retain_until = rec["retain_until"]
+        if retain_until.tzinfo is None:
+            retain_until = retain_until.replace(tzinfo=UTC)
+        event = events.dual_recording_purged(
+            recording_id=rec["_id"], customer_id=rec["customer_id"],
+            product_code=rec["product_code"], content_sha256=rec["content_sha256"],
+            retain_until=retain_until, at=now, topic=ctx.topic,
+        )  # fmt: skip
+        if await ctx.repo.mark_recording_purged(rec["_id"], at=now, events=[event]):
             purged.append(rec["_id"])
+            ctx.identity.relay.nudge(DUAL_RECORDINGS, rec["_id"])
             log.info("dual recording purged", extra={"recording_id": rec["_id"]})
     return purged

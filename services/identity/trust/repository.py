@@ -107,10 +107,14 @@ class TrustRepository:
         )
         return await cursor.limit(limit).to_list()
 
-    async def mark_recording_purged(self, recording_id: str, *, at: datetime) -> bool:
-        """Keep the record (hash, steps, dates) with the deletion time; the file is gone."""
+    async def mark_recording_purged(
+        self, recording_id: str, *, at: datetime, events: Sequence[OutboxEvent]
+    ) -> bool:
+        """Keep the record (hash, steps, dates) with the deletion time and its event; the file
+        is gone. Once only (``purged_at`` unset), so the outbox key of version 2 is free."""
         result = await self.recordings.update_one(
-            {"_id": recording_id, "purged_at": None}, {"$set": {"purged_at": at}}
+            {"_id": recording_id, "purged_at": None},
+            {"$set": {"purged_at": at, **outbox_fields(events, version=2)}},
         )
         return result.modified_count == 1
 
