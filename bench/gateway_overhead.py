@@ -1,0 +1,349 @@
+"""What the partner gateway adds: unary GetLoan through the gateway (gRPC over mTLS, partner
+credential, scope, rate limit, ownership check, audit record, then the loan service's HTTP
+API) against the same read straight from the loan service's HTTP API, in the same run.
+
+What runs (all real, on the engines of ``KAFKA_BOOTSTRAP_SERVERS`` / ``MONGODB_URI``):
+* the loan service as a subprocess (uvicorn), as bench/loan_310.py starts it, and its
+  in-bench LOW-band risk responder to get one loan approved, accepted and disbursed;
+* the gateway as a subprocess (``python -m zerocontact.gateway``) with a development CA, its
+  server certificate and one partner (certificate + credential) issued for the run;
+* the bench client in this process: aiohttp for the direct reads (the gateway's own HTTP
+  client), grpc.aio for the gateway.
+
+Latency: sequential calls, alternating blocks of direct and gateway reads so both see the same
+machine; p50/p99 of each and the difference. Saturation: ``--concurrency`` callers for
+``--seconds`` against each; calls per second. The machine is shared: the load average is
+printed at the start and the end. The last line is JSON.
+
+    .venv/bin/python bench/gateway_overhead.py [--calls 2000] [--concurrency 64] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+import uvicorn
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from fastapi import FastAPI
+from pymongo import AsyncMongoClient
+
+from zerocontact.gateway import certs
+from zerocontact.gateway.store import OwnershipStore, PartnerStore
+from zerocontact.gateway.v1 import audit_pb2, loan_pb2, loan_pb2_grpc
+from zerocontact.identity.domain.authentication import Aal, Method
+from zerocontact.identity.tokens import AccessGrant, SigningKeys, access_claims
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+loan310 = _load("loan_310")
+
+
+def pct(ordered: list[float], fraction: float) -> float:
+    return float(loan310.percentile(ordered, fraction))
+
+
+def loadavg() -> str:
+    """The load average line (the machine is shared: say how busy it was)."""
+    return Path("/proc/loadavg").read_text().strip()
+
+
+def start_gateway(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """The gateway as a subprocess."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "zerocontact.gateway"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def make_loan(run: Any, loan_url: str, token: str, party: str) -> str:
+    """Apply, wait for the responder's approval, accept: the disbursed loan's id."""
+    async with aiohttp.ClientSession(base_url=loan_url) as http:
+        headers = {"Authorization": f"Bearer {token}"}
+        body = {
+            "party_id": party, "product_id": "merchant-310", "amount": "10000.00",
+            "currency": "CNY", "term_months": 12, "purpose": "bench", "device_id": "bench-1",
+        }  # fmt: skip
+        for _ in range(200):
+            async with http.post(
+                "/v1/applications",
+                json=body,
+                headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
+            ) as r:
+                if r.status == 202:
+                    application = (await r.json())["application_id"]
+                    break
+            await asyncio.sleep(0.2)
+        else:
+            raise TimeoutError("the loan service never learned the party")
+        for _ in range(300):
+            async with http.get(f"/v1/applications/{application}", headers=headers) as r:
+                if (await r.json())["state"] == "APPROVED":
+                    break
+            await asyncio.sleep(0.1)
+        async with http.post(
+            f"/v1/applications/{application}/acceptance",
+            headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
+        ) as r:
+            loan = await r.json()
+            assert r.status == 200, loan
+            return str(loan["loan_id"])
+
+
+async def audited_latencies_ms(bootstrap: str, topic: str, last: int) -> list[float]:
+    """Latencies (ms) of the last ``last`` audited GetLoan calls, as the gateway measured them."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    found: list[tuple[float, float]] = []
+    try:
+        idle = 0
+        while idle < 3:
+            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            idle = 0 if batches else idle + 1
+            for records in batches.values():
+                for record in records:
+                    call = audit_pb2.GatewayAuditEvent.FromString(record.value or b"").call_audited
+                    if call.method.endswith("/GetLoan") and call.outcome == "OK":
+                        found.append((call.started_at.ToNanoseconds(), call.latency_us / 1000))
+    finally:
+        await consumer.stop()
+    return sorted(ms for _, ms in sorted(found)[-last:])
+
+
+async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
+    run = loan310.Run(
+        os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+        os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27017/"),
+    )
+    payroll_topic, audit_topic = f"bench.payroll.{run.token}", f"bench.audit.{run.token}"
+    gateway_db = f"bench_gateway_{run.token}"
+    party = str(uuid.uuid4())
+    keys = SigningKeys.from_config(
+        pem=None, seed=base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+    )
+    now = datetime.now(UTC)
+    token = keys.sign(
+        access_claims(
+            AccessGrant(party, str(uuid.uuid4()), Aal.AAL2, (Method.PASSWORD, Method.TOTP), now),
+            issuer=loan310.ISSUER, audience=loan310.AUDIENCE, now=now, ttl=timedelta(minutes=30),
+        )
+    )  # fmt: skip
+    admin = AIOKafkaAdminClient(bootstrap_servers=run.bootstrap)
+    await admin.start()
+    topics = [run.identity, run.risk, run.loan, payroll_topic, audit_topic]
+    await admin.create_topics(
+        [NewTopic(t, 6, 1) for t in topics]
+        + [NewTopic(f"{t}.dlq", 1, 1) for t in (run.identity, run.risk)]
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+    jwks_app = FastAPI()
+    jwks_app.get("/.well-known/jwks.json")(lambda: keys.jwks())
+    jwks_port, loan_port, grpc_port = (loan310.free_port() for _ in range(3))
+    jwks_server = uvicorn.Server(
+        uvicorn.Config(jwks_app, host="127.0.0.1", port=jwks_port, log_level="warning")
+    )
+    jwks_task = asyncio.create_task(jwks_server.serve())
+    stop = asyncio.Event()
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(run.mongodb_uri)
+    loan_proc = gateway_proc = None
+    try:
+        print(f"load average at start: {loadavg()}", flush=True)
+        loan_proc = loan310.start_loan(run, loan_port, jwks_port, 5, workdir / "loan.log")
+        responder = asyncio.create_task(loan310.responder(run, stop))
+        loan_url = f"http://127.0.0.1:{loan_port}"
+        await loan310.wait_http(f"{loan_url}/readyz", 60, loan_proc, workdir / "loan.log")
+        producer = AIOKafkaProducer(bootstrap_servers=run.bootstrap, acks="all")
+        await producer.start()
+        await loan310.identity_events(producer, run, [party])
+        await producer.stop()
+        loan_id = await make_loan(run, loan_url, token, party)
+        stop.set()
+        await responder
+        print(f"loan {loan_id} disbursed; starting the gateway", flush=True)
+
+        ca = certs.issue_ca()
+        ca.write(workdir, "ca")
+        certs.issue_server(ca).write(workdir, "server")
+        partner = certs.issue_partner(ca, "bench-partner")
+        pepper = base64.urlsafe_b64encode(os.urandom(32)).decode()
+        store = PartnerStore(mongo[gateway_db], pepper.encode())
+        credential = await store.register("bench-partner", ["loans:read"], rate_per_s=1_000_000.0)
+        await OwnershipStore(mongo[gateway_db]).record("loan", loan_id, "bench-partner")
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": run.bootstrap, "MONGODB_URI": run.mongodb_uri,
+            "ZC_GATEWAY_MONGODB_DATABASE": gateway_db, "ZC_GATEWAY_GRPC_HOST": "127.0.0.1",
+            "ZC_GATEWAY_GRPC_PORT": str(grpc_port), "ZC_GATEWAY_HTTP_PORT": "0",
+            "ZC_GATEWAY_TLS_CERT_FILE": str(workdir / "server.crt"),
+            "ZC_GATEWAY_TLS_KEY_FILE": str(workdir / "server.key"),
+            "ZC_GATEWAY_CLIENT_CA_FILE": str(workdir / "ca.crt"),
+            "ZC_GATEWAY_CREDENTIAL_PEPPER": pepper,
+            "ZC_GATEWAY_PII_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+            "ZC_GATEWAY_PII_INDEX_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+            "ZC_GATEWAY_LOAN_URL": loan_url, "ZC_GATEWAY_LOAN_TOPIC": run.loan,
+            "ZC_GATEWAY_RISK_TOPIC": run.risk, "ZC_GATEWAY_PAYROLL_TOPIC": payroll_topic,
+            "ZC_GATEWAY_AUDIT_TOPIC": audit_topic, "ZC_GATEWAY_LOG_LEVEL": "WARNING",
+        }  # fmt: skip
+        gateway_proc = start_gateway(env, workdir / "gateway.log")
+        channel = grpc.aio.secure_channel(
+            f"127.0.0.1:{grpc_port}",
+            grpc.ssl_channel_credentials(ca.cert_pem, partner.key_pem, partner.cert_pem),
+            options=[("grpc.ssl_target_name_override", "localhost")],
+        )
+        await asyncio.wait_for(channel.channel_ready(), 60)
+        stub = loan_pb2_grpc.LoanServiceStub(channel)
+        request = loan_pb2.GetLoanRequest(loan_id=loan_id)
+        metadata = (("x-partner-credential", credential), ("authorization", f"Bearer {token}"))
+        http = aiohttp.ClientSession()
+        url = f"{loan_url}/v1/loans/{loan_id}"
+        headers = {"Authorization": f"Bearer {token}"}
+
+        async def via_gateway() -> None:
+            response = await stub.GetLoan(request, metadata=metadata, timeout=10)
+            assert response.loan.loan_id == loan_id
+
+        async def direct() -> None:
+            async with http.get(url, headers=headers) as r:
+                body = await r.read()
+                assert r.status == 200 and loan_id.encode() in body
+
+        for _ in range(200):  # warm-up: connections, caches, JWKS
+            await via_gateway()
+            await direct()
+        lat: dict[str, list[float]] = {"direct": [], "gateway": []}
+        block = 250
+        for _ in range(max(1, args.calls // block)):
+            for name, fn in (("direct", direct), ("gateway", via_gateway)):
+                for _ in range(block):
+                    t0 = time.perf_counter()
+                    await fn()
+                    lat[name].append((time.perf_counter() - t0) * 1000)
+
+        async def saturate(fn: Any) -> float:
+            done = 0
+            end = time.perf_counter() + args.seconds
+
+            async def worker() -> None:
+                nonlocal done
+                while time.perf_counter() < end:
+                    await fn()
+                    done += 1
+
+            started = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+            return done / (time.perf_counter() - started)
+
+        # The gateway's own view of the same calls: its audit records' latency (from the
+        # handler's start to its end, loan service included; no client or gRPC transport).
+        server_side = await audited_latencies_ms(run.bootstrap, audit_topic, len(lat["gateway"]))
+        products_request = loan_pb2.ListLoanProductsRequest()
+        products_url = f"{loan_url}/v1/products"
+
+        async def products_via_gateway() -> None:
+            response = await stub.ListLoanProducts(
+                products_request, metadata=metadata[:1], timeout=10
+            )
+            assert response.products
+
+        async def products_direct() -> None:
+            async with http.get(products_url) as r:
+                await r.read()
+                assert r.status == 200
+
+        direct_rate = await saturate(direct)
+        gateway_rate = await saturate(via_gateway)
+        # The same, for a read that costs the service no database round trip: what the
+        # gateway itself sustains when the service behind it is not the bottleneck.
+        products_direct_rate = await saturate(products_direct)
+        products_gateway_rate = await saturate(products_via_gateway)
+        await http.close()
+        await channel.close()
+        d, g = sorted(lat["direct"]), sorted(lat["gateway"])
+        result = {
+            "calls_each": len(d),
+            "direct_p50_ms": round(pct(d, 0.5), 3), "direct_p99_ms": round(pct(d, 0.99), 3),
+            "gateway_p50_ms": round(pct(g, 0.5), 3), "gateway_p99_ms": round(pct(g, 0.99), 3),
+            "added_p50_ms": round(pct(g, 0.5) - pct(d, 0.5), 3),
+            "added_p99_ms": round(pct(g, 0.99) - pct(d, 0.99), 3),
+            "gateway_handler_p50_ms": round(pct(server_side, 0.5), 3) if server_side else None,
+            "gateway_handler_p99_ms": round(pct(server_side, 0.99), 3) if server_side else None,
+            "direct_saturation_per_s": round(direct_rate),
+            "gateway_saturation_rpc_per_s": round(gateway_rate),
+            "products_direct_per_s": round(products_direct_rate),
+            "products_gateway_rpc_per_s": round(products_gateway_rate),
+            "concurrency": args.concurrency,
+            "load_average_end": loadavg(),
+        }  # fmt: skip
+        print(
+            f"GetLoan, {len(d)} sequential calls each\n"
+            f"  direct HTTP : p50 {result['direct_p50_ms']} ms  p99 {result['direct_p99_ms']} ms\n"
+            f"  via gateway : p50 {result['gateway_p50_ms']} ms  p99 {result['gateway_p99_ms']} ms\n"
+            f"  added       : p50 {result['added_p50_ms']} ms  p99 {result['added_p99_ms']} ms\n"
+            f"  gateway handler (its audit records, loan call included): p50 "
+            f"{result['gateway_handler_p50_ms']} ms  p99 {result['gateway_handler_p99_ms']} ms\n"
+            f"saturation ({args.concurrency} callers, {args.seconds} s each): direct "
+            f"{result['direct_saturation_per_s']} req/s, gateway "
+            f"{result['gateway_saturation_rpc_per_s']} RPC/s\n"
+            f"ListLoanProducts (no database read) saturation: direct "
+            f"{result['products_direct_per_s']} req/s, gateway "
+            f"{result['products_gateway_rpc_per_s']} RPC/s\n"
+            f"load average at end: {result['load_average_end']}",
+            flush=True,
+        )
+        return result
+    finally:
+        stop.set()
+        loan310.stop_process(gateway_proc)
+        loan310.stop_process(loan_proc)
+        jwks_server.should_exit = True
+        await jwks_task
+        await admin.delete_topics(topics + [f"{t}.dlq" for t in (run.identity, run.risk)])
+        await admin.close()
+        for db in (run.database, gateway_db):
+            await mongo.drop_database(db)
+        await mongo.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=2000, help="sequential calls of each kind")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=10.0, help="saturation phase, each")
+    result = asyncio.run(run_bench(parser.parse_args()))
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The partner gateway (``zerocontact.gateway``): gRPC over mTLS in front of the services."""

@@ -1,0 +1,191 @@
+"""Wiring: the grpc.aio server over mTLS with health, reflection, size limits and the gateway's
+stores, backends, event hub and audit sink.
+
+Run: ``python -m zerocontact.gateway`` (settings ``ZC_GATEWAY_*``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+import uvicorn
+from fastapi import FastAPI
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
+from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped]
+from pymongo import AsyncMongoClient
+
+from zerocontact.gateway.audit import AuditSink
+from zerocontact.gateway.backends import Backends
+from zerocontact.gateway.guard import Gateway
+from zerocontact.gateway.servicers import (
+    IdentityServicer,
+    LoanServicer,
+    PayrollServicer,
+    SignalServicer,
+)
+from zerocontact.gateway.settings import GatewaySettings
+from zerocontact.gateway.store import IdempotencyStore, OwnershipStore, PartnerStore, prepare
+from zerocontact.gateway.v1 import (
+    identity_pb2,
+    identity_pb2_grpc,
+    loan_pb2,
+    loan_pb2_grpc,
+    payroll_pb2,
+    payroll_pb2_grpc,
+    signals_pb2,
+    signals_pb2_grpc,
+)
+from zerocontact.gateway.watch import EventHub
+from zerocontact.platform.http import install_operational_routes
+from zerocontact.platform.mongo import create_mongo_client, mongo_ready
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = [
+    identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
+    loan_pb2.DESCRIPTOR.services_by_name["LoanService"].full_name,
+    payroll_pb2.DESCRIPTOR.services_by_name["PayrollService"].full_name,
+    signals_pb2.DESCRIPTOR.services_by_name["SignalService"].full_name,
+]
+
+
+def server_credentials(settings: GatewaySettings) -> grpc.ServerCredentials:
+    """TLS with required, verified client certificates from the partners' CA."""
+    return grpc.ssl_server_credentials(
+        [(Path(settings.tls_key_file).read_bytes(), Path(settings.tls_cert_file).read_bytes())],
+        root_certificates=Path(settings.client_ca_file).read_bytes(),
+        require_client_auth=True,
+    )
+
+
+@dataclass
+class RunningGateway:
+    """A started gateway."""
+
+    server: grpc.aio.Server
+    port: int
+    gateway: Gateway
+
+
+async def _purge(gateway: Gateway, settings: GatewaySettings) -> None:
+    while True:
+        await asyncio.sleep(settings.idempotency_purge_interval_s)
+        try:
+            cutoff = datetime.now(UTC) - timedelta(seconds=settings.idempotency_ttl_s)
+            purged = await gateway.idempotency.purge(cutoff)
+            if purged:
+                log.info("purged %d idempotency records", purged)
+        except Exception:  # the next round retries
+            log.exception("idempotency purge failed")
+
+
+async def _operational_http(
+    settings: GatewaySettings, mongo: AsyncMongoClient[dict[str, Any]]
+) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    """/healthz, /readyz (MongoDB answers) and /metrics on plain HTTP, as every service has."""
+    ops = FastAPI(title="zerocontact gateway (operational)", docs_url=None, openapi_url=None)
+
+    async def mongodb() -> bool:
+        return await mongo_ready(mongo, settings.readiness_timeout_s)
+
+    install_operational_routes(ops, checks={"mongodb": mongodb})
+    server = uvicorn.Server(
+        uvicorn.Config(
+            ops,
+            host=settings.http_host,
+            port=settings.http_port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+        )
+    )
+    # Not awaited: probes and scrapers find it once it listens.
+    return server, asyncio.create_task(server.serve(), name="gateway-operational-http")
+
+
+@contextlib.asynccontextmanager
+async def running(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
+    """Start the gateway (port 0 picks a free one) and stop it when the block ends."""
+    mongo = create_mongo_client(settings.mongodb_uri, app_name="gateway")
+    db = mongo[settings.mongodb_database]
+    await prepare(db)
+    backends = Backends(settings.identity_url, settings.loan_url, settings.payroll_url)
+    hub = EventHub(
+        settings.kafka_bootstrap_servers,
+        loan_topic=settings.loan_topic,
+        payroll_topic=settings.payroll_topic,
+        risk_topic=settings.risk_topic,
+    )
+    audit = AuditSink(settings.kafka_bootstrap_servers, settings.audit_topic)
+    gateway = Gateway(
+        settings,
+        partners=PartnerStore(db, settings.credential_pepper.get_secret_value().encode()),
+        owners=OwnershipStore(db),
+        idempotency=IdempotencyStore(
+            db,
+            settings.field_cipher(),
+            in_flight_timeout_s=settings.idempotency_in_flight_timeout_s,
+        ),
+        backends=backends,
+        hub=hub,
+        audit=audit,
+    )
+    await backends.start()
+    await hub.start()
+    await audit.start()
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+            ("grpc.max_concurrent_streams", 1000),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ]
+    )
+    identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityServicer(gateway), server)
+    loan_pb2_grpc.add_LoanServiceServicer_to_server(LoanServicer(gateway), server)
+    payroll_pb2_grpc.add_PayrollServiceServicer_to_server(PayrollServicer(gateway), server)
+    signals_pb2_grpc.add_SignalServiceServicer_to_server(SignalServicer(gateway), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+    port = server.add_secure_port(
+        f"{settings.grpc_host}:{settings.grpc_port}", server_credentials(settings)
+    )
+    await server.start()
+    ops = await _operational_http(settings, mongo) if settings.http_port else None
+    for name in ["", *SERVICE_NAMES]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    purge = asyncio.create_task(_purge(gateway, settings), name="gateway-idempotency-purge")
+    try:
+        yield RunningGateway(server, port, gateway)
+    finally:
+        for name in ["", *SERVICE_NAMES]:
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await server.stop(grace=5)
+        if ops is not None:
+            ops[0].should_exit = True
+            await ops[1]
+        purge.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await purge
+        await audit.stop()
+        await hub.stop()
+        await backends.close()
+        await mongo.close()
+
+
+async def serve(settings: GatewaySettings) -> None:
+    """Run until terminated."""
+    async with running(settings) as gw:
+        log.info("gateway listening on %s:%d", settings.grpc_host, gw.port)
+        await gw.server.wait_for_termination()

@@ -1,0 +1,92 @@
+"""The audit trail: one ``GatewayAuditEvent{call_audited}`` record per call on ``gateway.audit.v1``.
+
+Recording never waits on Kafka: records go into a bounded queue that a background task drains
+into the producer (batched by linger). Records carry partner, method, outcome, reason, latency
+and the peer address — never request fields, so no personal data in clear.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime
+
+from aiokafka import AIOKafkaProducer
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from zerocontact.gateway.v1 import audit_pb2
+from zerocontact.platform.ids import new_id
+from zerocontact.platform.kafka.cloudevents import CloudEvent
+
+log = logging.getLogger(__name__)
+
+
+class AuditSink:
+    """Queue audit records and publish them in the background."""
+
+    def __init__(self, bootstrap: str, topic: str, *, capacity: int = 100_000) -> None:
+        self.topic = topic
+        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks=1)
+        self._queue: asyncio.Queue[audit_pb2.GatewayCallAudited] = asyncio.Queue(capacity)
+        self._task: asyncio.Task[None] | None = None
+        self.dropped = 0
+
+    async def start(self) -> None:
+        """Connect the producer and start draining."""
+        await self.producer.start()
+        self._task = asyncio.create_task(self._drain(), name="gateway-audit")
+
+    async def stop(self) -> None:
+        """Publish what is queued, then stop."""
+        if self._task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue.join(), 5)
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.producer.stop()
+
+    def record(
+        self,
+        *,
+        partner_id: str,
+        method: str,
+        outcome: str,
+        reason: str,
+        latency_us: int,
+        replayed: bool,
+        started_at: datetime,
+        peer: str,
+    ) -> None:
+        """Queue one record (dropped, and counted, if the queue is full)."""
+        started = Timestamp()
+        started.FromDatetime(started_at)
+        record = audit_pb2.GatewayCallAudited(
+            call_id=new_id(), partner_id=partner_id, method=method, outcome=outcome,
+            reason=reason, latency_us=latency_us, replayed=replayed, started_at=started,
+            peer=peer,
+        )  # fmt: skip
+        try:
+            self._queue.put_nowait(record)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    async def _drain(self) -> None:
+        while True:
+            record = await self._queue.get()
+            try:
+                event = CloudEvent(
+                    id=record.call_id,
+                    source="/zerocontact/gateway",
+                    type=audit_pb2.GatewayCallAudited.DESCRIPTOR.full_name,
+                    subject=record.partner_id or "-",
+                    data=audit_pb2.GatewayAuditEvent(call_audited=record).SerializeToString(),
+                )
+                await self.producer.send(
+                    self.topic, event.data, key=event.subject.encode(), headers=event.headers()
+                )
+            except Exception:  # the audit trail must not take the gateway down
+                log.exception("audit record not published")
+            finally:
+                self._queue.task_done()

@@ -1,0 +1,152 @@
+"""gRPC errors with rich details (google.rpc): ErrorInfo with a stable reason on every error,
+BadRequest field violations for bad input, RetryInfo when retrying later helps.
+
+The services answer RFC 9457 problems; :func:`from_problem` maps them once, here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2  # type: ignore[import-untyped]
+from grpc_status import rpc_status  # type: ignore[import-untyped]
+
+DOMAIN = "gateway.zerocontact"
+
+
+@dataclass
+class GatewayError(Exception):
+    """A refusal with a gRPC code, a stable reason (UPPER_SNAKE) and optional details."""
+
+    code: grpc.StatusCode
+    reason: str
+    message: str
+    violations: list[tuple[str, str]] = field(default_factory=list)
+    retry_after_s: float | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
+
+    def status(self) -> grpc.Status:
+        """As a grpc.Status carrying google.rpc.Status details (grpc-status-details-bin)."""
+        details: list[any_pb2.Any] = []
+        info = any_pb2.Any()
+        info.Pack(
+            error_details_pb2.ErrorInfo(reason=self.reason, domain=DOMAIN, metadata=self.metadata)
+        )
+        details.append(info)
+        if self.violations:
+            bad = error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
+                    for f, d in self.violations
+                ]
+            )
+            packed = any_pb2.Any()
+            packed.Pack(bad)
+            details.append(packed)
+        if self.retry_after_s is not None:
+            delay = duration_pb2.Duration()
+            delay.FromNanoseconds(int(self.retry_after_s * 1e9))
+            packed = any_pb2.Any()
+            packed.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+            details.append(packed)
+        status: grpc.Status = rpc_status.to_status(
+            status_pb2.Status(code=self.code.value[0], message=self.message, details=details)
+        )
+        return status
+
+
+def invalid(field_name: str, description: str) -> GatewayError:
+    """INVALID_ARGUMENT naming one field."""
+    return GatewayError(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_REQUEST",
+        f"invalid field {field_name}: {description}",
+        [(field_name, description)],
+    )
+
+
+def invalid_fields(violations: list[tuple[str, str]]) -> GatewayError:
+    """INVALID_ARGUMENT naming every bad field."""
+    names = ", ".join(f for f, _ in violations)
+    return GatewayError(
+        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST", f"invalid fields: {names}", violations
+    )
+
+
+_BY_STATUS = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    409: grpc.StatusCode.FAILED_PRECONDITION,
+    422: grpc.StatusCode.INVALID_ARGUMENT,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    503: grpc.StatusCode.UNAVAILABLE,
+    504: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+# Problems whose code says more than their HTTP status.
+_BY_CODE = {
+    "duplicate_party": grpc.StatusCode.ALREADY_EXISTS,
+    "request_in_progress": grpc.StatusCode.ABORTED,
+    "busy": grpc.StatusCode.UNAVAILABLE,
+    "idempotency_conflict": grpc.StatusCode.INVALID_ARGUMENT,
+    "insufficient_funds": grpc.StatusCode.FAILED_PRECONDITION,
+    "repayment_exceeds_payoff": grpc.StatusCode.FAILED_PRECONDITION,
+    "offer_not_available": grpc.StatusCode.FAILED_PRECONDITION,
+}
+# Services' field paths ("body.amount") → the gRPC request's field names.
+_FIELD_PREFIXES = ("body.", "query.", "path.", "header.")
+
+
+def _field(name: str, renames: dict[str, str]) -> str:
+    for prefix in _FIELD_PREFIXES:
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+            break
+    head, _, rest = name.partition(".")
+    head = renames.get(head, head)
+    return f"{head}.{rest}" if rest else head
+
+
+def from_problem(
+    status: int, body: dict[str, Any], *, renames: dict[str, str] | None = None
+) -> GatewayError:
+    """Map a service's problem response to a GatewayError (field names as in the request)."""
+    code_name = str(body.get("title") or body.get("code") or f"http_{status}")
+    grpc_code = _BY_CODE.get(code_name) or _BY_STATUS.get(
+        status, grpc.StatusCode.INTERNAL if status >= 500 else grpc.StatusCode.FAILED_PRECONDITION
+    )
+    violations: list[tuple[str, str]] = []
+    for error in body.get("errors") or []:
+        if isinstance(error, dict) and "field" in error:
+            violations.append(
+                (_field(str(error["field"]), renames or {}), str(error.get("message", "")))
+            )
+    if "field" in body and not violations:
+        violations.append((_field(str(body["field"]), renames or {}), str(body.get("detail", ""))))
+    retry = body.get("retry_after_s")
+    detail = str(body.get("detail") or code_name) if status < 500 else "the service failed"
+    if violations:
+        detail = f"{detail}: " + ", ".join(f"{f} ({d})" for f, d in violations)
+    metadata = {
+        k: str(v)
+        for k, v in body.items()
+        if k in ("state", "required_aal", "current_aal", "max_age_s") and v is not None
+    }
+    return GatewayError(
+        grpc_code,
+        code_name.upper(),
+        detail,
+        violations,
+        float(retry) if isinstance(retry, int | float) else None,
+        metadata,
+    )
+
+
+__all__ = ["DOMAIN", "GatewayError", "code_pb2", "from_problem", "invalid", "invalid_fields"]

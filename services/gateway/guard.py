@@ -1,0 +1,461 @@
+"""What every RPC goes through: partner authentication (mTLS certificate + API credential),
+scopes, per-partner rate limits, deadlines, idempotency, error mapping and the audit record.
+
+Servicer methods are decorated with :func:`unary` or :func:`streaming`; the method receives a
+:class:`Caller` instead of the raw servicer context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import re
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import grpc
+from aiolimiter import AsyncLimiter
+from google.protobuf.message import Message
+from prometheus_client import Counter, Histogram
+
+from zerocontact.gateway.audit import AuditSink
+from zerocontact.gateway.backends import Backends, Call
+from zerocontact.gateway.certs import PARTNER_URI_PREFIX
+from zerocontact.gateway.errors import GatewayError, invalid
+from zerocontact.gateway.settings import GatewaySettings
+from zerocontact.gateway.store import IdempotencyStore, OwnershipStore, Partner, PartnerStore
+from zerocontact.gateway.watch import EventHub
+
+log = logging.getLogger(__name__)
+
+CREDENTIAL_HEADER = "x-partner-credential"
+IDEMPOTENCY_HEADER = "idempotency-key"
+REPLAYED_HEADER = "idempotent-replayed"
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+PACKAGE = "zerocontact.gateway.v1"
+
+Resp = TypeVar("Resp", bound=Message)
+
+
+@dataclass
+class Caller:
+    """The authenticated partner and what its call carries."""
+
+    partner: Partner
+    token: str | None
+    peer_address: str
+    deadline: float  # loop time
+    idempotency_key: str | None
+    metadata: dict[str, str]
+    context: grpc.aio.ServicerContext[Any, Any]
+
+    def remaining(self) -> float:
+        """Seconds left before the call's deadline."""
+        return self.deadline - asyncio.get_running_loop().time()
+
+    def call(self, *, with_token: bool = True, device_id: str | None = None) -> Call:
+        """A service call carrying the deadline, token, peer address and idempotency key."""
+        return Call(
+            timeout_s=self.remaining(),
+            token=self.token if with_token else None,
+            idempotency_key=self.idempotency_key,
+            forwarded_for=self.peer_address,
+            device_id=device_id,
+        )
+
+    def require_token(self) -> str:
+        """The party's access token, or UNAUTHENTICATED."""
+        if not self.token:
+            raise GatewayError(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "PARTY_TOKEN_REQUIRED",
+                "this call acts for a party: send its access token as `authorization: Bearer …`",
+            )
+        return self.token
+
+
+def _peer_address(peer: str) -> str:
+    # "ipv4:10.0.0.7:5123" / "ipv6:[::1]:5123"
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv6":
+        return rest.rsplit(":", 1)[0].strip("[]")
+    if kind == "ipv4":
+        return rest.rsplit(":", 1)[0]
+    return rest
+
+
+class Gateway:
+    """The gateway's shared state for servicers."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        *,
+        partners: PartnerStore,
+        owners: OwnershipStore,
+        idempotency: IdempotencyStore,
+        backends: Backends,
+        hub: EventHub,
+        audit: AuditSink,
+    ) -> None:
+        self.settings = settings
+        self.partners = partners
+        self.owners = owners
+        self.idempotency = idempotency
+        self.backends = backends
+        self.hub = hub
+        self.audit = audit
+        self._limiters: dict[str, AsyncLimiter] = {}
+        self._watchers: dict[str, int] = defaultdict(int)
+
+    # -- authentication and authorisation -------------------------------------------------
+
+    async def authenticate(
+        self, context: grpc.aio.ServicerContext[Any, Any], metadata: dict[str, str]
+    ) -> Partner:
+        """The partner named by the verified client certificate and proven by its credential."""
+        auth = context.auth_context()
+        partner_id = ""
+        for san in auth.get("x509_subject_alternative_name", []):
+            text = san.decode(errors="replace")
+            if text.startswith(PARTNER_URI_PREFIX):
+                partner_id = text[len(PARTNER_URI_PREFIX) :]
+                break
+        if not partner_id:
+            raise GatewayError(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "CLIENT_CERTIFICATE_REQUIRED",
+                "a partner client certificate is required",
+            )
+        credential = metadata.get(CREDENTIAL_HEADER, "")
+        partner = await self.partners.get(partner_id, time.monotonic())
+        # One answer for unknown partner, inactive partner and wrong credential.
+        if (
+            partner is None
+            or not partner.active
+            or not credential
+            or not self.partners.credential_matches(partner, credential)
+        ):
+            raise GatewayError(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "INVALID_PARTNER_CREDENTIAL",
+                f"the partner credential ({CREDENTIAL_HEADER}) is missing or not this "
+                "certificate's partner's",
+                metadata={"partner_id": partner_id},
+            )
+        return partner
+
+    @staticmethod
+    def authorize(partner: Partner, scope: str) -> None:
+        """PERMISSION_DENIED unless the partner holds ``scope``."""
+        if scope not in partner.scopes:
+            raise GatewayError(
+                grpc.StatusCode.PERMISSION_DENIED,
+                "MISSING_SCOPE",
+                f"the partner lacks the scope {scope}",
+                metadata={"required_scope": scope},
+            )
+
+    async def rate_limit(self, partner: Partner) -> None:
+        """RESOURCE_EXHAUSTED with RetryInfo when the partner's rate is used up."""
+        limiter = self._limiters.get(partner.partner_id)
+        if limiter is None or limiter.max_rate != partner.rate_per_s:
+            # time_period 1 s: the burst equals the per-second rate
+            limiter = AsyncLimiter(partner.rate_per_s, 1.0)
+            self._limiters[partner.partner_id] = limiter
+        if not limiter.has_capacity():
+            raise GatewayError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "RATE_LIMITED",
+                f"rate limit of {partner.rate_per_s:g} calls/s reached",
+                retry_after_s=max(1.0 / partner.rate_per_s, 0.01),
+            )
+        await limiter.acquire()  # has_capacity() was true: this takes a slot without waiting
+
+    async def require_owner(self, kind: str, resource_id: str, partner: Partner) -> None:
+        """NOT_FOUND unless ``partner`` created the resource (the same answer as a missing one)."""
+        owner = await self.owners.owner(kind, resource_id)
+        if owner != partner.partner_id:
+            raise GatewayError(
+                grpc.StatusCode.NOT_FOUND, f"{kind.upper()}_NOT_FOUND", f"no such {kind}"
+            )
+
+    async def record_owner(self, kind: str, resource_id: str, partner: Partner) -> None:
+        """Record that the partner owns a resource it just created."""
+        try:
+            await self.owners.record(kind, resource_id, partner.partner_id)
+        except PermissionError as exc:
+            raise GatewayError(
+                grpc.StatusCode.NOT_FOUND, f"{kind.upper()}_NOT_FOUND", f"no such {kind}"
+            ) from exc
+
+    # -- the call envelope ---------------------------------------------------------------
+
+    async def open(
+        self, context: grpc.aio.ServicerContext[Any, Any], scope: str, *, stream: bool
+    ) -> Caller:
+        """Authenticate, authorise, rate-limit and fix the deadline of a call."""
+        metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+        partner = await self.authenticate(context, metadata)
+        try:
+            self.authorize(partner, scope)
+            await self.rate_limit(partner)
+        except GatewayError as exc:
+            exc.metadata.setdefault("partner_id", partner.partner_id)  # for the audit record
+            raise
+        loop = asyncio.get_running_loop()
+        remaining = context.time_remaining()
+        ceiling = self.settings.max_watch_s if stream else self.settings.max_deadline_s
+        budget = min(remaining if remaining is not None else (
+            self.settings.max_watch_s if stream else self.settings.default_deadline_s
+        ), ceiling)  # fmt: skip
+        token = metadata.get("authorization", "")
+        if token[:7].lower() == "bearer ":
+            token = token[7:].strip()
+        elif token:
+            raise invalid("authorization", "must be `Bearer <access token>`")
+        key = metadata.get(IDEMPOTENCY_HEADER)
+        return Caller(
+            partner, token or None, _peer_address(context.peer()), loop.time() + budget, key,
+            metadata, context,
+        )  # fmt: skip
+
+    async def idempotent(
+        self,
+        caller: Caller,
+        method: str,
+        request: Message,
+        response_type: type[Resp],
+        run: Callable[[], Awaitable[Resp]],
+    ) -> tuple[Resp, bool]:
+        """Run a mutating call once per (partner, method, key); replay or refuse otherwise."""
+        key = caller.idempotency_key
+        if not key or not KEY_PATTERN.match(key):
+            raise invalid(IDEMPOTENCY_HEADER, "required: 8-64 characters of A-Z a-z 0-9 _ -")
+        record_id = f"{caller.partner.partner_id}:{method}:{key}"
+        # Keyed (HMAC under the pepper): a request may hold a password, and a plain hash of a
+        # stolen record could be tested against guesses offline.
+        digest = hmac.new(
+            self.partners.pepper,
+            method.encode() + b"\0" + request.SerializeToString(deterministic=True),
+            hashlib.sha256,
+        ).digest()
+        claimed = await self.idempotency.claim(record_id, digest)
+        if claimed.state == "replay":
+            return response_type.FromString(claimed.response), True
+        if claimed.state == "mismatch":
+            raise GatewayError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "IDEMPOTENCY_KEY_REUSED",
+                "this idempotency key was used with a different request",
+                [(IDEMPOTENCY_HEADER, "already used with a different request")],
+            )
+        if claimed.state == "in_flight":
+            raise GatewayError(
+                grpc.StatusCode.ABORTED,
+                "REQUEST_IN_PROGRESS",
+                "a call with this idempotency key is still running; retry",
+                retry_after_s=0.5,
+            )
+        # The services get a key derived from ours: a retry reaching them is theirs to replay.
+        caller.idempotency_key = "gw" + hashlib.sha256(record_id.encode()).hexdigest()[:40]
+        try:
+            response = await run()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.idempotency.release(record_id))
+            raise
+        await self.idempotency.complete(record_id, response.SerializeToString(deterministic=True))
+        return response, False
+
+    def watcher_slot(self, partner: Partner) -> contextlib.AbstractContextManager[None]:
+        """Bound the partner's concurrent watch streams."""
+        gateway = self
+
+        @contextlib.contextmanager
+        def slot() -> Any:
+            if gateway._watchers[partner.partner_id] >= gateway.settings.max_watchers_per_partner:
+                raise GatewayError(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    "TOO_MANY_WATCHES",
+                    "too many open watch streams for this partner",
+                    retry_after_s=5.0,
+                )
+            gateway._watchers[partner.partner_id] += 1
+            try:
+                yield
+            finally:
+                gateway._watchers[partner.partner_id] -= 1
+
+        return slot()
+
+
+CALLS = Counter("gateway_calls_total", "Gateway calls by method and outcome", ["method", "outcome"])
+LATENCY = Histogram(
+    "gateway_call_seconds",
+    "Gateway call latency (unary: whole call; streams: until the stream ended)",
+    ["method"],
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 30, 300),
+)
+
+
+def _audit(
+    gateway: Gateway,
+    method: str,
+    partner_id: str,
+    outcome: str,
+    reason: str,
+    started: float,
+    started_at: datetime,
+    peer: str,
+    replayed: bool,
+) -> None:
+    elapsed = time.perf_counter() - started
+    CALLS.labels(method, outcome).inc()
+    LATENCY.labels(method).observe(elapsed)
+    gateway.audit.record(
+        partner_id=partner_id,
+        method=method,
+        outcome=outcome,
+        reason=reason,
+        latency_us=int(elapsed * 1e6),
+        replayed=replayed,
+        started_at=started_at,
+        peer=peer,
+    )
+
+
+Unary = Callable[[Any, Any, Caller], Awaitable[Any]]
+Streaming = Callable[[Any, Any, Caller], AsyncIterator[Any]]
+
+
+def unary(
+    scope: str, *, mutating: bool = False, response: type[Message] | None = None
+) -> Callable[[Unary], Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]]:
+    """Wrap a unary servicer method in the call envelope."""
+
+    def decorate(
+        fn: Unary,
+    ) -> Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]:
+        name = fn.__name__
+
+        async def handler(
+            self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> Any:
+            gateway: Gateway = self.gateway
+            method = f"/{PACKAGE}.{self.SERVICE}/{name}"
+            started, started_at = time.perf_counter(), datetime.now(UTC)
+            partner_id, outcome, reason, replayed = "", "OK", "", False
+            try:
+                caller = await gateway.open(context, scope, stream=False)
+                partner_id = caller.partner.partner_id
+                async with asyncio.timeout(max(caller.remaining(), 0.001)):
+                    if mutating:
+                        assert response is not None
+                        result, replayed = await gateway.idempotent(
+                            caller, method, request, response, lambda: fn(self, request, caller)
+                        )
+                        if replayed:
+                            context.set_trailing_metadata(((REPLAYED_HEADER, "true"),))
+                    else:
+                        result = await fn(self, request, caller)
+                return result
+            except GatewayError as exc:
+                outcome, reason = exc.code.name, exc.reason
+                # a refused credential: audit under the partner the certificate names
+                partner_id = partner_id or exc.metadata.get("partner_id", "")
+                await context.abort_with_status(exc.status())
+            except TimeoutError:
+                outcome, reason = "DEADLINE_EXCEEDED", "DEADLINE_EXCEEDED"
+                await context.abort_with_status(
+                    GatewayError(
+                        grpc.StatusCode.DEADLINE_EXCEEDED, reason, "the deadline passed"
+                    ).status()
+                )
+            except asyncio.CancelledError:
+                outcome, reason = "CANCELLED", "CANCELLED"
+                raise
+            except grpc.aio.AbortError:
+                raise
+            except Exception:
+                log.exception("gateway call failed: %s", method)
+                outcome, reason = "INTERNAL", "INTERNAL"
+                await context.abort_with_status(
+                    GatewayError(grpc.StatusCode.INTERNAL, reason, "internal error").status()
+                )
+            finally:
+                _audit(gateway, method, partner_id, outcome, reason, started, started_at,
+                       context.peer(), replayed)  # fmt: skip
+
+        handler.__name__ = name
+        handler.__doc__ = fn.__doc__
+        return handler
+
+    return decorate
+
+
+def streaming(
+    scope: str,
+) -> Callable[
+    [Streaming], Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
+]:
+    """Wrap a server-streaming servicer method in the call envelope."""
+
+    def decorate(
+        fn: Streaming,
+    ) -> Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]:
+        name = fn.__name__
+
+        async def handler(
+            self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            gateway: Gateway = self.gateway
+            method = f"/{PACKAGE}.{self.SERVICE}/{name}"
+            started, started_at = time.perf_counter(), datetime.now(UTC)
+            partner_id, outcome, reason = "", "OK", ""
+            try:
+                caller = await gateway.open(context, scope, stream=True)
+                partner_id = caller.partner.partner_id
+                with gateway.watcher_slot(caller.partner):
+                    async with asyncio.timeout(max(caller.remaining(), 0.001)):
+                        async for item in fn(self, request, caller):
+                            yield item
+            except GatewayError as exc:
+                outcome, reason = exc.code.name, exc.reason
+                # a refused credential: audit under the partner the certificate names
+                partner_id = partner_id or exc.metadata.get("partner_id", "")
+                await context.abort_with_status(exc.status())
+            except TimeoutError:
+                outcome, reason = "DEADLINE_EXCEEDED", "DEADLINE_EXCEEDED"
+                await context.abort_with_status(
+                    GatewayError(
+                        grpc.StatusCode.DEADLINE_EXCEEDED, reason, "the deadline passed"
+                    ).status()
+                )
+            except (asyncio.CancelledError, GeneratorExit):
+                outcome, reason = "CANCELLED", "CANCELLED"
+                raise
+            except grpc.aio.AbortError:
+                raise
+            except Exception:
+                log.exception("gateway stream failed: %s", method)
+                outcome, reason = "INTERNAL", "INTERNAL"
+                await context.abort_with_status(
+                    GatewayError(grpc.StatusCode.INTERNAL, reason, "internal error").status()
+                )
+            finally:
+                _audit(gateway, method, partner_id, outcome, reason, started, started_at,
+                       context.peer(), False)  # fmt: skip
+
+        handler.__name__ = name
+        handler.__doc__ = fn.__doc__
+        return handler
+
+    return decorate

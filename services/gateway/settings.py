@@ -1,0 +1,57 @@
+"""Settings of the partner gateway (``ZC_GATEWAY_*``)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from zerocontact.platform.settings import PersonalDataSettings, ServiceSettings
+
+
+class GatewaySettings(ServiceSettings, PersonalDataSettings):
+    """Where the gateway listens, what it trusts, which services and topics it fronts.
+
+    ``credential_pepper`` keys the HMAC under which partners' API credentials are stored: a
+    stolen ``partners`` collection alone does not let anyone test guesses offline.
+    ``pii_key`` (PersonalDataSettings) encrypts stored idempotent responses.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ZC_GATEWAY_", extra="ignore")
+
+    service_name: str = "gateway"
+    grpc_host: str = "0.0.0.0"
+    grpc_port: int = Field(default=50051, ge=0, le=65535)
+    # Operational HTTP (/healthz, /readyz, /metrics) like every service, for probes and
+    # Prometheus (kubelet probes cannot present a client certificate); 0 disables it.
+    http_port: int = Field(default=8051, ge=0, le=65535)
+    mongodb_database: str = "zc_gateway"
+
+    # mTLS: the gateway's own certificate and key, and the CA that signs partners' certificates.
+    tls_cert_file: str
+    tls_key_file: str
+    client_ca_file: str
+    credential_pepper: SecretStr = Field(min_length=32)
+
+    identity_url: str = "http://127.0.0.1:8001"
+    loan_url: str = "http://127.0.0.1:8002"
+    payroll_url: str = "http://127.0.0.1:8003"
+
+    loan_topic: str = "loan.events.v1"
+    payroll_topic: str = "payroll.events.v1"
+    risk_topic: str = "signals.risk.v1"
+    audit_topic: str = "gateway.audit.v1"
+
+    # Unrestricted resource consumption (OWASP API4): size, time and rate bounds.
+    max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    default_deadline_s: float = Field(default=10.0, gt=0)
+    max_deadline_s: float = Field(default=30.0, gt=0)
+    max_watch_s: float = Field(default=3600.0, gt=0)
+    max_watchers_per_partner: int = Field(default=100, ge=1)
+    # Default per-partner rate (a partner's registration may set its own).
+    default_rate_per_s: float = Field(default=200.0, gt=0)
+
+    # Idempotency records are kept at least this long, then purged by a periodic sweep.
+    idempotency_ttl_s: float = Field(default=24 * 3600.0, ge=24 * 3600.0)
+    idempotency_purge_interval_s: float = Field(default=600.0, gt=0)
+    # A record still in flight after this long is considered abandoned (crashed instance).
+    idempotency_in_flight_timeout_s: float = Field(default=60.0, gt=0)
