@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -77,10 +78,17 @@ def percentile(ordered: list[float], fraction: float) -> float:
 
 
 def start_marketing(
-    bootstrap: str, mongodb_uri: str, token: str, port: int, latency_ms: float, log: Path
+    bootstrap: str,
+    mongodb_uri: str,
+    token: str,
+    port: int,
+    latency_ms: float,
+    log: Path,
+    operator_key: str,
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
+        "ZC_MARKETING_OPERATOR_KEY": operator_key,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "MONGODB_URI": mongodb_uri,
         "ZC_MARKETING_MONGODB_DATABASE": f"bench_marketing_{token}",
@@ -136,8 +144,18 @@ def salary_record(card: str, amount: Money) -> tuple[bytes, list[tuple[str, byte
     return event.data, event.headers()
 
 
-async def call(client: httpx.AsyncClient, method: str, url: str, body: Any = None) -> Any:
-    r = await client.request(method, url, json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+async def call(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    body: Any = None,
+    *,
+    operator: str = "bench-author",
+) -> Any:
+    # The client carries X-Operator-Key; the operator id says who acts (four eyes: the
+    # approver is not the author).
+    headers = {"Idempotency-Key": uuid.uuid4().hex, "X-Operator-Id": operator}
+    r = await client.request(method, url, json=body, headers=headers)
     if r.status_code >= 300:
         raise SystemExit(f"{method} {url} -> {r.status_code} {r.text}")
     return r.json()
@@ -163,7 +181,6 @@ async def latency_phase(
         {
             "name": "bench",
             "goal": "latency",
-            "author": "bench-author",
             "budget_minor": 10**9,
             "product_id": "wealth-r2",
             "holdout_percent": 0,
@@ -179,9 +196,7 @@ async def latency_phase(
         },
     )
     await call(client, "POST", f"/v1/campaigns/{campaign['id']}/review")
-    await call(
-        client, "POST", f"/v1/campaigns/{campaign['id']}/approve", {"approver": "bench-approver"}
-    )
+    await call(client, "POST", f"/v1/campaigns/{campaign['id']}/approve", operator="bench-approver")
     sem = asyncio.Semaphore(8)
 
     async def prepare(party: str) -> None:
@@ -351,13 +366,20 @@ async def main() -> None:
     await admin.create_topics([NewTopic(n, 3, 1) for n in names])
     port = free_port()
     log = Path(tempfile.gettempdir()) / f"bench-marketing-{token}.log"
-    service = start_marketing(bootstrap, mongodb_uri, token, port, args.channel_latency_ms, log)
+    operator_key = secrets.token_urlsafe(32)
+    service = start_marketing(
+        bootstrap, mongodb_uri, token, port, args.channel_latency_ms, log, operator_key
+    )
     result: dict[str, Any] = {
         "bench": "marketing_triggers",
         "loadavg_before": loadavg(),
     }
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=3600) as client:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}",
+            timeout=3600,
+            headers={"X-Operator-Key": operator_key, "X-Operator-Id": "bench-author"},
+        ) as client:
             for _ in range(300):
                 try:
                     if (await client.get("/readyz")).status_code == 200:

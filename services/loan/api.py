@@ -3,21 +3,20 @@
 
 from __future__ import annotations
 
-import hmac
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, Field, SecretStr, model_validator
 
 from zerocontact.loan import handlers
 from zerocontact.loan.authority import Caller
 from zerocontact.loan.domain.loans import Application, Loan
 from zerocontact.loan.domain.products import Product
 from zerocontact.loan.handlers import LoanDeps
-from zerocontact.platform.auth import InvalidToken
+from zerocontact.platform.auth import InvalidToken, shared_credential
 from zerocontact.platform.http import DomainError, NotFound
 from zerocontact.platform.money import InvalidAmount, Money, UnknownCurrency
 from zerocontact.platform.tracing import child_traceparent
@@ -79,13 +78,17 @@ async def step_up_caller(request: Request, credentials: Bearer) -> Caller:
     return result
 
 
-async def operator(
-    request: Request, key: Annotated[str | None, Header(alias="X-Operator-Key")] = None
-) -> None:
-    """The operator credential of the admin API."""
-    expected = request.app.state.deps.settings.operator_key.get_secret_value()
-    if key is None or not hmac.compare_digest(key.encode(), expected.encode()):
-        raise OperatorOnly("the admin API needs the operator credential")
+def _operator_key(request: Request) -> SecretStr:
+    key: SecretStr = request.app.state.deps.settings.operator_key
+    return key
+
+
+# The operator credential of the admin API.
+operator = shared_credential(
+    "X-Operator-Key",
+    _operator_key,
+    refusal=lambda: OperatorOnly("the admin API needs the operator credential"),
+)
 
 
 def _money(amount: Decimal, currency: str, field: str) -> Money:

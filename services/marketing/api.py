@@ -1,25 +1,28 @@
-"""HTTP API of marketing (OpenAPI at /docs and /openapi.json). Mutating calls take an
-``Idempotency-Key``: a retry with the same key and body returns the first response; the same
-key with another body is a 409 problem."""
+"""HTTP API of marketing (OpenAPI at /docs and /openapi.json).
+
+Every ``/v1`` call is made by the bank's back office for one of its staff: it presents the
+shared ``X-Operator-Key`` (403 without it) and names the member of staff in ``X-Operator-Id``.
+A campaign's author is the operator who created it and its approver the operator who
+approved it (four eyes: never the same). Mutating calls take an ``Idempotency-Key``
+(:mod:`zerocontact.marketing.idempotency`): a retry returns the first response, a duplicate
+still running is a 409 ``request_in_progress``, the same key with another request a 422."""
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pymongo.errors import DuplicateKeyError
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from zerocontact.marketing import handlers, profiles
 from zerocontact.marketing.consumers import payee_link_id
 from zerocontact.marketing.domain.catalog import ProductKind
 from zerocontact.marketing.domain.segments import Rule
 from zerocontact.marketing.domain.triggers import Trigger
+from zerocontact.marketing.idempotency import run_once
 from zerocontact.marketing.segmenting import recompute_all
+from zerocontact.platform.auth import shared_credential
 from zerocontact.platform.http import DomainError, NotFound
 from zerocontact.platform.ids import new_id
 
@@ -34,13 +37,8 @@ IdempotencyKey = Annotated[
 Id = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 ChannelName = Literal["app_push", "sms", "in_app", "live_studio"]
 HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
-
-
-class IdempotencyConflict(DomainError):
-    """The key was used before with a different request."""
-
-    status = 409
-    code = "idempotency_conflict"
+# A back-office user id: short and plain, as it is stored and published in review events.
+OPERATOR_ID = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
 
 
 class PathMismatch(DomainError):
@@ -105,7 +103,6 @@ class VariantIn(_Body):
 class CampaignIn(_Body):
     name: str = Field(min_length=1, max_length=100)
     goal: str = Field(min_length=1, max_length=200)
-    author: str = Field(min_length=1, max_length=64)
     budget_minor: int = Field(ge=0)
     cost_per_contact_minor: int = Field(default=0, ge=0)
     product_id: str
@@ -125,10 +122,6 @@ class CampaignIn(_Body):
 
 class DesignIn(_Body):
     variants: list[VariantIn] = Field(min_length=1, max_length=8)
-
-
-class ApprovalIn(_Body):
-    approver: str = Field(min_length=1, max_length=64)
 
 
 class InteractionIn(_Body):
@@ -157,7 +150,38 @@ class ViewerEventIn(_Body):
     at: datetime
 
 
-router = APIRouter(prefix="/v1", tags=["marketing"])
+def _operator_key(request: Request) -> SecretStr:
+    key: SecretStr = request.app.state.deps.settings.operator_key
+    return key
+
+
+operator_key = shared_credential("X-Operator-Key", _operator_key)
+
+
+async def current_operator(
+    operator_id: Annotated[
+        str,
+        Header(
+            alias="X-Operator-Id",
+            pattern=OPERATOR_ID,
+            description="The back-office user making the call (recorded as a campaign's "
+            "author, reviewer or approver, and as the approver in CampaignReviewed).",
+        ),
+    ],
+) -> str:
+    """The operator the back office acts for."""
+    return operator_id
+
+
+Operator = Annotated[str, Depends(current_operator)]
+
+# The key is checked first (router dependencies run before the route's own parameters), so an
+# unauthenticated call is a 403 whatever else is wrong with it.
+router = APIRouter(
+    prefix="/v1",
+    tags=["marketing"],
+    dependencies=[Depends(operator_key), Depends(current_operator)],
+)
 
 
 def _deps(request: Request) -> Any:
@@ -165,22 +189,22 @@ def _deps(request: Request) -> Any:
 
 
 async def _once(request: Request, scope: str, key: str, body: Any, compute: Any) -> Any:
-    """Run ``compute`` once per (scope, key); a retry returns the stored response."""
+    """Run ``compute`` once per (scope, key); a retry returns the stored response. The request
+    is the body and the operator: the same key from another operator is another request."""
     deps = _deps(request)
-    fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
-    doc_id = f"{scope}:{key}"
-    stored = await deps.repo.idempotency.find_one({"_id": doc_id})
-    if stored is not None:
-        if stored["fingerprint"] != fingerprint:
-            raise IdempotencyConflict(f"key {key} was used for another request")
-        return json.loads(stored["response"])
-    response = await compute()
-    text = json.dumps(response, default=str)
-    with contextlib.suppress(DuplicateKeyError):
-        await deps.repo.idempotency.insert_one(
-            {"_id": doc_id, "fingerprint": fingerprint, "response": text}
-        )
-    return json.loads(text)
+    return await run_once(
+        deps.repo.idempotency,
+        scope=scope,
+        key=key,
+        payload=request_fingerprint(request.headers["X-Operator-Id"], body),
+        compute=compute,
+        lease_s=deps.settings.idempotency_lease_s,
+    )
+
+
+def request_fingerprint(operator: str, body: Any) -> Any:
+    """What an Idempotency-Key's request is compared by: who asked, and the body."""
+    return {"operator": operator, "body": body}
 
 
 def _public(doc: dict[str, Any]) -> dict[str, Any]:
@@ -333,8 +357,10 @@ async def put_payee_link(body: PayeeLinkIn, key: IdempotencyKey, request: Reques
 
 
 @router.post("/campaigns", status_code=201)
-async def create_campaign(body: CampaignIn, key: IdempotencyKey, request: Request) -> Any:
-    """Plan and design a campaign (draft)."""
+async def create_campaign(
+    body: CampaignIn, key: IdempotencyKey, operator: Operator, request: Request
+) -> Any:
+    """Plan and design a campaign (draft); its author is the calling operator."""
     deps = _deps(request)
     if body.trigger is None and body.segment_id is None:
         raise handlers.UnknownReference(
@@ -342,10 +368,10 @@ async def create_campaign(body: CampaignIn, key: IdempotencyKey, request: Reques
         )
 
     async def compute() -> Any:
-        plan = body.model_dump(mode="json", exclude={"author"})
+        plan = body.model_dump(mode="json")
         plan["variants"] = [v.model_dump() for v in body.variants]
         plan["start_at"] = body.start_at
-        return _public(await handlers.create_campaign(deps.repo, plan, body.author, deps.clock()))
+        return _public(await handlers.create_campaign(deps.repo, plan, operator, deps.clock()))
 
     return await _once(request, "campaign", key, body.model_dump(mode="json"), compute)
 
@@ -371,14 +397,15 @@ async def put_design(campaign_id: Id, body: DesignIn, key: IdempotencyKey, reque
 
 
 @router.post("/campaigns/{campaign_id}/review")
-async def review(campaign_id: Id, key: IdempotencyKey, request: Request) -> Any:
-    """Run the compliance checker; findings block the campaign."""
+async def review(campaign_id: Id, key: IdempotencyKey, operator: Operator, request: Request) -> Any:
+    """Run the compliance checker; findings block the campaign (``reviewed_by`` is the
+    caller)."""
     deps = _deps(request)
 
     async def compute() -> Any:
         return _public(
             await handlers.review(
-                deps.repo, deps.relay, deps.settings.topic, campaign_id, deps.clock()
+                deps.repo, deps.relay, deps.settings.topic, campaign_id, deps.clock(), operator
             )
         )
 
@@ -386,8 +413,11 @@ async def review(campaign_id: Id, key: IdempotencyKey, request: Request) -> Any:
 
 
 @router.post("/campaigns/{campaign_id}/approve")
-async def approve(campaign_id: Id, body: ApprovalIn, key: IdempotencyKey, request: Request) -> Any:
-    """Record the approver (distinct from the author); refused while findings remain."""
+async def approve(
+    campaign_id: Id, key: IdempotencyKey, operator: Operator, request: Request
+) -> Any:
+    """Approve as the calling operator (never the author: 403 ``approver_is_author``);
+    refused while findings remain."""
     deps = _deps(request)
 
     async def compute() -> Any:
@@ -398,12 +428,12 @@ async def approve(campaign_id: Id, body: ApprovalIn, key: IdempotencyKey, reques
                 deps.book,
                 deps.settings.topic,
                 campaign_id,
-                body.approver,
+                operator,
                 deps.clock(),
             )
         )
 
-    return await _once(request, f"approve:{campaign_id}", key, body.model_dump(), compute)
+    return await _once(request, f"approve:{campaign_id}", key, {}, compute)
 
 
 @router.post("/campaigns/{campaign_id}/execute", status_code=202)

@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 from pymongo import AsyncMongoClient
 
+from zerocontact.marketing import handlers
 from zerocontact.marketing.api import router
 from zerocontact.marketing.book import Book
 from zerocontact.marketing.channels import Channel, ChannelSimulator
@@ -68,6 +69,16 @@ class MarketingDeps:
             log.error("background work failed", extra={"error": repr(task.exception())})
 
 
+async def run_due_schedules(deps: MarketingDeps) -> list[str]:
+    """One scheduler tick: start the runs of approved campaigns whose ``start_at`` has come
+    (by ``deps.clock``); the ids started."""
+    started = await handlers.claim_due_schedules(deps.repo, deps.clock())
+    for campaign_id in started:
+        log.info("scheduled campaign started", extra={"campaign_id": campaign_id})
+        deps.background(handlers.execute(deps.repo, deps.outreach, campaign_id))
+    return started
+
+
 def create_app(
     settings: MarketingSettings | None = None,
     *,
@@ -76,7 +87,7 @@ def create_app(
     caps: Caps | None = None,
 ) -> FastAPI:
     """The marketing service. ``clock``, ``channel`` and ``caps`` are injectable for tests."""
-    settings = settings or MarketingSettings()
+    settings = settings or MarketingSettings()  # type: ignore[call-arg]  # secrets come from the env
     configure_logging(settings.service_name, settings.log_level)
 
     @asynccontextmanager
@@ -136,17 +147,31 @@ def create_app(
                     log.warning("loan reminders failed", extra={"error": repr(exc)})
 
         reminder_task = asyncio.create_task(reminders(), name="loan-reminders")
-        app.state.deps = MarketingDeps(
+        deps = MarketingDeps(
             settings, mongo, repo, publisher, relay, book, outreach, projector, consumer, clock
         )
+        app.state.deps = deps
+
+        async def schedules() -> None:
+            while True:
+                await asyncio.sleep(settings.schedule_poll_s)
+                try:
+                    await run_due_schedules(deps)
+                except Exception as exc:  # engines down: the next tick tries again
+                    log.warning("scheduled campaigns failed", extra={"error": repr(exc)})
+
+        schedule_task = asyncio.create_task(schedules(), name="campaign-schedules")
         try:
             yield
         finally:
             reminder_task.cancel()
+            schedule_task.cancel()
             for task in list(app.state.deps.tasks):
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reminder_task
+            with contextlib.suppress(asyncio.CancelledError):
+                await schedule_task
             await consumer.stop()
             await relay.stop()
             await publisher.stop()

@@ -122,6 +122,7 @@ async def create_campaign(repo: Repository, plan: Document, author: str, now: da
         "findings": [],
         "approver": None,
         "created_at": now,
+        "spent_minor": 0,
     }
     await repo.insert_with_events(repo.campaigns, doc, [])
     return await _campaign(repo, doc["_id"])
@@ -155,9 +156,15 @@ async def redesign(repo: Repository, campaign_id: str, variants: list[Document])
 
 
 async def review(
-    repo: Repository, relay: OutboxRelay, topic: str, campaign_id: str, now: datetime
+    repo: Repository,
+    relay: OutboxRelay,
+    topic: str,
+    campaign_id: str,
+    now: datetime,
+    operator: str = "",
 ) -> Document:
-    """Run the compliance checker: findings block the campaign, none await an approver."""
+    """Run the compliance checker: findings block the campaign, none await an approver.
+    ``operator`` (who asked for the review) is kept on the campaign as ``reviewed_by``."""
     doc = await _campaign(repo, campaign_id)
     if doc["status"] not in ("draft", "blocked", "pending_approval"):
         raise CampaignStateError(f"campaign {campaign_id} is {doc['status']}")
@@ -174,6 +181,7 @@ async def review(
             "status": status,
             "findings": [finding_view(f) for f in findings],
             "reviewed_at": now,
+            "reviewed_by": operator,
         },
         events=[events.campaign_reviewed(topic, campaign_id, status, findings, "", now)],
     )
@@ -242,6 +250,43 @@ async def start_execution(repo: Repository, campaign_id: str) -> Document:
     if result.matched_count != 1:
         raise CampaignStateError(f"campaign {campaign_id} changed meanwhile; retry", retry=True)
     return {"campaign_id": campaign_id, **run}
+
+
+async def claim_due_schedules(repo: Repository, now: datetime) -> list[str]:
+    """Approved campaigns with an audience whose ``start_at`` has come, each claimed for its
+    scheduled run exactly once; the ids claimed (their runs are :func:`execute`).
+
+    The claim is a compare-and-set on the campaign (version, still approved, not yet
+    scheduled, not running): two schedulers (replicas) or a scheduler racing a manual
+    ``execute`` start one run between them, never two. A campaign running by hand when its
+    time comes is claimed at a later tick, once that run is done.
+    """
+    claimed: list[str] = []
+    # A scan of the (small) campaigns collection; FerretDB filters it in Go.
+    due = repo.campaigns.find(
+        {"status": "approved", "start_at": {"$lte": now}, "scheduled_run": {"$exists": False}},
+        {"_id": 1, "version": 1, "segment_id": 1},
+    )
+    async for doc in due:
+        if not doc.get("segment_id"):
+            continue  # trigger-only: start_at has nothing to run
+        run = {"run_id": new_id(), "state": "running", "outcomes": {}, "cause": "scheduled"}
+        result = await repo.campaigns.update_one(
+            {
+                "_id": doc["_id"],
+                "version": doc["version"],
+                "status": "approved",
+                "scheduled_run": {"$exists": False},
+                "run.state": {"$ne": "running"},
+            },
+            {
+                "$set": {"run": run, "scheduled_run": {"run_id": run["run_id"], "at": now}},
+                "$inc": {"version": 1},
+            },
+        )
+        if result.modified_count == 1:
+            claimed.append(doc["_id"])
+    return claimed
 
 
 async def execute(
@@ -359,6 +404,7 @@ async def evaluate(repo: Repository, campaign_id: str, confidence: float) -> Doc
         "suppressed": suppressed,
         "cost_minor": cost,
         "budget_minor": doc.get("budget_minor"),
+        "spent_minor": int(doc.get("spent_minor", 0)),
         "cost_per_conversion_minor": cost_per_conversion(cost, arms["treatment"][1]),
     }
     try:

@@ -41,6 +41,10 @@ SEND_SECONDS = Histogram(
 
 Clock = Callable[[], datetime]
 
+# The suppression reason once a campaign's spending (sends x cost per contact) reaches its
+# budget: every send reserves its cost first, so the spending never passes the budget.
+BUDGET_EXHAUSTED = "budget_exhausted"
+
 
 def product_of(doc: Document) -> Product:
     """A catalog document as a :class:`Product`."""
@@ -110,6 +114,8 @@ class Outreach:
             await self.repo.preferences.find_one({"_id": party_id}),
             self.settings.default_time_zone,
         )
+        cost = int(campaign.get("cost_per_contact_minor", 0))
+        reserved = False
         for _ in range(5):  # compare-and-set on the contact log; retried on a race
             log_doc = await self.repo.contact_log.find_one({"_id": party_id})
             sent: dict[str, dict[str, int]] = (log_doc or {}).get("sent") or {}
@@ -129,13 +135,26 @@ class Outreach:
                 first_reason = first_reason or reason
             if chosen is None:
                 assert first_reason is not None
+                if reserved:
+                    await self.repo.release_budget(cid, cost)
                 return await self._suppress(
                     cid, party_id, first_channel, first_reason.value, cause, now
                 )
+            # The budget is reserved only for a contact that is allowed, and before the cap
+            # slot is taken: a refused reservation must not use up the party's cap.
+            if not reserved:
+                budget = int(campaign.get("budget_minor", 0))
+                if not await self.repo.reserve_budget(cid, cost, budget):
+                    return await self._suppress(
+                        cid, party_id, first_channel, BUDGET_EXHAUSTED, cause, now
+                    )
+                reserved = True
             day = contact.local_day(now, prefs.time_zone)
             if await self.repo.claim_contact(party_id, chosen["channel"], day, expected=log_doc):
                 break
         else:
+            if reserved:
+                await self.repo.release_budget(cid, cost)
             return await self._suppress(cid, party_id, first_channel, "frequency_cap", cause, now)
         return await self._deliver(campaign, chosen, party_id, product, cause, now)
 
@@ -276,4 +295,4 @@ class Outreach:
         return reason
 
 
-__all__ = ["MEMBERS", "Outreach", "preferences_of", "product_of"]
+__all__ = ["BUDGET_EXHAUSTED", "MEMBERS", "Outreach", "preferences_of", "product_of"]

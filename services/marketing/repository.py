@@ -164,6 +164,34 @@ class Repository:
         )
         return result.matched_count == 1
 
+    async def reserve_budget(self, campaign_id: str, cost_minor: int, budget_minor: int) -> bool:
+        """Add ``cost_minor`` to the campaign's ``spent_minor`` unless that would pass its
+        budget: one conditional ``$inc`` (atomic per document), so concurrent offers of one
+        campaign cannot overspend. Campaigns stored before budgets were enforced have no
+        ``spent_minor`` yet and start from zero."""
+        if cost_minor <= 0:
+            return True
+        if cost_minor > budget_minor:
+            return False
+        result = await self.campaigns.update_one(
+            {
+                "_id": campaign_id,
+                "$or": [
+                    {"spent_minor": {"$lte": budget_minor - cost_minor}},
+                    {"spent_minor": {"$exists": False}},
+                ],
+            },
+            {"$inc": {"spent_minor": cost_minor}},
+        )
+        return result.modified_count == 1
+
+    async def release_budget(self, campaign_id: str, cost_minor: int) -> None:
+        """Give back a reservation whose offer was not sent after all."""
+        if cost_minor > 0:
+            await self.campaigns.update_one(
+                {"_id": campaign_id}, {"$inc": {"spent_minor": -cost_minor}}
+            )
+
     async def find_profile_after(self, doc_id: str, update: Document) -> Document | None:
         """Apply ``update`` and return the document after it (upsert)."""
         return await self.profiles.find_one_and_update(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from zerocontact.platform.settings import ServiceSettings
@@ -37,3 +37,11 @@ class MarketingSettings(ServiceSettings):
     simulator_latency_ms: float = Field(default=15.0, ge=0)
     simulator_failure_rate: float = Field(default=0.0, ge=0, le=1)
     simulator_seed: int | None = None
+    # The credential the bank's back office presents (X-Operator-Key) on every /v1 call;
+    # no default: a deployment without it does not start.
+    operator_key: SecretStr = Field(min_length=32)
+    # How often approved campaigns whose start_at has come are looked for (and run).
+    schedule_poll_s: float = Field(default=5.0, gt=0)
+    # An Idempotency-Key whose first request has been in flight this long without an answer
+    # (its process died) may be taken over by a retry.
+    idempotency_lease_s: float = Field(default=60.0, gt=0)

@@ -14,6 +14,7 @@ local and stateless: a revoked session's access tokens stay valid until they exp
 """
 
 import asyncio
+import hmac
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,15 +23,24 @@ from typing import Annotated, Any
 
 import httpx
 import jwt
-from fastapi import Depends
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import SecretStr
 
 from zerocontact.platform.http import DomainError
 
 # No ``from __future__ import annotations`` here: FastAPI must evaluate the dependencies'
 # annotations, which name closures' local variables.
 
-__all__ = ["InvalidToken", "Principal", "StepUpRequired", "TokenVerifier", "check_step_up"]
+__all__ = [
+    "CredentialRequired",
+    "InvalidToken",
+    "Principal",
+    "StepUpRequired",
+    "TokenVerifier",
+    "check_step_up",
+    "shared_credential",
+]
 
 JwksSource = Callable[[], Awaitable[dict[str, Any]]]
 _bearer = HTTPBearer(auto_error=False, description="An access token issued by identity")
@@ -48,6 +58,52 @@ class StepUpRequired(DomainError):
 
     status = 403
     code = "step_up_required"
+
+
+class CredentialRequired(DomainError):
+    """A shared service credential (an ``X-...-Key`` header) is missing or wrong."""
+
+    status = 403
+    code = "credential_required"
+
+
+def shared_credential(
+    header: str,
+    secret: Callable[[Request], SecretStr],
+    *,
+    refusal: Callable[[], DomainError] | None = None,
+) -> Callable[..., Awaitable[None]]:
+    """A FastAPI dependency that admits a request only if ``header`` equals ``secret(request)``.
+
+    For back-office and machine callers that share one credential (an operator console, the
+    SMS gateway). The comparison is constant-time; a missing or wrong value raises
+    ``refusal()`` (a 403 :class:`CredentialRequired` by default), whose detail never echoes
+    what was presented. ``secret`` reads the setting per request, so tests and rotations see
+    the app's current settings::
+
+        operator = shared_credential(
+            "X-Operator-Key", lambda r: r.app.state.deps.settings.operator_key
+        )
+        router = APIRouter(dependencies=[Depends(operator)])
+    """
+    scheme = APIKeyHeader(name=header, scheme_name=header, auto_error=False)
+
+    def refuse() -> DomainError:
+        return (
+            refusal()
+            if refusal is not None
+            else CredentialRequired(f"a valid {header} is required")
+        )
+
+    async def check(
+        request: Request, presented: Annotated[str | None, Security(scheme)] = None
+    ) -> None:
+        expected = secret(request).get_secret_value().encode()
+        # An empty setting admits nobody (compare_digest(b"", b"") would be True).
+        if not presented or not expected or not hmac.compare_digest(presented.encode(), expected):
+            raise refuse()
+
+    return check
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,6 @@ async def test_forbidden_claim_blocks_the_campaign_with_its_findings(
                 {
                     "name": "bad",
                     "goal": "g",
-                    "author": "alice",
                     "budget_minor": 100,
                     "product_id": "wealth-r3",
                     "segment_id": "everyone",
@@ -89,7 +88,7 @@ async def test_forbidden_claim_blocks_the_campaign_with_its_findings(
                 ("forbidden_claim", "保收益", text.index("保收益"), text.index("保收益") + 3),
                 ("absolute_superlative", "最高", text.index("最高"), text.index("最高") + 2),
             ]
-            refused = await post(c, f"/v1/campaigns/{cid}/approve", {"approver": "bob"})
+            refused = await post(c, f"/v1/campaigns/{cid}/approve", operator="bob")
             assert refused.status_code == 409
             problem = refused.json()
             assert refused.headers["content-type"].startswith("application/problem+json")
@@ -124,20 +123,29 @@ async def test_forbidden_claim_blocks_the_campaign_with_its_findings(
             assert (await post(c, f"/v1/campaigns/{cid}/review")).json()[
                 "status"
             ] == "pending_approval"
-            own = await post(c, f"/v1/campaigns/{cid}/approve", {"approver": "alice"})
+            # The author is whoever created it (the client's default operator, alice): her own
+            # approval is refused, whatever the request says.
+            assert created.json()["author"] == "alice"
+            own = await post(c, f"/v1/campaigns/{cid}/approve")
             assert own.status_code == 403 and own.json()["title"] == "approver_is_author"
-            ok = await post(
-                c, f"/v1/campaigns/{cid}/approve", {"approver": "bob"}, key="approve-key-1"
-            )
+            assert (await c.get(f"/v1/campaigns/{cid}")).json()["status"] == "pending_approval"
+            ok = await post(c, f"/v1/campaigns/{cid}/approve", key="approve-key-1", operator="bob")
             assert ok.json()["status"] == "approved" and ok.json()["approver"] == "bob"
+            assert ok.json()["author"] == "alice" and ok.json()["reviewed_by"] == "alice"
             again = await post(
-                c, f"/v1/campaigns/{cid}/approve", {"approver": "bob"}, key="approve-key-1"
+                c, f"/v1/campaigns/{cid}/approve", key="approve-key-1", operator="bob"
             )
             assert again.json() == ok.json()
             other = await post(
-                c, f"/v1/campaigns/{cid}/approve", {"approver": "carol"}, key="approve-key-1"
+                c, f"/v1/campaigns/{cid}/approve", key="approve-key-1", operator="carol"
             )
-            assert other.status_code == 409 and other.json()["title"] == "idempotency_conflict"
+            assert other.status_code == 422 and other.json()["title"] == "idempotency_key_reused"
+            await eventually(
+                lambda: _async(reader.of("campaign_reviewed", campaign_id=cid, status="approved")),
+                within_s=10,
+            )
+            approved_event = reader.of("campaign_reviewed", campaign_id=cid, status="approved")
+            assert [e.event.approver for e in approved_event] == ["bob"]
     finally:
         await reader.stop()
 
@@ -169,7 +177,6 @@ async def test_bad_rules_and_content_are_clear_422s_and_change_nothing(
         base = {
             "name": "c",
             "goal": "g",
-            "author": "a",
             "budget_minor": 1,
             "product_id": "wealth-r3",
             "holdout_percent": 10,
@@ -264,7 +271,6 @@ async def test_evaluation_matches_an_independent_calculation(
                 {
                     "name": "eval",
                     "goal": "g",
-                    "author": "alice",
                     "budget_minor": 100_000,
                     "cost_per_contact_minor": 10,
                     "product_id": "wealth-r3",
@@ -285,7 +291,7 @@ async def test_evaluation_matches_an_independent_calculation(
                 "status"
             ] == "pending_approval"
             assert (
-                await post(c, f"/v1/campaigns/{cid}/approve", {"approver": "bob"})
+                await post(c, f"/v1/campaigns/{cid}/approve", operator="bob")
             ).status_code == 200
             run = await post(c, f"/v1/campaigns/{cid}/execute")
             assert run.status_code == 202, run.text

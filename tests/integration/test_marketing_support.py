@@ -24,6 +24,8 @@ from zerocontact.platform.ids import new_id
 from zerocontact.platform.kafka.cloudevents import CloudEvent
 from zerocontact.platform.money import Money
 
+# The back office's shared credential in these tests (a setting; 32+ characters).
+OPERATOR_KEY = "test-operator-key-0123456789abcdef"
 # 12:00 in Shanghai: outside the default quiet hours (21:00-08:00).
 NOON_SHANGHAI = datetime(2026, 11, 30, 4, 0, tzinfo=UTC)
 DISCLOSURE = "理财非存款，产品有风险，投资须谨慎。"
@@ -73,6 +75,8 @@ def marketing_settings(
         cache_seconds=0.5,
         simulator_latency_ms=10,
         outbox_sweep_interval_s=1.0,
+        operator_key=OPERATOR_KEY,
+        schedule_poll_s=0.2,
     )
 
 
@@ -81,6 +85,9 @@ async def running_marketing(
     settings: MarketingSettings, clock: Clock, caps: Caps | None = None
 ) -> AsyncIterator[RunningApp]:
     async with serve(create_app(settings, clock=clock, caps=caps)) as running:
+        # The back office's credential on every call; the operator is "alice" unless a
+        # request names another (httpx merges per-request headers over these).
+        running.client.headers.update(operator_headers("alice"))
         yield running
 
 
@@ -195,16 +202,30 @@ class MarketingReader:
         ]
 
 
-def headers(key: str) -> dict[str, str]:
-    return {"Idempotency-Key": key}
+def operator_headers(operator: str, key: str = OPERATOR_KEY) -> dict[str, str]:
+    """The back office's credential and the operator it acts for."""
+    return {"X-Operator-Key": key, "X-Operator-Id": operator}
+
+
+def headers(key: str, operator: str | None = None) -> dict[str, str]:
+    out = {"Idempotency-Key": key}
+    if operator is not None:
+        out["X-Operator-Id"] = operator
+    return out
+
+
+def new_key() -> str:
+    return new_id().replace("-", "")[:32]
 
 
 async def put(client: Any, url: str, body: Any, key: str | None = None) -> Any:
-    r = await client.put(url, json=body, headers=headers(key or new_id().replace("-", "")[:32]))
+    r = await client.put(url, json=body, headers=headers(key or new_key()))
     assert r.status_code in (200, 201), r.text
     return r.json()
 
 
-async def post(client: Any, url: str, body: Any = None, key: str | None = None) -> Any:
-    r = await client.post(url, json=body, headers=headers(key or new_id().replace("-", "")[:32]))
+async def post(
+    client: Any, url: str, body: Any = None, key: str | None = None, *, operator: str | None = None
+) -> Any:
+    r = await client.post(url, json=body, headers=headers(key or new_key(), operator))
     return r

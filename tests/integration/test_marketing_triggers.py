@@ -45,7 +45,6 @@ async def _setup_campaign(client: Any, min_salary_minor: int) -> str:
         {
             "name": "salary day",
             "goal": "wealth sign-ups",
-            "author": "alice",
             "budget_minor": 1_000_000,
             "cost_per_contact_minor": 5,
             "product_id": "wealth-r2",
@@ -65,7 +64,7 @@ async def _setup_campaign(client: Any, min_salary_minor: int) -> str:
     cid: str = created.json()["id"]
     reviewed = await post(client, f"/v1/campaigns/{cid}/review")
     assert reviewed.json()["status"] == "pending_approval", reviewed.text
-    approved = await post(client, f"/v1/campaigns/{cid}/approve", {"approver": "bob"})
+    approved = await post(client, f"/v1/campaigns/{cid}/approve", operator="bob")
     assert approved.status_code == 200 and approved.json()["status"] == "approved", approved.text
     return cid
 
@@ -295,7 +294,6 @@ async def test_loan_reminder_and_studio_follow_up(
                     {
                         "name": name,
                         "goal": "g",
-                        "author": "alice",
                         "budget_minor": 1,
                         "product_id": product,
                         "holdout_percent": 0,
@@ -310,7 +308,7 @@ async def test_loan_reminder_and_studio_follow_up(
                     "status"
                 ] == "pending_approval"
                 assert (
-                    await post(c, f"/v1/campaigns/{ids[name]}/approve", {"approver": "bob"})
+                    await post(c, f"/v1/campaigns/{ids[name]}/approve", operator="bob")
                 ).status_code == 200
             party = f"party-loan-{new_id()[-8:]}"
             await put(c, f"/v1/parties/{party}/preferences", {"consented_channels": ["app_push"]})

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from zerocontact.identity.domain.errors import (
     Forbidden,
@@ -22,7 +22,7 @@ from zerocontact.identity.domain.errors import (
 from zerocontact.identity.handlers.authentication import Client
 from zerocontact.identity.handlers.context import IdentityContext
 from zerocontact.identity.repository import IdempotencyStore
-from zerocontact.platform.auth import InvalidToken, Principal, TokenVerifier
+from zerocontact.platform.auth import InvalidToken, Principal, TokenVerifier, shared_credential
 from zerocontact.platform.tracing import child_traceparent
 
 IdempotencyKey = Annotated[
@@ -122,14 +122,14 @@ Traceparent = Annotated[str, Depends(traceparent)]
 
 
 def _credential_check(header: str, setting: str) -> Callable[..., Awaitable[None]]:
-    async def check(request: Request) -> None:
+    def secret(request: Request) -> SecretStr:
         ctx: IdentityContext = request.app.state.ctx
-        presented = request.headers.get(header, "")
-        expected = getattr(ctx.settings, setting).get_secret_value()
-        if not presented or not hmac.compare_digest(presented.encode(), expected.encode()):
-            raise Forbidden(f"a valid {header} is required")
+        value: SecretStr = getattr(ctx.settings, setting)
+        return value
 
-    return check
+    return shared_credential(
+        header, secret, refusal=lambda: Forbidden(f"a valid {header} is required")
+    )
 
 
 operator_only = _credential_check("X-Operator-Key", "operator_key")
