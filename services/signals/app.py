@@ -114,6 +114,10 @@ def _faust_app(settings: SignalsSettings) -> faust.App:
         stream_buffer_maxsize=settings.stream_buffer_maxsize,
         table_cleanup_interval=settings.table_cleanup_interval_s,
         consumer_auto_offset_reset="earliest",
+        # The repartition topics are declared at start-up; if the first assignment runs before
+        # the broker shows them, Faust's assignor skips them ("Ignoring missing topic") and
+        # nothing consumes them until the next metadata refresh (aiokafka default: 5 min).
+        consumer_metadata_max_age_ms=10_000,
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         web_enabled=True,
