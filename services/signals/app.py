@@ -11,12 +11,13 @@ Run it with ``python -m zerocontact.signals worker -l info`` (or
    party feature and forwards the application keyed by device;
 2. ``applications-by-device`` — counts the device's applications and parties, raises the
    device-shared alert, forwards keyed by source address;
-3. ``applications-by-source-address`` — drops an application already assessed (table keyed
-   by its ``ce_id``), counts the address's applications, scores every feature and publishes
-   the RiskAssessment to ``signals.risk.v1`` keyed by party.
+3. ``applications-by-source-address`` — drops an application already assessed (its ``ce_id``
+   kept in the address's activity buckets), counts the address's applications, scores every
+   feature and publishes the RiskAssessment to ``signals.risk.v1`` keyed by party.
 
-Outputs are at least once, idempotent by id: an assessment's id derives from the
-application's ``ce_id`` and the app keeps a table of assessed applications.
+Each stage writes its key's activity bucket once per application (count, members and the
+application id in one value; ``tables.py``). Outputs are at least once, idempotent by id: an
+assessment's id derives from the application's ``ce_id``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ import faust
 from faust.sensors import Monitor
 
 from zerocontact.signals import records
-from zerocontact.signals.features import FEATURES, FeatureKey, feature
+from zerocontact.signals.features import (
+    APPLICATIONS,
+    FAILED_AUTHENTICATIONS,
+    FEATURES,
+    FeatureKey,
+    feature,
+)
 from zerocontact.signals.scorecard import RULES, score
 from zerocontact.signals.settings import SignalsSettings
 from zerocontact.signals.tables import FeatureTables
@@ -195,10 +202,10 @@ def build_app(settings: SignalsSettings) -> faust.App:
             party = application.party_id
             # A duplicate (outbox republishing, redelivery) still flows on, marked: the last
             # stage decides whether it was assessed already; no stage counts it twice.
-            fresh = tables.first_time(tables.seen_at_party_stage, envelope.id, at)
+            # One write: the count and the id that guards it go to the party's bucket.
+            fresh = not tables.seen(FeatureKey.PARTY, party, envelope.id, at)
             if fresh:
-                tables.increment("applications_per_party_1h", party, at)
-                tables.increment("applications_per_party_24h", party, at)
+                tables.record(FeatureKey.PARTY, party, at, count=APPLICATIONS, event_id=envelope.id)
             headers = [
                 *_header_pairs(message.headers),
                 records.features_header("party", tables.party_features(party, at).values),
@@ -225,7 +232,7 @@ def build_app(settings: SignalsSettings) -> faust.App:
             return
         party = failed.customer_id or _text(message.key)
         at = message.timestamp
-        tables.increment("failed_authentications_1h", party, at)
+        tables.record(FeatureKey.PARTY, party, at, count=FAILED_AUTHENTICATIONS)
         observed = Decimal(tables.windowed_value(FAILED_LOGINS, party, at))
         await _maybe_alert_login(app, tables, risk_topic, party, observed, at)
 
@@ -238,9 +245,9 @@ def build_app(settings: SignalsSettings) -> faust.App:
             device = application.device_id
             at = message.timestamp
             if device and not _has(headers, DUPLICATE_HEADER):
-                tables.increment("applications_per_device_1h", device, at)
-                tables.increment("applications_per_device_24h", device, at)
-                tables.add_member("parties_per_device_24h", device, application.party_id, at)
+                tables.record(
+                    FeatureKey.DEVICE, device, at, count=APPLICATIONS, member=application.party_id
+                )
             if device:
                 values = tables.keyed_values(FeatureKey.DEVICE, device, at)
                 await _maybe_alert_device(app, tables, risk_topic, application, values, at)
@@ -260,16 +267,24 @@ def build_app(settings: SignalsSettings) -> faust.App:
             headers = _header_pairs(message.headers)
             envelope = records.envelope(headers)
             at = message.timestamp
-            # Checked first: an internal redelivery of this stage's input (a crash between
-            # the previous stage's send and its commit) is dropped before it counts again.
-            if not tables.first_time(tables.assessed, envelope.id, at):
-                log.info("duplicate application ignored", extra={"ce_id": envelope.id})
-                continue
             application = _application(message.value)
             address = application.source_address
-            if address and not _has(headers, DUPLICATE_HEADER):
-                tables.increment("applications_per_source_address_1h", address, at)
-                tables.increment("applications_per_source_address_24h", address, at)
+            # The record's key: the address, or a per-party stand-in (the guard needs a key).
+            guard_key = address or f"no-address:{application.party_id}"
+            # Checked first: an internal redelivery of this stage's input (a crash between
+            # the previous stage's send and its commit) is dropped before it counts again.
+            if tables.seen(FeatureKey.SOURCE_ADDRESS, guard_key, envelope.id, at):
+                log.info("duplicate application ignored", extra={"ce_id": envelope.id})
+                continue
+            # One write: the count (unless a marked duplicate or no address) and the id.
+            counted = bool(address) and not _has(headers, DUPLICATE_HEADER)
+            tables.record(
+                FeatureKey.SOURCE_ADDRESS,
+                guard_key,
+                at,
+                count=APPLICATIONS if counted else None,
+                event_id=envelope.id,
+            )
             values = records.read_features_header(headers)
             if address:
                 counts = tables.keyed_values(FeatureKey.SOURCE_ADDRESS, address, at)

@@ -5,11 +5,15 @@ under, its window and how long its state is kept (Feast's stream feature views a
 The Faust tables in :mod:`zerocontact.signals.tables` are built from these definitions, and the
 scorecard reads features by the same names, so a feature cannot be computed two ways.
 
-Windowed counts are kept in *tumbling buckets* (``bucket`` wide, kept for ``expires``) and the
-window is summed when it is read: an application then writes one bucket instead of every
-overlapping hopping window (a 24 h window hopping by 1 h would write 24 changelog records per
-event), and reads happen once per assessment. The sum covers between ``window - bucket`` and
-``window`` of history, like a hopping window of size ``window`` and step ``bucket``.
+Windowed counts are summed at read time from *tumbling buckets*: a feature's window is
+``window / bucket`` buckets of ``bucket`` width (15 min for the 1 h windows, 4 h for the 24 h
+windows), so the sum covers between ``window - bucket`` and ``window`` of history, like a
+hopping window of size ``window`` and step ``bucket``. Every windowed feature of one key kind
+lives in that kind's *activity* table (``ACTIVITY_BUCKET`` = 4 h tumbling buckets): a bucket's
+value holds, per measure, one count per 15-min slot (``SLOTS``), the member list of a distinct
+count, and the ids of the applications counted there (the redelivery guard). The 1 h and 24 h
+windows of one measure read the same counts, so an event writes its key's bucket once however
+many features it feeds (docs/signals.md).
 
 No Faust, no I/O here: this module is unit-tested on its own.
 """
@@ -31,6 +35,7 @@ __all__ = [
     "RepaymentHistory",
     "RevenueHistory",
     "bucket_starts",
+    "counted",
     "distinct_union",
     "feature",
     "record_repayment",
@@ -74,6 +79,9 @@ class FeatureDefinition:
     window: timedelta | None = None  # None: the whole history the table keeps
     bucket: timedelta | None = None  # tumbling bucket width of a windowed feature
     expires: timedelta | None = None  # how long a bucket is kept (None: not windowed)
+    # What the key's activity table counts for it (APPLICATIONS, FAILED_AUTHENTICATIONS,
+    # PARTIES); features of one key with the same measure share its counts.
+    measure: str = ""
 
     def __post_init__(self) -> None:
         if (self.window is None) != (self.bucket is None):
@@ -83,6 +91,12 @@ class FeatureDefinition:
                 raise ValueError(f"{self.name}: the window must be a whole number of buckets")
             if self.expires is None or self.expires < self.window + self.bucket:
                 raise ValueError(f"{self.name}: buckets must outlive the window")
+            if self.bucket not in (SLOT, ACTIVITY_BUCKET):
+                raise ValueError(f"{self.name}: the activity tables keep 15 min and 4 h buckets")
+            if self.expires > ACTIVITY_EXPIRES:
+                raise ValueError(f"{self.name}: the activity tables keep buckets 32 h")
+            if self.measure not in MEASURES:
+                raise ValueError(f"{self.name}: measure must be one of {MEASURES}")
 
     @property
     def buckets(self) -> int:
@@ -100,6 +114,24 @@ class FeatureDefinition:
         return f"{hours}h" if not rest else f"{int(self.window.total_seconds()) // 60}m"
 
 
+HOUR: Final = timedelta(hours=1)
+DAY: Final = timedelta(hours=24)
+# Few buckets per window: an assessment reads every bucket of ~10 windows (see docs/signals.md).
+QUARTER_HOUR: Final = timedelta(minutes=15)
+FOUR_HOURS: Final = timedelta(hours=4)
+# The activity tables: 4 h tumbling buckets of 16 slots of 15 min, kept 32 h (a 24 h window
+# plus two buckets, as every windowed feature asks).
+SLOT: Final = QUARTER_HOUR
+ACTIVITY_BUCKET: Final = FOUR_HOURS
+ACTIVITY_EXPIRES: Final = DAY + 2 * FOUR_HOURS
+SLOTS: Final = ACTIVITY_BUCKET // SLOT
+APPLICATIONS: Final = "applications"
+FAILED_AUTHENTICATIONS: Final = "failed_authentications"
+PARTIES: Final = "parties"
+MEASURES: Final = (APPLICATIONS, FAILED_AUTHENTICATIONS, PARTIES)
+IDS: Final = "ids"  # the application ids a bucket has counted (not a measure)
+
+
 def _velocity(
     name: str, key: FeatureKey, window: timedelta, bucket: timedelta
 ) -> FeatureDefinition:
@@ -112,14 +144,9 @@ def _velocity(
         window=window,
         bucket=bucket,
         expires=window + 2 * bucket,
+        measure=APPLICATIONS,
     )
 
-
-HOUR: Final = timedelta(hours=1)
-DAY: Final = timedelta(hours=24)
-# Few buckets per window: an assessment reads every bucket of ~10 windows (see docs/signals.md).
-QUARTER_HOUR: Final = timedelta(minutes=15)
-FOUR_HOURS: Final = timedelta(hours=4)
 
 FEATURES: Final[tuple[FeatureDefinition, ...]] = (
     _velocity("applications_per_party_1h", FeatureKey.PARTY, HOUR, QUARTER_HOUR),
@@ -137,6 +164,7 @@ FEATURES: Final[tuple[FeatureDefinition, ...]] = (
         window=DAY,
         bucket=FOUR_HOURS,
         expires=DAY + 2 * FOUR_HOURS,
+        measure=PARTIES,
     ),
     FeatureDefinition(
         name="failed_authentications_1h",
@@ -147,6 +175,7 @@ FEATURES: Final[tuple[FeatureDefinition, ...]] = (
         window=HOUR,
         bucket=QUARTER_HOUR,
         expires=HOUR + 2 * QUARTER_HOUR,
+        measure=FAILED_AUTHENTICATIONS,
     ),
     FeatureDefinition(
         name="repayment_history",
@@ -179,6 +208,75 @@ def bucket_starts(definition: FeatureDefinition, at: float) -> list[float]:
         return [at]
     step = definition.bucket.total_seconds()
     return [at - i * step for i in range(definition.buckets)]
+
+
+def slot_of(at: float, bucket_start: float) -> int:
+    """The 15-min slot of ``at`` inside the activity bucket starting at ``bucket_start``."""
+    return min(SLOTS - 1, max(0, int((at - bucket_start) // SLOT.total_seconds())))
+
+
+def window_part(
+    definition: FeatureDefinition, value: Mapping[str, object] | None, slot: int
+) -> int:
+    """What one bucket ``value`` adds to a count feature's window sum.
+
+    A 15-min feature reads one slot's count; a 4 h feature the bucket's total.
+    """
+    counts = value.get(definition.measure) if value else None
+    if not isinstance(counts, list):
+        return 0
+    if definition.bucket == ACTIVITY_BUCKET:
+        return sum(_int(c) for c in counts)
+    return _int(counts[slot]) if slot < len(counts) else 0
+
+
+def members_of(value: Mapping[str, object] | None, measure: str = PARTIES) -> list[str]:
+    """The member list a bucket ``value`` keeps for a distinct count."""
+    found = value.get(measure) if value else None
+    return [str(m) for m in found] if isinstance(found, list) else []
+
+
+def has_id(value: Mapping[str, object] | None, event_id: str) -> bool:
+    """True when the bucket ``value`` has counted the application ``event_id``."""
+    ids = value.get(IDS) if value else None
+    return isinstance(ids, list) and event_id in ids
+
+
+def counted(
+    value: Mapping[str, object] | None,
+    slot: int,
+    *,
+    count: str | None = None,
+    member: str | None = None,
+    event_id: str | None = None,
+    member_cap: int,
+    ids_cap: int,
+) -> dict[str, object] | None:
+    """The bucket ``value`` after one event, or None when it changes nothing.
+
+    ``count`` adds one to that measure's slot, ``member`` joins the PARTIES list (up to
+    ``member_cap``), ``event_id`` joins the counted ids (the newest ``ids_cap`` are kept).
+    """
+    updated: dict[str, object] = dict(value or {})
+    changed = False
+    if count is not None:
+        raw = updated.get(count)
+        counts = [_int(c) for c in raw] if isinstance(raw, list) else []
+        counts.extend([0] * (SLOTS - len(counts)))
+        counts[slot] += 1
+        updated[count] = counts
+        changed = True
+    if member is not None:
+        members = members_of(updated)
+        if member not in members and len(members) < member_cap:
+            updated[PARTIES] = sorted([*members, member])
+            changed = True
+    if event_id is not None and not has_id(updated, event_id):
+        raw_ids = updated.get(IDS)
+        ids = [str(i) for i in raw_ids] if isinstance(raw_ids, list) else []
+        updated[IDS] = [*ids, event_id][-ids_cap:]
+        changed = True
+    return updated if changed else None
 
 
 def distinct_union(buckets: Iterable[Sequence[str] | None], *, cap: int) -> int:

@@ -1,15 +1,20 @@
 """The Faust tables behind the features, built from the feature registry, and how they are read.
 
 Every table is changelogged to Kafka (``<app id>-<table>-changelog``), so a worker that starts
-without its local store rebuilds it from there. Windowed tables are tumbling buckets with
-``expires`` (see :mod:`zerocontact.signals.features`); a table may only be written inside
-per-event stream iteration (docs/decisions.md #1), so the writers take no batches.
+without its local store rebuilds it from there. The windowed features of one key kind live in
+one *activity* table (``party_activity``, ``device_activity``, ``source_address_activity``):
+4 h tumbling buckets with ``expires`` whose values keep 15-min slot counts per measure, the
+distinct-party list and the ids of the applications counted (see
+:mod:`zerocontact.signals.features`). An event writes its key's current bucket once, whatever
+features it feeds, and the application-id guards ride in the same write. A table may only be
+written inside per-event stream iteration (docs/decisions.md #1), so the writers take no
+batches.
 
 Reads go through the table's window with an explicit timestamp (the lookup Faust's own
 ``WindowSet.current`` uses), because the support page reads outside stream iteration and an
 assessment reads many buckets at the event's time.
 
-The agents read through a cache in front of the tables: an application reads ~50 buckets, and
+The agents read through a cache in front of the tables: an application reads ~20 buckets, and
 each Faust read JSON-encodes the key and asks RocksDB twice (contains, get) -- the largest
 cost of the worker when profiled. The cache is exact because every write of these tables goes
 through :class:`FeatureTables` (write-through) and one worker owns a partition's keys: it is
@@ -29,14 +34,21 @@ from typing import Any, Final
 import faust
 
 from zerocontact.signals.features import (
+    ACTIVITY_BUCKET,
+    ACTIVITY_EXPIRES,
     FEATURES,
     Aggregation,
     FeatureDefinition,
     FeatureKey,
     bucket_starts,
+    counted,
     distinct_union,
     feature,
+    has_id,
+    members_of,
     revenue_change_pct,
+    slot_of,
+    window_part,
 )
 
 __all__ = ["DISTINCT_CAP", "FeatureTables", "PartyFeatures"]
@@ -45,6 +57,8 @@ __all__ = ["DISTINCT_CAP", "FeatureTables", "PartyFeatures"]
 # lists stop growing there, which bounds the table values.
 DISTINCT_CAP: Final = 64
 DEDUPE_WINDOW: Final = timedelta(days=1)
+# Application ids kept per activity bucket (the redelivery guard; redeliveries are recent).
+IDS_CAP: Final = 256
 
 
 def _table_options(partitions: int) -> dict[str, Any]:
@@ -59,10 +73,8 @@ class FeatureTables:
 
     app: Any
     partitions: int
-    windowed: dict[str, Any] = field(default_factory=dict)  # feature name -> WindowWrapper
+    activity: dict[FeatureKey, Any] = field(default_factory=dict)  # key kind -> WindowWrapper
     plain: dict[str, Any] = field(default_factory=dict)  # feature name -> Table
-    seen_at_party_stage: Any = None
-    assessed: Any = None
     device_alerts: Any = None
     login_alerts: Any = None
     # (table name, key, bucket start or None) -> value, for the agents' reads; see above.
@@ -70,25 +82,17 @@ class FeatureTables:
 
     def __post_init__(self) -> None:
         options = _table_options(self.partitions)
+        for kind in FeatureKey:
+            name = f"{kind.value.removesuffix('_id')}_activity"
+            self.activity[kind] = self.app.Table(
+                name, default=dict, help=f"windowed activity per {kind.value}", **options
+            ).tumbling(ACTIVITY_BUCKET, expires=ACTIVITY_EXPIRES)
         for definition in FEATURES:
-            if definition.bucket is not None:
-                default = list if definition.aggregation is Aggregation.DISTINCT_PARTIES else int
-                self.windowed[definition.name] = self.app.Table(
-                    definition.name, default=default, help=definition.description, **options
-                ).tumbling(definition.bucket, expires=definition.expires)
-            else:
+            if definition.bucket is None:
                 self.plain[definition.name] = self.app.Table(
                     definition.name, default=dict, help=definition.description, **options
                 )
-        # Application event ids already counted by the party stage / already assessed: the
-        # guards that make duplicates harmless (at-least-once delivery, outbox republishing).
-        self.seen_at_party_stage = self.app.Table(
-            "applications_seen_by_party_stage", default=bool, **options
-        ).tumbling(DEDUPE_WINDOW, expires=2 * DEDUPE_WINDOW)
-        self.assessed = self.app.Table("applications_assessed", default=bool, **options).tumbling(
-            DEDUPE_WINDOW, expires=2 * DEDUPE_WINDOW
-        )
-        # One alert per subject and window, not one per event.
+        # One alert per subject and window, not one per event (written only when one fires).
         self.device_alerts = self.app.Table(
             "device_shared_alerts", default=bool, **options
         ).tumbling(timedelta(hours=24), expires=timedelta(hours=48))
@@ -146,26 +150,44 @@ class FeatureTables:
 
     # -- writes (inside stream iteration only) ---------------------------------------------
 
-    def increment(self, name: str, key: str, at: float) -> None:
-        """Count one event into the current bucket of a windowed count."""
-        wrapper = self.windowed[name]
-        self.set_bucket(wrapper, key, at, int(self.bucket(wrapper, key, at)) + 1)
+    def record(
+        self,
+        kind: FeatureKey,
+        key: str,
+        at: float,
+        *,
+        count: str | None = None,
+        member: str | None = None,
+        event_id: str | None = None,
+    ) -> None:
+        """One event into ``key``'s current activity bucket: a single table write (or none).
 
-    def add_member(self, name: str, key: str, member: str, at: float) -> None:
-        """Add ``member`` to the current bucket's member list (up to the cap)."""
-        wrapper = self.windowed[name]
-        members = self.bucket(wrapper, key, at)
-        if member in members or len(members) >= DISTINCT_CAP:
-            return
-        self.set_bucket(wrapper, key, at, sorted([*members, member]))
+        ``count`` is the measure it adds one to, ``member`` a party for the distinct count,
+        ``event_id`` an application id for :meth:`seen`.
+        """
+        wrapper = self.activity[kind]
+        current = self.bucket(wrapper, key, at)
+        start = float(wrapper.table.window.current(at)[0])
+        updated = counted(
+            current,
+            slot_of(at, start),
+            count=count,
+            member=member,
+            event_id=event_id,
+            member_cap=DISTINCT_CAP,
+            ids_cap=IDS_CAP,
+        )
+        if updated is not None:
+            self.set_bucket(wrapper, key, at, updated)
 
-    def first_time(self, wrapper: Any, event_id: str, at: float) -> bool:
-        """True (and remembered) the first time ``event_id`` is seen within the dedupe window."""
-        previous = at - DEDUPE_WINDOW.total_seconds()
-        if self.bucket(wrapper, event_id, at) or self.bucket(wrapper, event_id, previous):
-            return False
-        self.set_bucket(wrapper, event_id, at, True)
-        return True
+    def seen(self, kind: FeatureKey, key: str, event_id: str, at: float) -> bool:
+        """True when ``key``'s buckets of the last ``DEDUPE_WINDOW`` hold ``event_id``."""
+        wrapper = self.activity[kind]
+        step = ACTIVITY_BUCKET.total_seconds()
+        buckets = int(DEDUPE_WINDOW / ACTIVITY_BUCKET) + 1
+        return any(
+            has_id(self.bucket(wrapper, key, at - i * step), event_id) for i in range(buckets)
+        )
 
     def raise_once(self, wrapper: Any, subject: str, at: float) -> tuple[bool, float]:
         """(True the first time in this window, the window's start) for an alert's subject."""
@@ -181,13 +203,25 @@ class FeatureTables:
         self, definition: FeatureDefinition, key: str, at: float, *, cached: bool = True
     ) -> int:
         """The window's value of a bucketed feature at ``at`` (epoch seconds)."""
-        wrapper = self.windowed[definition.name]
+        wrapper = self.activity[definition.key]
+        window = wrapper.table.window
         starts = bucket_starts(definition, at)
         if definition.aggregation is Aggregation.DISTINCT_PARTIES:
             return distinct_union(
-                (self.bucket(wrapper, key, s, cached=cached) for s in starts), cap=DISTINCT_CAP
+                (
+                    members_of(self.bucket(wrapper, key, s, cached=cached), definition.measure)
+                    for s in starts
+                ),
+                cap=DISTINCT_CAP,
             )
-        return sum(int(self.bucket(wrapper, key, s, cached=cached)) for s in starts)
+        return sum(
+            window_part(
+                definition,
+                self.bucket(wrapper, key, s, cached=cached),
+                slot_of(s, float(window.current(s)[0])),
+            )
+            for s in starts
+        )
 
     def keyed_values(
         self, key_kind: FeatureKey, key: str, at: float, *, cached: bool = True
