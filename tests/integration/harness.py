@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import signal
 import socket
+import subprocess
+import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import uvicorn
@@ -38,6 +42,50 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_signals_worker(
+    engines: Engines, *, app_id: str, data_dir: Path, log: Path, topics: Mapping[str, str]
+) -> tuple[subprocess.Popen[bytes], int]:
+    """The real signals worker (``python -m zerocontact.signals worker``) as a subprocess.
+
+    ``topics`` maps its topic settings to names, e.g. ``{"loan": ..., "identity": ...,
+    "risk": ..., "marketing": ..., "engagement": ...}`` (``ZC_SIGNALS_<NAME>_TOPIC``); any not
+    given keeps the catalog's name. Returns the process and its web port (/readyz).
+    """
+    port = free_port()
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": engines.kafka_bootstrap,
+        "ZC_SIGNALS_APP_ID": app_id,
+        "ZC_SIGNALS_DATA_DIR": str(data_dir),
+        "ZC_SIGNALS_HTTP_PORT": str(port),
+        "ZC_SIGNALS_PRODUCER_LINGER_MS": "1",
+        "ZC_SIGNALS_SESSION_TIMEOUT_S": "6",
+        **{f"ZC_SIGNALS_{name.upper()}_TOPIC": topic for name, topic in topics.items()},
+    }
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "zerocontact.signals", "worker", "-l", "warn"],
+            cwd=ROOT,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    return process, port
+
+
+def stop_process(process: subprocess.Popen[bytes], *, within_s: float = 20) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``within_s``."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(within_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 @dataclass

@@ -7,10 +7,6 @@ by the gateway's own development CA.
 from __future__ import annotations
 
 import base64
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -32,9 +28,10 @@ from tests.integration.harness import (
     Engines,
     RunningApp,
     eventually,
-    free_port,
     random_key,
     serve,
+    start_signals_worker,
+    stop_process,
 )
 from tests.integration.test_identity_service import PASSWORD, Person, credit_code
 from zerocontact.gateway import certs
@@ -192,34 +189,6 @@ async def make_topics(admin: AIOKafkaAdminClient) -> Topics:
     return topics
 
 
-def start_signals(
-    engines: Engines, topics: Topics, data_dir: Path
-) -> tuple[subprocess.Popen[bytes], int]:
-    """The real signals worker on the suite's topics (as test_loan_with_signals starts it)."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": engines.kafka_bootstrap,
-        "ZC_SIGNALS_APP_ID": f"t{RUN_ID}-gw-signals-{uuid.uuid4().hex[:8]}",
-        "ZC_SIGNALS_LOAN_TOPIC": topics.loan,
-        "ZC_SIGNALS_IDENTITY_TOPIC": topics.identity,
-        "ZC_SIGNALS_RISK_TOPIC": topics.risk,
-        # the engagement agents (another helper's, in progress) read and write these
-        "ZC_SIGNALS_MARKETING_TOPIC": f"{topics.risk}-marketing",
-        "ZC_SIGNALS_ENGAGEMENT_TOPIC": f"{topics.risk}-engagement",
-        "ZC_SIGNALS_DATA_DIR": str(data_dir),
-        "ZC_SIGNALS_HTTP_PORT": str(port),
-        "ZC_SIGNALS_PRODUCER_LINGER_MS": "1",
-        "ZC_SIGNALS_SESSION_TIMEOUT_S": "6",
-    }
-    with (data_dir.parent / "signals.log").open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "zerocontact.signals", "worker", "-l", "warn"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    return process, port
-
-
 async def signals_ready(port: int) -> bool:
     try:
         async with httpx.AsyncClient(timeout=2) as client:
@@ -280,17 +249,20 @@ async def start_suite(
     if with_signals:
         data = tmp / "signals" / "data"
         data.mkdir(parents=True)
-        process, port = start_signals(engines, topics, data)
-
-        def stop_signals() -> None:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-
-        stack.callback(stop_signals)
+        process, port = start_signals_worker(
+            engines,
+            app_id=f"t{RUN_ID}-gw-signals-{uuid.uuid4().hex[:8]}",
+            data_dir=data,
+            log=data.parent / "signals.log",
+            topics={
+                "loan": topics.loan,
+                "identity": topics.identity,
+                "risk": topics.risk,
+                "marketing": f"{topics.risk}-marketing",
+                "engagement": f"{topics.risk}-engagement",
+            },
+        )
+        stack.callback(stop_process, process)
         await eventually(lambda: signals_ready(port), within_s=90, interval=0.3)
 
     certs_dir = tmp / "certs"

@@ -4,10 +4,7 @@ decides on its assessments. A device shared by three parties gets the third one 
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +13,13 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
-from tests.integration.harness import Engines, RunningApp, eventually, free_port
+from tests.integration.harness import (
+    Engines,
+    RunningApp,
+    eventually,
+    start_signals_worker,
+    stop_process,
+)
 from tests.integration.test_loan_support import (
     EventBus,
     LoanTopicReader,
@@ -43,39 +46,19 @@ def signals_worker(
     processes: list[subprocess.Popen[bytes]] = []
 
     def start(topics: Topics) -> int:
-        port = free_port()
-        env = {
-            **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": engines.kafka_bootstrap,
-            "ZC_SIGNALS_APP_ID": unique_name("signals"),
-            "ZC_SIGNALS_LOAN_TOPIC": topics.loan,
-            "ZC_SIGNALS_IDENTITY_TOPIC": topics.identity,
-            "ZC_SIGNALS_RISK_TOPIC": topics.risk,
-            "ZC_SIGNALS_DATA_DIR": str(tmp_path / "signals"),
-            "ZC_SIGNALS_HTTP_PORT": str(port),
-            "ZC_SIGNALS_PRODUCER_LINGER_MS": "1",
-            "ZC_SIGNALS_SESSION_TIMEOUT_S": "6",
-        }
-        with (tmp_path / "signals.log").open("wb") as log:
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "zerocontact.signals", "worker", "-l", "warn"],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
+        process, port = start_signals_worker(
+            engines,
+            app_id=unique_name("signals"),
+            data_dir=tmp_path / "signals",
+            log=tmp_path / "signals.log",
+            topics={"loan": topics.loan, "identity": topics.identity, "risk": topics.risk},
+        )
+        processes.append(process)
         return port
 
     yield start
     for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_process(process)
 
 
 @pytest.fixture

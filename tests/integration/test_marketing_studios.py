@@ -5,10 +5,7 @@ come back into marketing through signals.engagement.v1."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.harness import Engines, eventually, free_port
+from tests.integration.harness import Engines, eventually, start_signals_worker, stop_process
 from tests.integration.test_marketing_support import (
     Clock,
     MarketingTopics,
@@ -40,41 +37,25 @@ def signals_worker(
     processes: list[subprocess.Popen[bytes]] = []
 
     def start(topics: MarketingTopics, risk_topic: str) -> int:
-        port = free_port()
-        env = {
-            **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": engines.kafka_bootstrap,
-            "ZC_SIGNALS_APP_ID": unique_name("signals"),
-            "ZC_SIGNALS_LOAN_TOPIC": topics.loan,
-            "ZC_SIGNALS_IDENTITY_TOPIC": topics.identity,
-            "ZC_SIGNALS_RISK_TOPIC": risk_topic,
-            "ZC_SIGNALS_MARKETING_TOPIC": topics.marketing,
-            "ZC_SIGNALS_ENGAGEMENT_TOPIC": topics.engagement,
-            "ZC_SIGNALS_DATA_DIR": str(tmp_path / "signals"),
-            "ZC_SIGNALS_HTTP_PORT": str(port),
-            "ZC_SIGNALS_PRODUCER_LINGER_MS": "1",
-            "ZC_SIGNALS_SESSION_TIMEOUT_S": "6",
-        }
-        with (tmp_path / "signals.log").open("wb") as log:
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "zerocontact.signals", "worker", "-l", "warn"],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
+        process, port = start_signals_worker(
+            engines,
+            app_id=unique_name("signals"),
+            data_dir=tmp_path / "signals",
+            log=tmp_path / "signals.log",
+            topics={
+                "loan": topics.loan,
+                "identity": topics.identity,
+                "risk": risk_topic,
+                "marketing": topics.marketing,
+                "engagement": topics.engagement,
+            },
+        )
+        processes.append(process)
         return port
 
     yield start
     for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_process(process)
 
 
 async def test_studio_statistics_signals_and_engagement_decay(
