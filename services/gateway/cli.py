@@ -89,3 +89,31 @@ def register(
 
     credential = asyncio.run(run())
     typer.echo(f"partner {partner_id} registered; credential (shown once): {credential}")
+
+
+@partners_app.command("deactivate")
+def deactivate(
+    partner_id: Annotated[str, typer.Argument(help="the partner's id (its certificate's)")],
+) -> None:
+    """Revoke a partner: refused by every instance within 30 s (their registration cache)."""
+    from zerocontact.gateway.settings import GatewaySettings
+    from zerocontact.gateway.store import PartnerStore
+    from zerocontact.platform.mongo import create_mongo_client
+
+    settings = GatewaySettings()  # type: ignore[call-arg]  # from the environment
+
+    async def run() -> bool:
+        client = create_mongo_client(settings.mongodb_uri, app_name="gateway-cli")
+        try:
+            store = PartnerStore(
+                client[settings.mongodb_database],
+                settings.credential_pepper.get_secret_value().encode(),
+            )
+            return await store.deactivate(partner_id)
+        finally:
+            await client.close()
+
+    if not asyncio.run(run()):
+        typer.echo(f"no partner {partner_id} is registered", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"partner {partner_id} deactivated")

@@ -84,6 +84,19 @@ class PartnerStore:
         self._cache.pop(partner_id, None)
         return credential
 
+    async def deactivate(self, partner_id: str) -> bool:
+        """Revoke a partner: every instance refuses it within the cache's ``ttl_s``.
+
+        The registration stays (audit records name it); ``register`` re-activates with a new
+        credential. False when no such partner is registered.
+        """
+        result = await self.db["partners"].update_one(
+            {"_id": partner_id},
+            {"$set": {"active": False, "deactivated_at": datetime.now(UTC)}},
+        )
+        self._cache.pop(partner_id, None)
+        return result.matched_count == 1
+
     async def get(self, partner_id: str, now: float) -> Partner | None:
         """The partner, from the cache when fresh."""
         cached = self._cache.get(partner_id)

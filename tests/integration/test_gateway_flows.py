@@ -210,6 +210,24 @@ async def test_refused_partners_wrong_credential_missing_scope(
     await audit.find(partner_id="reader-d", outcome="PERMISSION_DENIED", reason="MISSING_SCOPE")
 
 
+async def test_a_deactivated_partner_is_refused_and_audited(
+    suite: Suite, audit: AuditReader
+) -> None:
+    await suite.add_partner("gone-e", ["loans:read"])
+    async with suite.client("gone-e") as zc:
+        assert await zc.list_loan_products()
+        assert await suite.gateway.gateway.partners.deactivate("gone-e")
+        err = await _refused(
+            zc.loans.ListLoanProducts(loan_pb2.ListLoanProductsRequest(), metadata=zc.metadata())
+        )
+        assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert _info(err)[0] == "INVALID_PARTNER_CREDENTIAL"  # one answer, nothing to probe
+    await audit.find(
+        partner_id="gone-e", outcome="UNAUTHENTICATED", reason="INVALID_PARTNER_CREDENTIAL"
+    )
+    assert not await suite.gateway.gateway.partners.deactivate("never-registered")
+
+
 async def test_no_client_certificate_or_an_untrusted_ca_is_refused_at_the_handshake(
     suite: Suite,
 ) -> None:
