@@ -352,6 +352,9 @@ def unary(
             gateway: Gateway = self.gateway
             method = f"/{PACKAGE}.{self.SERVICE}/{name}"
             started, started_at = time.perf_counter(), datetime.now(UTC)
+            # Read while the call is alive: grpc.aio's context of a cancelled or finished call
+            # must not be touched from `finally` (context.peer() there crashed the process).
+            peer = context.peer()
             partner_id, outcome, reason, replayed = "", "OK", "", False
             try:
                 caller = await gateway.open(context, scope, stream=False)
@@ -392,7 +395,7 @@ def unary(
                 )
             finally:
                 _audit(gateway, method, partner_id, outcome, reason, started, started_at,
-                       context.peer(), replayed)  # fmt: skip
+                       peer, replayed)  # fmt: skip
 
         handler.__name__ = name
         handler.__doc__ = fn.__doc__
@@ -419,6 +422,9 @@ def streaming(
             gateway: Gateway = self.gateway
             method = f"/{PACKAGE}.{self.SERVICE}/{name}"
             started, started_at = time.perf_counter(), datetime.now(UTC)
+            # Read while the call is alive: grpc.aio's context of a cancelled or finished call
+            # must not be touched from `finally` (context.peer() there crashed the process).
+            peer = context.peer()
             partner_id, outcome, reason = "", "OK", ""
             try:
                 caller = await gateway.open(context, scope, stream=True)
@@ -452,7 +458,7 @@ def streaming(
                 )
             finally:
                 _audit(gateway, method, partner_id, outcome, reason, started, started_at,
-                       context.peer(), False)  # fmt: skip
+                       peer, False)  # fmt: skip
 
         handler.__name__ = name
         handler.__doc__ = fn.__doc__
