@@ -28,6 +28,9 @@ from zerocontact.loan.domain.servicing import InstallmentState, outstanding_prin
 from zerocontact.platform.money import Money
 from zerocontact.platform.mongo import CollectionIndexes, Document, ensure_indexes
 from zerocontact.platform.outbox import (
+    ConcurrentUpdate as ConcurrentUpdate,  # re-exported: the service's callers catch it
+)
+from zerocontact.platform.outbox import (
     OutboxEvent,
     ensure_outbox_index,
     outbox_document,
@@ -57,10 +60,6 @@ INDEXES = [
         ),
     ),
 ]
-
-
-class ConcurrentUpdate(Exception):
-    """Another writer changed the aggregate since it was read; reload and try again."""
 
 
 def _money(minor: Any, currency: str) -> Money:

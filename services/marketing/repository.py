@@ -16,10 +16,13 @@ from pymongo.errors import DuplicateKeyError
 
 from zerocontact.platform.mongo import CollectionIndexes, Document, ensure_indexes
 from zerocontact.platform.outbox import (
+    ConcurrentUpdate as ConcurrentUpdate,  # re-exported: the service's callers catch it
+)
+from zerocontact.platform.outbox import (
     OutboxEvent,
     ensure_outbox_index,
-    outbox_document,
-    outbox_fields,
+    insert_aggregate,
+    update_aggregate,
 )
 
 PROFILES = "profiles"
@@ -45,10 +48,6 @@ INDEXES = [
     CollectionIndexes(REMINDERS, (IndexModel([("due_at", ASCENDING)], name="due"),)),
     CollectionIndexes(SUPPRESSIONS, (IndexModel([("party_id", ASCENDING)], name="party"),)),
 ]
-
-
-class ConcurrentUpdate(Exception):
-    """Another writer changed the document since it was read; reload and try again."""
 
 
 class Repository:
@@ -86,11 +85,7 @@ class Repository:
         self, collection: AsyncCollection[Document], doc: Document, events: Sequence[OutboxEvent]
     ) -> bool:
         """Insert a new aggregate (version 1) with its events; False if its ``_id`` exists."""
-        try:
-            await collection.insert_one({**doc, "version": 1, **outbox_document(events, version=1)})
-        except DuplicateKeyError:
-            return False
-        return True
+        return await insert_aggregate(collection, doc, events)
 
     async def update_with_events(
         self,
@@ -103,18 +98,9 @@ class Repository:
         extra: Document | None = None,
     ) -> None:
         """Store ``set_fields`` and events if the document is still at ``version``."""
-        update: Document = {
-            "$set": {
-                **set_fields,
-                "version": version + 1,
-                **outbox_fields(events, version=version + 1),
-            }
-        }
-        if extra:
-            update.update(extra)
-        result = await collection.update_one({"_id": doc_id, "version": version}, update)
-        if result.matched_count != 1:
-            raise ConcurrentUpdate(str(doc_id))
+        await update_aggregate(
+            collection, doc_id, version=version, changes=set_fields, events=events, extra=extra
+        )
 
     async def upsert_with_events(
         self,

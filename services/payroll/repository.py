@@ -27,10 +27,13 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from zerocontact.platform.ids import new_id
 from zerocontact.platform.mongo import CollectionIndexes, Document, ensure_indexes
 from zerocontact.platform.outbox import (
+    ConcurrentUpdate as ConcurrentUpdate,  # re-exported: the service's callers catch it
+)
+from zerocontact.platform.outbox import (
     OutboxEvent,
     ensure_outbox_index,
-    outbox_document,
-    outbox_fields,
+    insert_aggregate,
+    update_aggregate,
 )
 
 EMPLOYERS = "employers"
@@ -90,10 +93,6 @@ def chunk_id(batch_id: str, chunk: int) -> str:
     return f"{batch_id}:c{chunk:05d}"
 
 
-class ConcurrentUpdate(Exception):
-    """Another writer changed the aggregate since it was read."""
-
-
 class PayrollRepository:
     """All of payroll's collections in one database."""
 
@@ -128,11 +127,7 @@ class PayrollRepository:
         self, collection: AsyncCollection[Document], doc: Document, events: Sequence[OutboxEvent]
     ) -> bool:
         """Insert an aggregate (``version`` 1) with its events; False if its ``_id`` exists."""
-        try:
-            await collection.insert_one({**doc, "version": 1, **outbox_document(events, version=1)})
-        except DuplicateKeyError:
-            return False
-        return True
+        return await insert_aggregate(collection, doc, events)
 
     async def update_with_events(
         self,
@@ -144,18 +139,7 @@ class PayrollRepository:
         events: Sequence[OutboxEvent],
     ) -> None:
         """Apply ``changes`` and store ``events`` if nobody wrote since ``version``."""
-        result = await collection.update_one(
-            {"_id": doc_id, "version": version},
-            {
-                "$set": {
-                    **changes,
-                    "version": version + 1,
-                    **outbox_fields(events, version=version + 1),
-                }
-            },
-        )
-        if result.matched_count != 1:
-            raise ConcurrentUpdate(doc_id)
+        await update_aggregate(collection, doc_id, version=version, changes=changes, events=events)
 
     # items --------------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from google.protobuf.message import Message
 from prometheus_client import Counter, Gauge
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
 from zerocontact.platform.ids import new_id
 from zerocontact.platform.kafka.cloudevents import CloudEvent
@@ -126,6 +127,45 @@ def outbox_fields(events: Sequence[OutboxEvent], *, version: int) -> Document:
 def outbox_document(events: Sequence[OutboxEvent], *, version: int) -> Document:
     """The outbox fields of a new aggregate document holding ``events``."""
     return {OUTBOX: _entries(events, version), PENDING: bool(events), WRITTEN: new_id()}
+
+
+class ConcurrentUpdate(Exception):
+    """Another writer changed the aggregate since it was read; reload and try again."""
+
+
+async def insert_aggregate(
+    collection: AsyncCollection[Document], doc: Document, events: Sequence[OutboxEvent]
+) -> bool:
+    """Insert a new aggregate at ``version`` 1 with its events; False if its ``_id`` exists."""
+    try:
+        await collection.insert_one({**doc, "version": 1, **outbox_document(events, version=1)})
+    except DuplicateKeyError:
+        return False
+    return True
+
+
+async def update_aggregate(
+    collection: AsyncCollection[Document],
+    doc_id: Any,
+    *,
+    version: int,
+    changes: Document,
+    events: Sequence[OutboxEvent],
+    extra: Document | None = None,
+) -> None:
+    """``$set`` ``changes`` and store ``events`` if the aggregate is still at ``version``.
+
+    One single-document write (the state change and its events together), guarded by the
+    version read; ``extra`` adds other update operators. ``ConcurrentUpdate`` otherwise.
+    """
+    update: Document = {
+        "$set": {**changes, "version": version + 1, **outbox_fields(events, version=version + 1)}
+    }
+    if extra:
+        update.update(extra)
+    result = await collection.update_one({"_id": doc_id, "version": version}, update)
+    if result.matched_count != 1:
+        raise ConcurrentUpdate(str(doc_id))
 
 
 def _stored_event(entry: Mapping[str, Any]) -> OutboxEvent:

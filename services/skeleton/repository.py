@@ -14,6 +14,9 @@ from pymongo.errors import DuplicateKeyError
 from zerocontact.platform.money import Money
 from zerocontact.platform.mongo import CollectionIndexes, Document, ensure_indexes
 from zerocontact.platform.outbox import (
+    ConcurrentUpdate as ConcurrentUpdate,  # re-exported: the service's callers catch it
+)
+from zerocontact.platform.outbox import (
     OutboxEvent,
     ensure_outbox_index,
     outbox_document,
@@ -31,10 +34,6 @@ INDEXES = [
         ),
     )
 ]
-
-
-class ConcurrentUpdate(Exception):
-    """Another writer changed the account since it was read; reload and try again."""
 
 
 class AccountRepository:

@@ -24,6 +24,9 @@ from zerocontact.identity.domain.parties import Customer, Enterprise
 from zerocontact.platform.money import Money
 from zerocontact.platform.mongo import CollectionIndexes, Document, ensure_indexes
 from zerocontact.platform.outbox import (
+    ConcurrentUpdate as ConcurrentUpdate,  # re-exported: the service's callers catch it
+)
+from zerocontact.platform.outbox import (
     OutboxEvent,
     ensure_outbox_index,
     outbox_document,
@@ -48,10 +51,6 @@ INDEXES = [
         ),
     ),
 ]
-
-
-class ConcurrentUpdate(Exception):
-    """Another writer changed the party since it was read; reload and try again."""
 
 
 @dataclass
