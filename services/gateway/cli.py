@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from zerocontact.gateway import certs
+
+if TYPE_CHECKING:
+    from zerocontact.gateway.store import PartnerStore
+
+T = TypeVar("T")
 
 app = typer.Typer(help="The partner gateway: certificates and partners.", no_args_is_help=True)
 certs_app = typer.Typer(help="A development CA and certificates (local runs and tests).")
@@ -63,6 +69,28 @@ def issue_dev(
     typer.echo(f"wrote ca, server and {len(partner)} partner certificate(s) to {out}")
 
 
+def _with_partners(action: Callable[[PartnerStore], Awaitable[T]]) -> T:
+    """Run ``action`` on the partner registrations of the gateway configured by the environment."""
+    from zerocontact.gateway.settings import GatewaySettings
+    from zerocontact.gateway.store import PartnerStore
+    from zerocontact.platform.mongo import create_mongo_client
+
+    settings = GatewaySettings()  # type: ignore[call-arg]  # from the environment
+
+    async def run() -> T:
+        client = create_mongo_client(settings.mongodb_uri, app_name="gateway-cli")
+        try:
+            store = PartnerStore(
+                client[settings.mongodb_database],
+                settings.credential_pepper.get_secret_value().encode(),
+            )
+            return await action(store)
+        finally:
+            await client.close()
+
+    return asyncio.run(run())
+
+
 @partners_app.command("register")
 def register(
     partner_id: Annotated[str, typer.Argument(help="the partner's id (its certificate's)")],
@@ -70,24 +98,7 @@ def register(
     rate: Annotated[float, typer.Option(help="calls per second")] = 200.0,
 ) -> None:
     """Register or re-key a partner; prints the API credential once (only a digest is kept)."""
-    from zerocontact.gateway.settings import GatewaySettings
-    from zerocontact.gateway.store import PartnerStore
-    from zerocontact.platform.mongo import create_mongo_client
-
-    settings = GatewaySettings()  # type: ignore[call-arg]  # from the environment
-
-    async def run() -> str:
-        client = create_mongo_client(settings.mongodb_uri, app_name="gateway-cli")
-        try:
-            store = PartnerStore(
-                client[settings.mongodb_database],
-                settings.credential_pepper.get_secret_value().encode(),
-            )
-            return await store.register(partner_id, scope, rate_per_s=rate)
-        finally:
-            await client.close()
-
-    credential = asyncio.run(run())
+    credential = _with_partners(lambda store: store.register(partner_id, scope, rate_per_s=rate))
     typer.echo(f"partner {partner_id} registered; credential (shown once): {credential}")
 
 
@@ -96,24 +107,7 @@ def deactivate(
     partner_id: Annotated[str, typer.Argument(help="the partner's id (its certificate's)")],
 ) -> None:
     """Revoke a partner: refused by every instance within 30 s (their registration cache)."""
-    from zerocontact.gateway.settings import GatewaySettings
-    from zerocontact.gateway.store import PartnerStore
-    from zerocontact.platform.mongo import create_mongo_client
-
-    settings = GatewaySettings()  # type: ignore[call-arg]  # from the environment
-
-    async def run() -> bool:
-        client = create_mongo_client(settings.mongodb_uri, app_name="gateway-cli")
-        try:
-            store = PartnerStore(
-                client[settings.mongodb_database],
-                settings.credential_pepper.get_secret_value().encode(),
-            )
-            return await store.deactivate(partner_id)
-        finally:
-            await client.close()
-
-    if not asyncio.run(run()):
+    if not _with_partners(lambda store: store.deactivate(partner_id)):
         typer.echo(f"no partner {partner_id} is registered", err=True)
         raise typer.Exit(1)
     typer.echo(f"partner {partner_id} deactivated")

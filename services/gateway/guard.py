@@ -370,29 +370,17 @@ def unary(
                     else:
                         result = await fn(self, request, caller)
                 return result
-            except GatewayError as exc:
-                outcome, reason = exc.code.name, exc.reason
-                # a refused credential: audit under the partner the certificate names
-                partner_id = partner_id or exc.metadata.get("partner_id", "")
-                await context.abort_with_status(exc.status())
-            except TimeoutError:
-                outcome, reason = "DEADLINE_EXCEEDED", "DEADLINE_EXCEEDED"
-                await context.abort_with_status(
-                    GatewayError(
-                        grpc.StatusCode.DEADLINE_EXCEEDED, reason, "the deadline passed"
-                    ).status()
-                )
             except asyncio.CancelledError:
                 outcome, reason = "CANCELLED", "CANCELLED"
                 raise
             except grpc.aio.AbortError:
                 raise
-            except Exception:
-                log.exception("gateway call failed: %s", method)
-                outcome, reason = "INTERNAL", "INTERNAL"
-                await context.abort_with_status(
-                    GatewayError(grpc.StatusCode.INTERNAL, reason, "internal error").status()
-                )
+            except Exception as exc:
+                error = _ending(exc, method)
+                outcome, reason = error.code.name, error.reason
+                # a refused credential: audit under the partner the certificate names
+                partner_id = partner_id or error.metadata.get("partner_id", "")
+                await context.abort_with_status(error.status())
             finally:
                 _audit(gateway, method, partner_id, outcome, reason, started, started_at,
                        peer, replayed)  # fmt: skip
@@ -402,6 +390,19 @@ def unary(
         return handler
 
     return decorate
+
+
+def _ending(exc: Exception, method: str) -> GatewayError:
+    """The status a call that raised ``exc`` ends with: a refusal as raised, a passed deadline,
+    or (logged: a fault of ours, not the caller's) INTERNAL."""
+    if isinstance(exc, GatewayError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return GatewayError(
+            grpc.StatusCode.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", "the deadline passed"
+        )
+    log.exception("gateway call failed: %s", method)
+    return GatewayError(grpc.StatusCode.INTERNAL, "INTERNAL", "internal error")
 
 
 def streaming(
@@ -433,29 +434,16 @@ def streaming(
                     async with asyncio.timeout(max(caller.remaining(), 0.001)):
                         async for item in fn(self, request, caller):
                             yield item
-            except GatewayError as exc:
-                outcome, reason = exc.code.name, exc.reason
-                # a refused credential: audit under the partner the certificate names
-                partner_id = partner_id or exc.metadata.get("partner_id", "")
-                await context.abort_with_status(exc.status())
-            except TimeoutError:
-                outcome, reason = "DEADLINE_EXCEEDED", "DEADLINE_EXCEEDED"
-                await context.abort_with_status(
-                    GatewayError(
-                        grpc.StatusCode.DEADLINE_EXCEEDED, reason, "the deadline passed"
-                    ).status()
-                )
             except (asyncio.CancelledError, GeneratorExit):
                 outcome, reason = "CANCELLED", "CANCELLED"
                 raise
             except grpc.aio.AbortError:
                 raise
-            except Exception:
-                log.exception("gateway stream failed: %s", method)
-                outcome, reason = "INTERNAL", "INTERNAL"
-                await context.abort_with_status(
-                    GatewayError(grpc.StatusCode.INTERNAL, reason, "internal error").status()
-                )
+            except Exception as exc:
+                error = _ending(exc, method)
+                outcome, reason = error.code.name, error.reason
+                partner_id = partner_id or error.metadata.get("partner_id", "")
+                await context.abort_with_status(error.status())
             finally:
                 _audit(gateway, method, partner_id, outcome, reason, started, started_at,
                        peer, False)  # fmt: skip
