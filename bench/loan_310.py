@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import uvicorn
@@ -114,6 +115,67 @@ def cloud(message: Any, inner: Any, subject: str) -> CloudEvent:
         subject=subject,
         data=message.SerializeToString(),
     )
+
+
+def listener_pid(port: int) -> int | None:
+    """The pid of the process listening on TCP ``port`` on this host (Linux /proc), if any."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(fields[9])
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                link = os.readlink(fd)
+                if link.startswith("socket:[") and link[8:-1] in inodes:
+                    return int(proc.name)
+    return None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc), 0.0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds spent by named processes between ``start`` and ``stop``: what one loan
+    costs each part, and so how many loans a second the machine's cores could carry."""
+
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        self._pids = {name: pid for name, pid in pids.items() if pid}
+        self._before: dict[str, float] = {}
+        self.used: dict[str, float] = {}
+        self._wall = 0.0
+
+    def start(self) -> None:
+        self._before = {name: cpu_seconds(pid) for name, pid in self._pids.items()}
+        self._wall = time.perf_counter()
+
+    def stop(self) -> None:
+        self.used = {n: cpu_seconds(p) - self._before[n] for n, p in self._pids.items()}
+        self._wall = time.perf_counter() - self._wall
+
+    def report(self, loans: int) -> dict[str, Any]:
+        """CPU ms per loan by process, their sum, and the rate the cores could carry."""
+        per_loan = {n: round(s * 1000 / max(loans, 1), 1) for n, s in self.used.items()}
+        total = sum(per_loan.values())
+        cores = os.cpu_count() or 1
+        return {
+            "window_s": round(self._wall, 1),
+            "cpu_ms_per_loan": per_loan,
+            "cpu_ms_per_loan_total": round(total, 1),
+            "cores": cores,
+            "loans_per_s_if_cores_fully_used": round(cores * 1000 / total, 1) if total else None,
+        }
 
 
 @dataclass
@@ -514,6 +576,18 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             timings[app_id] = Timing(sent, submitted_wall=submitted.timestamp())
             by_party[party] = app_id
 
+        meter = CpuMeter(
+            {
+                "loan service": loan_proc.pid,
+                "signals app" if signals_proc else "in-bench responder + client": (
+                    signals_proc.pid if signals_proc else os.getpid()
+                ),
+                "bench client": os.getpid() if signals_proc else None,
+                "FerretDB": listener_pid(urlsplit(run.mongodb_uri).port or 27017),
+                "Kafka": listener_pid(int(run.bootstrap.split(",")[0].rsplit(":", 1)[1])),
+            }
+        )
+        meter.start()
         print(f"driving {total} applications at {args.rate}/s...", flush=True)
         interval = 1.0 / args.rate
         started = time.perf_counter()
@@ -533,6 +607,7 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         ):
             await asyncio.sleep(0.2)
         await asyncio.gather(*accept_tasks, return_exceptions=True)
+        meter.stop()
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
@@ -583,6 +658,7 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             "apply_to_disbursed": b,
             "decision_to_disbursed": summary(accept_to_disbursed),
             "breakdown": breakdown,
+            "cpu": meter.report(sum(1 for t in timings.values() if t.disbursed)),
             "decision_p99_over_kafka_p99": round(d["p99_ms"] / raw["p99_ms"], 1)
             if d.get("count")
             else None,
@@ -604,6 +680,13 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         print(
             f"p99 / raw Kafka round-trip p99 ({raw['p99_ms']} ms): decision x{result['decision_p99_over_kafka_p99']}, "
             f"disbursed x{result['disbursed_p99_over_kafka_p99']}"
+        )
+        cpu = result["cpu"]
+        print(
+            f"CPU per disbursed loan over {cpu['window_s']} s (ms): "
+            + ", ".join(f"{n} {ms}" for n, ms in cpu["cpu_ms_per_loan"].items())
+            + f"; total {cpu['cpu_ms_per_loan_total']} ms, so {cpu['cores']} cores fully busy "
+            f"would carry {cpu['loans_per_s_if_cores_fully_used']} loans/s"
         )
         return result
     finally:

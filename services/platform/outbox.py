@@ -37,6 +37,7 @@ from pymongo.errors import DuplicateKeyError
 
 from zerocontact.platform.ids import new_id
 from zerocontact.platform.kafka.cloudevents import CloudEvent
+from zerocontact.platform.kafka.consumer import TransientError
 from zerocontact.platform.kafka.producer import EventPublisher
 
 log = logging.getLogger(__name__)
@@ -129,8 +130,12 @@ def outbox_document(events: Sequence[OutboxEvent], *, version: int) -> Document:
     return {OUTBOX: _entries(events, version), PENDING: bool(events), WRITTEN: new_id()}
 
 
-class ConcurrentUpdate(Exception):
-    """Another writer changed the aggregate since it was read; reload and try again."""
+class ConcurrentUpdate(TransientError):
+    """Another writer changed the aggregate since it was read; reload and try again.
+
+    Transient: a consumer that lets it escape retries the same record instead of
+    dead-lettering it (partitions are handled side by side, so two records may race).
+    """
 
 
 async def insert_aggregate(
@@ -201,10 +206,12 @@ class OutboxRelay:
         publisher: EventPublisher,
         collections: Sequence[AsyncCollection[Document]],
         sweep_interval_s: float = 5.0,
+        batch_size: int = 64,
     ) -> None:
         self._publisher = publisher
         self._collections = {c.name: c for c in collections}
         self._sweep_interval = sweep_interval_s
+        self._batch_size = batch_size
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
@@ -233,12 +240,24 @@ class OutboxRelay:
                     await self.sweep()
                     next_sweep = loop.time() + self._sweep_interval
                 try:
-                    name, aggregate_id = await asyncio.wait_for(
+                    first = await asyncio.wait_for(
                         self._queue.get(), max(0.0, next_sweep - loop.time())
                     )
                 except TimeoutError:
                     continue
-                await self.flush(self._collections[name], aggregate_id)
+                # Everything nudged meanwhile, each aggregate once, flushed side by side: one
+                # aggregate's events stay in order (one flush publishes all it has pending), and
+                # a broker or database round trip is waited for once per batch, not per event.
+                batch = [first]
+                while len(batch) < self._batch_size and not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                results = await asyncio.gather(
+                    *(self.flush(self._collections[n], i) for n, i in dict.fromkeys(batch)),
+                    return_exceptions=True,
+                )
+                for result in results:
+                    if isinstance(result, Exception):
+                        raise result
                 self.last_error = None
             except asyncio.CancelledError:
                 raise

@@ -147,11 +147,20 @@ class ConsumerRunner:
         consumer = self._consumer
         while not self._stopping.is_set():
             batches = await consumer.getmany(timeout_ms=500, max_records=self._max_records)
-            for tp, records in batches.items():
-                done = await self._process_partition(records)
-                if done is None:
-                    return  # stopping in the middle of a retry: leave the record uncommitted
-                await self._commit(consumer, tp, done)
+            if not batches:
+                continue
+            # Partitions side by side, each in its own order: the key's order is the contract
+            # (one aggregate, one key, one partition); a slow record holds back only its own
+            # partition instead of every record fetched with it.
+            partitions = list(batches)
+            done = await asyncio.gather(
+                *(self._process_partition(batches[tp]) for tp in partitions)
+            )
+            offsets = {tp: n for tp, n in zip(partitions, done, strict=True) if n is not None}
+            if offsets:
+                await self._commit(consumer, offsets)
+            if len(offsets) < len(partitions):
+                return  # stopping in the middle of a retry: leave that record uncommitted
 
     async def _process_partition(self, records: list[ConsumerRecord[bytes, bytes]]) -> int | None:
         """Handle records in order; return the offset to commit, None when stopped mid-way."""
@@ -161,9 +170,9 @@ class ConsumerRunner:
         last: int = records[-1].offset
         return last + 1
 
-    async def _commit(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
+    async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         try:
-            await consumer.commit({tp: offset})
+            await consumer.commit(offsets)
         except CommitFailedError as exc:
             # The group rebalanced while we worked; the new owner redelivers, handlers are idempotent.
             log.warning(

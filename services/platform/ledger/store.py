@@ -42,6 +42,8 @@ from zerocontact.platform.ledger.rules import (
 from zerocontact.platform.money import Money, currency_exponent
 
 _MAX_APPEND_ATTEMPTS = 500
+# How often an account's head_seq/balance_minor hint is rewritten (every n-th entry).
+HINT_EVERY = 16
 
 
 def entry_id(account: str, seq: int) -> str:
@@ -395,12 +397,15 @@ class Ledger:
                 await asyncio.sleep(random.uniform(0, 0.001 * min(attempt + 1, 20)))
                 continue
             self._heads[account] = (seq + 1, new_balance)
-            # A hint only: the write is not atomic on FerretDB and may be overtaken by an older
-            # pair, which _head tolerates because it always looks for newer entries.
-            await self._accounts.update_one(
-                {"_id": account, "head_seq": {"$lt": Int64(seq + 1)}},
-                {"$set": {"head_seq": Int64(seq + 1), "balance_minor": Int64(new_balance)}},
-            )
+            if (seq + 1) % HINT_EVERY == 0:
+                # A hint only: the write is not atomic on FerretDB and may be overtaken by an
+                # older pair, which _head tolerates because it always looks for newer entries.
+                # Every HINT_EVERY-th entry: a process without the head in its cache probes at
+                # most that many entries forward, and a posting saves a write per account.
+                await self._accounts.update_one(
+                    {"_id": account, "head_seq": {"$lt": Int64(seq + 1)}},
+                    {"$set": {"head_seq": Int64(seq + 1), "balance_minor": Int64(new_balance)}},
+                )
             return kind
         raise LedgerContention(f"account {account}: gave up after {_MAX_APPEND_ATTEMPTS} tries")
 
