@@ -12,10 +12,16 @@ What runs (all real, on the engines of ``KAFKA_BOOTSTRAP_SERVERS`` / ``MONGODB_U
 
 Latency: sequential calls, alternating blocks of direct and gateway reads so both see the same
 machine; p50/p99 of each and the difference. Saturation: ``--concurrency`` callers for
-``--seconds`` against each; calls per second. The machine is shared: the load average is
-printed at the start and the end. The last line is JSON.
+``--seconds`` against each; calls per second. For the gateway, the saturation phases use ghz
+(Go; ``deploy/tools/install.sh`` puts it in ``.cache/tools/bin``) over mTLS and server
+reflection when it is installed — a Python grpc.aio client at 64 callers burns most of a core
+itself — else the grpc.aio client; the output names the load generator. The direct HTTP
+saturation always uses aiohttp. Per phase, the CPU time each server process spent per call is
+printed too: unlike calls/s it hardly depends on what else the shared machine runs. The load
+average is printed at the start and the end. The last line is JSON.
 
     .venv/bin/python bench/gateway_overhead.py [--calls 2000] [--concurrency 64] [--seconds 10]
+        [--load-generator auto|ghz|python] [--connections 4]
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from fastapi import FastAPI
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 from pymongo import AsyncMongoClient
 
 from zerocontact.gateway import certs
@@ -50,6 +57,7 @@ from zerocontact.identity.domain.authentication import Aal, Method
 from zerocontact.identity.tokens import AccessGrant, SigningKeys, access_claims
 
 ROOT = Path(__file__).resolve().parents[1]
+GHZ = ROOT / ".cache" / "tools" / "bin" / "ghz"
 
 
 def _load(name: str) -> Any:
@@ -71,6 +79,12 @@ def pct(ordered: list[float], fraction: float) -> float:
 def loadavg() -> str:
     """The load average line (the machine is shared: say how busy it was)."""
     return Path("/proc/loadavg").read_text().strip()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time so far of a process and its threads, from Linux /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_gateway(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
@@ -196,6 +210,7 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         ca.write(workdir, "ca")
         certs.issue_server(ca).write(workdir, "server")
         partner = certs.issue_partner(ca, "bench-partner")
+        partner.write(workdir, "partner")
         pepper = base64.urlsafe_b64encode(os.urandom(32)).decode()
         store = PartnerStore(mongo[gateway_db], pepper.encode())
         credential = await store.register("bench-partner", ["loans:read"], rate_per_s=1_000_000.0)
@@ -238,19 +253,32 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 body = await r.read()
                 assert r.status == 200 and loan_id.encode() in body
 
+        health_stub = health_pb2_grpc.HealthStub(channel)
+        health_request = health_pb2.HealthCheckRequest()
+
+        async def grpc_floor() -> None:
+            # The same channel, TLS and server, but no gateway code: what gRPC in Python costs.
+            await health_stub.Check(health_request, timeout=10)
+
         for _ in range(200):  # warm-up: connections, caches, JWKS
             await via_gateway()
             await direct()
-        lat: dict[str, list[float]] = {"direct": [], "gateway": []}
+            await grpc_floor()
+        lat: dict[str, list[float]] = {"direct": [], "gateway": [], "floor": []}
         block = 250
         for _ in range(max(1, args.calls // block)):
-            for name, fn in (("direct", direct), ("gateway", via_gateway)):
+            for name, fn in (("direct", direct), ("gateway", via_gateway), ("floor", grpc_floor)):
                 for _ in range(block):
                     t0 = time.perf_counter()
                     await fn()
                     lat[name].append((time.perf_counter() - t0) * 1000)
 
-        async def saturate(fn: Any) -> float:
+        cpu_per_call: dict[str, dict[str, float]] = {}
+        procs = {"loan": loan_proc.pid, "gateway": gateway_proc.pid}
+        use_ghz = args.load_generator == "ghz" or (args.load_generator == "auto" and GHZ.exists())
+        generator = "ghz" if use_ghz else "python grpc.aio"
+
+        async def python_callers(fn: Any) -> tuple[int, float]:
             done = 0
             end = time.perf_counter() + args.seconds
 
@@ -262,7 +290,44 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
 
             started = time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(args.concurrency)))
-            return done / (time.perf_counter() - started)
+            return done, time.perf_counter() - started
+
+        async def ghz(
+            rpc: str, data: dict[str, str], call_metadata: dict[str, str]
+        ) -> tuple[int, float]:
+            """OK calls and seconds of a ghz run (Go, mTLS, the method by server reflection)."""
+            process = await asyncio.create_subprocess_exec(
+                str(GHZ), "--cacert", str(workdir / "ca.crt"),
+                "--cert", str(workdir / "partner.crt"), "--key", str(workdir / "partner.key"),
+                "--cname", "localhost", "--call", f"zerocontact.gateway.v1.LoanService/{rpc}",
+                "-d", json.dumps(data), "-m", json.dumps(call_metadata),
+                "-c", str(args.concurrency), "--connections", str(args.connections),
+                "-z", f"{args.seconds}s", "--duration-stop", "ignore", "-O", "json",
+                f"127.0.0.1:{grpc_port}",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await process.communicate()
+            if process.returncode != 0:
+                raise RuntimeError(f"ghz failed: {err.decode()[-2000:]}")
+            report = json.loads(out)
+            codes = report.get("statusCodeDistribution") or {}
+            if set(codes) - {"OK"}:
+                print(f"ghz {rpc}: not all OK: {codes} {report.get('errorDistribution')}")
+            return int(codes.get("OK", 0)), float(report["total"]) / 1e9
+
+        async def saturate(name: str, fn: Any, ghz_call: Any = None) -> float:
+            # CPU time per call of each server process: unlike calls/s, it hardly depends on
+            # what else the shared machine runs meanwhile.
+            cpu0 = {k: cpu_seconds(pid) for k, pid in procs.items()}
+            if use_ghz and ghz_call is not None:
+                done, elapsed = await ghz(*ghz_call)  # its own clock: start-up not counted
+            else:
+                done, elapsed = await python_callers(fn)
+            cpu_per_call[name] = {
+                k: round((cpu_seconds(pid) - cpu0[k]) / max(done, 1) * 1000, 3)
+                for k, pid in procs.items()
+            }
+            return done / elapsed
 
         # The gateway's own view of the same calls: its audit records' latency (from the
         # handler's start to its end, loan service included; no client or gRPC transport).
@@ -281,27 +346,42 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 await r.read()
                 assert r.status == 200
 
-        direct_rate = await saturate(direct)
-        gateway_rate = await saturate(via_gateway)
+        credential_md = {"x-partner-credential": credential}
+        direct_rate = await saturate("direct", direct)
+        gateway_rate = await saturate(
+            "gateway",
+            via_gateway,
+            (
+                "GetLoan",
+                {"loan_id": loan_id},
+                {**credential_md, "authorization": f"Bearer {token}"},
+            ),
+        )
         # The same, for a read that costs the service no database round trip: what the
         # gateway itself sustains when the service behind it is not the bottleneck.
-        products_direct_rate = await saturate(products_direct)
-        products_gateway_rate = await saturate(products_via_gateway)
+        products_direct_rate = await saturate("products_direct", products_direct)
+        products_gateway_rate = await saturate(
+            "products_gateway", products_via_gateway, ("ListLoanProducts", {}, credential_md)
+        )
         await http.close()
         await channel.close()
-        d, g = sorted(lat["direct"]), sorted(lat["gateway"])
+        d, g, f = sorted(lat["direct"]), sorted(lat["gateway"]), sorted(lat["floor"])
         result = {
             "calls_each": len(d),
             "direct_p50_ms": round(pct(d, 0.5), 3), "direct_p99_ms": round(pct(d, 0.99), 3),
             "gateway_p50_ms": round(pct(g, 0.5), 3), "gateway_p99_ms": round(pct(g, 0.99), 3),
             "added_p50_ms": round(pct(g, 0.5) - pct(d, 0.5), 3),
             "added_p99_ms": round(pct(g, 0.99) - pct(d, 0.99), 3),
+            "grpc_health_check_p50_ms": round(pct(f, 0.5), 3),
+            "grpc_health_check_p99_ms": round(pct(f, 0.99), 3),
             "gateway_handler_p50_ms": round(pct(server_side, 0.5), 3) if server_side else None,
             "gateway_handler_p99_ms": round(pct(server_side, 0.99), 3) if server_side else None,
             "direct_saturation_per_s": round(direct_rate),
             "gateway_saturation_rpc_per_s": round(gateway_rate),
             "products_direct_per_s": round(products_direct_rate),
             "products_gateway_rpc_per_s": round(products_gateway_rate),
+            "cpu_ms_per_call": cpu_per_call,
+            "load_generator": generator,
             "concurrency": args.concurrency,
             "load_average_end": loadavg(),
         }  # fmt: skip
@@ -310,14 +390,20 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             f"  direct HTTP : p50 {result['direct_p50_ms']} ms  p99 {result['direct_p99_ms']} ms\n"
             f"  via gateway : p50 {result['gateway_p50_ms']} ms  p99 {result['gateway_p99_ms']} ms\n"
             f"  added       : p50 {result['added_p50_ms']} ms  p99 {result['added_p99_ms']} ms\n"
+            f"  gRPC floor (grpc.health Check, same channel, no gateway code): p50 "
+            f"{result['grpc_health_check_p50_ms']} ms  p99 {result['grpc_health_check_p99_ms']} ms\n"
             f"  gateway handler (its audit records, loan call included): p50 "
             f"{result['gateway_handler_p50_ms']} ms  p99 {result['gateway_handler_p99_ms']} ms\n"
-            f"saturation ({args.concurrency} callers, {args.seconds} s each): direct "
+            f"saturation ({args.concurrency} callers, {args.seconds} s each; gateway load "
+            f"generator: {generator}): direct "
             f"{result['direct_saturation_per_s']} req/s, gateway "
             f"{result['gateway_saturation_rpc_per_s']} RPC/s\n"
             f"ListLoanProducts (no database read) saturation: direct "
             f"{result['products_direct_per_s']} req/s, gateway "
             f"{result['products_gateway_rpc_per_s']} RPC/s\n"
+            f"server CPU ms per call at saturation (loan, gateway): "
+            + ", ".join(f"{k} {v['loan']}/{v['gateway']}" for k, v in cpu_per_call.items())
+            + "\n"
             f"load average at end: {result['load_average_end']}",
             flush=True,
         )
@@ -340,6 +426,13 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=2000, help="sequential calls of each kind")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=10.0, help="saturation phase, each")
+    parser.add_argument(
+        "--load-generator",
+        choices=["auto", "ghz", "python"],
+        default="auto",
+        help="gateway saturation client (auto: ghz when deploy/tools/install.sh installed it)",
+    )
+    parser.add_argument("--connections", type=int, default=4, help="ghz's gRPC connections")
     result = asyncio.run(run_bench(parser.parse_args()))
     print(json.dumps(result))
     return 0

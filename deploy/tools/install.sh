@@ -5,6 +5,8 @@
 #
 #   kustomize        sigs.k8s.io/kustomize/kustomize/v5        renders base + overlays
 #   grpcurl          github.com/fullstorydev/grpcurl           the gateway via server reflection
+#   ghz              github.com/bojand/ghz                     gRPC load generator (bench/gateway_overhead.py;
+#                                                               v0.93.0 is the newest the module proxy serves)
 #   kube-score       github.com/zegl/kube-score                best-practice lint (kube-linter's
 #                                                               module is not served here)
 #   deploycheck      deploy/tools/deploycheck (our Go module)  compose file via compose-go; the
@@ -16,6 +18,7 @@ cd "$(dirname "$0")/../.."
 KUSTOMIZE_VERSION=v5.8.1
 KUBE_SCORE_VERSION=v1.20.0
 GRPCURL_VERSION=v1.9.4
+GHZ_VERSION=v0.93.0
 
 TOOLS="$PWD/.cache/tools"
 BIN="$TOOLS/bin"
@@ -42,6 +45,8 @@ go_tool kube-score "$KUBE_SCORE_VERSION" \
   env GOBIN="$BIN" go install "github.com/zegl/kube-score/cmd/kube-score@$KUBE_SCORE_VERSION"
 go_tool grpcurl "$GRPCURL_VERSION" \
   env GOBIN="$BIN" go install "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION"
+go_tool ghz "$GHZ_VERSION" \
+  env GOBIN="$BIN" go install "github.com/bojand/ghz/cmd/ghz@$GHZ_VERSION"
 deploycheck_hash=$(cat deploy/tools/deploycheck/go.mod deploy/tools/deploycheck/go.sum \
   deploy/tools/deploycheck/*.go | sha256sum | cut -c1-16)
 go_tool deploycheck "$deploycheck_hash" \

@@ -18,6 +18,8 @@ from typing import Any
 import grpc
 import uvicorn
 from fastapi import FastAPI
+from google.protobuf import descriptor_pool
+from google.protobuf.descriptor import FileDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped]
 from pymongo import AsyncMongoClient
@@ -55,6 +57,36 @@ SERVICE_NAMES = [
     payroll_pb2.DESCRIPTOR.services_by_name["PayrollService"].full_name,
     signals_pb2.DESCRIPTOR.services_by_name["SignalService"].full_name,
 ]
+
+
+class ReflectionPool:
+    """The default descriptor pool for server reflection, also resolving a method's full name.
+
+    The reflection protocol's ``file_containing_symbol`` takes ``<package>.<Service>.<Method>``
+    too (ghz asks for the method, grpcurl for the service); the upb pool only knows services,
+    so without this ghz fails with "Symbol not found".
+    """
+
+    def __init__(self, pool: descriptor_pool.DescriptorPool | None = None) -> None:
+        self._pool = pool or descriptor_pool.Default()
+
+    def FindFileContainingSymbol(self, name: str) -> FileDescriptor:  # the pool API's name
+        """The file defining ``name`` (a message, enum, service or a service's method)."""
+        try:
+            found: FileDescriptor = self._pool.FindFileContainingSymbol(name)
+            return found
+        except KeyError:
+            service_name, _, method = name.rpartition(".")
+            if not service_name:
+                raise
+            service = self._pool.FindServiceByName(service_name)  # KeyError when none
+            if method not in service.methods_by_name:
+                raise
+            method_file: FileDescriptor = service.file
+            return method_file
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
 
 
 def server_credentials(settings: GatewaySettings) -> grpc.ServerCredentials:
@@ -156,7 +188,9 @@ async def running(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        [*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+        [*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME],
+        server,
+        pool=ReflectionPool(),
     )
     port = server.add_secure_port(
         f"{settings.grpc_host}:{settings.grpc_port}", server_credentials(settings)

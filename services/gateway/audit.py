@@ -31,6 +31,7 @@ class AuditSink:
         self._queue: asyncio.Queue[audit_pb2.GatewayCallAudited] = asyncio.Queue(capacity)
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
+        self.flush_delay_s = 0.005
 
     async def start(self) -> None:
         """Connect the producer and start draining."""
@@ -60,8 +61,8 @@ class AuditSink:
         peer: str,
     ) -> None:
         """Queue one record (dropped, and counted, if the queue is full)."""
-        started = Timestamp()
-        started.FromDatetime(started_at)
+        seconds = started_at.timestamp()  # cheaper than Timestamp.FromDatetime per call
+        started = Timestamp(seconds=int(seconds), nanos=started_at.microsecond * 1000)
         record = audit_pb2.GatewayCallAudited(
             call_id=new_id(), partner_id=partner_id, method=method, outcome=outcome,
             reason=reason, latency_us=latency_us, replayed=replayed, started_at=started,
@@ -74,19 +75,25 @@ class AuditSink:
 
     async def _drain(self) -> None:
         while True:
-            record = await self._queue.get()
-            try:
-                event = CloudEvent(
-                    id=record.call_id,
-                    source="/zerocontact/gateway",
-                    type=audit_pb2.GatewayCallAudited.DESCRIPTOR.full_name,
-                    subject=record.partner_id or "-",
-                    data=audit_pb2.GatewayAuditEvent(call_audited=record).SerializeToString(),
-                )
-                await self.producer.send(
-                    self.topic, event.data, key=event.subject.encode(), headers=event.headers()
-                )
-            except Exception:  # the audit trail must not take the gateway down
-                log.exception("audit record not published")
-            finally:
-                self._queue.task_done()
+            batch = [await self._queue.get()]
+            # Publish after the calls that queued these have answered (the producer batches
+            # by linger anyway): the audit trail stays off the calls' latency.
+            await asyncio.sleep(self.flush_delay_s)
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            for record in batch:
+                try:
+                    event = CloudEvent(
+                        id=record.call_id,
+                        source="/zerocontact/gateway",
+                        type=audit_pb2.GatewayCallAudited.DESCRIPTOR.full_name,
+                        subject=record.partner_id or "-",
+                        data=audit_pb2.GatewayAuditEvent(call_audited=record).SerializeToString(),
+                    )
+                    await self.producer.send(
+                        self.topic, event.data, key=event.subject.encode(), headers=event.headers()
+                    )
+                except Exception:  # the audit trail must not take the gateway down
+                    log.exception("audit record not published")
+                finally:
+                    self._queue.task_done()

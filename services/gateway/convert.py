@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime
 from decimal import Decimal
@@ -44,6 +45,19 @@ def major(money: money_pb2.Money, field: str, *, positive: bool = True) -> tuple
 _AMOUNT = re.compile(r"^(-?)(\d+)(?:\.(\d+))?$")
 
 
+@functools.lru_cache(maxsize=4096)
+def _minor_units(amount: str, exponent: int) -> int | None:
+    """``amount`` (a plain decimal string) in minor units, None if it has too many places.
+
+    Cached: a loan's schedule repeats the same few amounts ("0.00", each installment's)."""
+    match = _AMOUNT.match(amount)
+    if not match or len(match.group(3) or "") > exponent:
+        return None
+    sign, whole, fraction = match.groups()
+    minor = int(whole + (fraction or "").ljust(exponent, "0"))
+    return -minor if sign else minor
+
+
 def money(amount: str | Decimal, currency: str) -> money_pb2.Money:
     """A decimal amount in major units as a Money message.
 
@@ -51,11 +65,9 @@ def money(amount: str | Decimal, currency: str) -> money_pb2.Money:
     arithmetic (a loan view holds ~75 amounts: through Decimal that cost ~250 µs a call).
     Anything else goes through :class:`Money`, which checks it."""
     if isinstance(amount, str) and (exponent := CURRENCY_EXPONENTS.get(currency)) is not None:
-        match = _AMOUNT.match(amount)
-        if match and len(match.group(3) or "") <= exponent:
-            sign, whole, fraction = match.groups()
-            minor = int(whole + (fraction or "").ljust(exponent, "0"))
-            return money_pb2.Money(currency_code=currency, minor_units=-minor if sign else minor)
+        minor = _minor_units(amount, exponent)
+        if minor is not None:
+            return money_pb2.Money(currency_code=currency, minor_units=minor)
     value = Money.of(Decimal(str(amount)), currency)
     return money_pb2.Money(currency_code=value.currency, minor_units=value.minor_units)
 

@@ -305,6 +305,8 @@ LATENCY = Histogram(
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 30, 300),
 )
 
+_METRICS: dict[tuple[str, str], tuple[Any, Any]] = {}
+
 
 def _audit(
     gateway: Gateway,
@@ -318,8 +320,14 @@ def _audit(
     replayed: bool,
 ) -> None:
     elapsed = time.perf_counter() - started
-    CALLS.labels(method, outcome).inc()
-    LATENCY.labels(method).observe(elapsed)
+    children = _METRICS.get((method, outcome))
+    if children is None:  # label look-ups once per (method, outcome), not per call
+        children = _METRICS[(method, outcome)] = (
+            CALLS.labels(method, outcome),
+            LATENCY.labels(method),
+        )
+    children[0].inc()
+    children[1].observe(elapsed)
     gateway.audit.record(
         partner_id=partner_id,
         method=method,

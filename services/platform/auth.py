@@ -11,6 +11,11 @@ FastAPI dependencies::
 Keys are cached; an unknown ``kid`` refetches the set (at most once per
 ``min_refresh_interval_s``), which is how a key rotation reaches verifiers. Verification is
 local and stateless: a revoked session's access tokens stay valid until they expire (minutes).
+
+A token that passed every check is remembered (by its exact text, up to ``verified_cache_size``
+tokens) until its ``exp``: a client reading with the same token again costs a dictionary
+look-up instead of an Ed25519 verification. The cache is emptied whenever the key set is
+fetched again, so a key withdrawn from the JWKS stops its tokens as soon as it did before.
 """
 
 import asyncio
@@ -136,8 +141,10 @@ class TokenVerifier:
         cache_ttl_s: float = 300.0,
         min_refresh_interval_s: float = 10.0,
         leeway_s: float = 5.0,
+        verified_cache_size: int = 10_000,
     ) -> None:
-        """``jwks`` returns the key set (over HTTP for other services, in-process for identity)."""
+        """``jwks`` returns the key set (over HTTP for other services, in-process for identity);
+        ``verified_cache_size`` = 0 verifies every presentation from scratch."""
         self._source = jwks
         self._issuer = issuer
         self._audience = audience
@@ -147,6 +154,9 @@ class TokenVerifier:
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = float("-inf")
         self._lock = asyncio.Lock()
+        # token text -> (its principal, its exp as a UNIX time); only tokens that verified.
+        self._verified: dict[str, tuple[Principal, float]] = {}
+        self._verified_size = verified_cache_size
 
     @classmethod
     def remote(
@@ -156,7 +166,7 @@ class TokenVerifier:
         issuer: str,
         audience: str,
         client: httpx.AsyncClient | None = None,
-        **options: float,
+        **options: Any,  # the constructor's keyword options
     ) -> "TokenVerifier":
         """A verifier that fetches the key set from ``jwks_url``."""
 
@@ -180,6 +190,8 @@ class TokenVerifier:
             key_set = jwt.PyJWKSet.from_dict(await self._source())
             self._keys = {k.key_id: k for k in key_set.keys if k.key_id}
             self._fetched_at = time.monotonic()
+            # A key may have been withdrawn: what it signed is verified again against the new set.
+            self._verified.clear()
 
     async def _key(self, kid: str) -> jwt.PyJWK:
         await self._refresh(force=False)
@@ -192,6 +204,22 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> Principal:
         """Check signature, issuer, audience and times; raise :class:`InvalidToken` if bad."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            if time.monotonic() - self._fetched_at >= self._cache_ttl:
+                await self._refresh(force=False)  # empties the cache when it fetches
+            # Within its exp (no leeway: a token near its end takes the full path again).
+            if token in self._verified and time.time() < cached[1]:
+                return cached[0]
+            self._verified.pop(token, None)
+        principal = await self._verify(token)
+        if self._verified_size > 0:
+            if len(self._verified) >= self._verified_size:
+                del self._verified[next(iter(self._verified))]  # the oldest entry
+            self._verified[token] = (principal, principal.expires_at.timestamp())
+        return principal
+
+    async def _verify(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:

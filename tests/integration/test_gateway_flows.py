@@ -7,6 +7,7 @@ One suite (services, worker, gateway) per module; every test registers its own p
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -33,6 +34,7 @@ from zerocontact.gateway.v1 import loan_pb2, loan_pb2_grpc
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 ROOT = Path(__file__).resolve().parents[2]
 GRPCURL = ROOT / ".cache/tools/bin/grpcurl"  # deploy/tools/install.sh puts it there
+GHZ = ROOT / ".cache/tools/bin/ghz"  # and ghz
 
 
 @pytest.fixture(scope="module")
@@ -472,6 +474,30 @@ async def test_grpcurl_lists_and_calls_through_reflection(suite: Suite) -> None:
     assert "merchant-310" in products
     health = await run(suite.target, "grpc.health.v1.Health/Check")
     assert "SERVING" in health
+
+
+async def test_ghz_calls_through_reflection(suite: Suite) -> None:
+    """ghz resolves a method symbol through reflection and calls it over mTLS, no .proto."""
+    import shutil
+
+    found = str(GHZ) if GHZ.exists() else shutil.which("ghz")
+    if not found:
+        pytest.skip("ghz is not installed: run deploy/tools/install.sh (CI does)")
+    partner = suite.partners["shop-a"]
+    (suite.certs_dir / "shop-a.crt").write_bytes(partner.cert)
+    (suite.certs_dir / "shop-a.key").write_bytes(partner.key)
+    process = await asyncio.create_subprocess_exec(
+        found, "--cacert", str(suite.certs_dir / "ca.crt"),
+        "--cert", str(suite.certs_dir / "shop-a.crt"), "--key", str(suite.certs_dir / "shop-a.key"),
+        "--cname", "localhost", "--call", "zerocontact.gateway.v1.LoanService/ListLoanProducts",
+        "--metadata", json.dumps({"x-partner-credential": partner.credential}), "-d", "{}",
+        "-n", "20", "-c", "2", "-O", "json", suite.target,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    report = json.loads(out)
+    assert report["statusCodeDistribution"] == {"OK": 20}, report.get("errorDistribution")
 
 
 async def test_the_example_partner_script_runs_the_310_journey(suite: Suite) -> None:
