@@ -81,12 +81,6 @@ def loadavg() -> str:
     return Path("/proc/loadavg").read_text().strip()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time so far of a process and its threads, from Linux /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def start_gateway(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     """The gateway as a subprocess."""
     with log_path.open("wb") as log:
@@ -318,13 +312,13 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         async def saturate(name: str, fn: Any, ghz_call: Any = None) -> float:
             # CPU time per call of each server process: unlike calls/s, it hardly depends on
             # what else the shared machine runs meanwhile.
-            cpu0 = {k: cpu_seconds(pid) for k, pid in procs.items()}
+            cpu0 = {k: loan310.cpu_seconds(pid) for k, pid in procs.items()}
             if use_ghz and ghz_call is not None:
                 done, elapsed = await ghz(*ghz_call)  # its own clock: start-up not counted
             else:
                 done, elapsed = await python_callers(fn)
             cpu_per_call[name] = {
-                k: round((cpu_seconds(pid) - cpu0[k]) / max(done, 1) * 1000, 3)
+                k: round((loan310.cpu_seconds(pid) - cpu0[k]) / max(done, 1) * 1000, 3)
                 for k, pid in procs.items()
             }
             return done / elapsed

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -439,16 +440,22 @@ async def test_payroll_journey_with_watch(suite: Suite) -> None:
         assert err.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_grpcurl_lists_and_calls_through_reflection(suite: Suite) -> None:
-    """grpcurl (deploy/tools/install.sh puts it in .cache/tools/bin) needs no .proto files."""
-    import shutil
-
-    found = str(GRPCURL) if GRPCURL.exists() else shutil.which("grpcurl")
+def go_tool(suite: Suite, path: Path) -> str:
+    """The tool deploy/tools/install.sh installed (else one on PATH; else skip), with
+    shop-a's certificate and key written beside the CA for it."""
+    found = str(path) if path.exists() else shutil.which(path.name)
     if not found:
-        pytest.skip("grpcurl is not installed: run deploy/tools/install.sh (CI does)")
+        pytest.skip(f"{path.name} is not installed: run deploy/tools/install.sh (CI does)")
     partner = suite.partners["shop-a"]
     (suite.certs_dir / "shop-a.crt").write_bytes(partner.cert)
     (suite.certs_dir / "shop-a.key").write_bytes(partner.key)
+    return found
+
+
+async def test_grpcurl_lists_and_calls_through_reflection(suite: Suite) -> None:
+    """grpcurl (deploy/tools/install.sh puts it in .cache/tools/bin) needs no .proto files."""
+    found = go_tool(suite, GRPCURL)
+    partner = suite.partners["shop-a"]
     tls = [
         "-cacert", str(suite.certs_dir / "ca.crt"), "-cert", str(suite.certs_dir / "shop-a.crt"),
         "-key", str(suite.certs_dir / "shop-a.key"), "-servername", "localhost",
@@ -478,14 +485,8 @@ async def test_grpcurl_lists_and_calls_through_reflection(suite: Suite) -> None:
 
 async def test_ghz_calls_through_reflection(suite: Suite) -> None:
     """ghz resolves a method symbol through reflection and calls it over mTLS, no .proto."""
-    import shutil
-
-    found = str(GHZ) if GHZ.exists() else shutil.which("ghz")
-    if not found:
-        pytest.skip("ghz is not installed: run deploy/tools/install.sh (CI does)")
+    found = go_tool(suite, GHZ)
     partner = suite.partners["shop-a"]
-    (suite.certs_dir / "shop-a.crt").write_bytes(partner.cert)
-    (suite.certs_dir / "shop-a.key").write_bytes(partner.key)
     process = await asyncio.create_subprocess_exec(
         found, "--cacert", str(suite.certs_dir / "ca.crt"),
         "--cert", str(suite.certs_dir / "shop-a.crt"), "--key", str(suite.certs_dir / "shop-a.key"),
