@@ -76,6 +76,20 @@ def engines() -> Iterator[Engines]:
     if started.returncode != 0:
         pytest.exit(f"embedded engines did not start: {started.stderr.strip()}", returncode=3)
     we_started = "started" in started.stdout
+    # If this process dies (a crash never runs the teardown below), a watchdog stops the
+    # engines it started instead of leaving them to answer the next run on the same ports.
+    watchdog = (
+        subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(ENGINES)],
+            cwd=ROOT,
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        if we_started
+        else None
+    )
     try:
         yield Engines(
             f"127.0.0.1:{os.environ.get('ZC_KAFKA_PORT', '9092')}",
@@ -83,8 +97,24 @@ def engines() -> Iterator[Engines]:
             "embedded",
         )
     finally:
+        if watchdog is not None:
+            watchdog.kill()  # a normal end: stop them here, and nobody else later
+            watchdog.wait()
         if we_started:
             subprocess.run([sys.executable, str(ENGINES), "stop"], cwd=ROOT, check=False)
+
+
+_WATCHDOG = """
+import os, subprocess, sys, time
+pid, engines = int(sys.argv[1]), sys.argv[2]
+while True:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(0.5)
+subprocess.run([sys.executable, engines, "stop"], check=False)
+"""
 
 
 @pytest.fixture
