@@ -212,7 +212,7 @@ async def decide_application(
         party = await deps.repo.party_facts(party_id, now=moment, alert_window=deps.alert_window)
         if party is None:  # identity forgot the party? decide on what is known: unverified
             party = PartyFacts(party_id, KycLevel.NONE, None)
-        exposure = await deps.repo.exposure(party_id, product.currency, now=moment)
+        exposure = await deps.repo.exposure(party_id, product.currency, now=moment, deciding=app.id)
         decision = decide(
             product,
             amount=app.amount,
@@ -270,7 +270,7 @@ async def accept_offer(
             deps.relay.nudge(APPLICATIONS, app.id)
         loan = await book_loan(app, deps=deps)
         try:
-            return await disburse_loan(loan.id, deps=deps, traceparent=traceparent)
+            return await disburse_loan(loan.id, deps=deps, traceparent=traceparent, booked=loan)
         except LedgerContention:
             # Booked and accepted: the recovery sweep finishes the payout, once.
             log.warning(
@@ -290,9 +290,13 @@ async def book_loan(app: Application, *, deps: LoanDeps) -> Loan:
     return loan
 
 
-async def disburse_loan(loan_id: str, *, deps: LoanDeps, traceparent: str | None = None) -> Loan:
-    """Pay a BOOKED loan out exactly once: reserve, rail, settle (or reverse), then record."""
-    loan = await deps.repo.loan(loan_id)
+async def disburse_loan(
+    loan_id: str, *, deps: LoanDeps, traceparent: str | None = None, booked: Loan | None = None
+) -> Loan:
+    """Pay a BOOKED loan out exactly once: reserve, rail, settle (or reverse), then record.
+
+    ``booked``: the loan as its booking just stored or read it (saves reading it again)."""
+    loan = booked if booked is not None and booked.id == loan_id else await deps.repo.loan(loan_id)
     if loan is None:
         raise NotFound(f"loan {loan_id} does not exist")
     if loan.state is not LoanState.BOOKED:

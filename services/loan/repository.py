@@ -424,11 +424,18 @@ class LoanRepository:
             {"_id": party_id}, {"$set": {f"applications.{application_id}": True}}
         )
 
-    async def exposure(self, party_id: str, currency: str, *, now: datetime) -> Exposure:
-        """Principal outstanding plus open offers, and how many loans are past due."""
+    async def exposure(
+        self, party_id: str, currency: str, *, now: datetime, deciding: str | None = None
+    ) -> Exposure:
+        """Principal outstanding plus open offers, and how many loans are past due.
+
+        ``deciding``: the application being decided (awaiting risk: no offer, no loan), not
+        read."""
         outstanding, overdue = 0, 0
         party = await self.parties.find_one({"_id": party_id}, {"applications": 1})
         for application_id in (party or {}).get("applications") or {}:
+            if application_id == deciding:
+                continue
             app = await self.applications.find_one(
                 {"_id": application_id},
                 {

@@ -272,6 +272,29 @@ async def test_concurrent_debits_never_overdraw(ledger: Ledger, mongo_db: Db) ->
     assert report.ok, report.problems
 
 
+async def test_two_instances_with_stale_heads_stay_exact(mongo_db: Db) -> None:
+    """Two processes (replicas) post to the same accounts: each one's cached heads go stale,
+    and neither pays on a stale balance nor refuses on one."""
+    a, b = Ledger(mongo_db), Ledger(mongo_db)
+    await a.ensure_indexes()
+    n = await open_bank(a)
+    await deposit(a, n, "alice", "1.00")  # a caches alice at 1.00
+    await deposit(b, n, "alice", "5.00")  # 6.00: a's cache is behind
+
+    def spend(amount: str) -> list[Leg]:
+        return [Leg.debit(n["alice"], cny(amount)), Leg.credit(n["bob"], cny(amount))]
+
+    await a.post("spend-a", spend("3.00"))  # a's cache says 1.00: it must look, not refuse
+    await b.post("spend-b", spend("2.00"))  # b's cache says 6.00: its insert fails, it looks
+    with pytest.raises(InsufficientFunds):
+        await a.post("spend-a2", spend("1.50"))  # a's cache says 3.00; the truth is 1.00
+    for ledger in (a, b, Ledger(mongo_db)):
+        assert await ledger.balance(n["alice"]) == cny("1.00")
+        assert await ledger.balance(n["bob"]) == cny("5.00")
+    report = await Ledger(mongo_db).check_invariants()
+    assert report.ok, report.problems
+
+
 async def test_recovery_racing_the_original_post_applies_once(mongo_db: Db) -> None:
     inserted = asyncio.Event()
 

@@ -137,6 +137,11 @@ class Ledger:
             existing = await self.account(account_id)
             if existing != wanted:
                 raise AccountConflict(f"account {account_id} exists as {existing}") from None
+        else:
+            # Just created: its attributes, and an empty chain as the head to start from (a
+            # lower bound whatever happens next, which is all the head cache needs to be).
+            self._known[account_id] = wanted
+            self._heads.setdefault(account_id, (0, 0))
         return wanted
 
     async def account(self, account_id: str) -> Account:
@@ -358,7 +363,16 @@ class Ledger:
         or ``None`` when ``guarded`` and the balance would go below zero.
         """
         for attempt in range(_MAX_APPEND_ATTEMPTS):
-            seq, balance = await self._head(account)
+            seen = self._heads.get(account) if attempt == 0 else None
+            if seen is not None and not (guarded and seen[1] + delta < 0):
+                # Optimistic: the head this process last saw is usually still the head, and
+                # the insert at seq+1 proves it (`_id` is unique and the chain is dense: seq+2
+                # is only appended by a writer that saw seq+1), so no read first. A stale head
+                # fails the insert and the next attempt looks. A refusal is never decided on a
+                # cached balance: a deposit elsewhere may have raised it.
+                seq, balance = seen
+            else:
+                seq, balance = await self._head(account)
             new_balance = balance + delta
             if guarded and new_balance < 0:
                 return await self._slot_kind(posting_id, account, slot)
