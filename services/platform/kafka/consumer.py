@@ -91,7 +91,8 @@ class ConsumerRunner:
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
-        self.retrying = False  # true while a transient failure holds a record back
+        # Partitions whose record a transient failure holds back (several, side by side).
+        self._held: set[tuple[str, int]] = set()
 
     async def start(self) -> None:
         """Start consuming in a background task (connecting waits for the broker)."""
@@ -108,6 +109,11 @@ class ConsumerRunner:
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
+
+    @property
+    def retrying(self) -> bool:
+        """True while a transient failure holds a record back."""
+        return bool(self._held)
 
     @property
     def running(self) -> bool:
@@ -185,7 +191,7 @@ class ConsumerRunner:
             try:
                 await self._apply(record)
             except TRANSIENT_ERRORS as exc:
-                self.retrying = True
+                self._held.add((record.topic, record.partition))
                 RETRIES.labels(self._group, record.topic).inc()
                 log.warning(
                     "transient failure, retrying",
@@ -199,7 +205,7 @@ class ConsumerRunner:
                 await self._sleep(delay)
                 delay = min(delay * 2, self._retry_max)
                 continue
-            self.retrying = False
+            self._held.discard((record.topic, record.partition))
             return True
         return False
 
