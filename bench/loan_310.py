@@ -64,13 +64,12 @@ AUDIENCE = "zerocontact"
 PARTITIONS = 6
 
 
-def _load_roundtrip() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "kafka_roundtrip", ROOT / "bench" / "kafka_roundtrip.py"
-    )
+def _load(name: str, path: Path) -> Any:
+    """A script of this repository (not a package) as a module."""
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["kafka_roundtrip"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -115,26 +114,6 @@ def cloud(message: Any, inner: Any, subject: str) -> CloudEvent:
         subject=subject,
         data=message.SerializeToString(),
     )
-
-
-def listener_pid(port: int) -> int | None:
-    """The pid of the process listening on TCP ``port`` on this host (Linux /proc), if any."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(fields[9])
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            for fd in (proc / "fd").iterdir():
-                link = os.readlink(fd)
-                if link.startswith("socket:[") and link[8:-1] in inodes:
-                    return int(proc.name)
-    return None
 
 
 def cpu_seconds(pid: int) -> float:
@@ -379,7 +358,7 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
         os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27017/"),
     )
-    roundtrip = _load_roundtrip()
+    roundtrip = _load("kafka_roundtrip", ROOT / "bench" / "kafka_roundtrip.py")
     total = int(args.rate * args.seconds)
     parties = [str(uuid.uuid4()) for _ in range(total)]
     keys = SigningKeys.from_config(
@@ -576,15 +555,17 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             timings[app_id] = Timing(sent, submitted_wall=submitted.timestamp())
             by_party[party] = app_id
 
+        # The engines' pids by their listening ports (engines.py's own look-up).
+        port_owner = _load("engines", ROOT / "deploy" / "local" / "engines.py").port_owner
         meter = CpuMeter(
             {
                 "loan service": loan_proc.pid,
-                "signals app" if signals_proc else "in-bench responder + client": (
-                    signals_proc.pid if signals_proc else os.getpid()
-                ),
-                "bench client": os.getpid() if signals_proc else None,
-                "FerretDB": listener_pid(urlsplit(run.mongodb_uri).port or 27017),
-                "Kafka": listener_pid(int(run.bootstrap.split(",")[0].rsplit(":", 1)[1])),
+                "bench (client + in-bench responder)"
+                if responder_task is not None
+                else "bench client": os.getpid(),
+                "signals app": signals_proc.pid if signals_proc else None,
+                "FerretDB": port_owner(urlsplit(run.mongodb_uri).port or 27017),
+                "Kafka": port_owner(int(run.bootstrap.split(",")[0].rsplit(":", 1)[1])),
             }
         )
         meter.start()

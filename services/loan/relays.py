@@ -2,8 +2,9 @@
 
 One :class:`~zerocontact.platform.outbox.OutboxRelay` flushes what was nudged meanwhile side
 by side, each aggregate once (a flush is a find, a publish waited for, and one update: about
-12 ms on the embedded engines); the 310 path flushes four times per loan. Nudges are routed by aggregate id, so one aggregate's events always go through the same
-relay and keep their order. Only the first relay sweeps periodically; the others sweep once
+12 ms on the embedded engines); the 310 path flushes four times per loan. Nudges are routed
+by aggregate id, so one aggregate's events always go through the same relay and keep their
+order. Only the first relay sweeps periodically; the others sweep once
 at start. A sweep racing an owner's flush may publish an event twice (same ``ce_id``, first
 occurrences still in order), which the outbox already allows: delivery is at least once.
 """
