@@ -25,6 +25,7 @@ from zerocontact.marketing.segmenting import recompute_all
 from zerocontact.platform.auth import shared_credential
 from zerocontact.platform.http import DomainError, NotFound
 from zerocontact.platform.ids import new_id
+from zerocontact.platform.outbox import insert_aggregate
 
 IdempotencyKey = Annotated[
     str,
@@ -522,7 +523,7 @@ async def post_session(
             "seen": {},
             "reach": {},
         }
-        if not await deps.repo.insert_with_events(deps.repo.sessions, doc, []):
+        if not await insert_aggregate(deps.repo.sessions, doc, []):
             raise handlers.CampaignStateError(f"session {body.session_id} exists")
         return handlers.session_stats_view(doc)
 

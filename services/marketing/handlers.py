@@ -30,7 +30,7 @@ from zerocontact.marketing.repository import (
 from zerocontact.platform.http import DomainError, NotFound
 from zerocontact.platform.ids import new_id
 from zerocontact.platform.mongo import Document
-from zerocontact.platform.outbox import OutboxRelay
+from zerocontact.platform.outbox import OutboxRelay, insert_aggregate, update_aggregate
 
 
 class CampaignStateError(DomainError):
@@ -124,7 +124,7 @@ async def create_campaign(repo: Repository, plan: Document, author: str, now: da
         "created_at": now,
         "spent_minor": 0,
     }
-    await repo.insert_with_events(repo.campaigns, doc, [])
+    await insert_aggregate(repo.campaigns, doc, [])
     return await _campaign(repo, doc["_id"])
 
 
@@ -145,11 +145,11 @@ async def redesign(repo: Repository, campaign_id: str, variants: list[Document])
     doc = await _campaign(repo, campaign_id)
     if doc["status"] in ("approved", "completed"):
         raise CampaignStateError(f"campaign {campaign_id} is {doc['status']}; create a new one")
-    await repo.update_with_events(
+    await update_aggregate(
         repo.campaigns,
         campaign_id,
         version=doc["version"],
-        set_fields={"variants": variants, "status": "draft", "findings": [], "approver": None},
+        changes={"variants": variants, "status": "draft", "findings": [], "approver": None},
         events=[],
     )
     return await _campaign(repo, campaign_id)
@@ -173,11 +173,11 @@ async def review(
     ]
     findings = compliance.check(variants, product_of(doc["product"]))
     status = "blocked" if findings else "pending_approval"
-    await repo.update_with_events(
+    await update_aggregate(
         repo.campaigns,
         campaign_id,
         version=doc["version"],
-        set_fields={
+        changes={
             "status": status,
             "findings": [finding_view(f) for f in findings],
             "reviewed_at": now,
@@ -212,11 +212,11 @@ async def approve(
     if approver == doc["author"]:
         raise SameApprover("the approver must not be the campaign's author")
     try:
-        await repo.update_with_events(
+        await update_aggregate(
             repo.campaigns,
             campaign_id,
             version=doc["version"],
-            set_fields={"status": "approved", "approver": approver, "approved_at": now},
+            changes={"status": "approved", "approver": approver, "approved_at": now},
             events=[events.campaign_reviewed(topic, campaign_id, "approved", [], approver, now)],
         )
     except ConcurrentUpdate as exc:
@@ -369,11 +369,11 @@ async def record_interaction(
         )
     else:
         raise CampaignStateError(f"party {party_id} is in the holdout: nothing was sent to open")
-    await repo.update_with_events(
+    await update_aggregate(
         repo.members,
         member_id,
         version=int(member.get("version", 1)),
-        set_fields={f"stages.{stage}": now},
+        changes={f"stages.{stage}": now},
         events=evts,
     )
     relay.nudge(MEMBERS, member_id)
@@ -449,11 +449,11 @@ async def studio_event(
         if kind == "joined":
             fields[f"reach.{day_key(at, reach_time_zone)}.{party_id}"] = True
         try:
-            await repo.update_with_events(
+            await update_aggregate(
                 repo.sessions,
                 session_id,
                 version=session["version"],
-                set_fields=fields,
+                changes=fields,
                 events=[
                     events.studio_activity(
                         topic,

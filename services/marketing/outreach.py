@@ -30,7 +30,7 @@ from zerocontact.marketing.repository import (
 from zerocontact.marketing.settings import MarketingSettings
 from zerocontact.platform.ids import new_id
 from zerocontact.platform.mongo import Document
-from zerocontact.platform.outbox import OutboxRelay
+from zerocontact.platform.outbox import OutboxRelay, insert_aggregate
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ class Outreach:
                 at=receipt.at,
             )
         )
-        await self.repo.insert_with_events(
+        await insert_aggregate(
             self.repo.deliveries,
             {
                 "_id": delivery_id,
@@ -268,7 +268,7 @@ class Outreach:
         self, campaign_id: str, party_id: str, channel: str, reason: str, cause: str, now: datetime
     ) -> str:
         sid = new_id()
-        await self.repo.insert_with_events(
+        await insert_aggregate(
             self.repo.suppressions,
             {
                 "_id": sid,

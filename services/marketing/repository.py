@@ -81,27 +81,6 @@ class Repository:
         for collection in self.outbox_collections():
             await ensure_outbox_index(collection)
 
-    async def insert_with_events(
-        self, collection: AsyncCollection[Document], doc: Document, events: Sequence[OutboxEvent]
-    ) -> bool:
-        """Insert a new aggregate (version 1) with its events; False if its ``_id`` exists."""
-        return await insert_aggregate(collection, doc, events)
-
-    async def update_with_events(
-        self,
-        collection: AsyncCollection[Document],
-        doc_id: Any,
-        *,
-        version: int,
-        set_fields: Document,
-        events: Sequence[OutboxEvent],
-        extra: Document | None = None,
-    ) -> None:
-        """Store ``set_fields`` and events if the document is still at ``version``."""
-        await update_aggregate(
-            collection, doc_id, version=version, changes=set_fields, events=events, extra=extra
-        )
-
     async def upsert_with_events(
         self,
         collection: AsyncCollection[Document],
@@ -114,15 +93,15 @@ class Repository:
         for _ in range(10):
             current = await collection.find_one({"_id": doc_id}, {"version": 1})
             if current is None:
-                if await self.insert_with_events(collection, {"_id": doc_id, **set_fields}, events):
+                if await insert_aggregate(collection, {"_id": doc_id, **set_fields}, events):
                     return
                 continue
             try:
-                await self.update_with_events(
+                await update_aggregate(
                     collection,
                     doc_id,
                     version=current["version"],
-                    set_fields=set_fields,
+                    changes=set_fields,
                     events=events,
                 )
                 return

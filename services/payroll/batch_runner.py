@@ -48,7 +48,7 @@ from zerocontact.platform.ids import new_id
 from zerocontact.platform.kafka import EventPublisher
 from zerocontact.platform.ledger import Ledger
 from zerocontact.platform.money import Money
-from zerocontact.platform.outbox import OutboxEvent, OutboxRelay
+from zerocontact.platform.outbox import OutboxEvent, OutboxRelay, update_aggregate
 from zerocontact.platform.pii import FieldCipher
 
 log = logging.getLogger(__name__)
@@ -299,7 +299,7 @@ class BatchRunner:
             event_id=ev.deterministic_id(batch_id, "completed"),
         )
         try:
-            await self._repo.update_with_events(
+            await update_aggregate(
                 self._repo.batches,
                 batch_id,
                 version=int(batch["version"]),

@@ -41,7 +41,7 @@ from zerocontact.platform.http import DomainError, NotFound
 from zerocontact.platform.ids import new_id
 from zerocontact.platform.ledger import IdempotencyConflict, InsufficientFunds, Ledger, Side
 from zerocontact.platform.money import Money
-from zerocontact.platform.outbox import OutboxRelay
+from zerocontact.platform.outbox import OutboxRelay, insert_aggregate, update_aggregate
 from zerocontact.platform.pii import FieldCipher
 
 VERIFIED_LEVELS = ("KYC_LEVEL_VERIFIED", "KYC_LEVEL_ENHANCED")
@@ -210,7 +210,7 @@ async def onboard_employer(
         "agents": {},
         "onboarded_at": now,
     }
-    if await ctx.repo.insert_with_events(ctx.repo.employers, doc, [event]):
+    if await insert_aggregate(ctx.repo.employers, doc, [event]):
         ctx.relay.nudge(ctx.repo.employers.name, employer_id)
     return await employer(ctx, employer_id)
 
@@ -240,7 +240,7 @@ async def authorise_agent(
         ),
         subject=f"employer/{employer_id}",
     )
-    await ctx.repo.update_with_events(
+    await update_aggregate(
         ctx.repo.employers,
         employer_id,
         version=int(doc["version"]),
@@ -308,7 +308,7 @@ async def _treasury_event(
         "kind": field_name,
         "at": datetime.now(UTC),
     }
-    if await ctx.repo.insert_with_events(ctx.repo.treasury, doc, [event]):
+    if await insert_aggregate(ctx.repo.treasury, doc, [event]):
         ctx.relay.nudge(ctx.repo.treasury.name, record_id)
 
 
@@ -439,7 +439,7 @@ async def submit_batch(ctx: Context, cmd: SubmitBatch, *, principal: Principal) 
             ),
             subject=f"batch/{batch_id}",
         )
-        if await ctx.repo.insert_with_events(
+        if await insert_aggregate(
             ctx.repo.batches, {**base, "state": str(BatchState.REFUSED), "report": body}, [event]
         ):
             ctx.relay.nudge(ctx.repo.batches.name, batch_id)
@@ -488,7 +488,7 @@ async def submit_batch(ctx: Context, cmd: SubmitBatch, *, principal: Principal) 
         subject=f"batch/{batch_id}",
     )
     doc = {**base, "state": str(BatchState.SUBMITTED), "chunks": chunks, "chunks_done": {}}
-    if await ctx.repo.insert_with_events(ctx.repo.batches, doc, [event]):
+    if await insert_aggregate(ctx.repo.batches, doc, [event]):
         ctx.relay.nudge(ctx.repo.batches.name, batch_id)
     return await batch(ctx, batch_id)
 
@@ -542,7 +542,7 @@ async def approve_batch(ctx: Context, *, batch_id: str, principal: Principal) ->
         event_id=ev.deterministic_id(batch_id, "approved"),
     )
     try:
-        await ctx.repo.update_with_events(
+        await update_aggregate(
             ctx.repo.batches,
             batch_id,
             version=int(doc["version"]),
@@ -641,7 +641,7 @@ async def pay_gig(ctx: Context, cmd: GigPayout, *, principal: Principal) -> dict
             "attempts": 0,
             "created_at": datetime.now(UTC),
         }
-        await ctx.repo.insert_with_events(ctx.repo.gig_payouts, doc, [])
+        await insert_aggregate(ctx.repo.gig_payouts, doc, [])
     return await drive_gig(ctx, payout_id)
 
 
@@ -729,7 +729,7 @@ async def drive_gig(ctx: Context, payout_id: str) -> dict[str, Any]:
     if latest["state"] not in ("PAID", "FAILED"):
         # a concurrent driver decides the same: the rail answers both alike
         with contextlib.suppress(ConcurrentUpdate):
-            await ctx.repo.update_with_events(
+            await update_aggregate(
                 ctx.repo.gig_payouts,
                 payout_id,
                 version=int(latest["version"]),

@@ -29,12 +29,7 @@ from zerocontact.platform.mongo import CollectionIndexes, Document, ensure_index
 from zerocontact.platform.outbox import (
     ConcurrentUpdate as ConcurrentUpdate,  # re-exported: the service's callers catch it
 )
-from zerocontact.platform.outbox import (
-    OutboxEvent,
-    ensure_outbox_index,
-    insert_aggregate,
-    update_aggregate,
-)
+from zerocontact.platform.outbox import ensure_outbox_index
 
 EMPLOYERS = "employers"
 PARTIES = "parties"
@@ -120,26 +115,6 @@ class PayrollRepository:
         await ensure_indexes(self.db, INDEXES)
         for collection in self.outbox_collections:
             await ensure_outbox_index(collection)
-
-    # aggregates with an outbox -----------------------------------------------------------
-
-    async def insert_with_events(
-        self, collection: AsyncCollection[Document], doc: Document, events: Sequence[OutboxEvent]
-    ) -> bool:
-        """Insert an aggregate (``version`` 1) with its events; False if its ``_id`` exists."""
-        return await insert_aggregate(collection, doc, events)
-
-    async def update_with_events(
-        self,
-        collection: AsyncCollection[Document],
-        doc_id: str,
-        *,
-        version: int,
-        changes: Document,
-        events: Sequence[OutboxEvent],
-    ) -> None:
-        """Apply ``changes`` and store ``events`` if nobody wrote since ``version``."""
-        await update_aggregate(collection, doc_id, version=version, changes=changes, events=events)
 
     # items --------------------------------------------------------------------------------
 
