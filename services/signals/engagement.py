@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -191,16 +192,25 @@ def _read(message: Any) -> tuple[CloudEvent, marketing_pb.MarketingEvent] | None
         return None
 
 
-@app.agent(_marketing, name="engagement-by-party")
-async def on_marketing_event(stream: Any) -> None:
-    """Score the party; forward campaign and studio events re-keyed."""
+async def _interactions(
+    stream: Any,
+) -> AsyncIterator[tuple[Any, CloudEvent, Interaction]]:
+    """The stream's events that read as a marketing interaction (others are skipped)."""
     async for event in stream.events():
         read = _read(event.message)
         if read is None:
             continue
         cloud, wrapper = read
         found = interaction(wrapper)
-        if found is None or not found.party_id:
+        if found is not None:
+            yield event, cloud, found
+
+
+@app.agent(_marketing, name="engagement-by-party")
+async def on_marketing_event(stream: Any) -> None:
+    """Score the party; forward campaign and studio events re-keyed."""
+    async for event, cloud, found in _interactions(stream):
+        if not found.party_id:
             continue
         at = cloud.time.timestamp()
         if found.weight_key is not None:
@@ -239,13 +249,8 @@ async def on_marketing_event(stream: Any) -> None:
 @app.agent(_by_campaign, name="engagement-by-campaign")
 async def on_campaign_event(stream: Any) -> None:
     """Count the campaign's funnel and publish it."""
-    async for event in stream.events():
-        read = _read(event.message)
-        if read is None:
-            continue
-        cloud, wrapper = read
-        found = interaction(wrapper)
-        if found is None or not found.funnel_stage:
+    async for _, cloud, found in _interactions(stream):
+        if not found.funnel_stage:
             continue
         key = found.campaign_id.encode()
         funnel = _load(campaign_funnels.get(key)) or dict.fromkeys(FUNNEL_STAGES, 0)
@@ -265,14 +270,7 @@ async def on_campaign_event(stream: Any) -> None:
 @app.agent(_by_session, name="engagement-by-session")
 async def on_session_event(stream: Any) -> None:
     """Track who is in a studio session and publish the concurrent viewers."""
-    async for event in stream.events():
-        read = _read(event.message)
-        if read is None:
-            continue
-        cloud, wrapper = read
-        found = interaction(wrapper)
-        if found is None:
-            continue
+    async for _, cloud, found in _interactions(stream):
         key = found.session_id.encode()
         present = set((_load(session_viewers.get(key)) or {}).get("present", []))
         before = len(present)
