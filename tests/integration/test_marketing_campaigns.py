@@ -44,9 +44,7 @@ async def test_forbidden_claim_blocks_the_campaign_with_its_findings(
     engines: Engines, create_topic: Callable[..., Awaitable[str]], unique_name: Callable[[str], str]
 ) -> None:
     topics = await create_marketing_topics(create_topic)
-    settings = marketing_settings(
-        engines, topics, unique_name("mkt").replace("-", "_")[:60], unique_name("grp")
-    )
+    settings = marketing_settings(engines, topics, unique_name)
     reader = MarketingReader(engines.kafka_bootstrap, topics.marketing)
     await reader.start()
     try:
@@ -154,9 +152,7 @@ async def test_bad_rules_and_content_are_clear_422s_and_change_nothing(
     engines: Engines, create_topic: Callable[..., Awaitable[str]], unique_name: Callable[[str], str]
 ) -> None:
     topics = await create_marketing_topics(create_topic)
-    settings = marketing_settings(
-        engines, topics, unique_name("mkt").replace("-", "_")[:60], unique_name("grp")
-    )
+    settings = marketing_settings(engines, topics, unique_name)
     async with running_marketing(settings, Clock()) as svc:
         c = svc.client
         await _product(c)
@@ -227,9 +223,7 @@ async def test_evaluation_matches_an_independent_calculation(
 ) -> None:
     """300 synthetic customers; conversions planted at 30 % (treatment) and 15 % (holdout)."""
     topics = await create_marketing_topics(create_topic)
-    settings = marketing_settings(
-        engines, topics, unique_name("mkt").replace("-", "_")[:60], unique_name("grp")
-    )
+    settings = marketing_settings(engines, topics, unique_name)
     upstream = Upstream(engines.kafka_bootstrap, topics)
     await upstream.start()
     try:

@@ -72,9 +72,7 @@ async def test_every_v1_route_needs_the_operator_credential_and_an_operator_id(
     engines: Engines, create_topic: Callable[..., Awaitable[str]], unique_name: Callable[[str], str]
 ) -> None:
     topics = await create_marketing_topics(create_topic)
-    settings = marketing_settings(
-        engines, topics, unique_name("mkt").replace("-", "_")[:60], unique_name("grp")
-    )
+    settings = marketing_settings(engines, topics, unique_name)
     async with running_marketing(settings, Clock()) as svc:
         repo = svc.app.state.deps.repo
         before = await _counts(repo)
@@ -126,9 +124,7 @@ async def test_identical_requests_fired_together_have_exactly_one_effect(
     engines: Engines, create_topic: Callable[..., Awaitable[str]], unique_name: Callable[[str], str]
 ) -> None:
     topics = await create_marketing_topics(create_topic)
-    settings = marketing_settings(
-        engines, topics, unique_name("mkt").replace("-", "_")[:60], unique_name("grp")
-    )
+    settings = marketing_settings(engines, topics, unique_name)
     async with running_marketing(settings, Clock()) as svc:
         c = svc.client
         repo = svc.app.state.deps.repo
@@ -195,9 +191,7 @@ async def test_a_scheduled_campaign_runs_once_at_its_time_and_stops_at_its_budge
     engines: Engines, create_topic: Callable[..., Awaitable[str]], unique_name: Callable[[str], str]
 ) -> None:
     topics = await create_marketing_topics(create_topic)
-    settings = marketing_settings(
-        engines, topics, unique_name("mkt").replace("-", "_")[:60], unique_name("grp")
-    )
+    settings = marketing_settings(engines, topics, unique_name)
     clock = Clock()
     async with running_marketing(settings, clock) as svc:
         c = svc.client
@@ -261,9 +255,7 @@ async def test_concurrent_scheduler_ticks_claim_a_due_campaign_once(
 ) -> None:
     """Replicas tick at the same moment: the compare-and-set lets one of them start it."""
     topics = await create_marketing_topics(create_topic)
-    settings = marketing_settings(
-        engines, topics, unique_name("mkt").replace("-", "_")[:60], unique_name("grp")
-    )
+    settings = marketing_settings(engines, topics, unique_name)
     # The app's own ticker is slowed so that only the ticks fired here race.
     settings = settings.model_copy(update={"schedule_poll_s": 3600.0})
     clock = Clock()
@@ -291,9 +283,7 @@ async def test_a_key_left_in_flight_by_a_dead_process_is_taken_over_after_its_le
     """A record still ``in_flight`` within the lease is a 409; one older than the lease (the
     process that claimed it died) is taken over, and the request runs once."""
     topics = await create_marketing_topics(create_topic)
-    settings = marketing_settings(
-        engines, topics, unique_name("mkt").replace("-", "_")[:60], unique_name("grp")
-    )
+    settings = marketing_settings(engines, topics, unique_name)
     async with running_marketing(settings, Clock()) as svc:
         c = svc.client
         records = svc.app.state.deps.repo.idempotency

@@ -81,9 +81,7 @@ async def test_studio_statistics_signals_and_engagement_decay(
         return r.status_code == 200
 
     await eventually(signals_ready, within_s=90, interval=0.3)
-    settings = marketing_settings(
-        engines, topics, unique_name("mkt").replace("-", "_")[:60], unique_name("grp")
-    )
+    settings = marketing_settings(engines, topics, unique_name)
     async with running_marketing(settings, Clock(T0)) as svc:
         c = svc.client
         await put(

@@ -59,13 +59,14 @@ async def create_marketing_topics(create_topic: Callable[..., Awaitable[str]]) -
 
 
 def marketing_settings(
-    engines: Engines, topics: MarketingTopics, database: str, group: str
+    engines: Engines, topics: MarketingTopics, unique_name: Callable[[str], str]
 ) -> MarketingSettings:
+    """The service's settings on this test's own topics, database and consumer group."""
     return MarketingSettings(
         kafka_bootstrap_servers=engines.kafka_bootstrap,
         mongodb_uri=engines.mongodb_uri,
-        mongodb_database=database,
-        consumer_group=group,
+        mongodb_database=unique_name("mkt").replace("-", "_")[:60],
+        consumer_group=unique_name("grp"),
         topic=topics.marketing,
         notifications_topic=topics.notifications,
         identity_topic=topics.identity,

@@ -76,9 +76,7 @@ async def test_salary_paid_triggers_a_suitable_compliant_offer_within_a_second(
 ) -> None:
     topics = await create_marketing_topics(create_topic)
     clock = Clock()
-    settings = marketing_settings(
-        engines, topics, unique_name("mkt").replace("-", "_")[:60], unique_name("grp")
-    )
+    settings = marketing_settings(engines, topics, unique_name)
     # One push a day, so the second salary of the capped party is suppressed.
     caps = Caps(per_day={"app_push": 1}, per_week={"app_push": 5})
     reader = MarketingReader(engines.kafka_bootstrap, topics.marketing)
@@ -247,9 +245,9 @@ async def test_loan_reminder_and_studio_follow_up(
 
     topics = await create_marketing_topics(create_topic)
     clock = Clock()
-    settings = marketing_settings(
-        engines, topics, unique_name("mkt").replace("-", "_")[:60], unique_name("grp")
-    ).model_copy(update={"reminder_poll_s": 0.2})
+    settings = marketing_settings(engines, topics, unique_name).model_copy(
+        update={"reminder_poll_s": 0.2}
+    )
     reader = MarketingReader(engines.kafka_bootstrap, topics.marketing)
     upstream = Upstream(engines.kafka_bootstrap, topics)
     await reader.start()
