@@ -10,30 +10,31 @@ UV := $(VENV)/bin/uv
 ENGINES := $(PY) deploy/local/engines.py
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv proto fetch up down status lint lint-deploy test test-unit test-integration bench buf-lint buf-breaking clean
+.PHONY: help venv lock proto fetch up down status lint lint-deploy test test-unit test-integration bench buf-lint buf-breaking clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml requirements.lock
+MEMBERS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+
+$(STAMP): pyproject.toml uv.lock $(MEMBERS)
 	@command -v $(PYTHON_BOOT) >/dev/null || { echo "error: $(PYTHON_BOOT) not found: install Python 3.11+"; exit 1; }
 	@[ -x $(PY) ] || $(PYTHON_BOOT) -m venv $(VENV)
 	@[ -x $(UV) ] || $(VENV)/bin/pip install -q uv==0.13.9
-	$(UV) pip sync -q --python $(PY) requirements.lock
-	$(UV) pip install -q --python $(PY) --no-deps -e .
+	$(UV) sync -q --frozen --python $(PY)
 	@touch $(STAMP)
 
-venv: $(STAMP) ## create .venv from the pinned requirements.lock
+venv: $(STAMP) ## create .venv from uv.lock: every workspace member (editable) and the dev tools
 
-lock: ## re-resolve requirements.lock from pyproject.toml
-	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+lock: ## re-resolve uv.lock from the workspace's pyproject files
+	$(UV) lock
 
 node_modules/.bin/buf: package.json package-lock.json
 	@command -v npm >/dev/null || { echo "error: npm not found: install Node.js 20+ (buf comes from the npm registry)"; exit 1; }
 	npm ci --no-audit --no-fund --silent
 	@touch $@
 
-proto: $(STAMP) node_modules/.bin/buf ## generate protobuf/gRPC modules and .pyi stubs into services/<domain>/v1
+proto: $(STAMP) node_modules/.bin/buf ## generate protobuf/gRPC modules and .pyi stubs into libs/contracts (zerocontact-contracts)
 	$(PY) proto/generate.py
 
 buf-lint: node_modules/.bin/buf ## buf lint (STANDARD)
@@ -61,7 +62,6 @@ lint-deploy: $(STAMP) ## validate deploy/ and docker-compose.yml offline (kustom
 lint: $(STAMP) proto buf-lint lint-deploy ## ruff, mypy, buf lint and the deployment validators
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	@mkdir -p .cache/mypy-path && ln -sfn ../../services .cache/mypy-path/zerocontact
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy deploy/local/engines.py proto/generate.py deploy/tools/kafka_topics.py bench
 
@@ -78,4 +78,4 @@ bench: $(STAMP) proto fetch ## benchmarks under bench/ (engines started if neede
 	$(PY) bench/run.py
 
 clean: down ## remove generated code and caches (keeps the engine cache)
-	rm -rf services/*/v1 .pytest_cache .mypy_cache .ruff_cache
+	rm -rf libs/contracts/src/zerocontact/*/v1 .pytest_cache .mypy_cache .ruff_cache

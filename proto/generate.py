@@ -1,10 +1,11 @@
-"""Generate Python protobuf/gRPC modules and type stubs from proto/ into services/.
+"""Generate Python protobuf/gRPC modules and type stubs from proto/ into libs/contracts.
 
-Every ``proto/zerocontact/<domain>/v1/*.proto`` becomes, under ``services/<domain>/v1/``:
+Every ``proto/zerocontact/<domain>/v1/*.proto`` becomes, under
+``libs/contracts/src/zerocontact/<domain>/v1/`` (the ``zerocontact-contracts`` distribution):
 ``*_pb2.py`` (messages), ``*_pb2.pyi`` (stubs), ``*_pb2_grpc.py`` (gRPC stubs and servicers)
-and, when mypy-protobuf is installed, ``*_pb2_grpc.pyi``. The package ``zerocontact`` is the
-folder ``services/`` (see pyproject), so generated imports such as
-``from zerocontact.common.v1 import money_pb2`` resolve without rewriting.
+and, when mypy-protobuf is installed, ``*_pb2_grpc.pyi``. ``zerocontact`` and
+``zerocontact.<domain>`` are namespace packages shared with the service distributions, so
+generated imports such as ``from zerocontact.common.v1 import money_pb2`` resolve as they are.
 
 Run as ``.venv/bin/python proto/generate.py`` (``make proto``). It runs on every ``make test``,
 so it is a no-op when nothing changed: a hash of the inputs (the .proto files, this script,
@@ -27,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTO_ROOT = ROOT / "proto"
-PACKAGE_DIR = ROOT / "services"  # the folder that is the Python package `zerocontact`
+PACKAGE_DIR = ROOT / "libs" / "contracts" / "src" / "zerocontact"  # zerocontact-contracts
 STAMP = ROOT / ".cache" / "proto.stamp"
 LOCK = ROOT / ".cache" / "proto.lock"
 MYPY_PLUGIN = Path(sys.executable).parent / "protoc-gen-mypy"
@@ -109,16 +110,14 @@ def run_protoc(protos: list[Path], out: Path) -> None:
 
 
 def install(generated: Path) -> list[Path]:
-    """Replace services/<domain>/v1/ with the freshly generated files; return the outputs."""
+    """Replace <contracts>/zerocontact/<domain>/v1/ with the fresh files; return the outputs."""
     outputs: list[Path] = []
     for version_dir in sorted((generated / "zerocontact").glob("*/v*")):
         domain = version_dir.parent.name
         target = PACKAGE_DIR / domain / version_dir.name
-        domain_init = PACKAGE_DIR / domain / "__init__.py"
-        if not domain_init.exists():
-            # Domains that are contracts only (common, skeleton) have no hand-written package.
-            domain_init.parent.mkdir(parents=True, exist_ok=True)
-            domain_init.write_text(f'"""zerocontact.{domain}: see proto/zerocontact/{domain}."""\n')
+        # zerocontact.<domain> stays a namespace package (no __init__.py): the service's own
+        # distribution adds its modules beside these.
+        target.parent.mkdir(parents=True, exist_ok=True)
         (version_dir / "__init__.py").write_text(
             f'"""Generated from proto/zerocontact/{domain}/{version_dir.name} by proto/generate.py;'
             ' do not edit."""\n'
@@ -170,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
         remove_stale(stamped_outputs(stamp), outputs)
         relative = [p.relative_to(ROOT).as_posix() for p in outputs]
         STAMP.write_text(json.dumps({"hash": expected, "outputs": relative}, indent=1))
-    print(f"proto: generated {len(outputs)} files from {len(protos)} protos into services/")
+    print(
+        f"proto: generated {len(outputs)} files from {len(protos)} protos into libs/contracts/src/"
+    )
     return 0
 
 

@@ -175,7 +175,7 @@ async def test_cli_submits_a_csv_and_follows_it_to_completion(
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "zerocontact.cli",
+            "zerocontact.platform.cli",
             "payroll",
             "submit",
             str(csv_file),
@@ -216,7 +216,7 @@ async def test_cli_submits_a_csv_and_follows_it_to_completion(
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "zerocontact.cli",
+            "zerocontact.platform.cli",
             "payroll",
             "submit",
             str(bad),

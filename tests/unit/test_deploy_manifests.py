@@ -31,8 +31,8 @@ def compose() -> dict[str, Any]:
 
 
 def service_packages() -> list[str]:
-    """Packages under services/ that run as an app (have app.py)."""
-    return sorted(p.parent.name for p in (ROOT / "services").glob("*/app.py"))
+    """Service packages that run as an app (services/<name>/src/zerocontact/<name>/app.py)."""
+    return sorted(p.parent.name for p in (ROOT / "services").glob("*/src/zerocontact/*/app.py"))
 
 
 def app_packages(command: list[str]) -> set[str]:
@@ -96,10 +96,10 @@ def test_every_service_package_has_a_workload_and_a_compose_service(
         composed |= app_packages(service.get("command", []))
     for package in service_packages():
         assert package in deployed, (
-            f"services/{package}/app.py has no Deployment in deploy/k8s/base: add a workload "
+            f"zerocontact.{package}.app has no Deployment in deploy/k8s/base: add a workload "
             "folder (docs/deployment.md, 'Adding a service')"
         )
-        assert package in composed, f"services/{package}/app.py has no docker-compose.yml service"
+        assert package in composed, f"zerocontact.{package}.app has no docker-compose.yml service"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -1,7 +1,9 @@
-"""The ``zerocontact`` command line (``[project.scripts]`` in pyproject).
+"""The ``zerocontact`` command line (``[project.scripts]`` of zerocontact-platform).
 
-Command groups are Typer sub-apps added to ``app``; ``topics`` applies the topic catalog to a
-broker. Other groups join with ``app.add_typer(other_app, name="...")``.
+The platform's own groups: ``topics`` applies the topic catalog to a broker, ``dlq`` replays
+dead letters. Each installed service adds its group through the ``zerocontact.cli`` entry-point
+group (``payroll = "zerocontact.payroll.cli:app"`` in its pyproject), so the platform never
+imports a service and an image with one service has only that service's commands.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, NoReturn, TypeVar
 
@@ -36,7 +39,7 @@ from .topics import (
     load_catalog,
 )
 
-__all__ = ["app", "dlq_app", "topics_app"]
+__all__ = ["app", "dlq_app", "main", "topics_app"]
 
 app = typer.Typer(
     name="zerocontact",
@@ -269,5 +272,20 @@ def replay(
         out.print(table)
 
 
-if __name__ == "__main__":
+def add_service_commands() -> None:
+    """Add every installed service's command group (entry points ``zerocontact.cli``)."""
+    known = {group.name for group in app.registered_groups}
+    for entry in sorted(entry_points(group="zerocontact.cli"), key=lambda e: e.name):
+        if entry.name not in known:
+            app.add_typer(entry.load(), name=entry.name)
+            known.add(entry.name)
+
+
+def main() -> None:
+    """The ``zerocontact`` console script."""
+    add_service_commands()
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -53,8 +53,9 @@ __all__ = [
     "parse_catalog",
 ]
 
-# services/platform/topics.py -> repository root; the catalog sits beside the protos it names.
-DEFAULT_CATALOG: Final = Path(__file__).resolve().parents[2] / "proto" / "topics.toml"
+# libs/platform/src/zerocontact/platform/topics.py -> repository root; the catalog sits beside
+# the protos it names. An installed platform (an image) is told where it is: ZC_TOPIC_CATALOG.
+DEFAULT_CATALOG: Final = Path(__file__).resolve().parents[5] / "proto" / "topics.toml"
 
 RAW_BYTES: Final = "bytes"
 """The ``value`` of a dead-letter topic: the original record's value bytes, untouched."""

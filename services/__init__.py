@@ -1,1 +1,0 @@
-"""zerocontact: event-driven microservices for zero-contact banking."""

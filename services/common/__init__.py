@@ -1,1 +1,0 @@
-"""zerocontact.common: see proto/zerocontact/common."""

@@ -1,1 +1,0 @@
-"""zerocontact.loan: see proto/zerocontact/loan."""

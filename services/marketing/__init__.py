@@ -1,1 +1,0 @@
-"""Zero-contact marketing: profiles, segments, campaigns, triggers, studios (issue 9)."""

@@ -1,1 +1,0 @@
-"""zerocontact.signals: see proto/zerocontact/signals."""
