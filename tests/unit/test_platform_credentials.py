@@ -11,7 +11,8 @@ from pydantic import SecretStr
 from starlette.requests import Request
 
 from zerocontact.platform.auth import CredentialRequired, shared_credential
-from zerocontact.platform.http import DomainError
+from zerocontact.platform.errors import DomainError
+from zerocontact.platform.http import http_status
 
 SECRET = "s3cret-operator-key-0123456789abcdef"
 
@@ -34,7 +35,7 @@ async def test_the_configured_value_passes() -> None:
 async def test_anything_else_is_a_403_that_does_not_echo_it(presented: str | None) -> None:
     with pytest.raises(CredentialRequired) as refused:
         await _check()(_request(), presented)
-    assert refused.value.status == 403 and refused.value.code == "credential_required"
+    assert http_status(refused.value) == 403 and refused.value.code == "credential_required"
     assert "X-Operator-Key" in refused.value.detail
     if presented:
         assert presented not in refused.value.detail and SECRET not in refused.value.detail

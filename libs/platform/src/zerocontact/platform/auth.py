@@ -32,7 +32,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
-from zerocontact.platform.http import DomainError
+from zerocontact.platform.errors import DomainError, Forbidden, Unauthenticated
 
 # No ``from __future__ import annotations`` here: FastAPI must evaluate the dependencies'
 # annotations, which name closures' local variables.
@@ -51,24 +51,21 @@ JwksSource = Callable[[], Awaitable[dict[str, Any]]]
 _bearer = HTTPBearer(auto_error=False, description="An access token issued by identity")
 
 
-class InvalidToken(DomainError):
+class InvalidToken(Unauthenticated):
     """A bearer or refresh token is missing, malformed, expired or revoked."""
 
-    status = 401
     code = "invalid_token"
 
 
-class StepUpRequired(DomainError):
+class StepUpRequired(Forbidden):
     """The operation needs AAL2 and a recent authentication."""
 
-    status = 403
     code = "step_up_required"
 
 
-class CredentialRequired(DomainError):
+class CredentialRequired(Forbidden):
     """A shared service credential (an ``X-...-Key`` header) is missing or wrong."""
 
-    status = 403
     code = "credential_required"
 
 

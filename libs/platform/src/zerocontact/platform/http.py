@@ -12,6 +12,17 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pymongo import AsyncMongoClient
 
+from zerocontact.platform.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Pending,
+    Throttled,
+    Unauthenticated,
+    Unavailable,
+)
 from zerocontact.platform.kafka.consumer import ConsumerRunner
 from zerocontact.platform.kafka.producer import EventPublisher
 from zerocontact.platform.mongo import mongo_ready
@@ -19,23 +30,36 @@ from zerocontact.platform.mongo import mongo_ready
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
 
-class DomainError(Exception):
-    """A refusal the caller can act on; services subclass it and set ``status``/``code``."""
+__all__ = [
+    "HTTP_STATUS",
+    "ReadinessCheck",
+    "engine_checks",
+    "http_status",
+    "install_operational_routes",
+    "problem",
+]
 
-    status: int = 409
-    code: str = "conflict"
+HTTP_STATUS: Mapping[type[DomainError], int] = {
+    Pending: 202,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    Invalid: 422,
+    Throttled: 429,
+    Unavailable: 503,
+    DomainError: 409,
+}
+"""The HTTP status of each domain-error category: the one place domain errors meet HTTP."""
 
-    def __init__(self, detail: str, **context: Any) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.context = context
 
-
-class NotFound(DomainError):
-    """The addressed resource does not exist."""
-
-    status = 404
-    code = "not_found"
+def http_status(error: DomainError) -> int:
+    """The status of ``error``'s nearest category in :data:`HTTP_STATUS`."""
+    for cls in type(error).__mro__:
+        status = HTTP_STATUS.get(cls)
+        if status is not None:
+            return status
+    return 409
 
 
 def problem(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
@@ -90,7 +114,7 @@ def install_operational_routes(
 
     @app.exception_handler(DomainError)
     async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
-        return problem(exc.status, exc.code, exc.detail, **exc.context)
+        return problem(http_status(exc), exc.code, exc.detail, **exc.context)
 
 
 def engine_checks(

@@ -17,7 +17,7 @@ from zerocontact.loan.domain.loans import Application, Loan
 from zerocontact.loan.domain.products import Product
 from zerocontact.loan.handlers import LoanDeps
 from zerocontact.platform.auth import InvalidToken, shared_credential
-from zerocontact.platform.http import DomainError, NotFound
+from zerocontact.platform.errors import Forbidden, Invalid, NotFound
 from zerocontact.platform.money import InvalidAmount, Money, UnknownCurrency
 from zerocontact.platform.tracing import child_traceparent
 
@@ -38,17 +38,15 @@ _bearer = HTTPBearer(auto_error=False, description="An access token issued by id
 Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-class InvalidMoney(DomainError):
+class InvalidMoney(Invalid):
     """An amount the currency cannot represent."""
 
-    status = 422
     code = "invalid_amount"
 
 
-class OperatorOnly(DomainError):
+class OperatorOnly(Forbidden):
     """The admin API needs the operator credential."""
 
-    status = 403
     code = "operator_only"
 
 

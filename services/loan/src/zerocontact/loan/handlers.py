@@ -46,7 +46,7 @@ from zerocontact.loan.repository import (
     installment,
     installment_doc,
 )
-from zerocontact.platform.http import DomainError, NotFound
+from zerocontact.platform.errors import DomainError, Invalid, NotFound
 from zerocontact.platform.ids import new_id
 from zerocontact.platform.kafka.consumer import TransientError
 from zerocontact.platform.ledger import IdempotencyConflict as LedgerIdempotencyConflict
@@ -58,10 +58,9 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 10
 
 
-class RepaymentRefused(DomainError):
+class RepaymentRefused(Invalid):
     """The settlement account does not hold the amount (the ledger refused the posting)."""
 
-    status = 422
     code = "insufficient_funds"
 
 

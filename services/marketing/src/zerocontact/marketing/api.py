@@ -23,7 +23,7 @@ from zerocontact.marketing.domain.triggers import Trigger
 from zerocontact.marketing.idempotency import run_once
 from zerocontact.marketing.segmenting import recompute_all
 from zerocontact.platform.auth import shared_credential
-from zerocontact.platform.http import DomainError, NotFound
+from zerocontact.platform.errors import Invalid, NotFound
 from zerocontact.platform.ids import new_id
 from zerocontact.platform.outbox import insert_aggregate
 
@@ -42,10 +42,9 @@ HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 OPERATOR_ID = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
 
 
-class PathMismatch(DomainError):
+class PathMismatch(Invalid):
     """The id in the body differs from the id in the path."""
 
-    status = 422
     code = "path_mismatch"
 
 

@@ -27,7 +27,7 @@ from zerocontact.marketing.repository import (
     ConcurrentUpdate,
     Repository,
 )
-from zerocontact.platform.http import DomainError, NotFound
+from zerocontact.platform.errors import DomainError, Forbidden, Invalid, NotFound
 from zerocontact.platform.ids import new_id
 from zerocontact.platform.mongo import Document
 from zerocontact.platform.outbox import OutboxRelay, insert_aggregate, update_aggregate
@@ -36,28 +36,24 @@ from zerocontact.platform.outbox import OutboxRelay, insert_aggregate, update_ag
 class CampaignStateError(DomainError):
     """The campaign is not in a state that allows this step."""
 
-    status = 409
     code = "campaign_state"
 
 
 class ComplianceBlocked(DomainError):
     """The campaign has compliance findings: it cannot be approved or sent."""
 
-    status = 409
     code = "compliance_blocked"
 
 
-class SameApprover(DomainError):
+class SameApprover(Forbidden):
     """The approver must be someone other than the author (four eyes)."""
 
-    status = 403
     code = "approver_is_author"
 
 
-class UnknownReference(DomainError):
+class UnknownReference(Invalid):
     """A referenced product, segment or studio does not exist."""
 
-    status = 422
     code = "unknown_reference"
 
 

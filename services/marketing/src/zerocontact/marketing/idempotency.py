@@ -26,7 +26,7 @@ from typing import Any
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from zerocontact.platform.http import DomainError
+from zerocontact.platform.errors import DomainError, Invalid
 from zerocontact.platform.ids import new_id
 from zerocontact.platform.mongo import Document
 
@@ -37,14 +37,12 @@ DONE = "done"
 class RequestInProgress(DomainError):
     """The first request with this key has not answered yet; retry shortly."""
 
-    status = 409
     code = "request_in_progress"
 
 
-class IdempotencyKeyReused(DomainError):
+class IdempotencyKeyReused(Invalid):
     """The key was used before with a different request."""
 
-    status = 422
     code = "idempotency_key_reused"
 
 

@@ -24,7 +24,7 @@ from zerocontact.payroll.domain.batches import (
     parse_csv,
 )
 from zerocontact.platform.auth import InvalidToken, Principal, check_step_up
-from zerocontact.platform.http import DomainError, NotFound
+from zerocontact.platform.errors import Invalid, NotFound
 from zerocontact.platform.money import InvalidAmount, Money
 
 _bearer = HTTPBearer(auto_error=False, description="An access token issued by identity")
@@ -41,10 +41,9 @@ PartyId = Annotated[str, Path(pattern=r"^[0-9A-Za-z-]{8,64}$")]
 Amount = Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=2)]
 
 
-class MalformedInput(DomainError):
+class MalformedInput(Invalid):
     """The body cannot be read as the declared format."""
 
-    status = 422
     code = "malformed_input"
 
 

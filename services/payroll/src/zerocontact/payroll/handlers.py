@@ -37,7 +37,7 @@ from zerocontact.payroll.rail import CreditTransfer, IncomingMismatch, PaymentRa
 from zerocontact.payroll.repository import ConcurrentUpdate, PayrollRepository
 from zerocontact.payroll.v1 import events_pb2
 from zerocontact.platform.auth import Principal
-from zerocontact.platform.http import DomainError, NotFound
+from zerocontact.platform.errors import DomainError, Forbidden, Invalid, NotFound
 from zerocontact.platform.ids import new_id
 from zerocontact.platform.ledger import IdempotencyConflict, InsufficientFunds, Ledger, Side
 from zerocontact.platform.money import Money
@@ -50,56 +50,42 @@ VERIFIED_LEVELS = ("KYC_LEVEL_VERIFIED", "KYC_LEVEL_ENHANCED")
 class NotVerified(DomainError):
     """The enterprise is unknown to payroll or not VERIFIED by identity."""
 
-    status = 409
     code = "enterprise_not_verified"
-
-
-class Forbidden(DomainError):
-    """The caller may not act for this employer."""
-
-    status = 403
-    code = "forbidden"
 
 
 class KeyReused(DomainError):
     """The idempotency key was used before for a different request."""
 
-    status = 409
     code = "idempotency_conflict"
 
 
-class BatchRefused(DomainError):
+class BatchRefused(Invalid):
     """The batch failed validation; nothing was reserved or paid."""
 
-    status = 422
     code = "batch_refused"
 
 
 class InvalidState(DomainError):
     """The batch or payout is not in a state that allows this."""
 
-    status = 409
     code = "invalid_state"
 
 
 class FundsShort(DomainError):
     """The wallet (with its money-market holding) does not cover the amount."""
 
-    status = 409
     code = "insufficient_funds"
 
 
-class MakerCheckerRequired(DomainError):
+class MakerCheckerRequired(Forbidden):
     """The employer requires a different person to approve than the one who submitted."""
 
-    status = 403
     code = "maker_checker"
 
 
 class TopUpConflict(DomainError):
     """The rail reference was confirmed before with other terms."""
 
-    status = 409
     code = "rail_reference_conflict"
 
 

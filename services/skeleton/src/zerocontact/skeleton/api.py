@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Path, Request
 from pydantic import BaseModel, Field
 
-from zerocontact.platform.http import DomainError, NotFound
+from zerocontact.platform.errors import Invalid, NotFound
 from zerocontact.platform.money import InvalidAmount, Money, UnknownCurrency, currency_exponent
 from zerocontact.platform.tracing import child_traceparent
 from zerocontact.skeleton import domain, handlers
@@ -57,8 +57,7 @@ class AccountView(BaseModel):
         )
 
 
-class InvalidMoney(DomainError):
-    status = 422
+class InvalidMoney(Invalid):
     code = "invalid_amount"
 
 

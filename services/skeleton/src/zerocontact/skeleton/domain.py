@@ -6,37 +6,33 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from zerocontact.platform.http import DomainError
+from zerocontact.platform.errors import DomainError, Invalid
 from zerocontact.platform.money import Money
 
 MAX_DEPOSIT_MINOR = 100_000_000_00  # 100 million in a two-decimal currency
 
 
-class CurrencyNotAccepted(DomainError):
+class CurrencyNotAccepted(Invalid):
     """The deposit's currency is not the account's."""
 
-    status = 422
     code = "currency_not_accepted"
 
 
-class InvalidDeposit(DomainError):
+class InvalidDeposit(Invalid):
     """A deposit must credit a positive amount."""
 
-    status = 422
     code = "invalid_deposit"
 
 
-class DepositTooLarge(DomainError):
+class DepositTooLarge(Invalid):
     """Over the single-deposit limit."""
 
-    status = 422
     code = "deposit_too_large"
 
 
 class IdempotencyConflict(DomainError):
     """The idempotency key was used before for a different request."""
 
-    status = 409
     code = "idempotency_conflict"
 
 

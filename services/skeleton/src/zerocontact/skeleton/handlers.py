@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from zerocontact.platform.http import NotFound
+from zerocontact.platform.errors import NotFound
 from zerocontact.platform.ids import new_id
 from zerocontact.platform.money import Money
 from zerocontact.platform.outbox import OutboxEvent, OutboxRelay, protobuf_event

@@ -25,7 +25,7 @@ from zerocontact.identity.api.schemas import (
 )
 from zerocontact.identity.domain.errors import Forbidden
 from zerocontact.identity.handlers import authentication, kyc, registration
-from zerocontact.platform.http import NotFound
+from zerocontact.platform.errors import NotFound
 
 router = APIRouter(tags=["parties"])
 PartyId = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")]

@@ -27,7 +27,7 @@ from zerocontact.identity.api.schemas import (
     TokenView,
 )
 from zerocontact.identity.handlers import authentication
-from zerocontact.platform.http import NotFound
+from zerocontact.platform.errors import NotFound
 
 router = APIRouter(tags=["sessions"])
 

@@ -50,7 +50,7 @@ from zerocontact.identity.tokens import (
     session_of,
 )
 from zerocontact.platform.auth import InvalidToken, Principal, check_step_up
-from zerocontact.platform.http import DomainError, NotFound
+from zerocontact.platform.errors import DomainError, NotFound
 from zerocontact.platform.ids import new_id
 from zerocontact.platform.outbox import OutboxEvent
 from zerocontact.platform.pii import mask_phone
@@ -107,7 +107,6 @@ class _Outcome:
 class Busy(DomainError):
     """Too many concurrent writers on one customer; the client may retry."""
 
-    status = 409
     code = "concurrent_update"
 
 

@@ -13,7 +13,7 @@ from zerocontact.identity.handlers.context import IdentityContext
 from zerocontact.identity.handlers.events import to_cloud_event
 from zerocontact.identity.repository import CUSTOMERS, ENTERPRISES, ConcurrentUpdate
 from zerocontact.platform.auth import Principal, check_step_up
-from zerocontact.platform.http import DomainError, NotFound
+from zerocontact.platform.errors import DomainError, NotFound
 from zerocontact.platform.outbox import OutboxEvent
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,6 @@ MAX_ATTEMPTS = 5
 class Busy(DomainError):
     """Too many concurrent writers on one party; the client may retry."""
 
-    status = 409
     code = "concurrent_update"
 
 

@@ -30,7 +30,7 @@ from zerocontact.identity.trust import domain, handlers, liveness
 from zerocontact.identity.trust.errors import SigningPending
 from zerocontact.identity.trust.handlers import TrustContext
 from zerocontact.identity.trust.merkle import ProofError
-from zerocontact.platform.http import DomainError, NotFound
+from zerocontact.platform.errors import Invalid, NotFound
 
 router = APIRouter(tags=["trust"])
 PartyId = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")]
@@ -39,10 +39,9 @@ MAX_PHOTO_B64 = 11_000_000  # ~8 MB decoded
 MAX_VIDEO_B64 = 40_000_000  # ~30 MB decoded
 
 
-class OutOfRange(DomainError):
+class OutOfRange(Invalid):
     """A tree size or leaf index the log does not have."""
 
-    status = 422
     code = "out_of_range"
 
 

@@ -10,15 +10,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from zerocontact.identity.trust.errors import ContractStateError, FaceVerificationRequired
-from zerocontact.platform.http import DomainError
+from zerocontact.platform.errors import Invalid
 
 EVIDENCE_VERSION = 1
 
 
-class InvalidTemplate(DomainError):
+class InvalidTemplate(Invalid):
     """A contract template or its fields do not fit together."""
 
-    status = 422
     code = "invalid_contract_fields"
 
 

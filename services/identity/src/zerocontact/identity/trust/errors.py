@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from zerocontact.platform.http import DomainError
+from zerocontact.platform.errors import DomainError, Forbidden, Invalid, Pending
 
 
-class UnusableImage(DomainError):
+class UnusableImage(Invalid):
     """The photo or video cannot be used; ``code`` says why, never what it showed."""
 
-    status = 422
     code = "unusable_image"
 
 
@@ -39,26 +38,22 @@ class FaceTooBlurred(UnusableImage):
 class NotEnrolled(DomainError):
     """The customer has no face template."""
 
-    status = 409
     code = "face_not_enrolled"
 
 
-class FaceVerificationRequired(DomainError):
+class FaceVerificationRequired(Forbidden):
     """Signing needs a recent successful face verification."""
 
-    status = 403
     code = "face_verification_required"
 
 
 class ContractStateError(DomainError):
     """The contract is not in a state that allows this."""
 
-    status = 409
     code = "contract_state"
 
 
-class SigningPending(DomainError):
+class SigningPending(Pending):
     """The contract's leaf is queued but not yet in the log; the API answers 202."""
 
-    status = 202
     code = "signing_pending"

@@ -33,7 +33,7 @@ from zerocontact.identity.trust.repository import (
 from zerocontact.identity.trust.sequencer import LeafQueue, Sequencer
 from zerocontact.identity.trust.treehead import Receipt, TreeHead, canonical_json
 from zerocontact.platform.auth import Principal, check_step_up
-from zerocontact.platform.http import NotFound
+from zerocontact.platform.errors import NotFound
 from zerocontact.platform.ids import new_id
 
 log = logging.getLogger(__name__)

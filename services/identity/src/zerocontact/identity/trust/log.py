@@ -40,7 +40,7 @@ from pymongo.errors import DuplicateKeyError
 from zerocontact.identity.trust import merkle
 from zerocontact.identity.trust.merkle import HASH_SIZE, NodeId
 from zerocontact.identity.trust.treehead import TreeHead
-from zerocontact.platform.http import DomainError
+from zerocontact.platform.errors import Unavailable
 from zerocontact.platform.outbox import OutboxEvent, outbox_document
 
 TILES = "trust_log_tiles"
@@ -65,10 +65,9 @@ def _tile_span(node: NodeId) -> tuple[TileId, int, int]:
     return (t, k), offset, 1 << r
 
 
-class ConcurrentWriter(DomainError):
+class ConcurrentWriter(Unavailable):
     """Another instance took the log over; this one is fenced out until it loads again."""
 
-    status = 503
     code = "log_writer_moved"
 
 

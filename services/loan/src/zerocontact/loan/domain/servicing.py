@@ -26,21 +26,19 @@ from zerocontact.loan.domain.schedule import (
     penalty_interest,
     round_money,
 )
-from zerocontact.platform.http import DomainError
+from zerocontact.platform.errors import DomainError, Invalid
 from zerocontact.platform.money import Money
 
 
-class RepaymentExceedsPayoff(DomainError):
+class RepaymentExceedsPayoff(Invalid):
     """More was offered than the loan can take today."""
 
-    status = 422
     code = "repayment_exceeds_payoff"
 
 
 class LoanNotRepayable(DomainError):
     """The loan is not in a state that takes repayments (not disbursed yet, or settled)."""
 
-    status = 409
     code = "loan_not_repayable"
 
 
