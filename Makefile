@@ -63,7 +63,8 @@ lint: $(STAMP) proto buf-lint lint-deploy ## ruff, mypy, buf lint and the deploy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy deploy/local/engines.py proto/generate.py deploy/tools/kafka_topics.py bench
+	MYPYPATH=deploy/local $(VENV)/bin/mypy deploy/local/engines.py deploy/local/localsuite \
+		proto/generate.py deploy/tools/kafka_topics.py bench
 
 test-unit: $(STAMP) proto
 	$(PY) -m pytest tests/unit -q
