@@ -153,7 +153,7 @@ def fetch_ferretdb(layout: Layout) -> None:
     (src / "build" / "version" / "version.txt").write_text(FERRETDB_VERSION + "\n")
     (src / "build" / "version" / "package.txt").write_text(ferretdb_package() + "\n")
     # Upstream runs an update as a read and a separate write (FerretDB#3040), so concurrent
-    # conditional updates of one document can all apply; docs/decisions.md #2.
+    # conditional updates of one document can all apply; docs/architecture.md, decision 2.
     for patch in FERRETDB_PATCHES:
         git = require_tool("git", "needed to apply the FerretDB patches", "apt-get install git")
         out = run_captured([git, "apply", "-p1", "--whitespace=nowarn", str(patch)], cwd=src)

@@ -46,6 +46,6 @@ def supervisor_binary(name: str) -> Path:
     if not path.exists():
         raise EngineError(
             f"{name} not found next to {sys.executable}: run engines.py with the project's venv "
-            "(`make venv` installs supervisor from requirements.lock)"
+            "(`make venv` installs supervisor from uv.lock)"
         )
     return path
