@@ -1,64 +1,34 @@
-"""Background jobs of the loan service: the recovery sweep and the overdue scan."""
+"""The loan service's periodic work: the recovery sweep and the overdue scan.
+
+Each function returns the work of one run; the app runs it as a platform
+:class:`~zerocontact.platform.jobs.PeriodicJob` (``Runtime.start_job``).
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-from zerocontact.loan.handlers import LoanDeps, recover, scan_overdue
+from zerocontact.loan.handlers import LoanDeps, OverdueTransition, recover, scan_overdue
 
-log = logging.getLogger(__name__)
-
-
-class PeriodicJob:
-    """Runs ``work`` every ``interval_s`` until stopped; a failure is logged, not fatal."""
-
-    def __init__(self, name: str, interval_s: float, work: Callable[[], Awaitable[object]]) -> None:
-        self._name = name
-        self._interval = interval_s
-        self._work = work
-        self._task: asyncio.Task[None] | None = None
-        self.runs = 0
-
-    def start(self) -> None:
-        """Start in the background."""
-        self._task = asyncio.create_task(self._run(), name=self._name)
-
-    async def stop(self) -> None:
-        """Cancel the loop."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self._work()
-                self.runs += 1
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # engines down: the next run tries again
-                log.warning("job failed", extra={"job": self._name, "error": repr(exc)})
-            await asyncio.sleep(self._interval)
+RECOVERY = "loan-recovery"
+OVERDUE_SCAN = "loan-overdue-scan"
 
 
-def recovery_job(deps: LoanDeps, *, interval_s: float, min_age_s: float) -> PeriodicJob:
+def recovery(deps: LoanDeps, *, min_age_s: float) -> Callable[[], Awaitable[int]]:
     """Finish acceptances, disbursements and repayments a crash interrupted."""
-    return PeriodicJob(
-        "loan-recovery",
-        interval_s,
-        lambda: recover(deps=deps, min_age=timedelta(seconds=min_age_s)),
-    )
+    min_age = timedelta(seconds=min_age_s)
+
+    async def run() -> int:
+        return await recover(deps=deps, min_age=min_age)
+
+    return run
 
 
-def overdue_job(deps: LoanDeps, *, interval_s: float) -> PeriodicJob:
-    """Overdue detection as of today."""
-    return PeriodicJob(
-        "loan-overdue-scan",
-        interval_s,
-        lambda: scan_overdue(as_of=datetime.now(UTC).date(), deps=deps),
-    )
+def overdue_scan(deps: LoanDeps) -> Callable[[], Awaitable[list[OverdueTransition]]]:
+    """Overdue detection as of the day each run happens."""
+
+    async def run() -> list[OverdueTransition]:
+        return await scan_overdue(as_of=datetime.now(UTC).date(), deps=deps)
+
+    return run
