@@ -59,12 +59,13 @@ lint-deploy: $(STAMP) ## validate deploy/ and docker-compose.yml offline (kustom
 	bash deploy/tools/install.sh
 	bash deploy/tools/lint.sh
 
-lint: $(STAMP) proto buf-lint lint-deploy ## ruff, mypy, buf lint and the deployment validators
+lint: $(STAMP) proto buf-lint lint-deploy ## ruff, mypy, import contracts, buf lint and the deployment validators
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	MYPYPATH=deploy/local $(VENV)/bin/mypy deploy/local/engines.py deploy/local/localsuite \
 		proto/generate.py deploy/tools/kafka_topics.py bench
+	$(VENV)/bin/lint-imports --no-cache  # the architecture contracts in pyproject.toml [tool.importlinter]
 
 test-unit: $(STAMP) proto
 	$(PY) -m pytest tests/unit -q

@@ -19,7 +19,16 @@ MongoDB-wire server makes atomic:
   projections, never the authority.
 
 See docs/ledger.md for the protocol and its recovery guarantees.
+
+The pure rules (:mod:`.rules`) are imported eagerly; :class:`Ledger` (:mod:`.store`, PyMongo) is
+loaded on first access, so a domain module that imports ``Leg``/``Side`` from here does not pull
+PyMongo into its process (``tests/unit/test_domain_purity.py``, the import-linter contracts).
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from zerocontact.platform.ledger.rules import (
     Account,
@@ -41,7 +50,9 @@ from zerocontact.platform.ledger.rules import (
     application_plan,
     validate_legs,
 )
-from zerocontact.platform.ledger.store import Ledger
+
+if TYPE_CHECKING:  # import-linter ignores this (exclude_type_checking_imports)
+    from zerocontact.platform.ledger.store import Ledger
 
 __all__ = [
     "Account",
@@ -64,3 +75,12 @@ __all__ = [
     "application_plan",
     "validate_legs",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Load :class:`Ledger` (and with it PyMongo) only when someone asks for it (PEP 562)."""
+    if name == "Ledger":
+        store = importlib.import_module("zerocontact.platform.ledger.store")
+        globals()["Ledger"] = store.Ledger
+        return store.Ledger
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
