@@ -94,13 +94,12 @@ def create_app(
         )
 
         async def on_identity_event(consumed: ConsumedEvent) -> None:
-            await apply_identity_event(consumed, parties=repo.parties)
+            await apply_identity_event(consumed, repo=repo)
 
         await runtime.start_consumer(topics=[settings.identity_topic], handler=on_identity_event)
         # registered after the consumer, so batches stop before it (and the relay) at shutdown
         runtime.on_stop(runner.stop)
         app.state.ctx = ctx
-        app.state.runner = runner
         app.state.verifier = verifier or TokenVerifier.remote(
             settings.identity_jwks_url,
             issuer=settings.identity_issuer,

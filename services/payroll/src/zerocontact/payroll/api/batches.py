@@ -43,7 +43,7 @@ async def _submit(
         handlers.SubmitBatch(employer_id, items, count, total, scheduled_for, key, source),
         principal=who,
     )
-    return batch_view(batch, await ctx.repo.item_counts(batch))
+    return batch_view(batch, await handlers.item_counts(ctx, batch))
 
 
 @router.post("/employers/{employer_id}/batches", status_code=201)
@@ -154,7 +154,7 @@ async def _owned_batch(ctx: handlers.Context, batch_id: str, who: Principal) -> 
 async def get_batch(batch_id: PartyId, who: Caller, ctx: Ctx) -> BatchView:
     """A batch's state, pain.002 group status and item counts."""
     batch = await _owned_batch(ctx, batch_id, who)
-    return batch_view(batch, await ctx.repo.item_counts(batch))
+    return batch_view(batch, await handlers.item_counts(ctx, batch))
 
 
 @router.get("/batches/{batch_id}/report")
@@ -178,7 +178,7 @@ async def list_items(
     """Items with masked cards, in order; state from the outcomes (PENDING until decided)."""
     await _owned_batch(ctx, batch_id, who)
     rows = []
-    async for line in ctx.repo.item_lines(batch_id, after_seq=after_seq):
+    async for line in handlers.item_lines(ctx, batch_id, after_seq=after_seq):
         if state and line.state != state:
             continue
         rows.append(
@@ -204,7 +204,7 @@ async def approve(batch_id: PartyId, key: IdempotencyKey, who: SteppedUp, ctx: C
     """Approve and reserve the batch; needs AAL2 and a recent authentication (step-up)."""
     await handlers.claim(ctx, f"approve:{batch_id}", key, {"batch": batch_id})
     batch = await handlers.approve_batch(ctx, batch_id=batch_id, principal=who)
-    return batch_view(batch, await ctx.repo.item_counts(batch))
+    return batch_view(batch, await handlers.item_counts(ctx, batch))
 
 
 @router.get("/batches/{batch_id}/pain001", response_class=Response)
@@ -212,7 +212,7 @@ async def export_pain001(batch_id: PartyId, who: Caller, ctx: Ctx) -> Response:
     """The batch as ISO 20022 pain.001.001.09 (cards masked)."""
     batch = await _owned_batch(ctx, batch_id, who)
     owner = await handlers.employer(ctx, batch.employer_id)
-    items = [i async for i in ctx.repo.item_lines(batch_id)]
+    items = [i async for i in handlers.item_lines(ctx, batch_id)]
     xml = iso20022.export_pain001(batch, items, debtor_name=owner.name or owner.employer_id)
     return Response(xml, media_type="application/xml")
 
@@ -221,7 +221,7 @@ async def export_pain001(batch_id: PartyId, who: Caller, ctx: Ctx) -> Response:
 async def status_report(batch_id: PartyId, who: Caller, ctx: Ctx) -> Response:
     """The batch's ISO 20022 pain.002.001.10 status report."""
     batch = await _owned_batch(ctx, batch_id, who)
-    items = [i async for i in ctx.repo.item_lines(batch_id)]
-    view = batch_view(batch, await ctx.repo.item_counts(batch))
+    items = [i async for i in handlers.item_lines(ctx, batch_id)]
+    view = batch_view(batch, await handlers.item_counts(ctx, batch))
     xml = iso20022.status_report(batch, items, group_status=view.status)
     return Response(xml, media_type="application/xml")

@@ -32,7 +32,7 @@ async def my_payslips(who: Caller, ctx: Ctx) -> list[dict[str, Any]]:
             "card": slip.card_masked,
             "state": slip.state,
         }
-        for slip in await ctx.repo.payslips(who.subject, limit=100)
+        for slip in await handlers.payslips(ctx, who.subject)
     ]
 
 

@@ -32,6 +32,7 @@ from zerocontact.payroll.handlers.employers import (
     onboard_employer,
 )
 from zerocontact.payroll.handlers.payouts import GigPayout, drive_gig, pay_gig
+from zerocontact.payroll.handlers.queries import item_counts, item_lines, payslips
 from zerocontact.payroll.handlers.scheduler import recover, scheduler_tick
 from zerocontact.payroll.handlers.treasury import (
     accrue_yield,
@@ -66,9 +67,12 @@ __all__ = [
     "employer",
     "fingerprint",
     "fund",
+    "item_counts",
+    "item_lines",
     "may_act",
     "onboard_employer",
     "pay_gig",
+    "payslips",
     "recover",
     "refusal_body",
     "run_sweep",

@@ -45,6 +45,7 @@ from zerocontact.payroll.repository.layout import (
     PARTIES,
     TREASURY,
 )
+from zerocontact.platform.idempotency import apply_once
 from zerocontact.platform.mongo import Document, ensure_indexes
 from zerocontact.platform.outbox import (
     OutboxEvent,
@@ -91,6 +92,44 @@ class PayrollRepository(ItemStore):
         """A party of the directory identity's events built, if payroll heard of it."""
         doc = await self.parties.find_one({"_id": party_id})
         return None if doc is None else party_from_document(doc)
+
+    async def record_enterprise(
+        self,
+        enterprise_id: str,
+        *,
+        event_id: str,
+        name: str,
+        credit_code: str,
+        legal_representative_id: str,
+        registered_at: datetime,
+    ) -> bool:
+        """Project an enterprise registration (once per event); its KYB level starts at NONE."""
+        return await apply_once(
+            self.parties,
+            doc_id=enterprise_id,
+            event_id=event_id,
+            update={
+                "$set": {
+                    "kind": "enterprise",
+                    "name": name,
+                    "credit_code": credit_code,
+                    "legal_representative_id": legal_representative_id,
+                    "registered_at": registered_at,
+                },
+                "$setOnInsert": {"kyc_level": "KYC_LEVEL_NONE"},
+            },
+        )
+
+    async def record_kyc_level(
+        self, party_id: str, *, event_id: str, level: str, changed_at: datetime, actor: str
+    ) -> bool:
+        """Project a party's new KYB level (once per event)."""
+        return await apply_once(
+            self.parties,
+            doc_id=party_id,
+            event_id=event_id,
+            update={"$set": {"kyc_level": level, "kyc_changed_at": changed_at, "kyc_actor": actor}},
+        )
 
     async def employer(self, employer_id: str) -> Employer | None:
         """An onboarded employer."""
