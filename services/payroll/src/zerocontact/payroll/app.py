@@ -5,17 +5,10 @@ Run with ``uvicorn --factory zerocontact.payroll.app:create_app --port 8003``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from fastapi import FastAPI
-from pymongo import AsyncMongoClient
 
 from zerocontact.payroll import handlers
 from zerocontact.payroll.api import router
@@ -27,30 +20,16 @@ from zerocontact.payroll.rail import PaymentRail, PaymentRailSimulator
 from zerocontact.payroll.repository import PayrollRepository
 from zerocontact.payroll.settings import PayrollSettings
 from zerocontact.platform.auth import TokenVerifier
-from zerocontact.platform.http import engine_checks, install_operational_routes
-from zerocontact.platform.kafka.consumer import ConsumedEvent, ConsumerRunner
-from zerocontact.platform.kafka.producer import EventPublisher
+from zerocontact.platform.kafka.consumer import ConsumedEvent
 from zerocontact.platform.ledger import Ledger
-from zerocontact.platform.logging import configure_logging
 from zerocontact.platform.money import Money
-from zerocontact.platform.mongo import create_mongo_client
 from zerocontact.platform.outbox import OutboxRelay
+from zerocontact.platform.runtime import Runtime, service_app
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class PayrollDeps:
-    """What the routes reach through ``app.state.deps``."""
-
-    settings: PayrollSettings
-    mongo: AsyncMongoClient[dict[str, Any]]
-    ctx: handlers.Context
-    verifier: TokenVerifier
-    publisher: EventPublisher
-    relay: OutboxRelay
-    consumer: ConsumerRunner
-    runner: BatchRunner
+# The ledger's recovery sweep in the scheduler leaves postings younger than this to their writer.
+LEDGER_RECOVERY_MIN_AGE = timedelta(seconds=30)
 
 
 def create_app(
@@ -61,33 +40,28 @@ def create_app(
 ) -> FastAPI:
     """The payroll app. ``verifier`` and ``rail`` replace the configured ones (tests)."""
     settings = settings or PayrollSettings()  # type: ignore[call-arg]  # keys come from the env
-    configure_logging(settings.service_name, settings.log_level)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        mongo = create_mongo_client(settings.mongodb_uri, app_name=settings.service_name)
-        db = mongo[settings.mongodb_database]
+    async def setup(runtime: Runtime, app: FastAPI) -> None:
+        db = runtime.database()
         repo = PayrollRepository(db)
-        await repo.create_indexes()
         ledger = Ledger(db)
-        await ledger.ensure_indexes()
+        await runtime.ensure(repo.create_indexes, ledger.ensure_indexes)
         for name, side, negative in accounts.HOUSE_ACCOUNTS:
             await ledger.open_account(
                 name, currency="CNY", normal_balance=side, allow_negative=negative
             )
-        publisher = EventPublisher(
-            bootstrap_servers=settings.kafka_bootstrap_servers, client_id=settings.service_name
+        publisher = await runtime.start_publisher()
+        relay = await runtime.start(
+            OutboxRelay(
+                publisher=publisher,
+                collections=repo.outbox_collections,
+                sweep_interval_s=settings.outbox_sweep_interval_s,
+            )
         )
-        await publisher.start()
-        relay = OutboxRelay(
-            publisher=publisher,
-            collections=repo.outbox_collections,
-            sweep_interval_s=settings.outbox_sweep_interval_s,
-        )
-        await relay.start()
         cipher = settings.field_cipher()
         the_rail = rail or PaymentRailSimulator(
-            mongo[settings.rail_simulator_database], latency_s=settings.rail_simulator_latency_s
+            runtime.database(settings.rail_simulator_database),
+            latency_s=settings.rail_simulator_latency_s,
         )
         retry = RetryPolicy(settings.max_attempts, settings.retry_initial_s, settings.retry_max_s)
         runner = BatchRunner(
@@ -119,68 +93,40 @@ def create_app(
             retry=retry,
         )
 
-        async def handle(consumed: ConsumedEvent) -> None:
-            await apply_identity_event(consumed, parties=repo.parties)
+        async def on_identity_event(consumed: ConsumedEvent) -> None:
+            await apply_identity_event(consumed, repo=repo)
 
-        consumer = ConsumerRunner(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            topics=[settings.identity_topic],
-            group_id=settings.consumer_group,
-            handler=handle,
-            publisher=publisher,
-        )
-        await consumer.start()
-        the_verifier = verifier or TokenVerifier.remote(
+        await runtime.start_consumer(topics=[settings.identity_topic], handler=on_identity_event)
+        # registered after the consumer, so batches stop before it (and the relay) at shutdown
+        runtime.on_stop(runner.stop)
+        app.state.ctx = ctx
+        app.state.verifier = verifier or TokenVerifier.remote(
             settings.identity_jwks_url,
             issuer=settings.identity_issuer,
             audience=settings.identity_audience,
         )
-        app.state.deps = PayrollDeps(
-            settings, mongo, ctx, the_verifier, publisher, relay, consumer, runner
-        )
+        app.state.step_up_max_age_s = settings.step_up_max_age_s
         recovered = await handlers.recover(ctx)
         if any(recovered.values()):
             log.info("recovery resumed work in flight", extra={"recovered": recovered})
-        scheduler = asyncio.create_task(_schedule(ctx, settings.scheduler_interval_s))
-        try:
-            yield
-        finally:
-            scheduler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await scheduler
-            await runner.stop()
-            await consumer.stop()
-            await relay.stop()
-            await publisher.stop()
-            await mongo.close()
 
-    app = FastAPI(
+        async def schedule() -> None:
+            """Scheduled payrolls (redeem ahead, start when due) and the ledger's recovery."""
+            await handlers.scheduler_tick(ctx)
+            await ledger.recover(min_age=LEDGER_RECOVERY_MIN_AGE)
+
+        runtime.start_job(
+            "payroll-scheduler",
+            settings.scheduler_interval_s,
+            schedule,
+            first_delay_s=settings.scheduler_interval_s,
+        )
+
+    return service_app(
+        settings,
         title="zerocontact payroll",
         description="Employer wallets, top-up, payroll batches to any bank card, payslips, "
         "gig payouts with tax withholding, idle-balance sweep.",
-        lifespan=lifespan,
+        routers=[router],
+        setup=setup,
     )
-    app.include_router(router)
-
-    checks = engine_checks(
-        publisher=lambda: app.state.deps.publisher,
-        mongo=lambda: app.state.deps.mongo,
-        consumer=lambda: app.state.deps.consumer,
-        within_s=settings.readiness_timeout_s,
-    )
-
-    install_operational_routes(app, checks=checks, timeout_s=settings.readiness_timeout_s)
-    return app
-
-
-async def _schedule(ctx: handlers.Context, interval_s: float) -> None:
-    """Scheduled payrolls (redeem ahead, start when due) and the ledger's recovery sweep."""
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            await handlers.scheduler_tick(ctx)
-            await ctx.ledger.recover(min_age=timedelta(seconds=30))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # engines down: the next tick tries again
-            log.warning("payroll scheduler tick failed", extra={"error": repr(exc)})

@@ -36,19 +36,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bson import Int64
-
 from zerocontact.payroll import events as ev
 from zerocontact.payroll.domain import accounts
+from zerocontact.payroll.domain.aggregates import Batch
 from zerocontact.payroll.domain.batches import BatchState, RetryPolicy, batch_status
 from zerocontact.payroll.rail import CreditTransfer, PaymentRail, RailResult, RailStatus
-from zerocontact.payroll.repository import ConcurrentUpdate, PayrollRepository
-from zerocontact.payroll.v1 import events_pb2
+from zerocontact.payroll.repository import BATCHES, ConcurrentUpdate, PayrollRepository
+from zerocontact.payroll.repository.documents import outcome_document
 from zerocontact.platform.ids import new_id
 from zerocontact.platform.kafka import EventPublisher
 from zerocontact.platform.ledger import Ledger
 from zerocontact.platform.money import Money
-from zerocontact.platform.outbox import OutboxEvent, OutboxRelay, update_aggregate
+from zerocontact.platform.mongo import Document
+from zerocontact.platform.outbox import OutboxRelay
 from zerocontact.platform.pii import FieldCipher
 
 log = logging.getLogger(__name__)
@@ -157,47 +157,44 @@ class BatchRunner:
                 return
 
     async def _run(self, batch_id: str) -> None:
-        batch = await self._repo.batches.find_one({"_id": batch_id})
-        if batch is None or batch["state"] not in (BatchState.APPROVED, BatchState.EXECUTING):
+        batch = await self._repo.batch(batch_id)
+        if batch is None or batch.state not in (BatchState.APPROVED, BatchState.EXECUTING):
             return
-        if batch["state"] == BatchState.APPROVED:
-            await self._repo.batches.update_one(
-                {"_id": batch_id, "state": str(BatchState.APPROVED)},
-                {"$set": {"state": str(BatchState.EXECUTING), "started_at": datetime.now(UTC)}},
-            )
-        done: dict[str, Any] = batch.get("chunks_done") or {}
+        if batch.state == BatchState.APPROVED:
+            await self._repo.start_executing(batch_id)
+        done = batch.chunks_done
         # A fresh batch has no outcomes or attempts yet; a resumed one (EXECUTING: recovery or
         # a second runner) reads them once for the whole batch. Reading per chunk scanned the
         # collection once per chunk (FerretDB pushes down only _id filters): quadratic.
-        resumed = batch["state"] == BatchState.EXECUTING
+        resumed = batch.state == BatchState.EXECUTING
         outcomes = await self._repo.batch_outcomes(batch_id) if resumed else {}
         attempts = await self._repo.batch_attempts(batch_id) if resumed else {}
         gate = asyncio.Semaphore(self._config.rail_concurrency)
-        chunks = range(int(batch["chunks"]))
+        chunks = range(batch.chunks)
         ran = await asyncio.gather(
             *(
                 self._run_chunk(
                     batch, chunk, gate, outcomes.get(chunk, []), attempts.get(chunk, Counter())
                 )
                 for chunk in chunks
-                if str(chunk) not in done
+                if chunk not in done
             )
         )
-        final = [o for chunk in chunks if str(chunk) in done for o in outcomes.get(chunk, [])]
+        final = [o for chunk in chunks if chunk in done for o in outcomes.get(chunk, [])]
         await self._complete(
             batch_id, final + [o for chunk_outcomes in ran for o in chunk_outcomes]
         )
 
     async def _run_chunk(
         self,
-        batch: dict[str, Any],
+        batch: Batch,
         chunk: int,
         gate: asyncio.Semaphore,
-        decided: list[dict[str, Any]],
+        decided: list[Document],
         attempts: Counter[str],
-    ) -> list[dict[str, Any]]:
+    ) -> list[Document]:
         """Pay one chunk's open items and settle it; returns the chunk's outcomes."""
-        batch_id = batch["_id"]
+        batch_id = batch.batch_id
         retry = self._config.retry
         async with gate:  # bounds concurrent reads as it bounds rail requests
             items = await self._repo.chunk_items(batch_id, chunk)
@@ -215,7 +212,7 @@ class BatchRunner:
                             i["card_enc"], context=card_context(batch_id)
                         ),
                         payee_name=i["payee_name"],
-                        amount=Money(batch["currency"], int(i["amount_minor"])),
+                        amount=Money(batch.currency, int(i["amount_minor"])),
                     )
                     for i in open_items
                 ]
@@ -237,10 +234,8 @@ class BatchRunner:
         await self._settle_chunk(batch, chunk, list(outcomes.values()))
         return list(outcomes.values())
 
-    async def _settle_chunk(
-        self, batch: dict[str, Any], chunk: int, outcomes: list[dict[str, Any]]
-    ) -> None:
-        batch_id, employer_id = batch["_id"], batch["employer_id"]
+    async def _settle_chunk(self, batch: Batch, chunk: int, outcomes: list[Document]) -> None:
+        batch_id, employer_id = batch.batch_id, batch.employer_id
         paid = sum(int(o["amount_minor"]) for o in outcomes if o["state"] == "PAID")
         if paid:
             # One posting at a time per process: every chunk's posting touches the rail
@@ -249,29 +244,30 @@ class BatchRunner:
             async with self._settling:
                 await self._ledger.post(
                     f"payroll:salary:{batch_id}:c{chunk:05d}",
-                    accounts.settle(batch_id, Money(batch["currency"], paid)),
+                    accounts.settle(batch_id, Money(batch.currency, paid)),
                     memo=f"salaries of batch {batch_id} chunk {chunk}",
                 )
-        events = [_item_event(self._config.topic, employer_id, o) for o in outcomes]
+        item_events = [
+            ev.item_event(topic=self._config.topic, employer_id=employer_id, outcome=o)
+            for o in outcomes
+        ]
         # Published before the chunk is marked done (see the module docstring): a broker
         # outage fails the run here and the scheduler resumes it.
-        await self._publisher.publish_in_order([(e.topic, e.key, e.event) for e in events])
-        await self._repo.batches.update_one(
-            {"_id": batch_id}, {"$set": {f"chunks_done.{chunk}": True}}
-        )
+        await self._publisher.publish_in_order([(e.topic, e.key, e.event) for e in item_events])
+        await self._repo.mark_chunk_done(batch_id, chunk)
 
-    async def _complete(self, batch_id: str, outcomes: list[dict[str, Any]]) -> None:
-        batch = await self._repo.batches.find_one({"_id": batch_id})
-        if batch is None or batch["state"] != BatchState.EXECUTING:
+    async def _complete(self, batch_id: str, outcomes: list[Document]) -> None:
+        batch = await self._repo.batch(batch_id)
+        if batch is None or batch.state != BatchState.EXECUTING:
             return
         # every outcome of the batch is in memory (read at resumption or written by this run)
         paid = sum(1 for o in outcomes if o["state"] == "PAID")
         failed = len(outcomes) - paid
         paid_minor = sum(int(o["amount_minor"]) for o in outcomes if o["state"] == "PAID")
-        if paid + failed != int(batch["item_count"]):
+        if paid + failed != batch.item_count:
             return  # not every item is final: a concurrent runner or recovery will finish
-        currency, employer_id = batch["currency"], batch["employer_id"]
-        released = int(batch["control_sum_minor"]) - paid_minor
+        currency, employer_id = batch.currency, batch.employer_id
+        released = batch.control_sum_minor - paid_minor
         if released:
             await self._ledger.post(
                 f"payroll:release:{batch_id}",
@@ -280,110 +276,47 @@ class BatchRunner:
             )
         status = batch_status(paid, failed, 0)
         now = datetime.now(UTC)
-        completed = events_pb2.PayrollBatchCompleted(
+        event = ev.batch_completed(
+            topic=self._config.topic,
             batch_id=batch_id,
             employer_id=employer_id,
-            status=getattr(events_pb2, f"PAYMENT_STATUS_{status}"),
+            status=status,
             paid_items=paid,
             failed_items=failed,
-            paid=Money(currency, paid_minor).to_proto(),
-            released=Money(currency, released).to_proto(),
-            completed_at=ev.timestamp(now),
-        )
-        event = ev.outbox_event(
-            topic=self._config.topic,
-            employer_id=employer_id,
-            field="payroll_batch_completed",
-            message=completed,
-            subject=f"batch/{batch_id}",
-            event_id=ev.deterministic_id(batch_id, "completed"),
+            paid=Money(currency, paid_minor),
+            released=Money(currency, released),
+            at=now,
         )
         try:
-            await update_aggregate(
-                self._repo.batches,
-                batch_id,
-                version=int(batch["version"]),
-                changes={
-                    "state": str(BatchState.COMPLETED),
-                    "status": status,
-                    "paid_items": paid,
-                    "failed_items": failed,
-                    "paid_minor": Int64(paid_minor),
-                    "released_minor": Int64(released),
-                    "completed_at": now,
-                },
+            await self._repo.complete_batch(
+                batch,
+                status=status,
+                paid_items=paid,
+                failed_items=failed,
+                paid_minor=paid_minor,
+                released_minor=released,
+                completed_at=now,
                 events=[event],
             )
         except ConcurrentUpdate:
             return  # another runner completed it with the same figures
-        self._relay.nudge(self._repo.batches.name, batch_id)
+        self._relay.nudge(BATCHES, batch_id)
 
 
 def _outcome(
-    batch: dict[str, Any], item: dict[str, Any], result: RailResult, attempts: int, now: datetime
-) -> dict[str, Any]:
+    batch: Batch, item: Document, result: RailResult, attempts: int, now: datetime
+) -> Document:
     paid = result.status is RailStatus.ACSC
-    return {
-        "_id": f"{batch['_id']}:{item['end_to_end_id']}",
-        "item_id": item["_id"],
-        "batch_id": batch["_id"],
-        "chunk": item["chunk"],
-        "end_to_end_id": item["end_to_end_id"],
-        "state": "PAID" if paid else "FAILED",
-        "amount_minor": item["amount_minor"],
-        "currency": batch["currency"],
-        "card_masked": item["card_masked"],
-        "bank": item["bank"],
-        "customer_id": item.get("customer_id") or "",
-        "rail_reference": result.reference,
-        "reason_code": "" if paid else (result.reason_code or "NARR"),
-        "reason": "" if paid else (result.reason or "rejected by the rail"),
-        "attempts": attempts,
-        "decided_at": now,
-    }
-
-
-def _item_event(topic: str, employer_id: str, outcome: dict[str, Any]) -> OutboxEvent:
-    amount = Money(outcome["currency"], int(outcome["amount_minor"])).to_proto()
-    when = outcome["decided_at"]
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    message: Any
-    if outcome["state"] == "PAID":
-        kind = "salary_paid"
-        message = events_pb2.SalaryPaid(
-            batch_id=outcome["batch_id"],
-            employer_id=employer_id,
-            end_to_end_id=outcome["end_to_end_id"],
-            card_masked=outcome["card_masked"],
-            bank=outcome["bank"],
-            amount=amount,
-            rail_reference=outcome["rail_reference"],
-            attempts=int(outcome["attempts"]),
-            paid_at=ev.timestamp(when),
-            payee_party_id=outcome.get("customer_id") or "",
-        )
-    else:
-        kind = "salary_payment_failed"
-        message = events_pb2.SalaryPaymentFailed(
-            batch_id=outcome["batch_id"],
-            employer_id=employer_id,
-            end_to_end_id=outcome["end_to_end_id"],
-            card_masked=outcome["card_masked"],
-            amount=amount,
-            reason_code=outcome["reason_code"],
-            reason=outcome["reason"],
-            attempts=int(outcome["attempts"]),
-            failed_at=ev.timestamp(when),
-        )
-    return ev.outbox_event(
-        topic=topic,
-        employer_id=employer_id,
-        field=kind,
-        message=message,
-        subject=f"batch/{outcome['batch_id']}/item/{outcome['end_to_end_id']}",
-        event_id=ev.deterministic_id(outcome["_id"], kind),
-        time=when,
+    return outcome_document(
+        batch_id=batch.batch_id,
+        currency=batch.currency,
+        item=item,
+        paid=paid,
+        rail_reference=result.reference,
+        reason_code="" if paid else (result.reason_code or "NARR"),
+        reason="" if paid else (result.reason or "rejected by the rail"),
+        attempts=attempts,
+        decided_at=now,
     )
 
 

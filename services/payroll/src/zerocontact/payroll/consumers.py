@@ -1,19 +1,17 @@
 """The party directory: enterprises and their KYB level, projected from ``identity.events.v1``.
 
 Payroll learns about enterprises only from identity's events (never from its database). The
-projection is applied idempotently by ``ce_id`` (``apply_once``), so redeliveries change nothing.
+repository applies the projection idempotently by ``ce_id`` (``apply_once``), so redeliveries
+change nothing.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
-
-from pymongo.asynchronous.collection import AsyncCollection
 
 from zerocontact.common.v1 import party_pb2
 from zerocontact.identity.v1 import events_pb2 as identity_pb2
-from zerocontact.platform.idempotency import apply_once
+from zerocontact.payroll.repository import PayrollRepository
 from zerocontact.platform.kafka.consumer import ConsumedEvent
 
 log = logging.getLogger(__name__)
@@ -23,45 +21,32 @@ class UnknownEventType(ValueError):
     """The payload is not the event its ``ce_type`` header names (poison)."""
 
 
-async def apply_identity_event(
-    consumed: ConsumedEvent, *, parties: AsyncCollection[dict[str, Any]]
-) -> bool:
+async def apply_identity_event(consumed: ConsumedEvent, *, repo: PayrollRepository) -> bool:
     """Apply one identity event to the directory; False when skipped or applied before."""
     wrapper = identity_pb2.IdentityEvent.FromString(consumed.event.data)
     kind = wrapper.WhichOneof("event")
     if kind == "enterprise_registered":
         registered = wrapper.enterprise_registered
         _check_type(consumed, registered.DESCRIPTOR.full_name)
-        update: dict[str, Any] = {
-            "$set": {
-                "kind": "enterprise",
-                "name": registered.name,
-                "credit_code": registered.credit_code,
-                "legal_representative_id": registered.legal_representative_id,
-                "registered_at": registered.registered_at.ToDatetime(),
-            },
-            "$setOnInsert": {"kyc_level": "KYC_LEVEL_NONE"},
-        }
-        return await apply_once(
-            parties, doc_id=registered.enterprise_id, event_id=consumed.event.id, update=update
+        return await repo.record_enterprise(
+            registered.enterprise_id,
+            event_id=consumed.event.id,
+            name=registered.name,
+            credit_code=registered.credit_code,
+            legal_representative_id=registered.legal_representative_id,
+            registered_at=registered.registered_at.ToDatetime(),
         )
     if kind == "kyc_level_changed":
         changed = wrapper.kyc_level_changed
         _check_type(consumed, changed.DESCRIPTOR.full_name)
         if changed.party.kind != party_pb2.PartyRef.PARTY_KIND_ENTERPRISE:
             return False  # customers' levels do not concern payroll
-        level = identity_pb2.KycLevel.Name(changed.to_level)
-        return await apply_once(
-            parties,
-            doc_id=changed.party.party_id,
+        return await repo.record_kyc_level(
+            changed.party.party_id,
             event_id=consumed.event.id,
-            update={
-                "$set": {
-                    "kyc_level": level,
-                    "kyc_changed_at": changed.changed_at.ToDatetime(),
-                    "kyc_actor": changed.actor,
-                }
-            },
+            level=identity_pb2.KycLevel.Name(changed.to_level),
+            changed_at=changed.changed_at.ToDatetime(),
+            actor=changed.actor,
         )
     # events payroll does not need (customers, authentication) or does not know yet
     return False

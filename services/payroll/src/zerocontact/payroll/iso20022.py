@@ -22,6 +22,7 @@ from typing import Any
 from lxml import etree
 from lxml.builder import ElementMaker  # type: ignore[import-not-found, unused-ignore]
 
+from zerocontact.payroll.domain.aggregates import Batch, ItemLine
 from zerocontact.payroll.domain.batches import DEDUCTION_KINDS, RawItem
 from zerocontact.platform.money import Money
 
@@ -53,44 +54,42 @@ def _iso_time(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(microsecond=0).isoformat()
 
 
-def export_pain001(
-    batch: Mapping[str, Any], items: Iterable[Mapping[str, Any]], *, debtor_name: str
-) -> bytes:
+def export_pain001(batch: Batch, items: Iterable[ItemLine], *, debtor_name: str) -> bytes:
     """A pain.001.001.09 of a stored batch (cards masked)."""
     e = ElementMaker(namespace=PAIN_001, nsmap={None: PAIN_001})
-    currency = batch["currency"]
-    total = Money(currency, int(batch["control_sum_minor"]))
-    count = str(batch["item_count"])
-    scheduled = batch.get("scheduled_for") or batch["submitted_at"]
+    currency = batch.currency
+    total = batch.control_sum
+    count = str(batch.item_count)
+    scheduled = batch.scheduled_for or batch.submitted_at
     transactions = [
         e.CdtTrfTxInf(
-            e.PmtId(e.EndToEndId(item["end_to_end_id"])),
-            e.Amt(e.InstdAmt(_amount(Money(currency, int(item["amount_minor"]))), Ccy=currency)),
-            e.CdtrAgt(e.FinInstnId(e.Nm(item.get("bank") or "UNKNOWN"))),
-            e.Cdtr(e.Nm(item["payee_name"])),
-            e.CdtrAcct(e.Id(e.Othr(e.Id(item["card_masked"])))),
-            e.RmtInf(e.Ustrd(f"salary {batch['_id']}")),
+            e.PmtId(e.EndToEndId(item.end_to_end_id)),
+            e.Amt(e.InstdAmt(_amount(Money(currency, item.amount_minor)), Ccy=currency)),
+            e.CdtrAgt(e.FinInstnId(e.Nm(item.bank or "UNKNOWN"))),
+            e.Cdtr(e.Nm(item.payee_name)),
+            e.CdtrAcct(e.Id(e.Othr(e.Id(item.card_masked)))),
+            e.RmtInf(e.Ustrd(f"salary {batch.batch_id}")),
         )
         for item in items
     ]
     document = e.Document(
         e.CstmrCdtTrfInitn(
             e.GrpHdr(
-                e.MsgId(batch["_id"].replace("-", "")[:35]),
-                e.CreDtTm(_iso_time(batch["submitted_at"])),
+                e.MsgId(batch.batch_id.replace("-", "")[:35]),
+                e.CreDtTm(_iso_time(batch.submitted_at)),
                 e.NbOfTxs(count),
                 e.CtrlSum(_amount(total)),
                 e.InitgPty(e.Nm(debtor_name)),
             ),
             e.PmtInf(
-                e.PmtInfId(batch["_id"]),
+                e.PmtInfId(batch.batch_id),
                 e.PmtMtd("TRF"),
                 e.NbOfTxs(count),
                 e.CtrlSum(_amount(total)),
                 e.PmtTpInf(e.CtgyPurp(e.Cd("SALA"))),
                 e.ReqdExctnDt(e.Dt(scheduled.astimezone(UTC).date().isoformat())),
                 e.Dbtr(e.Nm(debtor_name)),
-                e.DbtrAcct(e.Id(e.Othr(e.Id(f"payroll:employer:{batch['employer_id']}")))),
+                e.DbtrAcct(e.Id(e.Othr(e.Id(f"payroll:employer:{batch.employer_id}")))),
                 e.DbtrAgt(e.FinInstnId(e.Nm("zerocontact"))),
                 *transactions,
             ),
@@ -172,33 +171,30 @@ def parse_pain001(data: bytes) -> Pain001:
     )
 
 
-def status_report(
-    batch: Mapping[str, Any], items: Iterable[Mapping[str, Any]], *, group_status: str
-) -> bytes:
+def status_report(batch: Batch, items: Iterable[ItemLine], *, group_status: str) -> bytes:
     """A pain.002.001.10 status report of a batch."""
     e = ElementMaker(namespace=PAIN_002, nsmap={None: PAIN_002})
     transactions = []
     for item in items:
-        state = item["state"]
-        status = {"PAID": "ACSC", "FAILED": "RJCT"}.get(state, "PDNG")
-        children = [e.OrgnlEndToEndId(item["end_to_end_id"]), e.TxSts(status)]
+        status = {"PAID": "ACSC", "FAILED": "RJCT"}.get(item.state, "PDNG")
+        children = [e.OrgnlEndToEndId(item.end_to_end_id), e.TxSts(status)]
         if status == "RJCT":
-            children.append(e.StsRsnInf(e.Rsn(e.Cd(item.get("reason_code") or "NARR"))))
+            children.append(e.StsRsnInf(e.Rsn(e.Cd(item.reason_code or "NARR"))))
         transactions.append(e.TxInfAndSts(*children))
     document = e.Document(
         e.CstmrPmtStsRpt(
             e.GrpHdr(
-                e.MsgId(f"STS{batch['_id'].replace('-', '')}"[:35]),
+                e.MsgId(f"STS{batch.batch_id.replace('-', '')}"[:35]),
                 e.CreDtTm(_iso_time(datetime.now(UTC))),
             ),
             e.OrgnlGrpInfAndSts(
-                e.OrgnlMsgId(batch["_id"].replace("-", "")[:35]),
+                e.OrgnlMsgId(batch.batch_id.replace("-", "")[:35]),
                 e.OrgnlMsgNmId("pain.001.001.09"),
-                e.OrgnlNbOfTxs(str(batch["item_count"])),
-                e.OrgnlCtrlSum(_amount(Money(batch["currency"], int(batch["control_sum_minor"])))),
+                e.OrgnlNbOfTxs(str(batch.item_count)),
+                e.OrgnlCtrlSum(_amount(batch.control_sum)),
                 e.GrpSts(group_status),
             ),
-            e.OrgnlPmtInfAndSts(e.OrgnlPmtInfId(batch["_id"]), *transactions),
+            e.OrgnlPmtInfAndSts(e.OrgnlPmtInfId(batch.batch_id), *transactions),
         )
     )
     return bytes(etree.tostring(document, xml_declaration=True, encoding="UTF-8"))

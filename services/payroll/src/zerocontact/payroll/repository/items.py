@@ -1,122 +1,73 @@
-"""Payroll's MongoDB collections: employers, parties, batches, items, outcomes, payouts.
+"""A batch's items, chunk instructions, attempts and outcomes: the hot path of a payroll run.
 
-Aggregates carry their outbox (``zerocontact.platform.outbox``). Items are written in bulk
-(``insert_many(ordered=False)``); an item's final outcome is an insert into ``item_outcomes``
-keyed by batch and EndToEndId, so the first decision wins and a re-driven item can never be
-decided twice. The events of a chunk of items travel in one outbox document per chunk.
+Items are written in bulk (``insert_many(ordered=False)``); an item's final outcome is an
+insert into ``item_outcomes`` keyed by batch and EndToEndId, so the first decision wins and a
+re-driven item can never be decided twice.
 
 The hot path reads by ``_id`` only: FerretDB 1.24's SQLite backend pushes down nothing but a
 filter ``{_id: <string>}`` (``internal/backends/sqlite/collection.go``); any other filter,
 indexed or not, decodes every document of the collection. So the payment instructions of a
 chunk are also kept in one ``batch_chunks`` document (``<batch>:c<chunk>``) read by ``_id``,
-and the runner keeps the outcomes it writes instead of reading them back.
+and the runner keeps the outcomes it writes instead of reading them back. The runner handles
+items and outcomes as documents: thousands per batch, and it only passes them on.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
+from zerocontact.payroll.domain.aggregates import Batch, BatchItem, ItemLine, PayslipLine
+from zerocontact.payroll.domain.batches import BatchState
+from zerocontact.payroll.repository.documents import item_document, item_line
+from zerocontact.payroll.repository.layout import (
+    ATTEMPTS,
+    BATCHES,
+    CHUNK_ITEM_FIELDS,
+    CHUNKS,
+    END_TO_END_IDS,
+    ITEMS,
+    OUTCOMES,
+    chunk_id,
+)
 from zerocontact.platform.ids import new_id
-from zerocontact.platform.mongo import CollectionIndexes, Document, ensure_indexes
-from zerocontact.platform.outbox import (
-    ConcurrentUpdate as ConcurrentUpdate,  # re-exported: the service's callers catch it
-)
-from zerocontact.platform.outbox import ensure_outbox_index
-
-EMPLOYERS = "employers"
-PARTIES = "parties"
-BATCHES = "batches"
-ITEMS = "batch_items"
-OUTCOMES = "item_outcomes"
-GIG_PAYOUTS = "gig_payouts"
-TREASURY = "treasury"  # sweep/redeem/top-up records with their events
-IDEMPOTENCY = "idempotency_keys"
-ATTEMPTS = "item_attempts"
-CHUNKS = "batch_chunks"  # the payment instructions of one chunk, read by _id
-# One document per EndToEndId an employer ever submitted (`<employer>:<id>`): the rail pays an
-# EndToEndId once, so a batch reusing one would be reported paid without being paid.
-END_TO_END_IDS = "end_to_end_ids"
-
-# the fields of an item the runner needs to pay it (kept in its chunk document)
-CHUNK_ITEM_FIELDS = (
-    "_id",
-    "chunk",
-    "end_to_end_id",
-    "payee_name",
-    "card_enc",
-    "card_masked",
-    "bank",
-    "amount_minor",
-    "customer_id",  # the payee's party at identity, named in SalaryPaid when given
-)
-
-INDEXES = [
-    CollectionIndexes(
-        ITEMS,
-        (
-            IndexModel([("batch_id", ASCENDING), ("chunk", ASCENDING)], name="batch_chunk"),
-            IndexModel([("customer_id", ASCENDING)], name="customer"),
-        ),
-    ),
-    CollectionIndexes(
-        ATTEMPTS, (IndexModel([("batch_id", ASCENDING), ("chunk", ASCENDING)], name="batch_chunk"),)
-    ),
-    CollectionIndexes(
-        OUTCOMES, (IndexModel([("batch_id", ASCENDING), ("chunk", ASCENDING)], name="batch_chunk"),)
-    ),
-    CollectionIndexes(
-        BATCHES,
-        (
-            IndexModel([("state", ASCENDING)], name="state"),
-            IndexModel([("employer_id", ASCENDING)], name="employer"),
-        ),
-    ),
-    CollectionIndexes(GIG_PAYOUTS, (IndexModel([("state", ASCENDING)], name="state"),)),
-]
+from zerocontact.platform.mongo import Document
 
 
-def chunk_id(batch_id: str, chunk: int) -> str:
-    """The ``_id`` of a chunk's documents (instructions and events)."""
-    return f"{batch_id}:c{chunk:05d}"
+def _only_duplicates(exc: BulkWriteError) -> list[dict[str, Any]]:
+    """The write errors of a bulk insert if every one is a duplicate key; re-raise otherwise."""
+    errors: list[dict[str, Any]] = exc.details.get("writeErrors", [])
+    if any(e.get("code") != 11000 for e in errors):
+        raise exc
+    return errors
 
 
-class PayrollRepository:
-    """All of payroll's collections in one database."""
+class ItemStore:
+    """Items, chunk documents, attempts, outcomes and EndToEndId reservations."""
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.db = db
-        self.employers: AsyncCollection[Document] = db[EMPLOYERS]
-        self.parties: AsyncCollection[Document] = db[PARTIES]
         self.batches: AsyncCollection[Document] = db[BATCHES]
         self.items: AsyncCollection[Document] = db[ITEMS]
         self.outcomes: AsyncCollection[Document] = db[OUTCOMES]
-        self.gig_payouts: AsyncCollection[Document] = db[GIG_PAYOUTS]
-        self.treasury: AsyncCollection[Document] = db[TREASURY]
-        self.idempotency: AsyncCollection[Document] = db[IDEMPOTENCY]
         self.attempts: AsyncCollection[Document] = db[ATTEMPTS]
         self.chunks: AsyncCollection[Document] = db[CHUNKS]
         self.end_to_end_ids: AsyncCollection[Document] = db[END_TO_END_IDS]
 
-    @property
-    def outbox_collections(self) -> list[AsyncCollection[Document]]:
-        """Collections whose documents carry outbox events."""
-        return [self.employers, self.batches, self.gig_payouts, self.treasury]
+    async def add_items(self, batch_id: str, items: Sequence[BatchItem]) -> None:
+        """Store a batch's items, then one document per chunk with their instructions.
 
-    async def create_indexes(self) -> None:
-        """Create indexes at start-up (idempotent)."""
-        await ensure_indexes(self.db, INDEXES)
-        for collection in self.outbox_collections:
-            await ensure_outbox_index(collection)
-
-    # items --------------------------------------------------------------------------------
+        Items already there (a retried submission) are left as they are.
+        """
+        docs = [item_document(i) for i in items]
+        await self.insert_items(docs)
+        await self.insert_chunks(batch_id, docs)
 
     async def insert_items(self, docs: Sequence[Document]) -> None:
         """Bulk insert; items already there (a retried submission) are left as they are."""
@@ -125,8 +76,7 @@ class PayrollRepository:
         try:
             await self.items.insert_many(list(docs), ordered=False)
         except BulkWriteError as exc:
-            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
-                raise
+            _only_duplicates(exc)
 
     async def claim_end_to_end_ids(
         self, employer_id: str, batch_id: str, end_to_end_ids: Sequence[str]
@@ -142,10 +92,7 @@ class PayrollRepository:
         try:
             await self.end_to_end_ids.insert_many(docs, ordered=False)
         except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != 11000 for e in errors):
-                raise
-            duplicates = {int(e["index"]) for e in errors}
+            duplicates = {int(e["index"]) for e in _only_duplicates(exc)}
         else:
             return []
         taken = []
@@ -175,30 +122,7 @@ class PayrollRepository:
         try:
             await self.chunks.insert_many(docs, ordered=False)
         except BulkWriteError as exc:
-            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
-                raise
-
-    async def claim_batch(self, batch_id: str, owner: str, lease_s: float) -> bool:
-        """Take or renew the lease on running ``batch_id``; False while another owner holds it."""
-        now = datetime.now(UTC)
-        result = await self.batches.update_one(
-            {
-                "_id": batch_id,
-                "$or": [
-                    {"lease_owner": owner},
-                    {"lease_until": None},
-                    {"lease_until": {"$lt": now}},
-                ],
-            },
-            {"$set": {"lease_owner": owner, "lease_until": now + timedelta(seconds=lease_s)}},
-        )
-        return result.matched_count == 1
-
-    async def release_batch(self, batch_id: str, owner: str) -> None:
-        """Give the lease up (a stopping process), so another may resume at once."""
-        await self.batches.update_one(
-            {"_id": batch_id, "lease_owner": owner}, {"$set": {"lease_until": None}}
-        )
+            _only_duplicates(exc)
 
     async def chunk_items(self, batch_id: str, chunk: int) -> list[Document]:
         """The payment instructions of one chunk, by ``_id`` (no collection scan)."""
@@ -263,16 +187,12 @@ class PayrollRepository:
             by_chunk.setdefault(int(doc["chunk"]), []).append(doc)
         return by_chunk
 
-    async def item_counts(self, batch: Document) -> dict[str, int]:
+    async def item_counts(self, batch: Batch) -> dict[str, int]:
         """Items per state: PAID and FAILED from the outcomes, the rest still open (PENDING)."""
-        if "item_count" not in batch or batch.get("state") == "REFUSED":
+        if batch.state == BatchState.REFUSED:
             return {}
-        paid, failed, _ = await self.outcome_totals(batch["_id"])
-        counts = {
-            "PAID": paid,
-            "FAILED": failed,
-            "PENDING": int(batch["item_count"]) - paid - failed,
-        }
+        paid, failed, _ = await self.outcome_totals(batch.batch_id)
+        counts = {"PAID": paid, "FAILED": failed, "PENDING": batch.item_count - paid - failed}
         return {k: v for k, v in counts.items() if v}
 
     async def outcomes_by_item(self, batch_id: str) -> dict[str, Document]:
@@ -292,26 +212,36 @@ class PayrollRepository:
                 failed += 1
         return paid, failed, paid_minor
 
-    # idempotency keys ---------------------------------------------------------------------
+    async def item_lines(self, batch_id: str, *, after_seq: int = 0) -> AsyncIterator[ItemLine]:
+        """The batch's items in order, each with its outcome's state, attempts and reason."""
+        outcomes = await self.outcomes_by_item(batch_id)
+        async for item in self.items.find({"batch_id": batch_id, "seq": {"$gt": after_seq}}).sort(
+            "seq", 1
+        ):
+            yield item_line(item, outcomes.get(item["_id"]))
 
-    async def claim_key(self, key_id: str, fingerprint: str, resource_id: str) -> Document:
-        """Claim an idempotency key, or return the existing claim (to compare fingerprints)."""
-        doc = {
-            "_id": key_id,
-            "fingerprint": fingerprint,
-            "resource_id": resource_id,
-            "created_at": datetime.now(UTC),
-            "response": None,
-        }
-        try:
-            await self.idempotency.insert_one(doc)
-        except DuplicateKeyError:
-            existing = await self.idempotency.find_one({"_id": key_id})
-            if existing is not None:
-                return existing
-            raise
-        return doc
-
-    async def store_response(self, key_id: str, response: Any) -> None:
-        """Remember the first response for a key."""
-        await self.idempotency.update_one({"_id": key_id}, {"$set": {"response": response}})
+    async def payslips(self, customer_id: str, *, limit: int = 100) -> list[PayslipLine]:
+        """The payee's payslips (items naming ``customer_id``), newest first."""
+        slips = []
+        async for item in (
+            self.items.find({"customer_id": customer_id}).sort("_id", -1).limit(limit)
+        ):
+            batch = await self.batches.find_one({"_id": item["batch_id"]})
+            slip: Document = item.get("payslip") or {}
+            outcome = await self.outcomes.find_one(
+                {"_id": f"{item['batch_id']}:{item['end_to_end_id']}"}
+            )
+            slips.append(
+                PayslipLine(
+                    batch_id=item["batch_id"],
+                    employer_id=batch["employer_id"] if batch else "",
+                    end_to_end_id=item["end_to_end_id"],
+                    currency=batch["currency"] if batch else "CNY",
+                    gross_minor=int(slip.get("gross_minor") or item["amount_minor"]),
+                    deductions_minor={k: int(v) for k, v in (slip.get("deductions") or {}).items()},
+                    net_minor=int(item["amount_minor"]),
+                    card_masked=item["card_masked"],
+                    state=outcome["state"] if outcome else "PENDING",
+                )
+            )
+        return slips
