@@ -118,7 +118,9 @@ class Sequencer:
         self._lease_until = 0
         self._renew_at = 0
         self._sweep_at = 0.0
-        self._claim_at = 0.0  # a replica that does not hold the lease tries again from then
+        # When a replica without the lease tries again (monotonic: a wall-clock step back
+        # must not hold the takeover up).
+        self._claim_at = 0.0
         self._woken = False
         self._waiters: dict[str, asyncio.Future[None]] = {}
         self.job: PeriodicJob | None = None
@@ -141,14 +143,14 @@ class Sequencer:
         """One tick of the loop: step, unless this replica does not hold the lease, was not
         woken and tried to claim it less than a fifth of a lease period ago. A failed step
         is logged by the job and tried again at the next tick (engines down)."""
-        if not self.leader and not self._woken and self._clock() < self._claim_at:
+        if not self.leader and not self._woken and time.monotonic() < self._claim_at:
             return
         self._woken = False
         try:
             await self.step()
         finally:
             if not self.leader:
-                self._claim_at = self._clock() + self.lease_ms / 5000
+                self._claim_at = time.monotonic() + self.lease_ms / 5000
 
     async def step(self) -> None:
         """One round: keep or take the lease; as holder, integrate and sweep."""
