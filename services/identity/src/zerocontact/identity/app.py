@@ -5,11 +5,7 @@ Run with ``uvicorn --factory zerocontact.identity.app:create_app --port 8001``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -35,17 +31,16 @@ from zerocontact.identity.repository import (
 from zerocontact.identity.settings import IdentitySettings
 from zerocontact.identity.tokens import SigningKeys, decode_b64url
 from zerocontact.platform.auth import TokenVerifier
-from zerocontact.platform.http import engine_checks, install_operational_routes, problem
-from zerocontact.platform.kafka.consumer import ConsumedEvent, ConsumerRunner
-from zerocontact.platform.kafka.producer import EventPublisher
-from zerocontact.platform.logging import configure_logging
-from zerocontact.platform.mongo import create_mongo_client
+from zerocontact.platform.http import problem
 from zerocontact.platform.outbox import OutboxRelay
+from zerocontact.platform.runtime import Runtime, service_app
 
 if TYPE_CHECKING:
-    from zerocontact.identity.trust.app import TrustRuntime
+    from pymongo.asynchronous.database import AsyncDatabase
 
-log = logging.getLogger(__name__)
+    from zerocontact.identity.trust.app import TrustServices
+    from zerocontact.platform.mongo import Document
+
 PURGE_INTERVAL_S = 300.0
 
 
@@ -58,16 +53,11 @@ def signing_keys(settings: IdentitySettings) -> SigningKeys:
     )
 
 
-async def _purge_loop(ctx: IdentityContext, idempotency: IdempotencyStore) -> None:
+async def _purge(ctx: IdentityContext, idempotency: IdempotencyStore) -> None:
     """Expired challenges, deliveries and idempotency records (no TTL indexes on FerretDB)."""
-    while True:
-        await asyncio.sleep(PURGE_INTERVAL_S)
-        try:
-            now = datetime.now(UTC)
-            await ctx.challenges.purge_expired(now=now)
-            await idempotency.purge_expired(now=now)
-        except Exception as exc:  # engines down: the next round tries again
-            log.warning("purge failed", extra={"error": repr(exc)})
+    now = datetime.now(UTC)
+    await ctx.challenges.purge_expired(now=now)
+    await idempotency.purge_expired(now=now)
 
 
 def create_app(
@@ -75,49 +65,47 @@ def create_app(
 ) -> FastAPI:
     """The identity service. ``notifier`` replaces the default outbox SMS notifier."""
     settings = settings or IdentitySettings()  # type: ignore[call-arg]  # secrets come from the env
-    configure_logging(settings.service_name, settings.log_level)
     keys = signing_keys(settings)  # fail at start-up, not at the first login, on a bad key
     cipher = settings.field_cipher()
     gateway_key = X25519PublicKey.from_public_bytes(
         decode_b64url(settings.sms_gateway_public_key.get_secret_value())
     )
-    make_trust = None
+    routers = [parties_router, factors_router, sessions_router]
+    make_trust: Callable[[AsyncDatabase[Document]], TrustServices] | None = None
     if settings.trust_log_signing_seed is not None:
         # Only when enabled: the trust services bring numpy, OpenCV and dlib (~0.6 s, ~100 MB).
         from zerocontact.identity.trust.api import router as trust_router
-        from zerocontact.identity.trust.app import TrustRuntime, trust_log_key
+        from zerocontact.identity.trust.app import TrustServices, trust_log_key
 
-        make_trust = partial(TrustRuntime, key=trust_log_key(settings.trust_log_signing_seed))
+        make_trust = partial(TrustServices, key=trust_log_key(settings.trust_log_signing_seed))
+        routers.append(trust_router)
     passwords = Passwords(
         time_cost=settings.password_time_cost,
         memory_kib=settings.password_memory_kib,
         parallelism=settings.password_parallelism,
     )
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        mongo = create_mongo_client(settings.mongodb_uri, app_name=settings.service_name)
-        db = mongo[settings.mongodb_database]
+    async def setup(runtime: Runtime, app: FastAPI) -> None:
+        db = runtime.database()
         parties, sessions = PartyRepository(db), SessionRepository(db)
         challenges, sources = ChallengeRepository(db), SourceThrottleRepository(db)
         idempotency = IdempotencyStore(db)
-        trust: TrustRuntime | None = make_trust(db) if make_trust is not None else None
-        if trust is not None:
-            await trust.prepare()
-        await parties.create_indexes()
-        await sessions.create_indexes()
-        await idempotency.create_indexes()
-        publisher = EventPublisher(
-            bootstrap_servers=settings.kafka_bootstrap_servers, client_id=settings.service_name
+        trust = make_trust(db) if make_trust is not None else None
+        await runtime.ensure(
+            *([trust.prepare] if trust is not None else []),
+            parties.create_indexes,
+            sessions.create_indexes,
+            idempotency.create_indexes,
         )
-        await publisher.start()
-        relay = OutboxRelay(
-            publisher=publisher,
-            collections=[parties.customers, parties.enterprises, challenges.deliveries]
-            + (trust.outbox_collections() if trust is not None else []),
-            sweep_interval_s=settings.outbox_sweep_interval_s,
+        publisher = await runtime.start_publisher()
+        relay = await runtime.start(
+            OutboxRelay(
+                publisher=publisher,
+                collections=[parties.customers, parties.enterprises, challenges.deliveries]
+                + (trust.outbox_collections() if trust is not None else []),
+                sweep_interval_s=settings.outbox_sweep_interval_s,
+            )
         )
-        await relay.start()
         ctx = IdentityContext(
             settings=settings,
             parties=parties,
@@ -142,64 +130,37 @@ def create_app(
                 settings.source_failure_threshold, settings.lockout_base_s, settings.lockout_max_s
             ),
         )
-
-        async def handle(consumed: ConsumedEvent) -> None:
-            await apply_identity_event(consumed, ctx=ctx)
-
-        consumer = ConsumerRunner(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            topics=[settings.events_topic],
-            group_id=settings.consumer_group,
-            handler=handle,
-            publisher=publisher,
+        await runtime.start_consumer(
+            topics=[settings.events_topic], handler=partial(apply_identity_event, ctx=ctx)
         )
-        await consumer.start()
 
         async def local_jwks() -> dict[str, Any]:
             return keys.jwks()
 
         app.state.ctx = ctx
-        app.state.mongo = mongo
-        app.state.publisher = publisher
-        app.state.consumer = consumer
         app.state.idempotency = idempotency
+        # What platform.deps' Caller and SteppedUp read.
         app.state.verifier = TokenVerifier(
             local_jwks, issuer=settings.jwt_issuer, audience=settings.jwt_audience
         )
-        purge = asyncio.create_task(_purge_loop(ctx, idempotency), name="identity-purge")
+        app.state.step_up_max_age_s = settings.step_up_max_age_s
+        runtime.start_job(
+            "identity-purge",
+            PURGE_INTERVAL_S,
+            partial(_purge, ctx, idempotency),
+            first_delay_s=PURGE_INTERVAL_S,
+        )
         if trust is not None:
-            app.state.trust = trust.start(ctx)
-        try:
-            yield
-        finally:
-            if trust is not None:
-                await trust.stop()
-            purge.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await purge
-            await consumer.stop()
-            await relay.stop()
-            await publisher.stop()
-            await mongo.close()
+            app.state.trust = await trust.start(runtime, ctx)
 
-    app = FastAPI(
+    app = service_app(
+        settings,
         title="zerocontact identity",
         description="Customers and enterprises, KYC/KYB, multi-factor authentication, tokens.",
-        version="1",
-        lifespan=lifespan,
+        routers=routers,
+        setup=setup,
     )
-    app.include_router(parties_router)
-    app.include_router(factors_router)
-    app.include_router(sessions_router)
-    if make_trust is not None:
-        app.include_router(trust_router)
-
-    checks = engine_checks(
-        publisher=lambda: app.state.publisher,
-        mongo=lambda: app.state.mongo,
-        consumer=lambda: app.state.consumer,
-        within_s=settings.readiness_timeout_s,
-    )
+    app.version = "1"  # the OpenAPI document's version, as before the shared runtime
 
     @app.exception_handler(InvalidIdentityData)
     async def invalid_identity_data(_: Request, exc: InvalidIdentityData) -> JSONResponse:
@@ -207,5 +168,4 @@ def create_app(
         error = {"field": "body", "message": str(exc), "type": "value_error"}
         return problem(422, "invalid_request", "the request has invalid fields", errors=[error])
 
-    install_operational_routes(app, checks=checks, timeout_s=settings.readiness_timeout_s)
     return app

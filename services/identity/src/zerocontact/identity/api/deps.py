@@ -1,4 +1,6 @@
-"""Request-scoped dependencies: the handler context, the caller, keys and idempotency."""
+"""Identity's request-scoped dependencies: the handler context, the client, credentials and
+idempotent replay. The idempotency key, the bearer and the caller come from
+:mod:`zerocontact.platform.deps` (the lifespan puts the verifier on ``app.state``)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, SecretStr
 
 from zerocontact.identity.domain.errors import (
@@ -22,18 +23,9 @@ from zerocontact.identity.domain.errors import (
 from zerocontact.identity.handlers.authentication import Client
 from zerocontact.identity.handlers.context import IdentityContext
 from zerocontact.identity.repository import IdempotencyStore
-from zerocontact.platform.auth import InvalidToken, Principal, TokenVerifier, shared_credential
+from zerocontact.platform.auth import shared_credential
 from zerocontact.platform.tracing import child_traceparent
 
-IdempotencyKey = Annotated[
-    str,
-    Header(
-        alias="Idempotency-Key",
-        pattern=r"^[A-Za-z0-9_-]{8,64}$",
-        description="Client-chosen key; a retry with the same key and request returns the "
-        "first result, the same key with a different request is refused (409).",
-    ),
-]
 DeviceId = Annotated[
     str,
     Header(
@@ -43,8 +35,6 @@ DeviceId = Annotated[
     ),
 ]
 
-_bearer = HTTPBearer(auto_error=False, description="An access token issued by identity")
-
 
 def context(request: Request) -> IdentityContext:
     """The handler context built in the lifespan."""
@@ -53,20 +43,6 @@ def context(request: Request) -> IdentityContext:
 
 
 Ctx = Annotated[IdentityContext, Depends(context)]
-
-
-async def principal(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
-    """The verified bearer of the request's access token (401 problem otherwise)."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise InvalidToken("a bearer access token is required")
-    verifier: TokenVerifier = request.app.state.verifier
-    return await verifier.verify(credentials.credentials)
-
-
-Caller = Annotated[Principal, Depends(principal)]
 
 
 def _trusted(address: str, trusted_proxies: Sequence[IPv4Network | IPv6Network]) -> bool:

@@ -7,13 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
-from zerocontact.identity.api.deps import Caller, Ctx, IdempotencyKey, RequestClient, idempotent
+from zerocontact.identity.api.deps import Ctx, RequestClient, idempotent
 from zerocontact.identity.api.schemas import (
     RecoveryCodesView,
     TotpConfirmRequest,
     TotpEnrolmentView,
 )
 from zerocontact.identity.handlers import authentication
+from zerocontact.platform.deps import Caller, IdempotencyKey
 
 router = APIRouter(prefix="/v1/customers/{customer_id}/factors", tags=["factors"])
 CustomerId = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")]

@@ -7,14 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 
-from zerocontact.identity.api.deps import (
-    Caller,
-    Ctx,
-    IdempotencyKey,
-    Traceparent,
-    idempotent,
-    operator_only,
-)
+from zerocontact.identity.api.deps import Ctx, Traceparent, idempotent, operator_only
 from zerocontact.identity.api.schemas import (
     ChangePhoneRequest,
     CustomerView,
@@ -25,6 +18,7 @@ from zerocontact.identity.api.schemas import (
 )
 from zerocontact.identity.domain.errors import Forbidden
 from zerocontact.identity.handlers import authentication, kyc, registration
+from zerocontact.platform.deps import Caller, IdempotencyKey
 from zerocontact.platform.errors import NotFound
 
 router = APIRouter(tags=["parties"])

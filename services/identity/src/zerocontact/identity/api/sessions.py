@@ -9,14 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 
-from zerocontact.identity.api.deps import (
-    Caller,
-    Ctx,
-    IdempotencyKey,
-    RequestClient,
-    gateway_only,
-    idempotent,
-)
+from zerocontact.identity.api.deps import Ctx, RequestClient, gateway_only, idempotent
 from zerocontact.identity.api.schemas import (
     DeliveryView,
     LoginRequest,
@@ -27,6 +20,7 @@ from zerocontact.identity.api.schemas import (
     TokenView,
 )
 from zerocontact.identity.handlers import authentication
+from zerocontact.platform.deps import Caller, IdempotencyKey
 from zerocontact.platform.errors import NotFound
 
 router = APIRouter(tags=["sessions"])

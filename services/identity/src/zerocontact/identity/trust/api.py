@@ -19,17 +19,12 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from zerocontact.identity.api.deps import (
-    Caller,
-    IdempotencyKey,
-    Traceparent,
-    idempotent,
-    operator_only,
-)
+from zerocontact.identity.api.deps import Traceparent, idempotent, operator_only
 from zerocontact.identity.trust import domain, handlers, liveness
 from zerocontact.identity.trust.errors import SigningPending
 from zerocontact.identity.trust.handlers import TrustContext
 from zerocontact.identity.trust.merkle import ProofError
+from zerocontact.platform.deps import Caller, IdempotencyKey
 from zerocontact.platform.errors import Invalid, NotFound
 
 router = APIRouter(tags=["trust"])

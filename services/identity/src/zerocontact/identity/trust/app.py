@@ -1,10 +1,7 @@
-"""Lifespan wiring of the trust services inside identity (called from identity's app.py)."""
+"""Wiring of the trust services inside identity (called from identity's ``app.py``)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import os
 import socket
 from datetime import UTC, datetime
@@ -29,8 +26,7 @@ from zerocontact.identity.trust.repository import TrustRepository
 from zerocontact.identity.trust.sequencer import LeafQueue, Sequencer
 from zerocontact.platform.ids import new_id
 from zerocontact.platform.outbox import ensure_outbox_index
-
-log = logging.getLogger(__name__)
+from zerocontact.platform.runtime import Runtime
 
 
 def trust_log_key(seed: SecretStr) -> Ed25519PrivateKey:
@@ -38,8 +34,8 @@ def trust_log_key(seed: SecretStr) -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(decode_b64url(seed.get_secret_value()))
 
 
-class TrustRuntime:
-    """Repositories, the log, its sequencer and the retention purge of one identity process."""
+class TrustServices:
+    """The trust adapters of one identity process: repositories, the log and its queue."""
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]], key: Ed25519PrivateKey) -> None:
         """Build the adapters; nothing connects until :meth:`prepare`."""
@@ -48,9 +44,6 @@ class TrustRuntime:
         self.queue = LeafQueue(db)
         self.key = key
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-12:]}"
-        self.ctx: TrustContext | None = None
-        self.sequencer: Sequencer | None = None
-        self._purge: asyncio.Task[None] | None = None
 
     async def prepare(self) -> None:
         """Indexes, this replica's view of the log, and the face models (off the event loop).
@@ -64,38 +57,25 @@ class TrustRuntime:
         """Collections the outbox relay must serve."""
         return [*self.repo.outbox_collections(), self.log.heads]
 
-    def start(self, identity: IdentityContext) -> TrustContext:
-        """The context for the routes; start the sequencer and the retention purge."""
+    async def start(self, runtime: Runtime, identity: IdentityContext) -> TrustContext:
+        """The context for the routes; the sequencer and the retention purge, started on
+        ``runtime`` (stopped at shutdown: the sequencer gives its lease up)."""
         settings = identity.settings
         ctx = TrustContext(
             identity=identity, repo=self.repo, log=self.log, log_key=self.key, queue=self.queue
         )
-        self.sequencer = Sequencer(
+        ctx.sequencer = await runtime.start(Sequencer(
             self.log, self.queue, holder=self.holder, lease_s=settings.trust_log_lease_s,
             poll_s=settings.trust_log_poll_s, batch_max=settings.trust_log_batch_max,
             sweep_after_s=settings.trust_sweep_after_s,
             publish_head=partial(publish_head, ctx), complete=partial(complete_signing, ctx),
-        )  # fmt: skip
-        ctx.sequencer = self.sequencer
-        self.ctx = ctx
-        self.sequencer.start()
-        self._purge = asyncio.create_task(self._purge_loop(ctx), name="trust-recording-purge")
+        ))  # fmt: skip
+
+        async def purge_recordings() -> None:
+            await purge_expired_recordings(ctx, now=datetime.now(UTC))
+
+        interval = settings.trust_recording_purge_interval_s
+        runtime.start_job(
+            "trust-recording-purge", interval, purge_recordings, first_delay_s=interval
+        )
         return ctx
-
-    async def _purge_loop(self, ctx: TrustContext) -> None:
-        interval = ctx.identity.settings.trust_recording_purge_interval_s
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await purge_expired_recordings(ctx, now=datetime.now(UTC))
-            except Exception as exc:  # engines down: the next round tries again
-                log.warning("recording purge failed", extra={"error": repr(exc)})
-
-    async def stop(self) -> None:
-        """Stop the purge and the sequencer (which releases the lease if it holds it)."""
-        if self._purge is not None:
-            self._purge.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._purge
-        if self.sequencer is not None:
-            await self.sequencer.stop()

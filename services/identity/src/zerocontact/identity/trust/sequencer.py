@@ -33,6 +33,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from zerocontact.identity.trust.log import ConcurrentWriter, MerkleLog
+from zerocontact.platform.jobs import PeriodicJob
 
 log = logging.getLogger(__name__)
 QUEUE = "trust_log_queue"
@@ -92,7 +93,12 @@ def _aware(moment: datetime) -> datetime:
 
 
 class Sequencer:
-    """Claims and renews the lease, integrates queued leaves, completes abandoned ones."""
+    """Claims and renews the lease, integrates queued leaves, completes abandoned ones.
+
+    Its loop is a :class:`PeriodicJob` ticking every ``poll_s``: the holder steps at every
+    tick, the others try to claim the lease (and refresh their view of the log) five times
+    per lease period, or at once when a leaf was queued here (:meth:`wake`).
+    """
 
     def __init__(
         self, log_: MerkleLog, queue: LeafQueue, *, holder: str, lease_s: float, poll_s: float,
@@ -112,33 +118,39 @@ class Sequencer:
         self._lease_until = 0
         self._renew_at = 0
         self._sweep_at = 0.0
-        self._wake = asyncio.Event()
+        # When a replica without the lease tries again (monotonic: a wall-clock step back
+        # must not hold the takeover up).
+        self._claim_at = 0.0
+        self._woken = False
         self._waiters: dict[str, asyncio.Future[None]] = {}
-        self._task: asyncio.Task[None] | None = None
+        self.job: PeriodicJob | None = None
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
-    def start(self) -> None:
-        """Run the loop in the background."""
-        self._task = asyncio.create_task(self.run(), name="trust-log-sequencer")
+    async def start(self) -> None:
+        """Run the loop in the background (a job named ``trust-log-sequencer``)."""
+        self.job = PeriodicJob("trust-log-sequencer", self.poll_s, self.tick)
+        self.job.start()
 
     def wake(self) -> None:
         """A leaf was queued here: sequence now rather than at the next poll."""
-        self._wake.set()
+        self._woken = True
+        if self.job is not None:
+            self.job.wake()
 
-    async def run(self) -> None:
-        """Step forever: the holder polls the queue every ``poll_s``; the others try to claim
-        the lease (and refresh their view of the log) five times per lease period."""
-        while True:
-            try:
-                await self.step()
-            except Exception as exc:  # engines down: the next step tries again
-                log.warning("trust log sequencer step failed", extra={"error": repr(exc)})
-            timeout = self.poll_s if self.leader else self.lease_ms / 5000
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            self._wake.clear()
+    async def tick(self) -> None:
+        """One tick of the loop: step, unless this replica does not hold the lease, was not
+        woken and tried to claim it less than a fifth of a lease period ago. A failed step
+        is logged by the job and tried again at the next tick (engines down)."""
+        if not self.leader and not self._woken and time.monotonic() < self._claim_at:
+            return
+        self._woken = False
+        try:
+            await self.step()
+        finally:
+            if not self.leader:
+                self._claim_at = time.monotonic() + self.lease_ms / 5000
 
     async def step(self) -> None:
         """One round: keep or take the lease; as holder, integrate and sweep."""
@@ -243,10 +255,8 @@ class Sequencer:
 
     async def stop(self) -> None:
         """Stop the loop and give the lease up so another replica takes over at once."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        if self.job is not None:
+            await self.job.stop()
         if self.leader:
             self.leader = False
             with contextlib.suppress(Exception):
