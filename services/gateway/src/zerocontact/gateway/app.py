@@ -1,5 +1,7 @@
 """Wiring: the grpc.aio server over mTLS with health, reflection, size limits and the gateway's
-stores, backends, event hub and audit sink.
+stores, backends, event hub, audit sink and idempotency purge job; beside it, a plain HTTP app
+for the operational routes (not :func:`zerocontact.platform.runtime.service_app`: the partner
+API is the gRPC server, the HTTP app only answers probes and scrapes).
 
 Run: ``python -m zerocontact.gateway`` (settings ``ZC_GATEWAY_*``).
 """
@@ -47,6 +49,7 @@ from zerocontact.gateway.v1 import (
 )
 from zerocontact.gateway.watch import EventHub
 from zerocontact.platform.http import install_operational_routes
+from zerocontact.platform.jobs import PeriodicJob
 from zerocontact.platform.mongo import create_mongo_client, mongo_ready
 
 log = logging.getLogger(__name__)
@@ -107,72 +110,56 @@ class RunningGateway:
     gateway: Gateway
 
 
-async def _purge(gateway: Gateway, settings: GatewaySettings) -> None:
-    while True:
-        await asyncio.sleep(settings.idempotency_purge_interval_s)
-        try:
-            cutoff = datetime.now(UTC) - timedelta(seconds=settings.idempotency_ttl_s)
-            purged = await gateway.idempotency.purge(cutoff)
-            if purged:
-                log.info("purged %d idempotency records", purged)
-        except Exception:  # the next round retries
-            log.exception("idempotency purge failed")
-
-
-async def _operational_http(
-    settings: GatewaySettings, mongo: AsyncMongoClient[dict[str, Any]]
-) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+class OperationalHttp:
     """/healthz, /readyz (MongoDB answers) and /metrics on plain HTTP, as every service has."""
-    ops = FastAPI(title="zerocontact gateway (operational)", docs_url=None, openapi_url=None)
 
-    async def mongodb() -> bool:
-        return await mongo_ready(mongo, settings.readiness_timeout_s)
+    def __init__(self, settings: GatewaySettings, mongo: AsyncMongoClient[dict[str, Any]]) -> None:
+        ops = FastAPI(title="zerocontact gateway (operational)", docs_url=None, openapi_url=None)
 
-    install_operational_routes(ops, checks={"mongodb": mongodb})
-    server = uvicorn.Server(
-        uvicorn.Config(
-            ops,
-            host=settings.http_host,
-            port=settings.http_port,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
+        async def mongodb() -> bool:
+            return await mongo_ready(mongo, settings.readiness_timeout_s)
+
+        install_operational_routes(ops, checks={"mongodb": mongodb})
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                ops,
+                host=settings.http_host,
+                port=settings.http_port,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+            )
         )
-    )
-    # Not awaited: probes and scrapers find it once it listens.
-    return server, asyncio.create_task(server.serve(), name="gateway-operational-http")
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Serve in the background: probes and scrapers find it once it listens."""
+        self._task = asyncio.create_task(self._server.serve(), name="gateway-operational-http")
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._task is not None:
+            self._server.should_exit = True
+            await self._task
 
 
-@contextlib.asynccontextmanager
-async def running(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
-    """Start the gateway (port 0 picks a free one) and stop it when the block ends."""
-    mongo = create_mongo_client(settings.mongodb_uri, app_name="gateway")
-    db = mongo[settings.mongodb_database]
-    await prepare(db)
-    backends = Backends(settings.identity_url, settings.loan_url, settings.payroll_url)
-    hub = EventHub(
-        settings.kafka_bootstrap_servers,
-        loan_topic=settings.loan_topic,
-        payroll_topic=settings.payroll_topic,
-        risk_topic=settings.risk_topic,
-    )
-    audit = AuditSink(settings.kafka_bootstrap_servers, settings.audit_topic)
-    gateway = Gateway(
-        settings,
-        partners=PartnerStore(db, settings.credential_pepper.get_secret_value().encode()),
-        owners=OwnershipStore(db),
-        idempotency=IdempotencyStore(
-            db,
-            settings.field_cipher(),
-            in_flight_timeout_s=settings.idempotency_in_flight_timeout_s,
-        ),
-        backends=backends,
-        hub=hub,
-        audit=audit,
-    )
-    await backends.start()
-    await hub.start()
-    await audit.start()
+def purge_job(gateway: Gateway, settings: GatewaySettings) -> PeriodicJob:
+    """Deletes idempotency records older than the TTL, every purge interval (first after one)."""
+
+    async def purge() -> None:
+        cutoff = datetime.now(UTC) - timedelta(seconds=settings.idempotency_ttl_s)
+        purged = await gateway.idempotency.purge(cutoff)
+        if purged:
+            log.info("purged %d idempotency records", purged)
+
+    interval = settings.idempotency_purge_interval_s
+    return PeriodicJob("gateway-idempotency-purge", interval, purge, first_delay_s=interval)
+
+
+def grpc_server(
+    settings: GatewaySettings, gateway: Gateway
+) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+    """The four services, health and reflection on one server (not started, no port yet)."""
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
@@ -192,30 +179,72 @@ async def running(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
         server,
         pool=ReflectionPool(),
     )
-    port = server.add_secure_port(
-        f"{settings.grpc_host}:{settings.grpc_port}", server_credentials(settings)
-    )
-    await server.start()
-    ops = await _operational_http(settings, mongo) if settings.http_port else None
-    for name in ["", *SERVICE_NAMES]:
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    purge = asyncio.create_task(_purge(gateway, settings), name="gateway-idempotency-purge")
-    try:
+    return server, health_servicer
+
+
+@contextlib.asynccontextmanager
+async def running(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
+    """Start the gateway (port 0 picks a free one) and stop it when the block ends.
+
+    Everything started is registered on one exit stack as it starts, so the end of the block
+    (or a failure half-way through start-up) stops it in reverse: health NOT_SERVING first,
+    then the operational HTTP, the gRPC server (in-flight calls get a 5 s grace), the purge
+    job, the audit sink (what is queued is published), the event hub, the backends' pools and
+    MongoDB last.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        mongo = create_mongo_client(settings.mongodb_uri, app_name="gateway")
+        stack.push_async_callback(mongo.close)
+        db = mongo[settings.mongodb_database]
+        await prepare(db)
+        backends = Backends(settings.identity_url, settings.loan_url, settings.payroll_url)
+        hub = EventHub(
+            settings.kafka_bootstrap_servers,
+            loan_topic=settings.loan_topic,
+            payroll_topic=settings.payroll_topic,
+            risk_topic=settings.risk_topic,
+        )
+        audit = AuditSink(settings.kafka_bootstrap_servers, settings.audit_topic)
+        gateway = Gateway(
+            settings,
+            partners=PartnerStore(db, settings.credential_pepper.get_secret_value().encode()),
+            owners=OwnershipStore(db),
+            idempotency=IdempotencyStore(
+                db,
+                settings.field_cipher(),
+                in_flight_timeout_s=settings.idempotency_in_flight_timeout_s,
+            ),
+            backends=backends,
+            hub=hub,
+            audit=audit,
+        )
+        await backends.start()
+        stack.push_async_callback(backends.close)
+        for component in (hub, audit):
+            await component.start()
+            stack.push_async_callback(component.stop)
+        purge = purge_job(gateway, settings)
+        purge.start()
+        stack.push_async_callback(purge.stop)
+
+        server, health_servicer = grpc_server(settings, gateway)
+        port = server.add_secure_port(
+            f"{settings.grpc_host}:{settings.grpc_port}", server_credentials(settings)
+        )
+        await server.start()
+        stack.push_async_callback(server.stop, 5)  # grace for in-flight calls
+        if settings.http_port:
+            ops = OperationalHttp(settings, mongo)
+            await ops.start()
+            stack.push_async_callback(ops.stop)
+
+        async def announce(status: int) -> None:
+            for name in ["", *SERVICE_NAMES]:
+                await health_servicer.set(name, status)
+
+        await announce(health_pb2.HealthCheckResponse.SERVING)
+        stack.push_async_callback(announce, health_pb2.HealthCheckResponse.NOT_SERVING)
         yield RunningGateway(server, port, gateway)
-    finally:
-        for name in ["", *SERVICE_NAMES]:
-            await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        await server.stop(grace=5)
-        if ops is not None:
-            ops[0].should_exit = True
-            await ops[1]
-        purge.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await purge
-        await audit.stop()
-        await hub.stop()
-        await backends.close()
-        await mongo.close()
 
 
 async def serve(settings: GatewaySettings) -> None:

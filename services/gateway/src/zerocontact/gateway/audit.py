@@ -1,6 +1,6 @@
 """The audit trail: one ``GatewayAuditEvent{call_audited}`` record per call on ``gateway.audit.v1``.
 
-Recording never waits on Kafka: records go into a bounded queue that a background task drains
+Recording never waits on Kafka: records go into a bounded queue that a background job flushes
 into the producer (batched by linger). Records carry partner, method, outcome, reason, latency
 and the peer address — never request fields, so no personal data in clear.
 """
@@ -17,6 +17,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from zerocontact.gateway.v1 import audit_pb2
 from zerocontact.platform.ids import new_id
+from zerocontact.platform.jobs import PeriodicJob
 from zerocontact.platform.kafka.cloudevents import CloudEvent
 
 log = logging.getLogger(__name__)
@@ -29,23 +30,22 @@ class AuditSink:
         self.topic = topic
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks=1)
         self._queue: asyncio.Queue[audit_pb2.GatewayCallAudited] = asyncio.Queue(capacity)
-        self._task: asyncio.Task[None] | None = None
+        # No pause between runs: each run waits for the first record itself.
+        self._flusher = PeriodicJob("gateway-audit", 0.0, self._flush)
         self.dropped = 0
         self.flush_delay_s = 0.005
 
     async def start(self) -> None:
         """Connect the producer and start draining."""
         await self.producer.start()
-        self._task = asyncio.create_task(self._drain(), name="gateway-audit")
+        self._flusher.start()
 
     async def stop(self) -> None:
         """Publish what is queued, then stop."""
-        if self._task is not None:
+        if self._flusher.running:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._queue.join(), 5)
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._flusher.stop()
         await self.producer.stop()
 
     def record(
@@ -73,27 +73,27 @@ class AuditSink:
         except asyncio.QueueFull:
             self.dropped += 1
 
-    async def _drain(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            # Publish after the calls that queued these have answered (the producer batches
-            # by linger anyway): the audit trail stays off the calls' latency.
-            await asyncio.sleep(self.flush_delay_s)
-            while not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            for record in batch:
-                try:
-                    event = CloudEvent(
-                        id=record.call_id,
-                        source="/zerocontact/gateway",
-                        type=audit_pb2.GatewayCallAudited.DESCRIPTOR.full_name,
-                        subject=record.partner_id or "-",
-                        data=audit_pb2.GatewayAuditEvent(call_audited=record).SerializeToString(),
-                    )
-                    await self.producer.send(
-                        self.topic, event.data, key=event.subject.encode(), headers=event.headers()
-                    )
-                except Exception:  # the audit trail must not take the gateway down
-                    log.exception("audit record not published")
-                finally:
-                    self._queue.task_done()
+    async def _flush(self) -> None:
+        """Publish one batch: wait for a record, then take what queued within the delay."""
+        batch = [await self._queue.get()]
+        # Publish after the calls that queued these have answered (the producer batches
+        # by linger anyway): the audit trail stays off the calls' latency.
+        await asyncio.sleep(self.flush_delay_s)
+        while not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+        for record in batch:
+            try:
+                event = CloudEvent(
+                    id=record.call_id,
+                    source="/zerocontact/gateway",
+                    type=audit_pb2.GatewayCallAudited.DESCRIPTOR.full_name,
+                    subject=record.partner_id or "-",
+                    data=audit_pb2.GatewayAuditEvent(call_audited=record).SerializeToString(),
+                )
+                await self.producer.send(
+                    self.topic, event.data, key=event.subject.encode(), headers=event.headers()
+                )
+            except Exception:  # the audit trail must not take the gateway down
+                log.exception("audit record not published")
+            finally:
+                self._queue.task_done()

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import grpc
 
-from zerocontact.gateway.errors import GatewayError, from_problem
+from zerocontact.gateway.errors import GatewayError, deadline_exceeded, from_problem
 
 
 @dataclass(frozen=True)
@@ -75,9 +75,7 @@ class Backend:
         if call.device_id:
             headers["X-Device-Id"] = call.device_id
         if call.timeout_s <= 0:
-            raise GatewayError(
-                grpc.StatusCode.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", "the deadline passed"
-            )
+            raise deadline_exceeded()
         try:
             async with self._session.request(
                 method,
@@ -89,11 +87,7 @@ class Backend:
                 status = response.status
                 raw = await response.read()
         except TimeoutError as exc:
-            raise GatewayError(
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-                "DEADLINE_EXCEEDED",
-                f"{self.name} did not answer within the deadline",
-            ) from exc
+            raise deadline_exceeded(f"{self.name} did not answer within the deadline") from exc
         except (aiohttp.ClientError, OSError, asyncio.CancelledError) as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise

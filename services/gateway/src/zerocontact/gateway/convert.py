@@ -11,7 +11,7 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from zerocontact.common.v1 import money_pb2
-from zerocontact.gateway.errors import GatewayError, invalid, invalid_fields
+from zerocontact.gateway.errors import invalid, invalid_fields
 from zerocontact.gateway.v1 import identity_pb2, loan_pb2, payroll_pb2
 from zerocontact.platform.money import CURRENCY_EXPONENTS, InvalidAmount, Money, UnknownCurrency
 
@@ -231,10 +231,3 @@ def employer(view: dict[str, Any]) -> payroll_pb2.Employer:
             currency_code=currency, minor_units=int(view.get("wallet_minor", 0))
         ),
     )
-
-
-def not_found(kind: str) -> GatewayError:
-    """The same answer for "does not exist" and "belongs to another partner" (no oracle)."""
-    import grpc
-
-    return GatewayError(grpc.StatusCode.NOT_FOUND, f"{kind.upper()}_NOT_FOUND", f"no such {kind}")

@@ -1,7 +1,9 @@
 """gRPC errors with rich details (google.rpc): ErrorInfo with a stable reason on every error,
 BadRequest field violations for bad input, RetryInfo when retrying later helps.
 
-The services answer RFC 9457 problems; :func:`from_problem` maps them once, here.
+The services answer RFC 9457 problems; :func:`from_problem` maps them once, here (one table
+by HTTP status, refined by the problem's code). The gateway's own refusals that recur (a
+resource not the partner's, a passed deadline, bad fields) are built by the helpers below.
 """
 
 from __future__ import annotations
@@ -79,6 +81,17 @@ def invalid_fields(violations: list[tuple[str, str]]) -> GatewayError:
     )
 
 
+def not_found(kind: str) -> GatewayError:
+    """NOT_FOUND for a ``kind`` the partner does not own: the same answer as a missing one
+    (no oracle telling one partner what another created)."""
+    return GatewayError(grpc.StatusCode.NOT_FOUND, f"{kind.upper()}_NOT_FOUND", f"no such {kind}")
+
+
+def deadline_exceeded(message: str = "the deadline passed") -> GatewayError:
+    """DEADLINE_EXCEEDED: the call's deadline passed before the answer."""
+    return GatewayError(grpc.StatusCode.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", message)
+
+
 _BY_STATUS = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
     401: grpc.StatusCode.UNAUTHENTICATED,
@@ -149,4 +162,13 @@ def from_problem(
     )
 
 
-__all__ = ["DOMAIN", "GatewayError", "code_pb2", "from_problem", "invalid", "invalid_fields"]
+__all__ = [
+    "DOMAIN",
+    "GatewayError",
+    "code_pb2",
+    "deadline_exceeded",
+    "from_problem",
+    "invalid",
+    "invalid_fields",
+    "not_found",
+]

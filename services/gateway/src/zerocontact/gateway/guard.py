@@ -28,7 +28,7 @@ from prometheus_client import Counter, Histogram
 from zerocontact.gateway.audit import AuditSink
 from zerocontact.gateway.backends import Backends, Call
 from zerocontact.gateway.certs import PARTNER_URI_PREFIX
-from zerocontact.gateway.errors import GatewayError, invalid
+from zerocontact.gateway.errors import GatewayError, deadline_exceeded, invalid, not_found
 from zerocontact.gateway.settings import GatewaySettings
 from zerocontact.gateway.store import IdempotencyStore, OwnershipStore, Partner, PartnerStore
 from zerocontact.gateway.watch import EventHub
@@ -183,18 +183,14 @@ class Gateway:
         """NOT_FOUND unless ``partner`` created the resource (the same answer as a missing one)."""
         owner = await self.owners.owner(kind, resource_id)
         if owner != partner.partner_id:
-            raise GatewayError(
-                grpc.StatusCode.NOT_FOUND, f"{kind.upper()}_NOT_FOUND", f"no such {kind}"
-            )
+            raise not_found(kind)
 
     async def record_owner(self, kind: str, resource_id: str, partner: Partner) -> None:
         """Record that the partner owns a resource it just created."""
         try:
             await self.owners.record(kind, resource_id, partner.partner_id)
         except PermissionError as exc:
-            raise GatewayError(
-                grpc.StatusCode.NOT_FOUND, f"{kind.upper()}_NOT_FOUND", f"no such {kind}"
-            ) from exc
+            raise not_found(kind) from exc
 
     # -- the call envelope ---------------------------------------------------------------
 
@@ -406,9 +402,7 @@ def _ending(exc: Exception, method: str) -> GatewayError:
     if isinstance(exc, GatewayError):
         return exc
     if isinstance(exc, TimeoutError):
-        return GatewayError(
-            grpc.StatusCode.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", "the deadline passed"
-        )
+        return deadline_exceeded()
     log.exception("gateway call failed: %s", method)
     return GatewayError(grpc.StatusCode.INTERNAL, "INTERNAL", "internal error")
 

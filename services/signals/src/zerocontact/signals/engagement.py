@@ -16,7 +16,8 @@
 - ``engagement-by-session``: concurrent viewers per studio session (the set of parties
   present, from joined/left).
 
-Registered by importing this module after ``zerocontact.signals.app`` builds the app.
+``zerocontact.signals.app`` builds the app and calls :func:`register`; the scoring rules
+(``WEIGHTS``, :func:`add`, :func:`interaction`) are pure.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import faust
 from google.protobuf.message import DecodeError
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -35,7 +37,7 @@ from pydantic_settings import SettingsConfigDict
 from zerocontact.marketing.v1 import events_pb2 as marketing_pb
 from zerocontact.platform.kafka.cloudevents import CloudEvent, MalformedEvent
 from zerocontact.platform.settings import ServiceSettings
-from zerocontact.signals.app import app, settings
+from zerocontact.signals.settings import SignalsSettings
 from zerocontact.signals.v1 import engagement_pb2
 
 log = logging.getLogger(__name__)
@@ -153,23 +155,6 @@ def _record(
     return cloud.data, cloud.headers()
 
 
-engagement_settings = EngagementSettings()
-_half_life = engagement_settings.engagement_half_life_s
-_partitions = settings.topic_partitions
-_marketing = app.topic(engagement_settings.marketing_topic, **RAW)
-_out = app.topic(engagement_settings.engagement_topic, **RAW)
-_by_campaign = app.topic(
-    f"{settings.app_id}-engagement-by-campaign", partitions=_partitions, internal=True, **RAW
-)
-_by_session = app.topic(
-    f"{settings.app_id}-engagement-by-session", partitions=_partitions, internal=True, **RAW
-)
-_json: dict[str, Any] = {"partitions": _partitions, "key_type": bytes, "value_type": bytes}
-party_scores = app.Table("engagement-party", default=None, **_json)
-campaign_funnels = app.Table("engagement-campaign", default=None, **_json)
-session_viewers = app.Table("engagement-session", default=None, **_json)
-
-
 def _load(raw: bytes | None) -> dict[str, Any] | None:
     return json.loads(raw) if raw else None
 
@@ -206,85 +191,134 @@ async def _interactions(
             yield event, cloud, found
 
 
-@app.agent(_marketing, name="engagement-by-party")
-async def on_marketing_event(stream: Any) -> None:
-    """Score the party; forward campaign and studio events re-keyed."""
-    async for event, cloud, found in _interactions(stream):
-        if not found.party_id:
-            continue
-        at = cloud.time.timestamp()
-        if found.weight_key is not None:
-            key = found.party_id.encode()
-            state, fresh = add(
-                _load(party_scores.get(key)), cloud.id, WEIGHTS[found.weight_key], at, _half_life
-            )
-            if fresh:
-                party_scores[key] = _dump(state)
-                out = engagement_pb2.EngagementEvent()
-                s = out.engagement_score
-                s.party_id = found.party_id
-                s.score_milli = round(state["score"] * 1000)
-                s.half_life_seconds = round(_half_life)
-                s.as_of.CopyFrom(_ts(state["as_of"]))
-                value, headers = _record(out, found.party_id, state["as_of"], cloud.id)
-                await _out.send(key=key, value=value, headers=headers)
-        headers_in = [
-            (str(k), bytes(v))
-            for k, v in (
-                event.message.headers.items()
-                if hasattr(event.message.headers, "items")
-                else event.message.headers or []
-            )
-        ]
-        if found.campaign_id and found.funnel_stage:
-            await _by_campaign.send(
-                key=found.campaign_id.encode(), value=event.message.value, headers=headers_in
-            )
-        if found.session_id and found.studio_kind in ("joined", "left"):
-            await _by_session.send(
-                key=found.session_id.encode(), value=event.message.value, headers=headers_in
-            )
+@dataclass(frozen=True)
+class _Topology:
+    """The engagement topics and tables on the app, shared by its three agents."""
+
+    half_life_s: float
+    marketing: Any
+    out: Any
+    by_campaign: Any
+    by_session: Any
+    party_scores: Any
+    campaign_funnels: Any
+    session_viewers: Any
 
 
-@app.agent(_by_campaign, name="engagement-by-campaign")
-async def on_campaign_event(stream: Any) -> None:
-    """Count the campaign's funnel and publish it."""
-    async for _, cloud, found in _interactions(stream):
-        if not found.funnel_stage:
-            continue
-        key = found.campaign_id.encode()
-        funnel = _load(campaign_funnels.get(key)) or dict.fromkeys(FUNNEL_STAGES, 0)
-        funnel[found.funnel_stage] += 1
-        campaign_funnels[key] = _dump(funnel)
-        out = engagement_pb2.EngagementEvent()
-        f = out.campaign_funnel
-        f.campaign_id = found.campaign_id
-        f.sent, f.delivered, f.opened = funnel["sent"], funnel["delivered"], funnel["opened"]
-        f.clicked, f.converted = funnel["clicked"], funnel["converted"]
-        at = cloud.time.timestamp()
-        f.as_of.CopyFrom(_ts(at))
-        value, headers = _record(out, found.campaign_id, at, cloud.id)
-        await _out.send(key=key, value=value, headers=headers)
+def register(
+    app: faust.App, settings: SignalsSettings, engagement: EngagementSettings | None = None
+) -> None:
+    """Add the engagement topics, tables and agents to ``app`` (settings from the env unless
+    given)."""
+    engagement = engagement or EngagementSettings()
+    partitions = settings.topic_partitions
+    tables: dict[str, Any] = {"partitions": partitions, "key_type": bytes, "value_type": bytes}
+    t = _Topology(
+        half_life_s=engagement.engagement_half_life_s,
+        marketing=app.topic(engagement.marketing_topic, **RAW),
+        out=app.topic(engagement.engagement_topic, **RAW),
+        by_campaign=app.topic(
+            f"{settings.app_id}-engagement-by-campaign", partitions=partitions, internal=True, **RAW
+        ),
+        by_session=app.topic(
+            f"{settings.app_id}-engagement-by-session", partitions=partitions, internal=True, **RAW
+        ),
+        party_scores=app.Table("engagement-party", default=None, **tables),
+        campaign_funnels=app.Table("engagement-campaign", default=None, **tables),
+        session_viewers=app.Table("engagement-session", default=None, **tables),
+    )
+    _party_agent(app, t)
+    _campaign_agent(app, t)
+    _session_agent(app, t)
 
 
-@app.agent(_by_session, name="engagement-by-session")
-async def on_session_event(stream: Any) -> None:
-    """Track who is in a studio session and publish the concurrent viewers."""
-    async for _, cloud, found in _interactions(stream):
-        key = found.session_id.encode()
-        present = set((_load(session_viewers.get(key)) or {}).get("present", []))
-        before = len(present)
-        if found.studio_kind == "joined":
-            present.add(found.party_id)
-        else:
-            present.discard(found.party_id)
-        if len(present) == before:
-            continue  # a repeated join or a leave without a join: nothing changed
-        session_viewers[key] = _dump({"present": sorted(present)})
-        out = engagement_pb2.EngagementEvent()
-        v = out.studio_viewers
-        v.studio_id, v.session_id, v.concurrent = found.studio_id, found.session_id, len(present)
-        at = cloud.time.timestamp()
-        v.as_of.CopyFrom(_ts(at))
-        value, headers = _record(out, found.session_id, at, cloud.id)
-        await _out.send(key=key, value=value, headers=headers)
+def _party_agent(app: faust.App, t: _Topology) -> None:
+    @app.agent(t.marketing, name="engagement-by-party")
+    async def on_marketing_event(stream: Any) -> None:
+        """Score the party; forward campaign and studio events re-keyed."""
+        async for event, cloud, found in _interactions(stream):
+            if not found.party_id:
+                continue
+            at = cloud.time.timestamp()
+            if found.weight_key is not None:
+                key = found.party_id.encode()
+                state, fresh = add(
+                    _load(t.party_scores.get(key)),
+                    cloud.id,
+                    WEIGHTS[found.weight_key],
+                    at,
+                    t.half_life_s,
+                )
+                if fresh:
+                    t.party_scores[key] = _dump(state)
+                    out = engagement_pb2.EngagementEvent()
+                    s = out.engagement_score
+                    s.party_id = found.party_id
+                    s.score_milli = round(state["score"] * 1000)
+                    s.half_life_seconds = round(t.half_life_s)
+                    s.as_of.CopyFrom(_ts(state["as_of"]))
+                    value, headers = _record(out, found.party_id, state["as_of"], cloud.id)
+                    await t.out.send(key=key, value=value, headers=headers)
+            headers_in = [
+                (str(k), bytes(v))
+                for k, v in (
+                    event.message.headers.items()
+                    if hasattr(event.message.headers, "items")
+                    else event.message.headers or []
+                )
+            ]
+            if found.campaign_id and found.funnel_stage:
+                await t.by_campaign.send(
+                    key=found.campaign_id.encode(), value=event.message.value, headers=headers_in
+                )
+            if found.session_id and found.studio_kind in ("joined", "left"):
+                await t.by_session.send(
+                    key=found.session_id.encode(), value=event.message.value, headers=headers_in
+                )
+
+
+def _campaign_agent(app: faust.App, t: _Topology) -> None:
+    @app.agent(t.by_campaign, name="engagement-by-campaign")
+    async def on_campaign_event(stream: Any) -> None:
+        """Count the campaign's funnel and publish it."""
+        async for _, cloud, found in _interactions(stream):
+            if not found.funnel_stage:
+                continue
+            key = found.campaign_id.encode()
+            funnel = _load(t.campaign_funnels.get(key)) or dict.fromkeys(FUNNEL_STAGES, 0)
+            funnel[found.funnel_stage] += 1
+            t.campaign_funnels[key] = _dump(funnel)
+            out = engagement_pb2.EngagementEvent()
+            f = out.campaign_funnel
+            f.campaign_id = found.campaign_id
+            f.sent, f.delivered, f.opened = funnel["sent"], funnel["delivered"], funnel["opened"]
+            f.clicked, f.converted = funnel["clicked"], funnel["converted"]
+            at = cloud.time.timestamp()
+            f.as_of.CopyFrom(_ts(at))
+            value, headers = _record(out, found.campaign_id, at, cloud.id)
+            await t.out.send(key=key, value=value, headers=headers)
+
+
+def _session_agent(app: faust.App, t: _Topology) -> None:
+    @app.agent(t.by_session, name="engagement-by-session")
+    async def on_session_event(stream: Any) -> None:
+        """Track who is in a studio session and publish the concurrent viewers."""
+        async for _, cloud, found in _interactions(stream):
+            key = found.session_id.encode()
+            present = set((_load(t.session_viewers.get(key)) or {}).get("present", []))
+            before = len(present)
+            if found.studio_kind == "joined":
+                present.add(found.party_id)
+            else:
+                present.discard(found.party_id)
+            if len(present) == before:
+                continue  # a repeated join or a leave without a join: nothing changed
+            t.session_viewers[key] = _dump({"present": sorted(present)})
+            out = engagement_pb2.EngagementEvent()
+            v = out.studio_viewers
+            v.studio_id, v.session_id = found.studio_id, found.session_id
+            v.concurrent = len(present)
+            at = cloud.time.timestamp()
+            v.as_of.CopyFrom(_ts(at))
+            value, headers = _record(out, found.session_id, at, cloud.id)
+            await t.out.send(key=key, value=value, headers=headers)

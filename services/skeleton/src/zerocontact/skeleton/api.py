@@ -5,22 +5,15 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Request
+from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, Field
 
+from zerocontact.platform.deps import IdempotencyKey
 from zerocontact.platform.errors import Invalid, NotFound
 from zerocontact.platform.money import InvalidAmount, Money, UnknownCurrency, currency_exponent
 from zerocontact.platform.tracing import child_traceparent
 from zerocontact.skeleton import domain, handlers
 
-IdempotencyKey = Annotated[
-    str,
-    Header(
-        alias="Idempotency-Key",
-        pattern=r"^[A-Za-z0-9_-]{8,64}$",
-        description="Client-chosen key; a retry with the same key returns the first result.",
-    ),
-]
 AccountId = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")]
 
 

@@ -1,0 +1,270 @@
+"""LoanService: products, applications, offers and loans of a partner's parties."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from zerocontact.gateway import convert
+from zerocontact.gateway.convert import require_uuid
+from zerocontact.gateway.errors import invalid_fields
+from zerocontact.gateway.guard import Caller, Gateway, streaming, unary
+from zerocontact.gateway.servicers.scopes import LOANS_READ, LOANS_WRITE
+from zerocontact.gateway.v1 import loan_pb2, loan_pb2_grpc
+from zerocontact.gateway.watch import Notice
+from zerocontact.signals.v1 import risk_pb2
+
+LOAN_TERMINAL = {"DISBURSED", "DISBURSEMENT_FAILED", "SETTLED"}
+
+
+class LoanServicer(loan_pb2_grpc.LoanServiceServicer):
+    """Products, applications, offers and loans of a partner's parties."""
+
+    SERVICE = "LoanService"
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    @unary(LOANS_READ)
+    async def ListLoanProducts(
+        self, request: loan_pb2.ListLoanProductsRequest, caller: Caller
+    ) -> loan_pb2.ListLoanProductsResponse:
+        """The catalogue."""
+        views = await self.gateway.backends.loan.request(
+            "GET", "/v1/products", caller.call(with_token=False)
+        )
+        return loan_pb2.ListLoanProductsResponse(products=[convert.product(v) for v in views])
+
+    @unary(LOANS_WRITE, mutating=True, response=loan_pb2.ApplyForLoanResponse)
+    async def ApplyForLoan(
+        self, request: loan_pb2.ApplyForLoanRequest, caller: Caller
+    ) -> loan_pb2.ApplyForLoanResponse:
+        """Apply for a party of the partner."""
+        problems: list[tuple[str, str]] = []
+        if not convert.UUID.match(request.party_id):
+            problems.append(("party_id", "must be a UUID"))
+        for name in ("product_id", "purpose", "device_id"):
+            if not getattr(request, name):
+                problems.append((name, "required"))
+        if request.term_months <= 0:
+            problems.append(("term_months", "must be greater than 0"))
+        if problems:
+            raise invalid_fields(problems)
+        amount, currency = convert.major(request.amount, "amount")
+        caller.require_token()
+        await self.gateway.require_owner("party", request.party_id, caller.partner)
+        body = {
+            "party_id": request.party_id, "product_id": request.product_id, "amount": amount,
+            "currency": currency, "term_months": request.term_months, "purpose": request.purpose,
+            "device_id": request.device_id,
+            "source_address": request.source_address or caller.peer_address,
+        }  # fmt: skip
+        view = await self.gateway.backends.loan.request(
+            "POST", "/v1/applications", caller.call(), body=body, renames={"currency": "amount"}
+        )
+        await self.gateway.record_owner("application", view["application_id"], caller.partner)
+        return loan_pb2.ApplyForLoanResponse(application=convert.application(view))
+
+    async def _application(self, application_id: str, caller: Caller) -> dict[str, Any]:
+        view: dict[str, Any] = await self.gateway.backends.loan.request(
+            "GET", f"/v1/applications/{application_id}", caller.call()
+        )
+        return view
+
+    @unary(LOANS_READ)
+    async def GetLoanApplication(
+        self, request: loan_pb2.GetLoanApplicationRequest, caller: Caller
+    ) -> loan_pb2.GetLoanApplicationResponse:
+        """An application of the partner."""
+        application_id = require_uuid(request.application_id, "application_id")
+        await self.gateway.require_owner("application", application_id, caller.partner)
+        caller.require_token()
+        view = await self._application(application_id, caller)
+        return loan_pb2.GetLoanApplicationResponse(application=convert.application(view))
+
+    @streaming(LOANS_READ)
+    async def WatchLoanApplication(
+        self, request: loan_pb2.WatchLoanApplicationRequest, caller: Caller
+    ) -> AsyncIterator[loan_pb2.WatchLoanApplicationResponse]:
+        """The current state, then every change (from loan.events.v1) until a terminal state.
+
+        After the first read, states are built from the events themselves: the party's token
+        (5 minutes) need not outlive the watch."""
+        application_id = require_uuid(request.application_id, "application_id")
+        await self.gateway.require_owner("application", application_id, caller.partner)
+        caller.require_token()
+        hub = self.gateway.hub
+        with hub.watch(f"application:{application_id}") as queue:
+            app = convert.application(await self._application(application_id, caller))
+            loan: loan_pb2.Loan | None = None
+            if app.loan_id:
+                hub.add_key(queue, f"loan:{app.loan_id}")
+                loan = convert.loan(
+                    await self.gateway.backends.loan.request(
+                        "GET", f"/v1/loans/{app.loan_id}", caller.call()
+                    )
+                )
+            try:
+                terminal = _loan_terminal(app, loan)
+                yield loan_pb2.WatchLoanApplicationResponse(
+                    application=app, loan=loan, terminal=terminal
+                )
+                last = (app.state, loan.state if loan else "")
+                while not terminal:
+                    notice = await queue.get()
+                    loan = _apply_loan_event(app, loan, notice)
+                    if app.loan_id:
+                        hub.add_key(queue, f"loan:{app.loan_id}")
+                    state = (app.state, loan.state if loan else "")
+                    if state == last:
+                        continue  # a duplicate, or an event that changes no state
+                    last = state
+                    terminal = _loan_terminal(app, loan)
+                    yield loan_pb2.WatchLoanApplicationResponse(
+                        application=app, loan=loan, event=notice.kind, terminal=terminal
+                    )
+            finally:
+                if app.loan_id:
+                    hub.remove_key(queue, f"loan:{app.loan_id}")
+
+    @unary(LOANS_WRITE, mutating=True, response=loan_pb2.AcceptLoanOfferResponse)
+    async def AcceptLoanOffer(
+        self, request: loan_pb2.AcceptLoanOfferRequest, caller: Caller
+    ) -> loan_pb2.AcceptLoanOfferResponse:
+        """Accept an approved offer with the party's AAL2 token."""
+        application_id = require_uuid(request.application_id, "application_id")
+        await self.gateway.require_owner("application", application_id, caller.partner)
+        caller.require_token()
+        view = await self.gateway.backends.loan.request(
+            "POST", f"/v1/applications/{application_id}/acceptance", caller.call()
+        )
+        await self.gateway.record_owner("loan", view["loan_id"], caller.partner)
+        return loan_pb2.AcceptLoanOfferResponse(loan=convert.loan(view))
+
+    @unary(LOANS_READ)
+    async def GetLoan(
+        self, request: loan_pb2.GetLoanRequest, caller: Caller
+    ) -> loan_pb2.GetLoanResponse:
+        """A loan of the partner."""
+        loan_id = require_uuid(request.loan_id, "loan_id")
+        await self.gateway.require_owner("loan", loan_id, caller.partner)
+        caller.require_token()
+        view = await self.gateway.backends.loan.request(
+            "GET", f"/v1/loans/{loan_id}", caller.call()
+        )
+        return loan_pb2.GetLoanResponse(loan=convert.loan(view))
+
+    @unary(LOANS_WRITE, mutating=True, response=loan_pb2.RepayLoanResponse)
+    async def RepayLoan(
+        self, request: loan_pb2.RepayLoanRequest, caller: Caller
+    ) -> loan_pb2.RepayLoanResponse:
+        """Repay a loan of the partner from the borrower's settlement account."""
+        loan_id = require_uuid(request.loan_id, "loan_id")
+        amount, currency = convert.major(request.amount, "amount")
+        await self.gateway.require_owner("loan", loan_id, caller.partner)
+        caller.require_token()
+        view = await self.gateway.backends.loan.request(
+            "POST",
+            f"/v1/loans/{loan_id}/repayments",
+            caller.call(),
+            body={"amount": amount, "currency": currency},
+            renames={"currency": "amount"},
+        )
+        return loan_pb2.RepayLoanResponse(
+            repayment_id=view["repayment_id"],
+            principal=convert.money(view["principal"], currency),
+            interest=convert.money(view["interest"], currency),
+            penalty=convert.money(view["penalty"], currency),
+            settled=bool(view["settled"]),
+            loan_state=view["loan_state"],
+        )
+
+    @unary(LOANS_WRITE, mutating=True, response=loan_pb2.ReportMerchantRevenueResponse)
+    async def ReportMerchantRevenue(
+        self, request: loan_pb2.ReportMerchantRevenueRequest, caller: Caller
+    ) -> loan_pb2.ReportMerchantRevenueResponse:
+        """A platform partner reports its merchant's revenue (the partner is the platform)."""
+        problems: list[tuple[str, str]] = []
+        if not convert.SAFE_ID.match(request.report_id):
+            problems.append(("report_id", "1-64 characters of A-Z a-z 0-9 _ . : -"))
+        if not convert.UUID.match(request.party_id):
+            problems.append(("party_id", "must be a UUID"))
+        for name in ("period_start", "period_end"):
+            if not request.HasField(name):
+                problems.append((name, "required"))
+        if not problems and request.period_end.ToDatetime() <= request.period_start.ToDatetime():
+            problems.append(("period_end", "must be after period_start"))
+        if problems:
+            raise invalid_fields(problems)
+        amount, currency = convert.major(request.revenue, "revenue", positive=False)
+        await self.gateway.require_owner("party", request.party_id, caller.partner)
+        view = await self.gateway.backends.loan.request(
+            "POST",
+            "/v1/merchant-revenue-reports",
+            caller.call(with_token=False),
+            body={
+                "report_id": request.report_id,
+                "party_id": request.party_id,
+                "platform_id": caller.partner.partner_id,
+                "revenue": amount,
+                "currency": currency,
+                "period_start": convert.iso(request.period_start),
+                "period_end": convert.iso(request.period_end),
+            },
+            renames={"currency": "revenue"},
+        )
+        return loan_pb2.ReportMerchantRevenueResponse(
+            report_id=view["report_id"], duplicate=bool(view["duplicate"])
+        )
+
+
+def _loan_terminal(app: loan_pb2.LoanApplication, loan: loan_pb2.Loan | None) -> bool:
+    return app.state == "DECLINED" or (loan is not None and loan.state in LOAN_TERMINAL)
+
+
+def _apply_loan_event(
+    app: loan_pb2.LoanApplication, loan: loan_pb2.Loan | None, notice: Notice
+) -> loan_pb2.Loan | None:
+    """Fold one loan event into the watched application (and its loan); returns the loan."""
+    e = notice.message
+    if notice.kind == "loan_approved" and app.state == "AWAITING_RISK":
+        app.state = "APPROVED"
+        app.offered_amount.CopyFrom(e.offered_amount)
+        app.annual_rate, app.risk_score = e.annual_rate, e.risk_score
+        app.risk_band = _band(e.risk_band)
+        del app.reasons[:]
+        app.reasons.extend(
+            loan_pb2.DecisionReason(code=r.code, description=r.description) for r in e.reasons
+        )
+        app.offer_expires_at.CopyFrom(e.offer_expires_at)
+    elif notice.kind == "loan_declined" and app.state == "AWAITING_RISK":
+        app.state = "DECLINED"
+        app.risk_score, app.risk_band = e.risk_score, _band(e.risk_band)
+        del app.reasons[:]
+        app.reasons.extend(
+            loan_pb2.DecisionReason(code=r.code, description=r.description) for r in e.reasons
+        )
+    elif notice.kind == "loan_offer_accepted" and app.state in ("APPROVED", "AWAITING_RISK"):
+        app.state, app.loan_id = "ACCEPTED", e.loan_id
+        if loan is None:
+            loan = loan_pb2.Loan(
+                loan_id=e.loan_id, application_id=app.application_id, party_id=app.party_id,
+                product_id=app.product_id, state="BOOKED", principal=app.offered_amount,
+                annual_rate=app.annual_rate, term_months=app.term_months,
+            )  # fmt: skip
+    elif notice.kind == "loan_disbursed":
+        app.state, app.loan_id = "ACCEPTED", e.loan_id
+        loan = loan or loan_pb2.Loan(
+            loan_id=e.loan_id, application_id=app.application_id, party_id=app.party_id,
+            product_id=app.product_id, annual_rate=app.annual_rate, term_months=app.term_months,
+        )  # fmt: skip
+        loan.state = "DISBURSED"
+        loan.principal.CopyFrom(e.principal)
+        loan.disbursed_at.CopyFrom(e.disbursed_at)
+    elif notice.kind == "loan_settled" and loan is not None:
+        loan.state = "SETTLED"
+    return loan
+
+
+def _band(value: risk_pb2.RiskBand.ValueType) -> str:
+    return risk_pb2.RiskBand.Name(value).removeprefix("RISK_BAND_")

@@ -1,0 +1,15 @@
+"""The scopes a partner's credential may hold; each RPC requires one."""
+
+from __future__ import annotations
+
+IDENTITY_WRITE = "identity:write"
+IDENTITY_READ = "identity:read"
+LOANS_WRITE = "loans:write"
+LOANS_READ = "loans:read"
+PAYROLL_WRITE = "payroll:write"
+PAYROLL_READ = "payroll:read"
+SIGNALS_READ = "signals:read"
+SCOPES = (
+    IDENTITY_WRITE, IDENTITY_READ, LOANS_WRITE, LOANS_READ, PAYROLL_WRITE, PAYROLL_READ,
+    SIGNALS_READ,
+)  # fmt: skip
