@@ -271,7 +271,7 @@ class OutboxRelay:
     async def flush(self, collection: AsyncCollection[Document], aggregate_id: Any) -> int:
         """Publish one aggregate's pending events in order; return how many were published."""
         # By _id alone: FerretDB 1.24 (SQLite) pushes only an `_id` equality down to SQL and
-        # scans the whole collection for any other filter (docs/decisions.md #3).
+        # scans the whole collection for any other filter (docs/architecture.md, decision 3).
         doc = await collection.find_one({"_id": aggregate_id}, {OUTBOX: 1, PENDING: 1, WRITTEN: 1})
         if not doc or doc.get(PENDING) is not True:
             return 0

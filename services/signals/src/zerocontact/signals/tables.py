@@ -7,7 +7,7 @@ one *activity* table (``party_activity``, ``device_activity``, ``source_address_
 distinct-party list and the ids of the applications counted (see
 :mod:`zerocontact.signals.features`). An event writes its key's current bucket once, whatever
 features it feeds, and the application-id guards ride in the same write. A table may only be
-written inside per-event stream iteration (docs/decisions.md #1), so the writers take no
+written inside per-event stream iteration (docs/architecture.md, decision 1), so the writers take no
 batches.
 
 Reads go through the table's window with an explicit timestamp (the lookup Faust's own

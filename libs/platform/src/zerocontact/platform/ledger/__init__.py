@@ -3,7 +3,7 @@
 FerretDB 1.24 has no transactions, and upstream its updates are not atomic either: it reads
 the document, applies the operators in Go, and writes the result back by ``_id`` with no
 check (FerretDB#3040; measured: 100 concurrent ``$inc`` of 1 gave 21). The embedded engine is
-patched to serialize writes (docs/decisions.md #2), but money should not rest on a patch, so
+patched to serialize writes (docs/architecture.md, decision 2), but money should not rest on a patch, so
 this ledger changes state only by inserts that a unique index arbitrates — the one write every
 MongoDB-wire server makes atomic:
 

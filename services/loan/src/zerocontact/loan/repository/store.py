@@ -2,7 +2,7 @@
 
 Each aggregate is one document holding its pending outbox events, written in one
 version-guarded single-document update, so "state changed" and "event will be published"
-are one atomic write (docs/decisions.md #4). How each aggregate is stored:
+are one atomic write (docs/architecture.md, decision 4). How each aggregate is stored:
 :mod:`zerocontact.loan.repository.documents`.
 """
 
