@@ -19,13 +19,14 @@ from prometheus_client import Counter, Histogram
 from zerocontact.marketing import events
 from zerocontact.marketing.channels import Channel, OutgoingMessage
 from zerocontact.marketing.domain import contact
-from zerocontact.marketing.domain.catalog import Product, ProductKind, suitable
+from zerocontact.marketing.domain.catalog import Product, suitable
 from zerocontact.marketing.domain.evaluation import in_holdout
 from zerocontact.marketing.repository import (
     DELIVERIES,
     MEMBERS,
     SUPPRESSIONS,
     Repository,
+    product_of,
 )
 from zerocontact.marketing.settings import MarketingSettings
 from zerocontact.platform.ids import new_id
@@ -44,17 +45,6 @@ Clock = Callable[[], datetime]
 # The suppression reason once a campaign's spending (sends x cost per contact) reaches its
 # budget: every send reserves its cost first, so the spending never passes the budget.
 BUDGET_EXHAUSTED = "budget_exhausted"
-
-
-def product_of(doc: Document) -> Product:
-    """A catalog document as a :class:`Product`."""
-    return Product(
-        id=doc["_id"],
-        kind=ProductKind(doc["kind"]),
-        name=doc["name"],
-        risk_level=int(doc["risk_level"]),
-        annual_rate=doc.get("annual_rate", ""),
-    )
 
 
 def preferences_of(doc: Document | None, default_time_zone: str) -> contact.Preferences:
