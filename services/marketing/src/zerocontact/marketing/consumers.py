@@ -23,12 +23,11 @@ from zerocontact.marketing.domain.triggers import card_click_fires, salary_fires
 from zerocontact.marketing.events import CHANNEL_NAMES
 from zerocontact.marketing.outreach import Clock, Outreach
 from zerocontact.marketing.profiles import count_update, facts, month_key
-from zerocontact.marketing.repository import Repository
+from zerocontact.marketing.repository import Repository, payee_link_id
 from zerocontact.marketing.segmenting import refresh_membership
 from zerocontact.marketing.settings import MarketingSettings
 from zerocontact.marketing.v1 import events_pb2 as marketing_pb
 from zerocontact.payroll.v1 import events_pb2 as payroll_pb
-from zerocontact.platform.idempotency import apply_once
 from zerocontact.platform.kafka.consumer import ConsumedEvent
 from zerocontact.platform.money import Money
 from zerocontact.platform.mongo import Document
@@ -42,11 +41,6 @@ UNLINKED_SALARIES = Counter(
     "SalaryPaid events whose payee is linked to no party (no trigger possible)",
 )
 SALARY_CURRENCY = "CNY"
-
-
-def payee_link_id(employer_id: str, card_masked: str) -> str:
-    """The ``payee_links`` key: employer and masked card (payroll's events carry no party)."""
-    return f"{employer_id}|{card_masked}"
 
 
 @dataclass
@@ -88,14 +82,9 @@ class Projector:
         if not party_id:
             return None
         update.setdefault("$set", {})["updated_at"] = consumed.event.time
-        applied = await apply_once(
-            self.repo.profiles, doc_id=party_id, event_id=consumed.event.id, update=update
-        )
-        if not applied:
+        if not await self.repo.apply_to_profile(party_id, consumed.event.id, update):
             return None
-        profile = await self.repo.profiles.find_one(
-            {"_id": party_id}, {"_applied": 0, "_outbox": 0}
-        )
+        profile = await self.repo.profile(party_id)
         if profile is None:
             return None
         book = await self.book.current()
@@ -123,13 +112,11 @@ class Projector:
         # The employer's own link (payee_party_id) first; else one registered here.
         party_id = paid.payee_party_id
         if not party_id:
-            link = await self.repo.payee_links.find_one(
-                {"_id": payee_link_id(paid.employer_id, paid.card_masked)}
-            )
-            if link is None:
+            linked = await self.repo.linked_party(payee_link_id(paid.employer_id, paid.card_masked))
+            if linked is None:
                 UNLINKED_SALARIES.inc()
                 return
-            party_id = link["party_id"]
+            party_id = linked
         amount = Money.from_proto(paid.amount)
         at = paid.paid_at.ToDatetime(tzinfo=UTC)
         update: dict[str, Any] = {"$inc": count_update("salary_paid", at, self._tz)}
@@ -177,18 +164,7 @@ class Projector:
                 },
             )
             if applied is not None:
-                await self.repo.reminders.update_one(
-                    {"_id": a.application_id},
-                    {
-                        "$setOnInsert": {
-                            "party_id": a.party_id,
-                            "approved_at": decided,
-                            "due_at": decided,
-                            "fired": {},
-                        }
-                    },
-                    upsert=True,
-                )
+                await self.repo.add_reminder(a.application_id, a.party_id, decided)
         elif kind == "loan_offer_accepted":
             e2 = event.loan_offer_accepted
             applied = await self._apply(
@@ -203,12 +179,9 @@ class Projector:
                 },
             )
             if applied is not None:
-                reminder = await self.repo.reminders.find_one({"_id": e2.application_id})
-                await self.repo.reminders.delete_one({"_id": e2.application_id})
+                reminder = await self.repo.drop_reminder(e2.application_id)
                 for cid in (reminder or {}).get("fired", {}):
-                    await self.repo.members.update_one(
-                        {"_id": f"{cid}:{e2.party_id}"}, {"$set": {"stages.converted": at}}
-                    )
+                    await self.repo.mark_converted(cid, e2.party_id, at)
         elif kind == "loan_disbursed":
             d = event.loan_disbursed
             await self._apply(
@@ -326,32 +299,26 @@ class Projector:
             )
         elif kind == "campaign_funnel":
             f = event.campaign_funnel
-            await self.repo.live.update_one(
-                {"_id": f"funnel:{f.campaign_id}"},
+            await self.repo.set_live(
+                f"funnel:{f.campaign_id}",
                 {
-                    "$set": {
-                        "sent": f.sent,
-                        "delivered": f.delivered,
-                        "opened": f.opened,
-                        "clicked": f.clicked,
-                        "converted": f.converted,
-                        "as_of": f.as_of.ToDatetime(tzinfo=UTC),
-                    }
+                    "sent": f.sent,
+                    "delivered": f.delivered,
+                    "opened": f.opened,
+                    "clicked": f.clicked,
+                    "converted": f.converted,
+                    "as_of": f.as_of.ToDatetime(tzinfo=UTC),
                 },
-                upsert=True,
             )
         elif kind == "studio_viewers":
             v = event.studio_viewers
-            await self.repo.live.update_one(
-                {"_id": f"viewers:{v.session_id}"},
+            await self.repo.set_live(
+                f"viewers:{v.session_id}",
                 {
-                    "$set": {
-                        "studio_id": v.studio_id,
-                        "concurrent": v.concurrent,
-                        "as_of": v.as_of.ToDatetime(tzinfo=UTC),
-                    }
+                    "studio_id": v.studio_id,
+                    "concurrent": v.concurrent,
+                    "as_of": v.as_of.ToDatetime(tzinfo=UTC),
                 },
-                upsert=True,
             )
 
 
@@ -369,19 +336,12 @@ async def fire_due_reminders(projector: Projector) -> int:
         if approved_at.tzinfo is None:
             approved_at = approved_at.replace(tzinfo=now.tzinfo)
         for campaign, trigger in campaigns:
-            if (
-                campaign["_id"] in fired
-                or approved_at + timedelta(minutes=trigger.after_minutes) > now
-            ):
+            if campaign.id in fired or approved_at + timedelta(minutes=trigger.after_minutes) > now:
                 continue
             # Mark first: a reminder is at most once per campaign even if the send crashes.
-            result = await projector.repo.reminders.update_one(
-                {"_id": reminder["_id"], f"fired.{campaign['_id']}": {"$exists": False}},
-                {"$set": {f"fired.{campaign['_id']}": now}},
-            )
-            if result.modified_count != 1:
+            if not await projector.repo.mark_reminder_fired(reminder["_id"], campaign.id, now):
                 continue
-            profile = await projector.repo.profiles.find_one({"_id": reminder["party_id"]})
+            profile = await projector.repo.raw_profile(reminder["party_id"])
             await projector.outreach.offer(
                 campaign, reminder["party_id"], profile, cause="loan_not_accepted"
             )

@@ -96,6 +96,7 @@ class Campaign:
     budget_minor: int | None = None
     cost_per_contact_minor: int = 0
     spent_minor: int = 0
+    holdout_percent: float = 0.0
 
     def _blocked(self, detail: str) -> ComplianceBlocked:
         return ComplianceBlocked(detail, findings=[finding_view(f) for f in self.findings])

@@ -173,17 +173,17 @@ async def execute(
     Offers run ``concurrency`` at a time so the channel's latency overlaps; each party's
     offer is still one compare-and-set on its contact log.
     """
-    doc = await get_campaign(repo, campaign_id)
+    campaign = await load(repo, campaign_id)
     outcomes: dict[str, int] = {}
     semaphore = asyncio.Semaphore(concurrency)
 
     async def one(profile: Document) -> None:
         async with semaphore:
-            outcome = await outreach.offer(doc, profile["_id"], profile, cause="scheduled")
+            outcome = await outreach.offer(campaign, profile["_id"], profile, cause="scheduled")
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
 
     pending: set[asyncio.Task[None]] = set()
-    async for profile in repo.segment_members(doc["segment_id"]):
+    async for profile in repo.segment_members(str(campaign.segment_id)):
         task = asyncio.create_task(one(profile))
         pending.add(task)
         task.add_done_callback(pending.discard)

@@ -38,6 +38,7 @@ def campaign_of(doc: Document) -> Campaign:
         budget_minor=doc.get("budget_minor"),
         cost_per_contact_minor=int(doc.get("cost_per_contact_minor", 0)),
         spent_minor=int(doc.get("spent_minor", 0)),
+        holdout_percent=float(doc.get("holdout_percent", 0)),
     )
 
 
@@ -131,12 +132,14 @@ class CampaignStore(Store):
             {"$set": {"run.state": "done", "run.outcomes": outcomes}, "$inc": {"runs": 1}},
         )
 
-    async def approved_campaigns(self) -> AsyncIterator[Document]:
-        """Every approved campaign (a scan of a small collection; never per event)."""
+    async def triggered_campaigns(self) -> AsyncIterator[tuple[Campaign, Document]]:
+        """Every approved campaign with a trigger, and the trigger as stored (a scan of a
+        small collection; never per event)."""
         async for doc in self.campaigns.find(
             {"status": CampaignStatus.APPROVED.value}, {"_outbox": 0}
         ):
-            yield doc
+            if doc.get("trigger"):
+                yield campaign_of(doc), doc["trigger"]
 
     async def segment_members(self, segment_id: str) -> AsyncIterator[Document]:
         """The profiles in a segment."""

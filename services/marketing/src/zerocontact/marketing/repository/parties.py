@@ -8,6 +8,7 @@ from datetime import datetime
 
 from zerocontact.marketing.domain.catalog import Product, ProductKind
 from zerocontact.marketing.repository.store import WITHOUT_OUTBOX, Store
+from zerocontact.platform.idempotency import apply_once
 from zerocontact.platform.mongo import Document
 from zerocontact.platform.outbox import OutboxEvent, insert_aggregate
 
@@ -69,6 +70,19 @@ class PartyStore(Store):
     async def profile(self, party_id: str) -> Document | None:
         """A party's profile without bookkeeping, or None."""
         return await self.profiles.find_one({"_id": party_id}, {"_applied": 0, "_outbox": 0})
+
+    async def apply_to_profile(self, party_id: str, event_id: str, update: Document) -> bool:
+        """Apply a consumed event's ``update`` to a party's profile (created if need be)
+        unless that event was applied before; True if applied now."""
+        return await apply_once(self.profiles, doc_id=party_id, event_id=event_id, update=update)
+
+    async def change_membership(self, party_id: str, *, seg_version: int, update: Document) -> bool:
+        """Apply a segment-membership ``update`` to a profile still at ``seg_version`` (0: never
+        changed); False if another change came first."""
+        guard: Document = {"_id": party_id}
+        guard["seg_version"] = seg_version if seg_version else {"$exists": False}
+        result = await self.profiles.update_one(guard, update)
+        return result.matched_count == 1
 
     async def raw_profile(self, party_id: str) -> Document | None:
         """A party's whole profile document, or None."""
