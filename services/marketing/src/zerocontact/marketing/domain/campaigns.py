@@ -10,8 +10,8 @@ The transitions::
     draft | blocked | pending_approval ──redesign──▶ draft
     approved ──start_run (with an audience, not running)──▶ approved, run "running"
 
-``completed`` is a final state no step leaves (nothing sets it yet; redesign already refuses
-it so that stored campaigns marked by hand stay closed).
+``approved`` and ``completed`` are final: no step changes their status. (Nothing in the
+service sets ``completed`` today; the steps refuse it as they always did.)
 """
 
 from __future__ import annotations
@@ -36,12 +36,18 @@ class CampaignStatus(StrEnum):
     COMPLETED = "completed"
 
 
-# The states a campaign may be reviewed (and re-reviewed) in.
-REVIEWABLE = frozenset(
-    {CampaignStatus.DRAFT, CampaignStatus.BLOCKED, CampaignStatus.PENDING_APPROVAL}
-)
-# The states whose content is frozen: a change of design needs a new campaign.
-FROZEN = frozenset({CampaignStatus.APPROVED, CampaignStatus.COMPLETED})
+_S = CampaignStatus
+# Every status a campaign may go to from each status (a review goes to blocked or pending
+# approval, a redesign to draft, an approval to approved). Approved and completed are final:
+# their content is frozen, a change needs a new campaign.
+TRANSITIONS: dict[CampaignStatus, frozenset[CampaignStatus]] = {
+    _S.DRAFT: frozenset({_S.DRAFT, _S.BLOCKED, _S.PENDING_APPROVAL}),
+    _S.BLOCKED: frozenset({_S.DRAFT, _S.BLOCKED, _S.PENDING_APPROVAL}),
+    _S.PENDING_APPROVAL: frozenset({_S.DRAFT, _S.BLOCKED, _S.PENDING_APPROVAL, _S.APPROVED}),
+    _S.APPROVED: frozenset(),
+    _S.COMPLETED: frozenset(),
+}
+# The state of a run in progress (``run.state``; a finished run is "done").
 RUNNING = "running"
 
 
@@ -98,20 +104,24 @@ class Campaign:
     spent_minor: int = 0
     holdout_percent: float = 0.0
 
+    def allows(self, status: CampaignStatus) -> bool:
+        """Whether the campaign may go to ``status`` from where it is."""
+        return status in TRANSITIONS[self.status]
+
     def _blocked(self, detail: str) -> ComplianceBlocked:
         return ComplianceBlocked(detail, findings=[finding_view(f) for f in self.findings])
 
     def check_redesign(self) -> CampaignStatus:
         """New content sends the campaign back to draft (to be reviewed again); refused once
         it is approved or completed."""
-        if self.status in FROZEN:
+        if not self.allows(CampaignStatus.DRAFT):
             raise CampaignStateError(f"campaign {self.id} is {self.status}; create a new one")
         return CampaignStatus.DRAFT
 
     def review(self) -> tuple[CampaignStatus, list[Finding]]:
         """Run the compliance checker over the content: blocked with any finding, else
         awaiting an approver (with the findings); refused once approved or completed."""
-        if self.status not in REVIEWABLE:
+        if not self.allows(CampaignStatus.BLOCKED):
             raise CampaignStateError(f"campaign {self.id} is {self.status}")
         findings = compliance.check(list(self.variants), self.product)
         status = CampaignStatus.BLOCKED if findings else CampaignStatus.PENDING_APPROVAL
@@ -126,7 +136,7 @@ class Campaign:
         its author (four eyes). The caller treats :meth:`is_approved_by` as a retry first."""
         if self.status is CampaignStatus.BLOCKED or self.findings:
             raise self._blocked(f"campaign {self.id} has {len(self.findings)} compliance findings")
-        if self.status is not CampaignStatus.PENDING_APPROVAL:
+        if not self.allows(CampaignStatus.APPROVED):
             raise CampaignStateError(f"campaign {self.id} is {self.status}; review it first")
         if approver == self.author:
             raise SameApprover("the approver must not be the campaign's author")
@@ -150,6 +160,8 @@ def changed_meanwhile(campaign_id: str) -> CampaignStateError:
 
 
 __all__ = [
+    "RUNNING",
+    "TRANSITIONS",
     "Campaign",
     "CampaignStateError",
     "CampaignStatus",
