@@ -53,7 +53,7 @@ def create_app(
 ) -> FastAPI:
     """The marketing service. ``clock``, ``channel`` and ``caps`` are injectable for tests."""
     settings = settings or MarketingSettings()  # type: ignore[call-arg]  # secrets come from the env
-    s = settings
+    s = settings  # short: the wiring below names many settings
 
     async def setup(runtime: Runtime, app: FastAPI) -> None:
         repo = Repository(runtime.database())
@@ -88,6 +88,9 @@ def create_app(
         )
         deps = MarketingDeps(s, repo, relay, book, outreach, projector, clock)
         app.state.deps = deps
+        # Registered before the loops, so it runs after they stop (shutdown is in reverse):
+        # no tick can start a campaign run once the runs still going are cancelled.
+        runtime.on_stop(deps.cancel_background)
         # Both loops wait one interval before their first run, as the service always did.
         runtime.start_job(
             "loan-reminders",
@@ -101,8 +104,6 @@ def create_app(
             lambda: run_due_schedules(deps),
             first_delay_s=s.schedule_poll_s,
         )
-        # Stopped first: campaign runs still going are cancelled before the loops and clients.
-        runtime.on_stop(deps.cancel_background)
 
     return service_app(
         settings,
