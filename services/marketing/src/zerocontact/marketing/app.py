@@ -40,7 +40,7 @@ async def run_due_schedules(deps: MarketingDeps) -> list[str]:
     started = await handlers.claim_due_schedules(deps.repo, deps.clock())
     for campaign_id in started:
         log.info("scheduled campaign started", extra={"campaign_id": campaign_id})
-        deps.background(handlers.execute(deps.repo, deps.outreach, campaign_id))
+        deps.background(handlers.execute(deps.repo, campaign_id, outreach=deps.outreach))
     return started
 
 

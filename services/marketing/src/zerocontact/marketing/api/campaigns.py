@@ -77,7 +77,10 @@ async def create_campaign(
         plan = body.model_dump(mode="json")
         plan["variants"] = [v.model_dump() for v in body.variants]
         plan["start_at"] = body.start_at
-        return public(await handlers.create_campaign(deps.repo, plan, operator, deps.clock()))
+        created = await handlers.create_campaign(
+            deps.repo, plan=plan, author=operator, now=deps.clock()
+        )
+        return public(created)
 
     return await once(request, "campaign", key, body.model_dump(mode="json"), compute)
 
@@ -95,7 +98,9 @@ async def put_design(campaign_id: Id, body: DesignIn, key: IdempotencyKey, reque
     async def compute() -> Any:
         return public(
             await handlers.redesign(
-                deps_of(request).repo, campaign_id, [v.model_dump() for v in body.variants]
+                deps_of(request).repo,
+                campaign_id,
+                variants=[v.model_dump() for v in body.variants],
             )
         )
 
@@ -111,7 +116,12 @@ async def review(campaign_id: Id, key: IdempotencyKey, operator: Operator, reque
     async def compute() -> Any:
         return public(
             await handlers.review(
-                deps.repo, deps.relay, deps.settings.topic, campaign_id, deps.clock(), operator
+                deps.repo,
+                campaign_id,
+                relay=deps.relay,
+                topic=deps.settings.topic,
+                now=deps.clock(),
+                operator=operator,
             )
         )
 
@@ -130,12 +140,12 @@ async def approve(
         return public(
             await handlers.approve(
                 deps.repo,
-                deps.relay,
-                deps.book,
-                deps.settings.topic,
                 campaign_id,
-                operator,
-                deps.clock(),
+                relay=deps.relay,
+                book=deps.book,
+                topic=deps.settings.topic,
+                approver=operator,
+                now=deps.clock(),
             )
         )
 
@@ -149,7 +159,7 @@ async def execute(campaign_id: Id, key: IdempotencyKey, request: Request) -> Any
 
     async def compute() -> Any:
         run = await handlers.start_execution(deps.repo, campaign_id)
-        deps.background(handlers.execute(deps.repo, deps.outreach, campaign_id))
+        deps.background(handlers.execute(deps.repo, campaign_id, outreach=deps.outreach))
         return run
 
     return await once(request, f"execute:{campaign_id}", key, {}, compute)
@@ -165,12 +175,12 @@ async def interaction(
     async def compute() -> Any:
         doc = await handlers.record_interaction(
             deps.repo,
-            deps.relay,
-            deps.settings.topic,
             campaign_id,
-            body.party_id,
-            body.stage,
-            deps.clock(),
+            relay=deps.relay,
+            topic=deps.settings.topic,
+            party_id=body.party_id,
+            stage=body.stage,
+            now=deps.clock(),
         )
         return public(doc)
 
@@ -182,7 +192,7 @@ async def evaluation(
     campaign_id: Id, request: Request, confidence: Annotated[float, Query(gt=0.5, lt=1)] = 0.95
 ) -> Any:
     """Funnel, uplift vs holdout (two-proportion z-test, CI), cost per conversion."""
-    return await handlers.evaluate(deps_of(request).repo, campaign_id, confidence)
+    return await handlers.evaluate(deps_of(request).repo, campaign_id, confidence=confidence)
 
 
 @router.get("/campaigns/{campaign_id}/live-funnel")

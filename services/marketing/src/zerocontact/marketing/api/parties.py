@@ -67,7 +67,12 @@ async def put_preferences(
             "time_zone": body.time_zone,
         }
         await handlers.set_preferences(
-            deps.repo, deps.relay, deps.settings.topic, party_id, prefs, deps.clock()
+            deps.repo,
+            relay=deps.relay,
+            topic=deps.settings.topic,
+            party_id=party_id,
+            prefs=prefs,
+            now=deps.clock(),
         )
         return {"party_id": party_id, **prefs}
 
@@ -83,7 +88,12 @@ async def post_risk_tolerance(
 
     async def compute() -> Any:
         await handlers.assess_risk_tolerance(
-            deps.repo, deps.relay, deps.settings.topic, party_id, body.grade, deps.clock()
+            deps.repo,
+            relay=deps.relay,
+            topic=deps.settings.topic,
+            party_id=party_id,
+            grade=body.grade,
+            now=deps.clock(),
         )
         return {"party_id": party_id, "grade": body.grade}
 

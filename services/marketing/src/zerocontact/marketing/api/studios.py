@@ -88,9 +88,9 @@ async def post_viewer_event(session_id: Id, body: ViewerEventIn, request: Reques
     deps = deps_of(request)
     return await handlers.studio_event(
         deps.repo,
-        deps.relay,
-        deps.settings.topic,
         session_id,
+        relay=deps.relay,
+        topic=deps.settings.topic,
         event_id=body.event_id,
         party_id=body.party_id,
         kind=body.kind,
@@ -111,4 +111,4 @@ async def studio_reach(
     studio_id: Id, request: Request, day: Annotated[str, Query(pattern=r"^[0-9]{8}$")]
 ) -> Any:
     """Distinct viewers of a studio's sessions on a local day (YYYYMMDD)."""
-    return await handlers.studio_reach(deps_of(request).repo, studio_id, day)
+    return await handlers.studio_reach(deps_of(request).repo, studio_id, day=day)

@@ -41,7 +41,9 @@ async def get_campaign(repo: Repository, campaign_id: str) -> Document:
     return doc
 
 
-async def create_campaign(repo: Repository, plan: Document, author: str, now: datetime) -> Document:
+async def create_campaign(
+    repo: Repository, *, plan: Document, author: str, now: datetime
+) -> Document:
     """A draft campaign: plan and design, the product snapshotted from the catalog."""
     product = await repo.product(plan["product_id"])
     if product is None:
@@ -65,7 +67,7 @@ async def create_campaign(repo: Repository, plan: Document, author: str, now: da
     return await get_campaign(repo, doc["_id"])
 
 
-async def redesign(repo: Repository, campaign_id: str, variants: list[Document]) -> Document:
+async def redesign(repo: Repository, campaign_id: str, *, variants: list[Document]) -> Document:
     """Replace the content variants; the campaign goes back to draft (review again)."""
     campaign = await load(repo, campaign_id)
     status = campaign.check_redesign()
@@ -79,9 +81,10 @@ async def redesign(repo: Repository, campaign_id: str, variants: list[Document])
 
 async def review(
     repo: Repository,
+    campaign_id: str,
+    *,
     relay: OutboxRelay,
     topic: str,
-    campaign_id: str,
     now: datetime,
     operator: str = "",
 ) -> Document:
@@ -106,10 +109,11 @@ async def review(
 
 async def approve(
     repo: Repository,
+    campaign_id: str,
+    *,
     relay: OutboxRelay,
     book: Book,
     topic: str,
-    campaign_id: str,
     approver: str,
     now: datetime,
 ) -> Document:
@@ -166,7 +170,7 @@ async def claim_due_schedules(repo: Repository, now: datetime) -> list[str]:
 
 
 async def execute(
-    repo: Repository, outreach: Outreach, campaign_id: str, *, concurrency: int = 16
+    repo: Repository, campaign_id: str, *, outreach: Outreach, concurrency: int = 16
 ) -> dict[str, int]:
     """Offer the campaign to every member of its segment (a scheduled run); outcome counts.
 

@@ -30,7 +30,13 @@ async def put_segment(repo: Repository, book: Book, doc: Document) -> None:
 
 
 async def set_preferences(
-    repo: Repository, relay: OutboxRelay, topic: str, party_id: str, prefs: Document, now: datetime
+    repo: Repository,
+    *,
+    relay: OutboxRelay,
+    topic: str,
+    party_id: str,
+    prefs: Document,
+    now: datetime,
 ) -> None:
     """Store a party's consent and preferences with their event."""
     await repo.set_preferences(
@@ -53,7 +59,7 @@ async def set_preferences(
 
 
 async def assess_risk_tolerance(
-    repo: Repository, relay: OutboxRelay, topic: str, party_id: str, grade: int, now: datetime
+    repo: Repository, *, relay: OutboxRelay, topic: str, party_id: str, grade: int, now: datetime
 ) -> None:
     """Record a questionnaire's grade; the profile takes it from the event."""
     await repo.set_preferences(

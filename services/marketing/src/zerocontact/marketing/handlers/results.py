@@ -22,9 +22,10 @@ from zerocontact.platform.outbox import OutboxEvent, OutboxRelay
 
 async def record_interaction(
     repo: Repository,
+    campaign_id: str,
+    *,
     relay: OutboxRelay,
     topic: str,
-    campaign_id: str,
     party_id: str,
     stage: str,
     now: datetime,
@@ -74,7 +75,7 @@ async def record_interaction(
     return await repo.member_view(campaign_id, party_id)
 
 
-async def evaluate(repo: Repository, campaign_id: str, confidence: float) -> Document:
+async def evaluate(repo: Repository, campaign_id: str, *, confidence: float) -> Document:
     """Funnel, uplift against the holdout with its z-test and CI, cost per conversion."""
     campaign = await load(repo, campaign_id)
     funnel = {"sent": 0, "delivered": 0, "failed": 0, "opened": 0, "clicked": 0, "converted": 0}

@@ -45,7 +45,7 @@ async def session_view(repo: Repository, session_id: str) -> Document:
     return view
 
 
-async def studio_reach(repo: Repository, studio_id: str, day: str) -> Document:
+async def studio_reach(repo: Repository, studio_id: str, *, day: str) -> Document:
     """Distinct viewers of a studio's sessions on a local day (YYYYMMDD)."""
     parties: set[str] = set()
     async for reach in repo.reach_of(studio_id):
@@ -55,10 +55,10 @@ async def studio_reach(repo: Repository, studio_id: str, day: str) -> Document:
 
 async def studio_event(
     repo: Repository,
-    relay: OutboxRelay,
-    topic: str,
     session_id: str,
     *,
+    relay: OutboxRelay,
+    topic: str,
     event_id: str,
     party_id: str,
     kind: str,
