@@ -47,8 +47,9 @@ TRANSITIONS: dict[CampaignStatus, frozenset[CampaignStatus]] = {
     _S.APPROVED: frozenset(),
     _S.COMPLETED: frozenset(),
 }
-# The state of a run in progress (``run.state``; a finished run is "done").
+# The states of a campaign's current run (``run.state``).
 RUNNING = "running"
+DONE = "done"
 
 
 class CampaignStateError(DomainError):
@@ -160,6 +161,7 @@ def changed_meanwhile(campaign_id: str) -> CampaignStateError:
 
 
 __all__ = [
+    "DONE",
     "RUNNING",
     "TRANSITIONS",
     "Campaign",

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
-from zerocontact.marketing.domain.campaigns import Campaign, CampaignStatus
+from zerocontact.marketing.domain.campaigns import DONE, RUNNING, Campaign, CampaignStatus
 from zerocontact.marketing.domain.compliance import Finding, Variant
 from zerocontact.marketing.repository.parties import product_of
 from zerocontact.marketing.repository.store import WITHOUT_OUTBOX, Store
@@ -116,7 +116,7 @@ class CampaignStore(Store):
                 "version": due.version,
                 "status": CampaignStatus.APPROVED.value,
                 "scheduled_run": {"$exists": False},
-                "run.state": {"$ne": "running"},
+                "run.state": {"$ne": RUNNING},
             },
             {
                 "$set": {"run": run, "scheduled_run": {"run_id": run["run_id"], "at": now}},
@@ -129,7 +129,7 @@ class CampaignStore(Store):
         """Record the current run as done with its outcome counts."""
         await self.campaigns.update_one(
             {"_id": campaign_id},
-            {"$set": {"run.state": "done", "run.outcomes": outcomes}, "$inc": {"runs": 1}},
+            {"$set": {"run.state": DONE, "run.outcomes": outcomes}, "$inc": {"runs": 1}},
         )
 
     async def triggered_campaigns(self) -> AsyncIterator[tuple[Campaign, Document]]:
