@@ -8,10 +8,10 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+from zerocontact.marketing.domain.campaigns import Campaign
 from zerocontact.marketing.domain.segments import RULE, Rule
 from zerocontact.marketing.domain.triggers import TRIGGER, Trigger
 from zerocontact.marketing.repository import Repository
-from zerocontact.platform.mongo import Document
 
 
 @dataclass
@@ -20,7 +20,7 @@ class Book:
 
     repo: Repository
     cache_seconds: float
-    triggered: list[tuple[Document, Trigger]] = field(default_factory=list)
+    triggered: list[tuple[Campaign, Trigger]] = field(default_factory=list)
     rules: dict[str, Rule] = field(default_factory=dict)
     _loaded_at: float = -1e9
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -42,15 +42,14 @@ class Book:
 
     async def _load(self) -> None:
         # Small collections; a scan is fine here (never per event).
-        triggered: list[tuple[Document, Trigger]] = []
-        async for doc in self.repo.campaigns.find({"status": "approved"}, {"_outbox": 0}):
-            if doc.get("trigger"):
-                triggered.append((doc, TRIGGER.validate_python(doc["trigger"])))
+        triggered: list[tuple[Campaign, Trigger]] = []
+        async for campaign, trigger in self.repo.triggered_campaigns():
+            triggered.append((campaign, TRIGGER.validate_python(trigger)))
         rules: dict[str, Rule] = {}
-        async for seg in self.repo.segments.find({}, {"rule": 1}):
-            rules[seg["_id"]] = RULE.validate_python(seg["rule"])
+        async for segment_id, rule in self.repo.segment_rules():
+            rules[segment_id] = RULE.validate_python(rule)
         self.triggered, self.rules = triggered, rules
 
-    def campaigns_for(self, kind: str) -> list[tuple[Document, Any]]:
+    def campaigns_for(self, kind: str) -> list[tuple[Campaign, Any]]:
         """Approved campaigns whose trigger is of ``kind``."""
         return [(c, t) for c, t in self.triggered if t.kind == kind]

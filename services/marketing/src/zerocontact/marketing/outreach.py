@@ -12,25 +12,27 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, time
-from typing import Any
 
 from prometheus_client import Counter, Histogram
 
 from zerocontact.marketing import events
 from zerocontact.marketing.channels import Channel, OutgoingMessage
 from zerocontact.marketing.domain import contact
-from zerocontact.marketing.domain.catalog import Product, ProductKind, suitable
+from zerocontact.marketing.domain.campaigns import Campaign
+from zerocontact.marketing.domain.catalog import Product, suitable
+from zerocontact.marketing.domain.compliance import Variant
 from zerocontact.marketing.domain.evaluation import in_holdout
 from zerocontact.marketing.repository import (
     DELIVERIES,
     MEMBERS,
     SUPPRESSIONS,
     Repository,
+    product_of,
 )
 from zerocontact.marketing.settings import MarketingSettings
 from zerocontact.platform.ids import new_id
 from zerocontact.platform.mongo import Document
-from zerocontact.platform.outbox import OutboxRelay, insert_aggregate
+from zerocontact.platform.outbox import OutboxRelay
 
 log = logging.getLogger(__name__)
 
@@ -44,17 +46,6 @@ Clock = Callable[[], datetime]
 # The suppression reason once a campaign's spending (sends x cost per contact) reaches its
 # budget: every send reserves its cost first, so the spending never passes the budget.
 BUDGET_EXHAUSTED = "budget_exhausted"
-
-
-def product_of(doc: Document) -> Product:
-    """A catalog document as a :class:`Product`."""
-    return Product(
-        id=doc["_id"],
-        kind=ProductKind(doc["kind"]),
-        name=doc["name"],
-        risk_level=int(doc["risk_level"]),
-        annual_rate=doc.get("annual_rate", ""),
-    )
 
 
 def preferences_of(doc: Document | None, default_time_zone: str) -> contact.Preferences:
@@ -82,7 +73,7 @@ class Outreach:
     caps: contact.Caps
 
     async def offer(
-        self, campaign: Document, party_id: str, profile: Document | None, *, cause: str
+        self, campaign: Campaign, party_id: str, profile: Document | None, *, cause: str
     ) -> str:
         """Offer ``campaign``'s product to ``party_id``; the outcome (``delivered``,
         ``failed``, ``holdout`` or the suppression reason)."""
@@ -93,39 +84,38 @@ class Outreach:
 
     async def _offer(
         self,
-        campaign: Document,
+        campaign: Campaign,
         party_id: str,
         profile: Document | None,
         *,
         cause: str,
         now: datetime,
     ) -> str:
-        cid = campaign["_id"]
-        product = product_of(campaign["product"])
-        variants: list[Document] = campaign["variants"]
-        first_channel = variants[0]["channel"]
+        cid = campaign.id
+        product = campaign.product
+        variants = campaign.variants
+        first_channel = variants[0].channel
         grade = (profile or {}).get("risk_grade")
         if not suitable(product, grade):
             return await self._suppress(cid, party_id, first_channel, "unsuitable", cause, now)
-        if in_holdout(cid, party_id, float(campaign.get("holdout_percent", 0))):
+        if in_holdout(cid, party_id, campaign.holdout_percent):
             await self._member(cid, party_id, "holdout", now)
             return "holdout"
         prefs = preferences_of(
-            await self.repo.preferences.find_one({"_id": party_id}),
-            self.settings.default_time_zone,
+            await self.repo.preferences_of(party_id), self.settings.default_time_zone
         )
-        cost = int(campaign.get("cost_per_contact_minor", 0))
+        cost = campaign.cost_per_contact_minor
         reserved = False
         for _ in range(5):  # compare-and-set on the contact log; retried on a race
-            log_doc = await self.repo.contact_log.find_one({"_id": party_id})
+            log_doc = await self.repo.contact_log_of(party_id)
             sent: dict[str, dict[str, int]] = (log_doc or {}).get("sent") or {}
-            chosen: Document | None = None
+            chosen: Variant | None = None
             first_reason: contact.Suppression | None = None
             for variant in variants:
                 reason = contact.decide(
                     prefs,
-                    variant["channel"],
-                    sent_by_day={d: int(n) for d, n in sent.get(variant["channel"], {}).items()},
+                    variant.channel,
+                    sent_by_day={d: int(n) for d, n in sent.get(variant.channel, {}).items()},
                     caps=self.caps,
                     now=now,
                 )
@@ -143,14 +133,14 @@ class Outreach:
             # The budget is reserved only for a contact that is allowed, and before the cap
             # slot is taken: a refused reservation must not use up the party's cap.
             if not reserved:
-                budget = int(campaign.get("budget_minor", 0))
+                budget = campaign.budget_minor or 0
                 if not await self.repo.reserve_budget(cid, cost, budget):
                     return await self._suppress(
                         cid, party_id, first_channel, BUDGET_EXHAUSTED, cause, now
                     )
                 reserved = True
             day = contact.local_day(now, prefs.time_zone)
-            if await self.repo.claim_contact(party_id, chosen["channel"], day, expected=log_doc):
+            if await self.repo.claim_contact(party_id, chosen.channel, day, expected=log_doc):
                 break
         else:
             if reserved:
@@ -160,15 +150,15 @@ class Outreach:
 
     async def _deliver(
         self,
-        campaign: Document,
-        variant: Document,
+        campaign: Campaign,
+        variant: Variant,
         party_id: str,
         product: Product,
         cause: str,
         now: datetime,
     ) -> str:
-        cid = campaign["_id"]
-        channel = variant["channel"]
+        cid = campaign.id
+        channel = variant.channel
         delivery_id = new_id()
         topic = self.settings.topic
         sent_events = [
@@ -177,7 +167,7 @@ class Outreach:
                 delivery_id=delivery_id,
                 party_id=party_id,
                 campaign_id=cid,
-                variant_id=variant["id"],
+                variant_id=variant.id,
                 product_id=product.id,
                 channel=channel,
                 cause=cause,
@@ -191,7 +181,7 @@ class Outreach:
                     delivery_id=delivery_id,
                     party_id=party_id,
                     campaign_id=cid,
-                    text=f"{variant['title']} {variant['body']}",
+                    text=f"{variant.title} {variant.body}",
                     at=now,
                 )
             )
@@ -199,7 +189,7 @@ class Outreach:
         # the receipt's OfferInteraction. The cap was claimed before the send, so a crash
         # between send and write can lose the record of a send, never exceed a cap.
         receipt = await self.channel.send(
-            OutgoingMessage(delivery_id, party_id, cid, channel, variant["title"], variant["body"])
+            OutgoingMessage(delivery_id, party_id, cid, channel, variant.title, variant.body)
         )
         stage = "delivered" if receipt.delivered else "failed"
         sent_events.append(
@@ -213,13 +203,12 @@ class Outreach:
                 at=receipt.at,
             )
         )
-        await insert_aggregate(
-            self.repo.deliveries,
+        await self.repo.insert_delivery(
             {
                 "_id": delivery_id,
                 "party_id": party_id,
                 "campaign_id": cid,
-                "variant_id": variant["id"],
+                "variant_id": variant.id,
                 "product_id": product.id,
                 "channel": channel,
                 "cause": cause,
@@ -246,30 +235,16 @@ class Outreach:
         stage: str | None = None,
     ) -> None:
         """Record the party in the campaign's treatment or holdout (first assignment wins)."""
-        member_id = f"{campaign_id}:{party_id}"
-        fields: dict[str, Any] = {}
+        sent: Document | None = None
         if stage is not None:
-            fields = {"stages.sent": now, f"stages.{stage}": now, "last_delivery_id": delivery_id}
-        # One upsert: the first assignment's arm stays ($setOnInsert).
-        update: dict[str, Any] = {
-            "$setOnInsert": {
-                "campaign_id": campaign_id,
-                "party_id": party_id,
-                "arm": arm,
-                "assigned_at": now,
-                "version": 1,
-            }
-        }
-        if fields:
-            update["$set"] = fields
-        await self.repo.members.update_one({"_id": member_id}, update, upsert=True)
+            sent = {"stages.sent": now, f"stages.{stage}": now, "last_delivery_id": delivery_id}
+        await self.repo.assign_member(campaign_id, party_id, arm=arm, now=now, sent=sent)
 
     async def _suppress(
         self, campaign_id: str, party_id: str, channel: str, reason: str, cause: str, now: datetime
     ) -> str:
         sid = new_id()
-        await insert_aggregate(
-            self.repo.suppressions,
+        await self.repo.insert_suppression(
             {
                 "_id": sid,
                 "party_id": party_id,

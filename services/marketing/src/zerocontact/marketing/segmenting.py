@@ -54,13 +54,10 @@ async def refresh_membership(
         }
         if left:
             update["$unset"] = {f"segments.{s}": "" for s in left}
-        guard: dict[str, Any] = {"_id": party_id}
-        guard["seg_version"] = version if version else {"$exists": False}
-        result = await repo.profiles.update_one(guard, update)
-        if result.matched_count == 1:
+        if await repo.change_membership(party_id, seg_version=version, update=update):
             relay.nudge(PROFILES, party_id)
             return joined, left
-        reloaded = await repo.profiles.find_one({"_id": party_id})
+        reloaded = await repo.raw_profile(party_id)
         if reloaded is None:
             return set(), set()
         profile = reloaded

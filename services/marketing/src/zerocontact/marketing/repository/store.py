@@ -1,4 +1,4 @@
-"""Marketing's MongoDB collections. Hot documents are keyed by ``_id`` (FerretDB 1.24 pushes
+"""Marketing's MongoDB collections and the writes every room shares. Hot documents are keyed by ``_id`` (FerretDB 1.24 pushes
 only ``_id`` equality down and scans for anything else, docs/decisions.md #3): profiles,
 preferences and contact logs by party, members by ``campaign:party``, sessions by id.
 Aggregates that emit events carry their outbox in the same document."""
@@ -43,6 +43,9 @@ LIVE = "live_signals"
 
 OUTBOX_COLLECTIONS = (PREFERENCES, PROFILES, CAMPAIGNS, DELIVERIES, SUPPRESSIONS, SESSIONS, MEMBERS)
 
+# Read without the outbox: what callers see of an aggregate.
+WITHOUT_OUTBOX = {"_outbox": 0, "_outbox_pending": 0}
+
 INDEXES = [
     CollectionIndexes(MEMBERS, (IndexModel([("campaign_id", ASCENDING)], name="campaign"),)),
     CollectionIndexes(REMINDERS, (IndexModel([("due_at", ASCENDING)], name="due"),)),
@@ -50,8 +53,9 @@ INDEXES = [
 ]
 
 
-class Repository:
-    """Every collection of the service, and the few writes that need care."""
+class Store:
+    """Every collection of the service, and the few writes that need care (the rooms'
+    stores in this package add their reads and writes on top)."""
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.db = db

@@ -1,0 +1,145 @@
+"""Identity's, marketing's own and the engagement signals' events on profiles; studio card
+clicks fire their triggers; live funnels and viewer counts kept as live signals."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import TYPE_CHECKING
+
+from bson import Int64
+
+from zerocontact.identity.v1 import events_pb2 as identity_pb
+from zerocontact.marketing.domain.triggers import card_click_fires
+from zerocontact.marketing.events import CHANNEL_NAMES
+from zerocontact.marketing.profiles import count_update
+from zerocontact.marketing.v1 import events_pb2 as marketing_pb
+from zerocontact.platform.kafka.consumer import ConsumedEvent
+from zerocontact.signals.v1 import engagement_pb2
+
+if TYPE_CHECKING:
+    from zerocontact.marketing.consumers.projector import Projector
+
+
+async def on_identity(
+    p: Projector, consumed: ConsumedEvent, event: identity_pb.IdentityEvent
+) -> None:
+    """Registrations and KYC levels on the party's profile."""
+    kind = event.WhichOneof("event")
+    if kind == "customer_registered":
+        c = event.customer_registered
+        await p.apply(
+            consumed,
+            c.customer_id,
+            {"$set": {"party_kind": "customer", "birth_year": c.birth_year}},
+        )
+    elif kind == "enterprise_registered":
+        e = event.enterprise_registered
+        await p.apply(consumed, e.enterprise_id, {"$set": {"party_kind": "enterprise"}})
+    elif kind == "kyc_level_changed":
+        k = event.kyc_level_changed
+        await p.apply(consumed, k.party.party_id, {"$set": {"kyc_level": int(k.to_level)}})
+
+
+async def on_marketing(
+    p: Projector, consumed: ConsumedEvent, event: marketing_pb.MarketingEvent
+) -> None:
+    """Marketing's own events on the profile; studio card clicks fire their triggers."""
+    kind = event.WhichOneof("event")
+    at = consumed.event.time
+    if kind == "risk_tolerance_assessed":
+        r = event.risk_tolerance_assessed
+        await p.apply(consumed, r.party_id, {"$set": {"risk_grade": r.grade}})
+    elif kind == "contact_preferences_changed":
+        prefs = event.contact_preferences_changed
+        await p.apply(
+            consumed,
+            prefs.party_id,
+            {
+                "$set": {
+                    "preferences": {
+                        "consented": [CHANNEL_NAMES[c] for c in prefs.consented_channels],
+                        "do_not_contact": prefs.do_not_contact,
+                    }
+                }
+            },
+        )
+    elif kind == "offer_sent":
+        o = event.offer_sent
+        await p.apply(consumed, o.party_id, {"$inc": {f"interactions.{o.campaign_id}.sent": 1}})
+    elif kind == "offer_interaction":
+        i = event.offer_interaction
+        await p.apply(
+            consumed,
+            i.party_id,
+            {
+                "$inc": {
+                    f"interactions.{i.campaign_id}.{i.stage}": 1,
+                    **count_update(f"offer_{i.stage}", at, p.tz),
+                }
+            },
+        )
+    elif kind == "offer_converted":
+        c = event.offer_converted
+        await p.apply(
+            consumed,
+            c.party_id,
+            {
+                "$inc": {
+                    f"interactions.{c.campaign_id}.converted": 1,
+                    **count_update("offer_converted", at, p.tz),
+                }
+            },
+        )
+    elif kind == "studio_activity":
+        s = event.studio_activity
+        if s.kind not in ("joined", "card_clicked"):
+            return
+        counted = "studio_joined" if s.kind == "joined" else "studio_card_clicked"
+        profile = await p.apply(consumed, s.party_id, {"$inc": count_update(counted, at, p.tz)})
+        if profile is None or s.kind != "card_clicked":
+            return
+        for campaign, trigger in (await p.book.current()).campaigns_for("studio_card_clicked"):
+            if card_click_fires(trigger, s.product_id):
+                await p.outreach.offer(campaign, s.party_id, profile, cause="studio_card_clicked")
+
+
+async def on_engagement(
+    p: Projector, consumed: ConsumedEvent, event: engagement_pb2.EngagementEvent
+) -> None:
+    """Engagement scores on the profile; live funnels and viewer counts as live signals."""
+    kind = event.WhichOneof("event")
+    if kind == "engagement_score":
+        e = event.engagement_score
+        await p.apply(
+            consumed,
+            e.party_id,
+            {
+                "$set": {
+                    "engagement_milli": Int64(e.score_milli),
+                    "engagement_at": e.as_of.ToDatetime(tzinfo=UTC),
+                }
+            },
+        )
+    elif kind == "campaign_funnel":
+        f = event.campaign_funnel
+        await p.repo.set_live(
+            f"funnel:{f.campaign_id}",
+            {
+                "sent": f.sent,
+                "delivered": f.delivered,
+                "opened": f.opened,
+                "clicked": f.clicked,
+                "converted": f.converted,
+                "as_of": f.as_of.ToDatetime(tzinfo=UTC),
+            },
+        )
+    elif kind == "studio_viewers":
+        v = event.studio_viewers
+        await p.repo.set_live(
+            f"viewers:{v.session_id}",
+            {
+                "studio_id": v.studio_id,
+                "concurrent": v.concurrent,
+                "as_of": v.as_of.ToDatetime(tzinfo=UTC),
+            },
+        )
