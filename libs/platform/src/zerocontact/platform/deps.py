@@ -21,7 +21,7 @@ IdempotencyKey = Annotated[
         alias="Idempotency-Key",
         pattern=r"^[A-Za-z0-9_-]{8,64}$",
         description="Client-chosen key; a retry with the same key and request returns the "
-        "first result, the same key with a different request is refused (409).",
+        "first result; the same key with a different request is refused.",
     ),
 ]
 

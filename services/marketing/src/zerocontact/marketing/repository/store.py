@@ -1,5 +1,5 @@
 """Marketing's MongoDB collections and the writes every room shares. Hot documents are keyed by ``_id`` (FerretDB 1.24 pushes
-only ``_id`` equality down and scans for anything else, docs/decisions.md #3): profiles,
+only ``_id`` equality down and scans for anything else, docs/architecture.md, decision 3): profiles,
 preferences and contact logs by party, members by ``campaign:party``, sessions by id.
 Aggregates that emit events carry their outbox in the same document."""
 
