@@ -10,7 +10,7 @@ UV := $(VENV)/bin/uv
 ENGINES := $(PY) deploy/local/engines.py
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lock proto fetch up down status lint lint-deploy test test-unit test-integration bench buf-lint buf-breaking clean
+.PHONY: help venv lock proto fetch up down status lint lint-deploy image-sizes test test-unit test-integration bench buf-lint buf-breaking clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -55,9 +55,12 @@ down: ## stop everything `make up` started
 status: $(STAMP) ## show what is running
 	$(ENGINES) status
 
-lint-deploy: $(STAMP) ## validate deploy/ and docker-compose.yml offline (kustomize, k8s schemas, kube-score, compose)
+lint-deploy: $(STAMP) ## validate deploy/, docker-compose.yml and the Dockerfile offline (kustomize, k8s schemas, kube-score, compose, BuildKit lint)
 	bash deploy/tools/install.sh
 	bash deploy/tools/lint.sh
+
+image-sizes: $(STAMP) proto ## the installed size of each service image's venv, without Docker (docs/deployment.md)
+	bash deploy/tools/image-sizes.sh
 
 lint: $(STAMP) proto buf-lint lint-deploy ## ruff, mypy, import contracts, buf lint and the deployment validators
 	$(VENV)/bin/ruff check .

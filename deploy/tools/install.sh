@@ -10,7 +10,8 @@
 #   kube-score       github.com/zegl/kube-score                best-practice lint (kube-linter's
 #                                                               module is not served here)
 #   deploycheck      deploy/tools/deploycheck (our Go module)  compose file via compose-go; the
-#                                                               MongoDBCommunity CR via the operator's API types
+#                                                               MongoDBCommunity CR via the operator's API types;
+#                                                               the Dockerfile via BuildKit's frontend (lint mode)
 #   kubernetes-validate (PyPI, in .cache/tools/venv)            Kubernetes API JSON schemas, offline
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,7 +25,7 @@ TOOLS="$PWD/.cache/tools"
 BIN="$TOOLS/bin"
 mkdir -p "$BIN"
 
-command -v go >/dev/null || { echo "error: go not found: install Go 1.24+ (apt-get install golang-go)" >&2; exit 1; }
+command -v go >/dev/null || { echo "error: go not found: install Go 1.26.8+ (deploycheck/go.mod; apt-get install golang-go)" >&2; exit 1; }
 [ -x .venv/bin/uv ] || { echo "error: .venv/bin/uv not found: run \`make venv\` first" >&2; exit 1; }
 
 # go_tool NAME STAMP-CONTENT COMMAND...: run COMMAND unless BIN/NAME exists with the same stamp.

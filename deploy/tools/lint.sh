@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make lint-deploy`: validate everything under deploy/ plus the Dockerfile's compose file,
+# `make lint-deploy`: validate everything under deploy/ plus docker-compose.yml and the Dockerfile,
 # offline. Installs the pinned validators first (deploy/tools/install.sh; a no-op when present).
 #   1. kafka-topics.yaml is what proto/topics.toml says (deploy/tools/kafka_topics.py --check)
 #   2. every overlay renders (kustomize build)
@@ -7,6 +7,7 @@
 #   4. they follow the best practices kube-score checks, warnings included
 #   5. the MongoDBCommunity resource decodes strictly into the operator's API types
 #   6. docker-compose.yml loads as Docker Compose loads it (compose-go)
+#   7. the Dockerfile passes BuildKit's checks (`docker build --check`) for every service
 # Strimzi's Kafka/KafkaNodePool/KafkaTopic have no schema here: tests/unit/test_deploy_manifests.py
 # checks their required fields instead.
 set -euo pipefail
@@ -38,3 +39,6 @@ for overlay in deploy/k8s/overlays/*/; do
   echo "overlay $name: rendered, schema-valid, kube-score clean"
 done
 "$BIN/deploycheck" compose docker-compose.yml
+for pyproject in services/*/pyproject.toml; do
+  "$BIN/deploycheck" dockerfile Dockerfile "SERVICE=$(basename "$(dirname "$pyproject")")"
+done

@@ -17,6 +17,9 @@ from zerocontact.platform.topics import TopicCatalog, load_catalog
 # worker: `python -m zerocontact.signals worker`).
 APP_MODULE = re.compile(r"^zerocontact\.(?P<package>[a-z_]+)(\.app:|$)")
 COMPOSE = ROOT / "docker-compose.yml"
+# One image per service, built by the Dockerfile with SERVICE=<service>: zerocontact-<service>,
+# with a registry prefix and a tag once an overlay or compose has set them.
+IMAGE = re.compile(r"^(?:[^/]+/)*zerocontact-(?P<service>[a-z]+)(?::[^/]+)?$")
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +31,18 @@ def catalog() -> TopicCatalog:
 def compose() -> dict[str, Any]:
     document: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
     return document
+
+
+def service_folders() -> list[str]:
+    """Deployable workspace members: services/<name>/pyproject.toml (distribution zerocontact-<name>)."""
+    return sorted(p.parent.name for p in (ROOT / "services").glob("*/pyproject.toml"))
+
+
+def image_service(image: str) -> str:
+    """The service whose image this is (``registry.example.com/zerocontact-loan:dev`` -> loan)."""
+    match = IMAGE.match(image)
+    assert match, f"{image}: not an image of this suite (zerocontact-<service>)"
+    return match["service"]
 
 
 def service_packages() -> list[str]:
@@ -163,7 +178,7 @@ def test_every_workload_is_hardened_probed_and_budgeted(overlay: str) -> None:
             assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
             for source in container["envFrom"]:
                 assert source["configMapRef"]["name"] in configmaps
-            assert container["image"].startswith("registry.example.com/zerocontact:")
+            assert IMAGE.match(container["image"]), (name, container["image"])
             mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
             assert "/tmp" in mounts, f"{name}: a read-only root needs an emptyDir /tmp"
 
@@ -225,3 +240,67 @@ def test_compose_services_are_healthchecked_hardened_and_ordered(compose: dict[s
         for port in service["ports"]:
             assert port.startswith("127.0.0.1:"), f"{name}: bind published ports to loopback"
     assert services["topics"]["command"][:3] == ["zerocontact", "topics", "create"]
+
+
+def assert_image_runs_its_own_service(where: str, image: str, command: list[str]) -> None:
+    """A container runs the image of the service whose module its command starts; a command that
+    starts none (`zerocontact topics create`) may run any service's image (each has the platform)."""
+    service = image_service(image)
+    assert service in service_folders(), f"{where}: {image} is built from no services/ folder"
+    packages = app_packages(command)
+    assert len(packages) <= 1, f"{where}: one service per container, not {sorted(packages)}"
+    if packages:
+        (package,) = packages
+        # The package lives in the distribution of its services/ folder (zerocontact-<folder>).
+        (folder,) = {p.parts[-4] for p in (ROOT / "services").glob(f"*/src/zerocontact/{package}")}
+        assert service == folder, (
+            f"{where}: runs zerocontact.{package} but its image is {image}: use zerocontact-{folder}"
+        )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_workload_runs_the_image_of_its_service(overlay: str) -> None:
+    objects = rendered(overlay)
+    workloads = of_kind(objects, "Deployment") + of_kind(objects, "Job")
+    assert workloads
+    for workload in workloads:
+        where = f"{workload['kind']}/{workload['metadata']['name']}"
+        pod = workload["spec"]["template"]["spec"]
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            image = container["image"]
+            assert image.startswith("registry.example.com/"), (
+                f"{where}: {image} not from the overlay"
+            )
+            assert_image_runs_its_own_service(where, image, container["command"])
+
+
+def test_every_compose_service_runs_and_builds_the_image_of_its_service(
+    compose: dict[str, Any],
+) -> None:
+    ours = {n: s for n, s in compose["services"].items() if "zerocontact" in s.get("image", "")}
+    assert set(ours) >= {
+        n for n, s in compose["services"].items() if app_packages(s.get("command", []))
+    }
+    built: set[str] = set()
+    for name, service in ours.items():
+        image = service["image"]
+        assert_image_runs_its_own_service(f"compose service {name}", image, service["command"])
+        assert image.endswith(":${ZC_IMAGE_TAG:-local}"), name
+        # Each builds its own image from the one Dockerfile, so `docker compose build` (or `up`)
+        # never needs a pull of an image only built locally.
+        build = service["build"]
+        assert build["context"] == "." and "dockerfile" not in build, name
+        assert build["args"] == {"SERVICE": image_service(image)}, name
+        built.add(build["args"]["SERVICE"])
+    assert built == set(service_folders()), "every services/ folder has an image in compose"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlays_name_a_registry_and_tag_for_every_service_image(overlay: str) -> None:
+    kustomization = yaml.safe_load(
+        (ROOT / "deploy" / "k8s" / "overlays" / overlay / "kustomization.yaml").read_text()
+    )
+    images = {i["name"]: i for i in kustomization["images"]}
+    assert sorted(images) == [f"zerocontact-{s}" for s in service_folders()]
+    for name, entry in images.items():
+        assert entry["newName"].endswith(f"/{name}") and entry["newTag"], entry

@@ -2,7 +2,8 @@
 
 Each validator runs offline on the rendered overlays (``make lint-deploy`` runs the same ones):
 kubernetes-validate (Kubernetes API schemas), kube-score (best practices), deploycheck
-(MongoDBCommunity into the operator's Go types; docker-compose.yml through compose-go). A
+(MongoDBCommunity into the operator's Go types; docker-compose.yml through compose-go; the
+Dockerfile through BuildKit's frontend in lint mode). A
 validator that accepts a broken file would make the passing runs worthless, hence the pairs.
 """
 
@@ -185,6 +186,33 @@ def test_compose_needs_every_secret_listed_in_env_example(tmp_path: Path) -> Non
     result = run(require(DEPLOYCHECK), "compose", compose_copy(tmp_path, env=env))
     assert result.returncode == 1
     assert "ZC_SKELETON_PII_INDEX_KEY" in result.stderr
+
+
+SERVICES = sorted(p.parent.name for p in (ROOT / "services").glob("*/pyproject.toml"))
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_dockerfile_passes_buildkits_checks_for_every_service(service: str) -> None:
+    result = run(require(DEPLOYCHECK), "dockerfile", ROOT / "Dockerfile", f"SERVICE={service}")
+    assert result.returncode == 0, result.stderr
+    assert "no lint warnings" in result.stdout
+
+
+def test_dockerfile_check_rejects_a_broken_file(tmp_path: Path) -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    broken = text.replace("FROM uv AS manifests", "FROM uv as manifests", 1)
+    broken = broken.replace("ENV PATH=/opt/venv/bin:$PATH", "ENV PATH=/opt/venv/bin:$PAHT", 1)
+    assert broken.count("as manifests") == 1 and "$PAHT" in broken
+    (tmp_path / "Dockerfile").write_text(broken)
+    result = run(require(DEPLOYCHECK), "dockerfile", tmp_path / "Dockerfile", "SERVICE=loan")
+    assert result.returncode == 1
+    assert "FromAsCasing" in result.stderr and "UndefinedVar" in result.stderr
+    (tmp_path / "Dockerfile").write_text(
+        text.replace("RUN --mount=type=cache,", "RUN --mount=type=cahce,", 1)
+    )
+    result = run(require(DEPLOYCHECK), "dockerfile", tmp_path / "Dockerfile", "SERVICE=loan")
+    assert result.returncode == 1
+    assert "cahce" in result.stderr
 
 
 def test_stale_kafka_topics_file_is_reported(tmp_path: Path) -> None:

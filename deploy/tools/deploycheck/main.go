@@ -5,6 +5,10 @@
 //	deploycheck mongodb FILE...   decode every MongoDBCommunity document in FILE (multi-document
 //	                              YAML, e.g. `kustomize build` output) strictly into the MongoDB
 //	                              Community Operator's API types: unknown or mistyped fields fail
+//	deploycheck dockerfile FILE [NAME=VALUE...]
+//	                              lint FILE with BuildKit's Dockerfile frontend, as
+//	                              `docker build --check` does, with these build arguments
+//	                              (base images are not pulled); any warning fails
 //
 // Exit status 0 when everything is valid, 1 with one line per problem otherwise, 2 on usage errors.
 package main
@@ -27,7 +31,7 @@ import (
 
 func main() {
 	if len(os.Args) < 3 {
-		fmt.Fprintln(os.Stderr, "usage: deploycheck compose FILE | deploycheck mongodb FILE...")
+		fmt.Fprintln(os.Stderr, "usage: deploycheck compose FILE | deploycheck mongodb FILE... | deploycheck dockerfile FILE [NAME=VALUE...]")
 		os.Exit(2)
 	}
 	var problems []string
@@ -38,6 +42,8 @@ func main() {
 		for _, path := range os.Args[2:] {
 			problems = append(problems, checkMongoDB(path)...)
 		}
+	case "dockerfile":
+		problems = checkDockerfile(os.Args[2], os.Args[3:])
 	default:
 		fmt.Fprintf(os.Stderr, "deploycheck: unknown command %q\n", os.Args[1])
 		os.Exit(2)
