@@ -168,7 +168,7 @@ async def bench_queue(uri: str, signings: int, concurrency: int) -> dict[str, An
     try:
         replicas = [make("r0"), make("r1")]
         for r in replicas:
-            r.start()
+            await r.start()
         for _ in range(1000):  # one of them claims the lease at its first step
             if any(r.leader for r in replicas):
                 break
