@@ -1,17 +1,12 @@
-"""The topic catalog (``proto/topics.toml``): loading, validation and applying it to a broker.
+"""The topic catalog (``proto/topics.toml``): its rows, their validation, and loading the file.
 
 The catalog is the contract of every Kafka topic: its key, its value message (a generated
 protobuf wrapper class), partitions, cleanup policy, retention, owner and dead-letter twin.
-``load_catalog`` reads and validates it (pure), ``message_class`` resolves a value message to
-its generated class, and ``ensure_topics`` creates what is missing on a broker and reports what
-differs, without ever changing an existing topic (that is an operator's decision).
+``load_catalog`` reads and validates it; everything here is pure (no broker, no protos).
 """
 
 from __future__ import annotations
 
-import asyncio
-import importlib
-import pkgutil
 import re
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
@@ -19,43 +14,24 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
-from aiokafka.admin import (  # type: ignore[import-untyped, unused-ignore]
-    AIOKafkaAdminClient,
-    NewTopic,
-)
-from aiokafka.admin.config_resource import (  # type: ignore[import-untyped, unused-ignore]
-    ConfigResource,
-    ConfigResourceType,
-)
-from aiokafka.errors import (  # type: ignore[import-untyped, unused-ignore]
-    TopicAlreadyExistsError,
-    for_code,
-)
-from google.protobuf import descriptor_pool
-from google.protobuf.message import Message
-from google.protobuf.message_factory import GetMessageClass
-
 __all__ = [
+    "CLEANUP_POLICIES",
     "DEFAULT_CATALOG",
+    "MANAGED_CONFIGS",
     "RAW_BYTES",
+    "TOPIC_NAME",
+    "VALUE_MESSAGE",
     "CatalogError",
-    "ConfigDrift",
-    "EnsureReport",
-    "PartitionDrift",
     "TopicCatalog",
-    "TopicCreationError",
     "TopicSpec",
-    "TopicState",
-    "ensure_topics",
-    "inspect_topics",
     "load_catalog",
-    "message_class",
     "parse_catalog",
 ]
 
-# libs/platform/src/zerocontact/platform/topics.py -> repository root; the catalog sits beside
-# the protos it names. An installed platform (an image) is told where it is: ZC_TOPIC_CATALOG.
-DEFAULT_CATALOG: Final = Path(__file__).resolve().parents[5] / "proto" / "topics.toml"
+# libs/platform/src/zerocontact/platform/topics/catalog.py -> repository root; the catalog sits
+# beside the protos it names. An installed platform (an image) is told where it is:
+# ZC_TOPIC_CATALOG.
+DEFAULT_CATALOG: Final = Path(__file__).resolve().parents[6] / "proto" / "topics.toml"
 
 RAW_BYTES: Final = "bytes"
 """The ``value`` of a dead-letter topic: the original record's value bytes, untouched."""
@@ -89,14 +65,6 @@ class CatalogError(ValueError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("topic catalog is invalid:\n  " + "\n  ".join(problems))
         self.problems = problems
-
-
-class TopicCreationError(RuntimeError):
-    """The broker refused to create a catalog topic."""
-
-    def __init__(self, topic: str, error: str) -> None:
-        super().__init__(f"cannot create topic {topic}: {error}")
-        self.topic = topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,164 +280,3 @@ def load_catalog(path: Path = DEFAULT_CATALOG) -> TopicCatalog:
     """Read and validate the catalog file (``proto/topics.toml`` by default)."""
     with path.open("rb") as file:
         return parse_catalog(tomllib.load(file))
-
-
-def message_class(full_name: str) -> type[Message]:
-    """The generated class of a proto message, e.g. ``zerocontact.skeleton.v1.SkeletonEvent``.
-
-    Imports every ``*_pb2`` module of the message's package (``zerocontact.<domain>.vN``) so
-    that its descriptors are in the default pool, then looks the message up there. Raises
-    ``LookupError`` when the package or the message does not exist (or ``make proto`` has not
-    run).
-    """
-    match = VALUE_MESSAGE.match(full_name)
-    if match is None:
-        raise LookupError(f"{full_name!r} is not a zerocontact.<domain>.vN message name")
-    package_name = f"zerocontact.{match['domain']}.{match['version']}"
-    try:
-        package = importlib.import_module(package_name)
-    except ModuleNotFoundError as exc:
-        raise LookupError(f"no generated package {package_name} (run `make proto`)") from exc
-    for module in pkgutil.iter_modules(package.__path__):
-        if module.name.endswith("_pb2"):
-            importlib.import_module(f"{package_name}.{module.name}")
-    try:
-        descriptor = descriptor_pool.Default().FindMessageTypeByName(full_name)
-    except KeyError as exc:
-        raise LookupError(f"no message {full_name} in {package_name}") from exc
-    return GetMessageClass(descriptor)
-
-
-@dataclass(frozen=True, slots=True)
-class TopicState:
-    """What the broker says about one topic."""
-
-    name: str
-    partitions: int
-    configs: dict[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class PartitionDrift:
-    """An existing topic whose partition count is not the catalog's."""
-
-    topic: str
-    expected: int
-    actual: int
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigDrift:
-    """An existing topic whose managed config is not the catalog's."""
-
-    topic: str
-    config: str
-    expected: str
-    actual: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class EnsureReport:
-    """What ``ensure_topics`` did and found."""
-
-    created: tuple[str, ...]
-    existing: tuple[str, ...]
-    partition_drift: tuple[PartitionDrift, ...]
-    config_drift: tuple[ConfigDrift, ...]
-
-    @property
-    def in_sync(self) -> bool:
-        """True when every catalog topic exists exactly as the catalog says."""
-        return not self.partition_drift and not self.config_drift
-
-
-async def inspect_topics(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, TopicState]:
-    """Partition counts and managed configs of those ``names`` that exist on the broker."""
-    # Only describe listed topics: a metadata request for a missing topic may auto-create it.
-    present = set(await admin.list_topics())
-    wanted = [name for name in names if name in present]
-    if not wanted:
-        return {}
-    partitions: dict[str, int] = {}
-    for topic in await admin.describe_topics(wanted):
-        if topic["error_code"] != 0:
-            raise for_code(topic["error_code"])(f"describe topic {topic['topic']}")
-        partitions[topic["topic"]] = len(topic["partitions"])
-    resources = [
-        ConfigResource(ConfigResourceType.TOPIC, name, configs=dict.fromkeys(MANAGED_CONFIGS))
-        for name in wanted
-    ]
-    configs: dict[str, dict[str, str]] = {name: {} for name in wanted}
-    for response in await admin.describe_configs(resources):
-        for resource in response.to_object()["resources"]:
-            if resource["error_code"] != 0:
-                raise for_code(resource["error_code"])(resource["error_message"])
-            configs[resource["resource_name"]] = {
-                entry["config_names"]: entry["config_value"] for entry in resource["config_entries"]
-            }
-    return {
-        name: TopicState(name, partitions[name], configs[name])
-        for name in wanted
-        if name in partitions
-    }
-
-
-async def ensure_topics(
-    admin: AIOKafkaAdminClient,
-    catalog: TopicCatalog,
-    *,
-    replication_factor: int = 1,
-    timeout_ms: int = 30_000,
-) -> EnsureReport:
-    """Create the catalog's missing topics with their configs; report drift of existing ones.
-
-    Existing topics are never altered: raising partitions remaps keys and lowering them is
-    impossible, so a difference is reported for an operator to decide. Idempotent; safe to
-    race with another creator (its "already exists" counts as existing).
-    """
-    present = set(await admin.list_topics())
-    missing = [spec for spec in catalog if spec.name not in present]
-    created: list[str] = []
-    if missing:
-        response = await admin.create_topics(
-            [
-                NewTopic(spec.name, spec.partitions, replication_factor, topic_configs=spec.configs)
-                for spec in missing
-            ],
-            timeout_ms=timeout_ms,
-        )
-        for entry in response.topic_errors:
-            topic, code = entry[0], entry[1]
-            if code == 0:
-                created.append(topic)
-            elif code != TopicAlreadyExistsError.errno:
-                message = entry[2] if len(entry) > 2 and entry[2] else for_code(code).__name__
-                raise TopicCreationError(topic, message)
-    existing = [spec for spec in catalog if spec.name not in created]
-    names = [spec.name for spec in existing]
-    states = await inspect_topics(admin, names)
-    for _ in range(20):
-        # A topic created a moment ago (by us or someone else) can be refused as existing
-        # before the metadata lists it; wait for it rather than report it in sync.
-        if all(name in states for name in names):
-            break
-        await asyncio.sleep(0.25)
-        states = await inspect_topics(admin, names)
-    partition_drift = []
-    config_drift = []
-    for spec in existing:
-        state = states.get(spec.name)
-        if state is None:  # reported as existing, gone since: let the next run create it
-            continue
-        if state.partitions != spec.partitions:
-            partition_drift.append(PartitionDrift(spec.name, spec.partitions, state.partitions))
-        for config, expected in spec.configs.items():
-            actual = state.configs.get(config)
-            if actual != expected:
-                config_drift.append(ConfigDrift(spec.name, config, expected, actual))
-    return EnsureReport(
-        created=tuple(created),
-        existing=tuple(spec.name for spec in existing),
-        partition_drift=tuple(partition_drift),
-        config_drift=tuple(config_drift),
-    )
