@@ -1,0 +1,146 @@
+"""The call envelope: servicer methods are decorated with :func:`unary` or :func:`streaming`,
+which open the call (:meth:`Gateway.open`), bound its deadline, run it (idempotently when
+mutating; in a watch slot when streaming), map how it ended to a gRPC status and record it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+
+from zerocontact.gateway.errors import GatewayError, deadline_exceeded
+from zerocontact.gateway.guard.caller import Caller
+from zerocontact.gateway.guard.gateway import Gateway
+from zerocontact.gateway.guard.record import _audit
+
+log = logging.getLogger(__name__)
+
+REPLAYED_HEADER = "idempotent-replayed"
+PACKAGE = "zerocontact.gateway.v1"
+
+
+Unary = Callable[[Any, Any, Caller], Awaitable[Any]]
+Streaming = Callable[[Any, Any, Caller], AsyncIterator[Any]]
+
+
+def unary(
+    scope: str, *, mutating: bool = False, response: type[Message] | None = None
+) -> Callable[[Unary], Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]]:
+    """Wrap a unary servicer method in the call envelope."""
+
+    def decorate(
+        fn: Unary,
+    ) -> Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]:
+        name = fn.__name__
+
+        async def handler(
+            self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> Any:
+            gateway: Gateway = self.gateway
+            method = f"/{PACKAGE}.{self.SERVICE}/{name}"
+            started, started_at = time.perf_counter(), datetime.now(UTC)
+            # Read while the call is alive: grpc.aio's context of a cancelled or finished call
+            # must not be touched from `finally` (context.peer() there crashed the process).
+            peer = context.peer()
+            partner_id, outcome, reason, replayed = "", "OK", "", False
+            try:
+                caller = await gateway.open(context, scope, stream=False)
+                partner_id = caller.partner.partner_id
+                async with asyncio.timeout(max(caller.remaining(), 0.001)):
+                    if mutating:
+                        assert response is not None
+                        result, replayed = await gateway.idempotent(
+                            caller, method, request, response, lambda: fn(self, request, caller)
+                        )
+                        if replayed:
+                            context.set_trailing_metadata(((REPLAYED_HEADER, "true"),))
+                    else:
+                        result = await fn(self, request, caller)
+                return result
+            except asyncio.CancelledError:
+                outcome, reason = "CANCELLED", "CANCELLED"
+                raise
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
+                error = _ending(exc, method)
+                outcome, reason = error.code.name, error.reason
+                # a refused credential: audit under the partner the certificate names
+                partner_id = partner_id or error.metadata.get("partner_id", "")
+                await context.abort_with_status(error.status())
+            finally:
+                _audit(gateway, method, partner_id, outcome, reason, started, started_at,
+                       peer, replayed)  # fmt: skip
+
+        handler.__name__ = name
+        handler.__doc__ = fn.__doc__
+        return handler
+
+    return decorate
+
+
+def _ending(exc: Exception, method: str) -> GatewayError:
+    """The status a call that raised ``exc`` ends with: a refusal as raised, a passed deadline,
+    or (logged: a fault of ours, not the caller's) INTERNAL."""
+    if isinstance(exc, GatewayError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return deadline_exceeded()
+    log.exception("gateway call failed: %s", method)
+    return GatewayError(grpc.StatusCode.INTERNAL, "INTERNAL", "internal error")
+
+
+def streaming(
+    scope: str,
+) -> Callable[
+    [Streaming], Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
+]:
+    """Wrap a server-streaming servicer method in the call envelope."""
+
+    def decorate(
+        fn: Streaming,
+    ) -> Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]:
+        name = fn.__name__
+
+        async def handler(
+            self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            gateway: Gateway = self.gateway
+            method = f"/{PACKAGE}.{self.SERVICE}/{name}"
+            started, started_at = time.perf_counter(), datetime.now(UTC)
+            # Read while the call is alive: grpc.aio's context of a cancelled or finished call
+            # must not be touched from `finally` (context.peer() there crashed the process).
+            peer = context.peer()
+            partner_id, outcome, reason = "", "OK", ""
+            try:
+                caller = await gateway.open(context, scope, stream=True)
+                partner_id = caller.partner.partner_id
+                with gateway.watcher_slot(caller.partner):
+                    async with asyncio.timeout(max(caller.remaining(), 0.001)):
+                        async for item in fn(self, request, caller):
+                            yield item
+            except (asyncio.CancelledError, GeneratorExit):
+                outcome, reason = "CANCELLED", "CANCELLED"
+                raise
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
+                error = _ending(exc, method)
+                outcome, reason = error.code.name, error.reason
+                partner_id = partner_id or error.metadata.get("partner_id", "")
+                await context.abort_with_status(error.status())
+            finally:
+                _audit(gateway, method, partner_id, outcome, reason, started, started_at,
+                       peer, False)  # fmt: skip
+
+        handler.__name__ = name
+        handler.__doc__ = fn.__doc__
+        return handler
+
+    return decorate
