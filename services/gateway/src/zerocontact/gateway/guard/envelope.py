@@ -5,9 +5,11 @@ mutating; in a watch slot when streaming), map how it ended to a gRPC status and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,39 +46,20 @@ def unary(
         ) -> Any:
             gateway: Gateway = self.gateway
             method = f"/{PACKAGE}.{self.SERVICE}/{name}"
-            started, started_at = time.perf_counter(), datetime.now(UTC)
-            # Read while the call is alive: grpc.aio's context of a cancelled or finished call
-            # must not be touched from `finally` (context.peer() there crashed the process).
-            peer = context.peer()
-            partner_id, outcome, reason, replayed = "", "OK", "", False
-            try:
+            async with _audited(gateway, method, context, (asyncio.CancelledError,)) as audited:
                 caller = await gateway.open(context, scope, stream=False)
-                partner_id = caller.partner.partner_id
+                audited.partner_id = caller.partner.partner_id
                 async with asyncio.timeout(max(caller.remaining(), 0.001)):
                     if mutating:
                         assert response is not None
-                        result, replayed = await gateway.idempotent(
+                        result, audited.replayed = await gateway.idempotent(
                             caller, method, request, response, lambda: fn(self, request, caller)
                         )
-                        if replayed:
+                        if audited.replayed:
                             context.set_trailing_metadata(((REPLAYED_HEADER, "true"),))
                     else:
                         result = await fn(self, request, caller)
                 return result
-            except asyncio.CancelledError:
-                outcome, reason = "CANCELLED", "CANCELLED"
-                raise
-            except grpc.aio.AbortError:
-                raise
-            except Exception as exc:
-                error = _ending(exc, method)
-                outcome, reason = error.code.name, error.reason
-                # a refused credential: audit under the partner the certificate names
-                partner_id = partner_id or error.metadata.get("partner_id", "")
-                await context.abort_with_status(error.status())
-            finally:
-                _audit(gateway, method, partner_id, outcome, reason, started, started_at,
-                       peer, replayed)  # fmt: skip
 
         handler.__name__ = name
         handler.__doc__ = fn.__doc__
@@ -96,6 +79,48 @@ def _ending(exc: Exception, method: str) -> GatewayError:
     return GatewayError(grpc.StatusCode.INTERNAL, "INTERNAL", "internal error")
 
 
+@dataclass
+class _Audited:
+    """What the audit record of a call learns while the call runs."""
+
+    partner_id: str = ""
+    replayed: bool = False
+
+
+@contextlib.asynccontextmanager
+async def _audited(
+    gateway: Gateway,
+    method: str,
+    context: grpc.aio.ServicerContext[Any, Any],
+    cancelled: tuple[type[BaseException], ...],
+) -> AsyncIterator[_Audited]:
+    """How a call's body ends, for both envelopes: ``cancelled`` is audited as CANCELLED, an
+    abort passes, any other exception becomes its status (:func:`_ending`); every call, however
+    it ended, gets its metrics and audit record."""
+    started, started_at = time.perf_counter(), datetime.now(UTC)
+    # Read while the call is alive: grpc.aio's context of a cancelled or finished call
+    # must not be touched from `finally` (context.peer() there crashed the process).
+    peer = context.peer()
+    audited = _Audited()
+    outcome, reason = "OK", ""
+    try:
+        yield audited
+    except cancelled:
+        outcome, reason = "CANCELLED", "CANCELLED"
+        raise
+    except grpc.aio.AbortError:
+        raise
+    except Exception as exc:
+        error = _ending(exc, method)
+        outcome, reason = error.code.name, error.reason
+        # a refused credential: audit under the partner the certificate names
+        audited.partner_id = audited.partner_id or error.metadata.get("partner_id", "")
+        await context.abort_with_status(error.status())
+    finally:
+        _audit(gateway, method, audited.partner_id, outcome, reason, started, started_at,
+               peer, audited.replayed)  # fmt: skip
+
+
 def streaming(
     scope: str,
 ) -> Callable[
@@ -113,31 +138,14 @@ def streaming(
         ) -> AsyncIterator[Any]:
             gateway: Gateway = self.gateway
             method = f"/{PACKAGE}.{self.SERVICE}/{name}"
-            started, started_at = time.perf_counter(), datetime.now(UTC)
-            # Read while the call is alive: grpc.aio's context of a cancelled or finished call
-            # must not be touched from `finally` (context.peer() there crashed the process).
-            peer = context.peer()
-            partner_id, outcome, reason = "", "OK", ""
-            try:
+            cancelled = (asyncio.CancelledError, GeneratorExit)
+            async with _audited(gateway, method, context, cancelled) as audited:
                 caller = await gateway.open(context, scope, stream=True)
-                partner_id = caller.partner.partner_id
+                audited.partner_id = caller.partner.partner_id
                 with gateway.watcher_slot(caller.partner):
                     async with asyncio.timeout(max(caller.remaining(), 0.001)):
                         async for item in fn(self, request, caller):
                             yield item
-            except (asyncio.CancelledError, GeneratorExit):
-                outcome, reason = "CANCELLED", "CANCELLED"
-                raise
-            except grpc.aio.AbortError:
-                raise
-            except Exception as exc:
-                error = _ending(exc, method)
-                outcome, reason = error.code.name, error.reason
-                partner_id = partner_id or error.metadata.get("partner_id", "")
-                await context.abort_with_status(error.status())
-            finally:
-                _audit(gateway, method, partner_id, outcome, reason, started, started_at,
-                       peer, False)  # fmt: skip
 
         handler.__name__ = name
         handler.__doc__ = fn.__doc__
