@@ -1,9 +1,6 @@
-"""What every RPC goes through: partner authentication (mTLS certificate + API credential),
-scopes, per-partner rate limits, deadlines, idempotency, error mapping and the audit record.
-
-Servicer methods are decorated with :func:`unary` or :func:`streaming`; the method receives a
-:class:`Caller` instead of the raw servicer context.
-"""
+"""The gateway's shared state and the checks a call goes through: partner authentication
+(mTLS certificate + API credential), scopes, ownership, per-partner rate limits and watch-stream
+slots, the call's deadline and party token, and idempotency."""
 
 from __future__ import annotations
 
@@ -11,84 +8,30 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import logging
 import re
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
 from aiolimiter import AsyncLimiter
 from google.protobuf.message import Message
-from prometheus_client import Counter, Histogram
 
 from zerocontact.gateway.audit import AuditSink
-from zerocontact.gateway.backends import Backends, Call
+from zerocontact.gateway.backends import Backends
 from zerocontact.gateway.certs import PARTNER_URI_PREFIX
-from zerocontact.gateway.errors import GatewayError, deadline_exceeded, invalid, not_found
+from zerocontact.gateway.errors import GatewayError, invalid, not_found
+from zerocontact.gateway.guard.caller import Caller, _peer_address
 from zerocontact.gateway.settings import GatewaySettings
 from zerocontact.gateway.store import IdempotencyStore, OwnershipStore, Partner, PartnerStore
 from zerocontact.gateway.watch import EventHub
 
-log = logging.getLogger(__name__)
-
 CREDENTIAL_HEADER = "x-partner-credential"
 IDEMPOTENCY_HEADER = "idempotency-key"
-REPLAYED_HEADER = "idempotent-replayed"
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-PACKAGE = "zerocontact.gateway.v1"
 
 Resp = TypeVar("Resp", bound=Message)
-
-
-@dataclass
-class Caller:
-    """The authenticated partner and what its call carries."""
-
-    partner: Partner
-    token: str | None
-    peer_address: str
-    deadline: float  # loop time
-    idempotency_key: str | None
-    metadata: dict[str, str]
-    context: grpc.aio.ServicerContext[Any, Any]
-
-    def remaining(self) -> float:
-        """Seconds left before the call's deadline."""
-        return self.deadline - asyncio.get_running_loop().time()
-
-    def call(self, *, with_token: bool = True, device_id: str | None = None) -> Call:
-        """A service call carrying the deadline, token, peer address and idempotency key."""
-        return Call(
-            timeout_s=self.remaining(),
-            token=self.token if with_token else None,
-            idempotency_key=self.idempotency_key,
-            forwarded_for=self.peer_address,
-            device_id=device_id,
-        )
-
-    def require_token(self) -> str:
-        """The party's access token, or UNAUTHENTICATED."""
-        if not self.token:
-            raise GatewayError(
-                grpc.StatusCode.UNAUTHENTICATED,
-                "PARTY_TOKEN_REQUIRED",
-                "this call acts for a party: send its access token as `authorization: Bearer …`",
-            )
-        return self.token
-
-
-def _peer_address(peer: str) -> str:
-    # "ipv4:10.0.0.7:5123" / "ipv6:[::1]:5123"
-    kind, _, rest = peer.partition(":")
-    if kind == "ipv6":
-        return rest.rsplit(":", 1)[0].strip("[]")
-    if kind == "ipv4":
-        return rest.rsplit(":", 1)[0]
-    return rest
 
 
 class Gateway:
@@ -291,167 +234,3 @@ class Gateway:
                 gateway._watchers[partner.partner_id] -= 1
 
         return slot()
-
-
-CALLS = Counter("gateway_calls_total", "Gateway calls by method and outcome", ["method", "outcome"])
-LATENCY = Histogram(
-    "gateway_call_seconds",
-    "Gateway call latency (unary: whole call; streams: until the stream ended)",
-    ["method"],
-    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 30, 300),
-)
-
-_METRICS: dict[tuple[str, str], tuple[Any, Any]] = {}
-
-
-def _audit(
-    gateway: Gateway,
-    method: str,
-    partner_id: str,
-    outcome: str,
-    reason: str,
-    started: float,
-    started_at: datetime,
-    peer: str,
-    replayed: bool,
-) -> None:
-    elapsed = time.perf_counter() - started
-    children = _METRICS.get((method, outcome))
-    if children is None:  # label look-ups once per (method, outcome), not per call
-        children = _METRICS[(method, outcome)] = (
-            CALLS.labels(method, outcome),
-            LATENCY.labels(method),
-        )
-    children[0].inc()
-    children[1].observe(elapsed)
-    gateway.audit.record(
-        partner_id=partner_id,
-        method=method,
-        outcome=outcome,
-        reason=reason,
-        latency_us=int(elapsed * 1e6),
-        replayed=replayed,
-        started_at=started_at,
-        peer=peer,
-    )
-
-
-Unary = Callable[[Any, Any, Caller], Awaitable[Any]]
-Streaming = Callable[[Any, Any, Caller], AsyncIterator[Any]]
-
-
-def unary(
-    scope: str, *, mutating: bool = False, response: type[Message] | None = None
-) -> Callable[[Unary], Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]]:
-    """Wrap a unary servicer method in the call envelope."""
-
-    def decorate(
-        fn: Unary,
-    ) -> Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]:
-        name = fn.__name__
-
-        async def handler(
-            self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-        ) -> Any:
-            gateway: Gateway = self.gateway
-            method = f"/{PACKAGE}.{self.SERVICE}/{name}"
-            started, started_at = time.perf_counter(), datetime.now(UTC)
-            # Read while the call is alive: grpc.aio's context of a cancelled or finished call
-            # must not be touched from `finally` (context.peer() there crashed the process).
-            peer = context.peer()
-            partner_id, outcome, reason, replayed = "", "OK", "", False
-            try:
-                caller = await gateway.open(context, scope, stream=False)
-                partner_id = caller.partner.partner_id
-                async with asyncio.timeout(max(caller.remaining(), 0.001)):
-                    if mutating:
-                        assert response is not None
-                        result, replayed = await gateway.idempotent(
-                            caller, method, request, response, lambda: fn(self, request, caller)
-                        )
-                        if replayed:
-                            context.set_trailing_metadata(((REPLAYED_HEADER, "true"),))
-                    else:
-                        result = await fn(self, request, caller)
-                return result
-            except asyncio.CancelledError:
-                outcome, reason = "CANCELLED", "CANCELLED"
-                raise
-            except grpc.aio.AbortError:
-                raise
-            except Exception as exc:
-                error = _ending(exc, method)
-                outcome, reason = error.code.name, error.reason
-                # a refused credential: audit under the partner the certificate names
-                partner_id = partner_id or error.metadata.get("partner_id", "")
-                await context.abort_with_status(error.status())
-            finally:
-                _audit(gateway, method, partner_id, outcome, reason, started, started_at,
-                       peer, replayed)  # fmt: skip
-
-        handler.__name__ = name
-        handler.__doc__ = fn.__doc__
-        return handler
-
-    return decorate
-
-
-def _ending(exc: Exception, method: str) -> GatewayError:
-    """The status a call that raised ``exc`` ends with: a refusal as raised, a passed deadline,
-    or (logged: a fault of ours, not the caller's) INTERNAL."""
-    if isinstance(exc, GatewayError):
-        return exc
-    if isinstance(exc, TimeoutError):
-        return deadline_exceeded()
-    log.exception("gateway call failed: %s", method)
-    return GatewayError(grpc.StatusCode.INTERNAL, "INTERNAL", "internal error")
-
-
-def streaming(
-    scope: str,
-) -> Callable[
-    [Streaming], Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
-]:
-    """Wrap a server-streaming servicer method in the call envelope."""
-
-    def decorate(
-        fn: Streaming,
-    ) -> Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]:
-        name = fn.__name__
-
-        async def handler(
-            self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-        ) -> AsyncIterator[Any]:
-            gateway: Gateway = self.gateway
-            method = f"/{PACKAGE}.{self.SERVICE}/{name}"
-            started, started_at = time.perf_counter(), datetime.now(UTC)
-            # Read while the call is alive: grpc.aio's context of a cancelled or finished call
-            # must not be touched from `finally` (context.peer() there crashed the process).
-            peer = context.peer()
-            partner_id, outcome, reason = "", "OK", ""
-            try:
-                caller = await gateway.open(context, scope, stream=True)
-                partner_id = caller.partner.partner_id
-                with gateway.watcher_slot(caller.partner):
-                    async with asyncio.timeout(max(caller.remaining(), 0.001)):
-                        async for item in fn(self, request, caller):
-                            yield item
-            except (asyncio.CancelledError, GeneratorExit):
-                outcome, reason = "CANCELLED", "CANCELLED"
-                raise
-            except grpc.aio.AbortError:
-                raise
-            except Exception as exc:
-                error = _ending(exc, method)
-                outcome, reason = error.code.name, error.reason
-                partner_id = partner_id or error.metadata.get("partner_id", "")
-                await context.abort_with_status(error.status())
-            finally:
-                _audit(gateway, method, partner_id, outcome, reason, started, started_at,
-                       peer, False)  # fmt: skip
-
-        handler.__name__ = name
-        handler.__doc__ = fn.__doc__
-        return handler
-
-    return decorate

@@ -1,0 +1,154 @@
+"""The call envelope: servicer methods are decorated with :func:`unary` or :func:`streaming`,
+which open the call (:meth:`Gateway.open`), bound its deadline, run it (idempotently when
+mutating; in a watch slot when streaming), map how it ended to a gRPC status and record it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+
+from zerocontact.gateway.errors import GatewayError, deadline_exceeded
+from zerocontact.gateway.guard.caller import Caller
+from zerocontact.gateway.guard.gateway import Gateway
+from zerocontact.gateway.guard.record import _audit
+
+log = logging.getLogger(__name__)
+
+REPLAYED_HEADER = "idempotent-replayed"
+PACKAGE = "zerocontact.gateway.v1"
+
+
+Unary = Callable[[Any, Any, Caller], Awaitable[Any]]
+Streaming = Callable[[Any, Any, Caller], AsyncIterator[Any]]
+
+
+def unary(
+    scope: str, *, mutating: bool = False, response: type[Message] | None = None
+) -> Callable[[Unary], Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]]:
+    """Wrap a unary servicer method in the call envelope."""
+
+    def decorate(
+        fn: Unary,
+    ) -> Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]:
+        name = fn.__name__
+
+        async def handler(
+            self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> Any:
+            gateway: Gateway = self.gateway
+            method = f"/{PACKAGE}.{self.SERVICE}/{name}"
+            async with _audited(gateway, method, context, (asyncio.CancelledError,)) as audited:
+                caller = await gateway.open(context, scope, stream=False)
+                audited.partner_id = caller.partner.partner_id
+                async with asyncio.timeout(max(caller.remaining(), 0.001)):
+                    if mutating:
+                        assert response is not None
+                        result, audited.replayed = await gateway.idempotent(
+                            caller, method, request, response, lambda: fn(self, request, caller)
+                        )
+                        if audited.replayed:
+                            context.set_trailing_metadata(((REPLAYED_HEADER, "true"),))
+                    else:
+                        result = await fn(self, request, caller)
+                return result
+
+        handler.__name__ = name
+        handler.__doc__ = fn.__doc__
+        return handler
+
+    return decorate
+
+
+def _ending(exc: Exception, method: str) -> GatewayError:
+    """The status a call that raised ``exc`` ends with: a refusal as raised, a passed deadline,
+    or (logged: a fault of ours, not the caller's) INTERNAL."""
+    if isinstance(exc, GatewayError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return deadline_exceeded()
+    log.exception("gateway call failed: %s", method)
+    return GatewayError(grpc.StatusCode.INTERNAL, "INTERNAL", "internal error")
+
+
+@dataclass
+class _Audited:
+    """What the audit record of a call learns while the call runs."""
+
+    partner_id: str = ""
+    replayed: bool = False
+
+
+@contextlib.asynccontextmanager
+async def _audited(
+    gateway: Gateway,
+    method: str,
+    context: grpc.aio.ServicerContext[Any, Any],
+    cancelled: tuple[type[BaseException], ...],
+) -> AsyncIterator[_Audited]:
+    """How a call's body ends, for both envelopes: ``cancelled`` is audited as CANCELLED, an
+    abort passes, any other exception becomes its status (:func:`_ending`); every call, however
+    it ended, gets its metrics and audit record."""
+    started, started_at = time.perf_counter(), datetime.now(UTC)
+    # Read while the call is alive: grpc.aio's context of a cancelled or finished call
+    # must not be touched from `finally` (context.peer() there crashed the process).
+    peer = context.peer()
+    audited = _Audited()
+    outcome, reason = "OK", ""
+    try:
+        yield audited
+    except cancelled:
+        outcome, reason = "CANCELLED", "CANCELLED"
+        raise
+    except grpc.aio.AbortError:
+        raise
+    except Exception as exc:
+        error = _ending(exc, method)
+        outcome, reason = error.code.name, error.reason
+        # a refused credential: audit under the partner the certificate names
+        audited.partner_id = audited.partner_id or error.metadata.get("partner_id", "")
+        await context.abort_with_status(error.status())
+    finally:
+        _audit(gateway, method, audited.partner_id, outcome, reason, started, started_at,
+               peer, audited.replayed)  # fmt: skip
+
+
+def streaming(
+    scope: str,
+) -> Callable[
+    [Streaming], Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
+]:
+    """Wrap a server-streaming servicer method in the call envelope."""
+
+    def decorate(
+        fn: Streaming,
+    ) -> Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]:
+        name = fn.__name__
+
+        async def handler(
+            self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            gateway: Gateway = self.gateway
+            method = f"/{PACKAGE}.{self.SERVICE}/{name}"
+            cancelled = (asyncio.CancelledError, GeneratorExit)
+            async with _audited(gateway, method, context, cancelled) as audited:
+                caller = await gateway.open(context, scope, stream=True)
+                audited.partner_id = caller.partner.partner_id
+                with gateway.watcher_slot(caller.partner):
+                    async with asyncio.timeout(max(caller.remaining(), 0.001)):
+                        async for item in fn(self, request, caller):
+                            yield item
+
+        handler.__name__ = name
+        handler.__doc__ = fn.__doc__
+        return handler
+
+    return decorate
