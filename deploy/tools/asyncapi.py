@@ -27,7 +27,13 @@ if __package__ in (None, ""):  # run as a script: the imports below need the rep
 
 from deploy.tools.asyncapi_html import render_html
 from deploy.tools.proto_source import PROTO_ROOT, inlined_source, proto_file
-from zerocontact.platform.topics import DEFAULT_CATALOG, TopicCatalog, TopicSpec, load_catalog
+from zerocontact.platform.topics import (
+    DEFAULT_CATALOG,
+    TopicCatalog,
+    TopicSpec,
+    load_catalog,
+    message_class,
+)
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 YAML_OUTPUT: Final = ROOT / "docs" / "asyncapi.yaml"
@@ -163,15 +169,35 @@ def channel(spec: TopicSpec, catalog: TopicCatalog) -> dict[str, object]:
     return result
 
 
+def event_types(wrapper: str) -> list[str]:
+    """The ``ce_type`` values a wrapper's records carry: its ``oneof`` members' full names.
+
+    Read from the generated class (``make proto``), so the list is what producers can set.
+    """
+    descriptor = message_class(wrapper).DESCRIPTOR
+    return [
+        field.message_type.full_name
+        for oneof in descriptor.oneofs
+        for field in oneof.fields
+        if field.message_type is not None
+    ]
+
+
 def message(spec: TopicSpec) -> dict[str, object]:
     """A topic's wrapper message: its proto source as the payload, CloudEvents headers."""
     path = proto_file(spec.value)
+    ce_type = {"type": "string", "enum": event_types(spec.value)}
     return {
         "name": spec.value.rpartition(".")[2],
         "title": spec.value,
         "summary": f"The value of every record on {spec.name}.",
         "contentType": "application/protobuf",
-        "headers": {"$ref": "#/components/schemas/CloudEventsHeaders"},
+        "headers": {
+            "allOf": [
+                {"$ref": "#/components/schemas/CloudEventsHeaders"},
+                {"type": "object", "properties": {"ce_type": ce_type}},
+            ]
+        },
         "payload": {"schemaFormat": PROTOBUF, "schema": inlined_source(spec.value)},
         "bindings": {
             "kafka": {

@@ -95,12 +95,18 @@ def _headers_table(name: str, schema: dict[str, Any]) -> str:
 
 def _message(key: str, message: dict[str, Any]) -> str:
     payload = message["payload"]
-    header_ref = message["headers"]["$ref"].rpartition("/")[2]
+    headers = message["headers"]
+    # A topic's message narrows the shared CloudEvents headers to its own ce_type values.
+    parts = headers.get("allOf", [headers])
+    header_ref = parts[0]["$ref"].rpartition("/")[2]
+    types = [t for p in parts[1:] for t in p["properties"]["ce_type"]["enum"]]
     key_text = message["bindings"]["kafka"]["key"]["description"]
     intro = (
         f"<p>{escape(message['summary'])} Key: {escape(key_text)}. "
         f'Headers: <a href="#{escape(header_ref)}">{escape(header_ref)}</a>.'
     )
+    if types:
+        intro += " <code>ce_type</code> is one of: " + ", ".join(_code(t) for t in types) + "."
     if "schema" in payload:
         source = message.get("x-zerocontact-proto", "")
         body = f" Source: {_code(source)}.</p><pre>{escape(payload['schema'])}</pre>"

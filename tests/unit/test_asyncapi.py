@@ -92,7 +92,10 @@ def test_each_topic_message_carries_its_proto_and_the_cloudevents_headers(
         short = spec.value.rpartition(".")[2]
         assert message["payload"]["schemaFormat"] == "application/vnd.google.protobuf;version=3"
         assert f"// @RootNode\nmessage {short} {{" in message["payload"]["schema"]
-        assert message["headers"] == {"$ref": "#/components/schemas/CloudEventsHeaders"}
+        shared, own = message["headers"]["allOf"]
+        assert shared == {"$ref": "#/components/schemas/CloudEventsHeaders"}
+        ce_types = own["properties"]["ce_type"]["enum"]
+        assert ce_types and all(t.startswith(spec.value.rpartition(".")[0]) for t in ce_types)
         assert message["bindings"]["kafka"]["key"]["description"] == spec.key
         assert (ROOT / message["x-zerocontact-proto"]).is_file()
 
@@ -137,6 +140,7 @@ def test_html_page_lists_every_topic_and_message_source(catalog: TopicCatalog) -
         assert f'<td><a id="{spec.name}"></a><code>{spec.name}</code></td>' in page
     assert "<td>30 days</td>" in page  # identity.events.v1's retention, for a person
     assert "message IdentityEvent {" in page
+    assert "<code>zerocontact.loan.v1.LoanApproved</code>" in page  # a ce_type of loan.events.v1
     assert "<script" not in page  # static: opens from a checkout
 
 
