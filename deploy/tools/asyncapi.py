@@ -87,6 +87,18 @@ CONSUMERS: Final = (
     Consumer("signals.engagement.v1", "marketing", "marketing", "engagement scores"),
 )
 
+# Dead-letter topics have no service consumer: an operator replays them with
+# `zerocontact dlq replay`, whose default group is this (zerocontact.platform.dlq).
+REPLAY_GROUP: Final = "zerocontact-dlq-replay.{topic}"
+
+
+def consumers(spec: TopicSpec) -> list[Consumer]:
+    """The ``CONSUMERS`` of a topic; for a dead-letter topic, the replay command."""
+    if spec.is_dead_letter:
+        group = REPLAY_GROUP.format(topic=spec.name)
+        return [Consumer(spec.name, "zerocontact dlq replay", group, "an operator replays it")]
+    return [c for c in CONSUMERS if c.topic == spec.name]
+
 
 def _schema(type_: str, description: str, **extra: object) -> dict[str, object]:
     return {"type": type_, "description": description, **extra}
@@ -157,9 +169,7 @@ def channel(spec: TopicSpec, catalog: TopicCatalog) -> dict[str, object]:
         "x-zerocontact-owner": spec.owner,
         "x-zerocontact-key": spec.key,
         "x-zerocontact-consumers": [
-            {"service": c.service, "group": c.group, "purpose": c.purpose}
-            for c in CONSUMERS
-            if c.topic == spec.name
+            {"service": c.service, "group": c.group, "purpose": c.purpose} for c in consumers(spec)
         ],
     }
     if spec.dlq:
@@ -242,9 +252,7 @@ def operations(catalog: TopicCatalog) -> dict[str, object]:
             else f"Produced by its owner ({spec.owner})."
         )
         result[f"{spec.name}.send"] = {"action": "send", "channel": ref, "summary": sender}
-        for c in CONSUMERS:
-            if c.topic != spec.name:
-                continue
+        for c in consumers(spec):
             receive: dict[str, object] = {
                 "action": "receive",
                 "channel": ref,
@@ -253,7 +261,7 @@ def operations(catalog: TopicCatalog) -> dict[str, object]:
             if c.group is not None:
                 group = {"type": "string", "const": c.group}
                 receive["bindings"] = {"kafka": {"groupId": group, "bindingVersion": KAFKA_BINDING}}
-            result[f"{spec.name}.receive.{c.service}"] = receive
+            result[f"{spec.name}.receive.{c.service.replace(' ', '-')}"] = receive
     return result
 
 

@@ -123,6 +123,14 @@ def test_consumer_rows_match_the_services_code(catalog: TopicCatalog) -> None:
             assert "group_id=None" in code
 
 
+def test_dead_letter_topics_are_read_by_the_replay_command(document: dict[str, Any]) -> None:
+    (replay,) = document["channels"]["loan.events.v1.dlq"]["x-zerocontact-consumers"]
+    assert replay["service"] == "zerocontact dlq replay"
+    assert replay["group"] == "zerocontact-dlq-replay.loan.events.v1.dlq"
+    dlq_code = (ROOT / "libs/platform/src/zerocontact/platform/dlq.py").read_text()
+    assert 'f"zerocontact-dlq-replay.{dlq_topic}"' in dlq_code  # the group the command uses
+
+
 def test_consumers_appear_on_their_channels_and_as_receive_operations(
     document: dict[str, Any],
 ) -> None:
