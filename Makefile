@@ -10,7 +10,7 @@ UV := $(VENV)/bin/uv
 ENGINES := $(PY) deploy/local/engines.py
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lock proto fetch up down status lint lint-deploy image-sizes test test-unit test-integration bench buf-lint buf-breaking clean
+.PHONY: help venv lock proto fetch up down status lint lint-deploy asyncapi image-sizes test test-unit test-integration bench buf-lint buf-breaking clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ node_modules/.bin/buf: package.json package-lock.json
 proto: $(STAMP) node_modules/.bin/buf ## generate protobuf/gRPC modules and .pyi stubs into libs/contracts (zerocontact-contracts)
 	$(PY) proto/generate.py
 
+asyncapi: $(STAMP) proto ## regenerate docs/asyncapi.yaml and docs/asyncapi.html from proto/topics.toml and the protos
+	$(PY) deploy/tools/asyncapi.py
+
 buf-lint: node_modules/.bin/buf ## buf lint (STANDARD)
 	node_modules/.bin/buf lint
 
@@ -62,12 +65,15 @@ lint-deploy: $(STAMP) ## validate deploy/, docker-compose.yml and the Dockerfile
 image-sizes: $(STAMP) proto ## the installed size of each service image's venv, without Docker (docs/deployment.md)
 	bash deploy/tools/image-sizes.sh
 
-lint: $(STAMP) proto buf-lint lint-deploy ## ruff, mypy, import contracts, buf lint and the deployment validators
+lint: $(STAMP) proto buf-lint lint-deploy ## ruff, mypy, import contracts, buf lint, the AsyncAPI document and the deployment validators
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	MYPYPATH=deploy/local $(VENV)/bin/mypy deploy/local/engines.py deploy/local/localsuite \
-		proto/generate.py deploy/tools/kafka_topics.py bench
+		proto/generate.py deploy/tools/kafka_topics.py deploy/tools/asyncapi.py \
+		deploy/tools/asyncapi_html.py deploy/tools/proto_source.py bench
+	$(PY) deploy/tools/asyncapi.py --check  # docs/asyncapi.{yaml,html} match the catalog and protos
+	node deploy/tools/asyncapi-validate.mjs docs/asyncapi.yaml  # the official AsyncAPI parser
 	$(VENV)/bin/lint-imports --no-cache  # the architecture contracts in pyproject.toml [tool.importlinter]
 
 test-unit: $(STAMP) proto
