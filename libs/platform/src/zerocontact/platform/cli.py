@@ -323,7 +323,7 @@ def tail_(
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         _fail(f"Kafka at {bootstrap} failed: {reason}")
     if not as_json:
-        err.print(f"{shown} records", highlight=False)
+        err.print(f"{shown} record{'' if shown == 1 else 's'}", highlight=False)
 
 
 @dlq_app.command("replay")

@@ -232,12 +232,13 @@ async def tail(
     try:
         async with asyncio.timeout(connect_timeout_s):
             await consumer.start()
-            # All topics' metadata: asking for one missing topic may auto-create it.
-            if topic not in await consumer.topics():
+            # All topics' metadata, not the topic's: asking for a missing topic may auto-create
+            # it. consumer.topics() asks the same but keeps only the names.
+            cluster = await consumer._client.fetch_all_metadata()
+            found = cluster.partitions_for_topic(topic)
+            if not found:
                 raise TopicNotFound(topic)
-            partitions = [
-                TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))
-            ]
+            partitions = [TopicPartition(topic, p) for p in sorted(found)]
             consumer.assign(partitions)
             ends = await consumer.end_offsets(partitions)
             await _seek(consumer, partitions, ends, start)
@@ -272,7 +273,8 @@ def render(record: TailedRecord) -> RenderableType:
     grid.add_row("key", Text(str(record.key)))
     grid.add_row("type", Text(record.type or "-"))
     for name in _SHOWN_HEADERS:
-        if name in record.headers:
+        # ce_type repeats the decoded type; shown only when the two disagree.
+        if name in record.headers and record.headers[name] != record.type:
             grid.add_row(name, Text(record.headers[name]))
     for name, value in record.headers.items():
         if name.startswith("dlq_"):
@@ -282,4 +284,4 @@ def render(record: TailedRecord) -> RenderableType:
         parts.append(Text(f"not decoded ({record.size} bytes): {record.error}", style="red"))
     else:
         parts.append(JSON(json.dumps(record.event, ensure_ascii=False)))
-    return Panel(Group(*parts), title=title, subtitle=when, title_align="left", expand=True)
+    return Panel(Group(*parts), title=title, subtitle=when, title_align="left", expand=False)
