@@ -43,9 +43,11 @@ def _map_value(field: FieldDescriptor) -> FieldDescriptor | None:
     return None
 
 
-def personal_fields(descriptor: Descriptor, prefix: str = "") -> list[str]:
-    """Dotted paths of every personal field reachable from ``descriptor`` (for docs and tests)."""
-    return _personal_paths(descriptor, prefix, frozenset({descriptor.full_name}))
+def personal_fields(message: type[Message] | Message) -> list[str]:
+    """Dotted paths of every personal field of a message class (``party.name``), nested ones
+    included (for docs and tests)."""
+    descriptor = cast(Descriptor, message.DESCRIPTOR)
+    return _personal_paths(descriptor, "", frozenset({descriptor.full_name}))
 
 
 def _personal_paths(descriptor: Descriptor, prefix: str, path_types: frozenset[str]) -> list[str]:
