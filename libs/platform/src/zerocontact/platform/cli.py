@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
@@ -313,6 +314,11 @@ def tail_(
         shown = asyncio.run(main())
     except KeyboardInterrupt:
         return  # --follow ends with Ctrl-C
+    except BrokenPipeError:
+        # `... --json | head`: the reader has what it wanted. Python's exit flush of stdout
+        # would fail again, so stdout goes to /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return
     except TopicNotFound:
         _fail(f"topic {topic} does not exist on Kafka at {bootstrap}")
     except TimeoutError:
