@@ -189,3 +189,27 @@ async def test_a_missing_topic_is_one_line_and_is_not_created(
         f"error: topic nobody.events.v1 does not exist on Kafka at {engines.kafka_bootstrap}"
     )
     assert "nobody.events.v1" not in await kafka_admin.list_topics()  # not auto-created
+
+
+async def test_follow_waits_for_a_record_published_after_it_started(
+    engines: Engines, publisher: EventPublisher, create_topic: Callable[..., Awaitable[str]]
+) -> None:
+    topic = await create_topic("tail-follow", partitions=3)
+    process = await asyncio.create_subprocess_exec(
+        str(CLI), "topics", "tail", topic, "--decode-as", "loan.events.v1", "--follow",
+        "--limit", "1", "--json", "--bootstrap", engines.kafka_bootstrap,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        await asyncio.sleep(3)  # the tail has assigned the (empty) partitions by now
+        assert process.returncode is None  # an empty topic does not end a --follow
+        submitted = _loan_submitted(topic, "party-9")
+        await publisher.publish(submitted.topic, submitted.key, submitted.event)
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0, stderr
+    [line] = [json.loads(text) for text in stdout.decode().splitlines()]
+    assert line["key"] == "party-9" and line["event"]["party_id"] == "party-9"
