@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 from aiokafka import ConsumerRecord
 from rich.console import Console
+from typer.testing import CliRunner
 
 from zerocontact.gateway.v1 import identity_pb2 as gateway_identity
 from zerocontact.identity.v1 import events_pb2 as identity_events
 from zerocontact.loan.v1 import events_pb2 as loan_events
+from zerocontact.platform.cli import app
 from zerocontact.platform.redact import mask_value, masked_dict, personal_fields
 from zerocontact.platform.tail import Decoder, parse_since, render
 from zerocontact.platform.topics import load_catalog
@@ -140,3 +142,22 @@ def test_a_record_that_does_not_decode_says_why(
     shown = Decoder(load_catalog()).decode(_record(topic, value, []))
     assert shown.error is not None and error in shown.error
     assert shown.event is None and shown.to_json()["size"] == len(value or b"")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "5x"], "error: --since: '5x' is not a duration like 30s, 10m, 2h or 1d"),
+        (["--since", "1h", "--from-beginning"], "error: --from-beginning and --since exclude"),
+        (["--decode-as", "nope.v1"], "error: --decode-as: 'nope.v1' is not a topic of the catalog"),
+    ],
+)
+def test_wrong_options_are_one_line_before_any_broker_is_asked(
+    args: list[str], message: str
+) -> None:
+    # Port 9 (discard) on loopback: were a broker asked, the error would be another one.
+    done = CliRunner().invoke(
+        app, ["topics", "tail", "loan.events.v1", "--bootstrap", "127.0.0.1:9", *args]
+    )
+    assert done.exit_code == 2
+    assert done.stderr.startswith(message) and len(done.stderr.strip().splitlines()) == 1
