@@ -29,8 +29,11 @@ from tests.integration.test_gateway_support import (
     register_customer,
     start_suite,
 )
+from tests.integration.test_topics_tail import tail_json
 from zerocontact.gateway.client import cny, error_details
 from zerocontact.gateway.v1 import loan_pb2, loan_pb2_grpc
+from zerocontact.platform.redact import personal_fields
+from zerocontact.platform.topics import message_class
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 ROOT = Path(__file__).resolve().parents[2]
@@ -621,3 +624,65 @@ async def test_reads_repayment_and_revenue_report_of_the_partner_s_own(suite: Su
         )
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert _info(err)[1][0][0] == "period_end"
+
+
+def _personal_values(event: Any, path: list[str]) -> list[Any]:
+    """The values at a dotted path of a decoded event (through lists), none when unset."""
+    if isinstance(event, list):
+        return [v for item in event for v in _personal_values(item, path)]
+    if not isinstance(event, dict) or path[0] not in event:
+        return []
+    value = event[path[0]]
+    if len(path) == 1:
+        return value if isinstance(value, list) else [value]
+    return _personal_values(value, path[1:])
+
+
+async def test_topics_tail_decodes_every_topic_the_journeys_wrote(suite: Suite) -> None:
+    """`zerocontact topics tail` decodes every record of every topic the tests above filled,
+    as their catalog rows, with every personal field masked. Runs after the 310 journey."""
+    assert "loan" in suite.shared, "needs test_the_310_journey_through_the_gateway to run first"
+    _, _, customer = suite.shared["loan"]
+    t = suite.topics
+    with_dlq = {
+        t.identity: "identity.events.v1",
+        t.notifications: "identity.notifications.v1",
+        t.loan: "loan.events.v1",
+        t.risk: "signals.risk.v1",
+        t.payroll: "payroll.events.v1",
+    }
+    rows = {
+        **with_dlq,
+        **{f"{topic}.dlq": f"{row}.dlq" for topic, row in with_dlq.items()},
+        t.audit: "gateway.audit.v1",
+        f"{t.risk}-marketing": "marketing.events.v1",
+        f"{t.risk}-engagement": "signals.engagement.v1",
+    }
+    outputs = await asyncio.gather(
+        *(
+            tail_json(suite.engines, topic, "--decode-as", row, "--from-beginning")
+            for topic, row in rows.items()
+        )
+    )
+    lines = [line for output in outputs for line in output]
+    undecoded = [(line["topic"], line["offset"], line["error"]) for line in lines if line["error"]]
+    assert not undecoded
+    per_topic = {topic: len(output) for topic, output in zip(rows, outputs, strict=True)}
+    assert all(per_topic[topic] for topic in (t.identity, t.loan, t.risk, t.audit)), per_topic
+    types = {line["type"] for line in lines}
+    assert {
+        "zerocontact.identity.v1.CustomerRegistered",
+        "zerocontact.loan.v1.LoanApplicationSubmitted",
+        "zerocontact.loan.v1.LoanDisbursed",
+        "zerocontact.gateway.v1.GatewayCallAudited",
+    } <= types, types
+    masked = 0
+    for line in lines:
+        for path in personal_fields(message_class(line["type"])):
+            for value in _personal_values(line["event"], path.split(".")):
+                assert str(value).startswith("***"), (line["type"], path, value)
+                masked += 1
+    assert masked >= 2  # at least the customer's resident ID and phone
+    person = customer.person
+    shown = json.dumps(lines, ensure_ascii=False)
+    assert person.name not in shown and person.rid not in shown and person.phone not in shown

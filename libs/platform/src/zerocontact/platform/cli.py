@@ -9,10 +9,13 @@ imports a service and an image with one service has only that service's commands
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
+from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, NoReturn, TypeVar
@@ -27,6 +30,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .dlq import NotADeadLetterTopic, ReplayReport, replay_dead_letters
+from .tail import Decoder, StartAt, TopicNotFound, parse_since, render, tail
 from .topics import (
     DEFAULT_CATALOG,
     CatalogError,
@@ -238,6 +242,94 @@ def list_(
                 row.append("[green]ok[/]")
         table.add_row(*row)
     out.print(table)
+
+
+@topics_app.command("tail")
+def tail_(
+    topic: Annotated[str, typer.Argument(help="The topic, e.g. loan.events.v1 or its .dlq.")],
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    catalog: CatalogPath = DEFAULT_CATALOG,
+    from_beginning: Annotated[
+        bool, typer.Option("--from-beginning", help="Start at each partition's oldest record.")
+    ] = False,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Start at records this recent: 30s, 10m, 2h, 1d."),
+    ] = None,
+    key: Annotated[str | None, typer.Option(help="Only records with this key.")] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep waiting for new records (Ctrl-C ends).")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per line instead of blocks.")
+    ] = False,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Show at most this many records.")
+    ] = None,
+    decode_as: Annotated[
+        str | None,
+        typer.Option(
+            "--decode-as",
+            help="Decode with this catalog topic's row (a mirror or test topic not in it).",
+        ),
+    ] = None,
+    timeout: Timeout = 10.0,
+) -> None:
+    """Show a topic's records decoded, personal fields masked; never moves any offsets.
+
+    Without --from-beginning or --since it starts at the last 10 records of each partition;
+    without --follow it stops at the end offsets seen when it started.
+    """
+    if from_beginning and since is not None:
+        _fail("--from-beginning and --since exclude each other")
+    start = StartAt(from_beginning=from_beginning)
+    if since is not None:
+        try:
+            start = StartAt(since=datetime.now(UTC) - parse_since(since))
+        except ValueError as exc:
+            _fail(f"--since: {exc}")
+    topics = _load(catalog)
+    try:
+        decoder = Decoder(topics, {topic: decode_as} if decode_as else None)
+    except KeyError:
+        _fail(f"--decode-as: {decode_as!r} is not a topic of the catalog")
+
+    async def main() -> int:
+        shown = 0
+        records = tail(
+            bootstrap, topic, decoder, start=start, key=key, follow=follow, limit=limit,
+            connect_timeout_s=timeout,
+        )  # fmt: skip
+        async with aclosing(records):
+            async for record in records:
+                shown += 1
+                if as_json:
+                    print(json.dumps(record.to_json(), ensure_ascii=False), flush=True)
+                else:
+                    out.print(render(record))
+        return shown
+
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    try:
+        shown = asyncio.run(main())
+    except KeyboardInterrupt:
+        return  # --follow ends with Ctrl-C
+    except BrokenPipeError:
+        # `... --json | head`: the reader has what it wanted. Python's exit flush of stdout
+        # would fail again, so stdout goes to /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return
+    except TopicNotFound:
+        _fail(f"topic {topic} does not exist on Kafka at {bootstrap}")
+    except TimeoutError:
+        _fail(f"Kafka at {bootstrap} did not answer within {timeout:g}s")
+    except KafkaConnectionError:
+        _fail(f"cannot reach Kafka at {bootstrap}: no broker accepted the connection")
+    except (KafkaError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        _fail(f"Kafka at {bootstrap} failed: {reason}")
+    if not as_json:
+        err.print(f"{shown} record{'' if shown == 1 else 's'}", highlight=False)
 
 
 @dlq_app.command("replay")
