@@ -67,7 +67,7 @@ lint: $(STAMP) proto buf-lint lint-deploy ## ruff, mypy, import contracts, buf l
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	MYPYPATH=deploy/local $(VENV)/bin/mypy deploy/local/engines.py deploy/local/localsuite \
-		proto/generate.py deploy/tools/kafka_topics.py bench
+		proto/generate.py deploy/tools/kafka_topics.py bench examples/consumer_loan_events.py
 	$(VENV)/bin/lint-imports --no-cache  # the architecture contracts in pyproject.toml [tool.importlinter]
 
 test-unit: $(STAMP) proto
