@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from google.protobuf.message import DecodeError
 
 from zerocontact.common.v1 import money_pb2
 from zerocontact.loan.v1 import events_pb2
@@ -138,12 +139,19 @@ class LoanEventPrinter:
         if event_id in self.seen:
             log.info("duplicate ce_id=%s skipped (at-least-once delivery)", event_id)
             return
-        wrapper = events_pb2.LoanEvent.FromString(record.value or b"")
+        try:
+            wrapper = events_pb2.LoanEvent.FromString(record.value or b"")
+        except DecodeError as exc:
+            # A poison record, not a new event type. A real consumer writes it unchanged, with
+            # the error in headers, to its own `<team>.<purpose>.dlq` and goes on
+            # (docs/consumers.md, section 7); the example only says so.
+            log.error("undecodable record at %s/%s: %s", record.partition, record.offset, exc)
+            return
         case = wrapper.WhichOneof("event")
         handler = HANDLERS.get(case or "")
         if case is None or handler is None:
             # A newer producer's event: its field is unknown to these contracts, so WhichOneof
-            # is None; ce_type still names it without decoding anything.
+            # is None; ce_type still names it without decoding anything. Not an error.
             log.warning(
                 "unknown event skipped: ce_type=%s ce_id=%s", headers.get("ce_type"), event_id
             )

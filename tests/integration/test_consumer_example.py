@@ -11,6 +11,7 @@ again goes on where the last run stopped.
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from tests.integration.contracts_only import (  # noqa: F401  (fixture)
     contracts_only_python,
     uv_env,
 )
+from tests.integration.harness import count_records
 from tests.integration.test_loan_310 import (  # noqa: F401  (fixture)
     LoanEnv,
     accept,
@@ -49,6 +51,13 @@ async def run_example(python: Path, *args: str) -> subprocess.CompletedProcess[s
     )
     assert done.returncode == 0, done.stderr
     return done
+
+
+def handled(run: subprocess.CompletedProcess[str]) -> int:
+    """How many records a run handled, from its last log line."""
+    found = re.search(r"(\d+) records handled", run.stderr)
+    assert found, run.stderr
+    return int(found[1])
 
 
 async def redeliver(bootstrap: str, topic: str, event_id: str) -> None:
@@ -153,19 +162,20 @@ async def test_the_example_prints_the_310_flow_once_per_event(
     assert f"duplicate ce_id={submitted.event_id} skipped" in first.stderr
     assert "unknown event skipped: ce_type=zerocontact.loan.v1.LoanRestructured" in first.stderr
 
-    # Offsets were committed after each effect: the same group resumes after all of them.
+    # Offsets were committed after each effect: the same group resumes after all of them. The
+    # outbox may still add a late copy of an event (at least once), which a new process, its
+    # ids kept in memory, prints again; so counts are compared with the topic, lines with sets.
     again = await run_example(contracts_only_python, *args, "--idle-timeout", "2")
-    assert again.stdout == ""
-    assert "0 records handled" in again.stderr
+    total = await count_records(bootstrap, topic)
+    assert handled(first) + handled(again) == total
+    lines = first.stdout.splitlines()
+    assert set(again.stdout.splitlines()) <= set(lines)
 
     # --max stops after N records and commits just those: the group's next run goes on from there.
     args = ("--bootstrap", bootstrap, "--topic", topic, "--group", f"{group}-max")
     two = await run_example(contracts_only_python, *args, "--from-beginning", "--max", "2")
     rest = await run_example(contracts_only_python, *args, "--idle-timeout", "2")
-    lines = first.stdout.splitlines()
-    assert two.stdout.splitlines() == lines[:2]
-    assert "2 records handled" in two.stderr
-    assert rest.stdout.splitlines()[: len(lines) - 2] == lines[2:]
-    # A later copy of the first two events prints again: the example's ids live in memory,
-    # which is why docs/consumers.md has them stored with the effect.
-    assert set(rest.stdout.splitlines()) <= set(lines)
+    assert handled(two) == 2
+    assert handled(rest) == await count_records(bootstrap, topic) - 2
+    assert two.stdout.splitlines() == lines[: len(two.stdout.splitlines())]
+    assert set(two.stdout.splitlines() + rest.stdout.splitlines()) == set(lines)

@@ -1,5 +1,5 @@
-"""examples/consumer_loan_events.py without a broker: exact amounts, one line per ``ce_id``,
-and an event newer than the contracts logged and skipped."""
+"""examples/consumer_loan_events.py without a broker: exact amounts, one line per ``ce_id``, an
+event newer than the contracts logged and skipped, an undecodable record logged as an error."""
 
 from __future__ import annotations
 
@@ -59,14 +59,21 @@ def test_one_line_per_event_id_and_unknown_cases_skipped(
     e.loan_id, e.party_id, e.early_payoff = "loan-1", "p-1", True
     settled = record(event.SerializeToString(), "id-1", e.DESCRIPTOR.full_name)
     future = record(b"\x9a\x06\x00", "id-2", "zerocontact.loan.v1.LoanRestructured", offset=2)
+    poison = record(b"\x0a\x05ab", "id-3", e.DESCRIPTOR.full_name, offset=3)  # cut short
     printer = example.LoanEventPrinter()
 
     with caplog.at_level(logging.INFO):
-        for r in (settled, settled, future):
+        for r in (settled, settled, future, poison):
             printer.handle(r)
 
     assert capsys.readouterr().out == "settled    loan=loan-1 party=p-1 early=True\n"
-    assert [m.getMessage() for m in caplog.records] == [
-        "duplicate ce_id=id-1 skipped (at-least-once delivery)",
-        "unknown event skipped: ce_type=zerocontact.loan.v1.LoanRestructured ce_id=id-2",
+    logged = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert logged[:2] == [
+        ("INFO", "duplicate ce_id=id-1 skipped (at-least-once delivery)"),
+        (
+            "WARNING",
+            "unknown event skipped: ce_type=zerocontact.loan.v1.LoanRestructured ce_id=id-2",
+        ),
     ]
+    assert logged[2][0] == "ERROR" and logged[2][1].startswith("undecodable record at 0/3: ")
+    assert len(logged) == 3
