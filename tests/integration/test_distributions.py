@@ -11,60 +11,38 @@
   own code produced (the loan service's event builder, the platform's publisher) and decodes it
   with ``zerocontact.loan.v1``.
 
-Environments are made by the workspace's own uv from its cache (hard links, no downloads when
-the cache is warm); each takes a few seconds. They run with ``python -I`` from their own folder,
-so neither the repository nor the development venv can leak into them.
+Environments are made as tests/integration/contracts_only.py describes (uv's cache, a few
+seconds each, ``python -I`` from their own folder).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
 import sys
-import time
-import tomllib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from tests.integration.contracts_only import (  # noqa: F401  (fixture)
+    ROOT,
+    UV,
+    contracts_only_python,
+    run,
+    uv_env,
+)
 from tests.integration.harness import Engines
 from zerocontact.loan.domain.loans import Application
 from zerocontact.loan.events import application_submitted
 from zerocontact.platform.kafka.producer import EventPublisher
 from zerocontact.platform.money import Money
 
-ROOT = Path(__file__).resolve().parents[2]
-UV = Path(sys.executable).parent / "uv"  # the venv's uv, pinned in the dev group
 SERVICES = ("identity", "loan", "payroll", "marketing", "signals", "gateway", "skeleton")
 HEAVY = ("dlib", "cv2", "faust")  # identity's face matching, signals' stream processor
 
 pytestmark = pytest.mark.timeout(600)
-
-
-def uv_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    return {
-        **env,
-        "UV_LINK_MODE": "hardlink",  # the cache and the temporary folder share a disk here
-        "UV_PYTHON_DOWNLOADS": "never",
-        "UV_NO_PROGRESS": "1",
-        **extra,
-    }
-
-
-def run(args: list[str | Path], *, cwd: Path, env: dict[str, str]) -> tuple[str, float]:
-    """Run a command; return its stdout and how long it took (seconds). Fail with its output."""
-    started = time.monotonic()
-    done = subprocess.run(
-        [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, check=False
-    )
-    took = time.monotonic() - started
-    assert done.returncode == 0, f"{args} failed ({done.returncode}):\n{done.stdout}{done.stderr}"
-    return done.stdout, took
 
 
 _PROBE = """
@@ -123,40 +101,6 @@ def test_a_service_installs_alone_without_the_heavy_dependencies(
     assert probe["installed"] == [], f"zerocontact-{service} brings {probe['installed']}"
 
 
-def lock_pins() -> str:
-    """``name==version`` of every registry package in uv.lock (a constraints file)."""
-    lock = tomllib.loads((ROOT / "uv.lock").read_text())
-    return "".join(
-        f"{p['name']}=={p['version']}\n"
-        for p in lock["package"]
-        if "registry" in p.get("source", {})
-    )
-
-
-@pytest.fixture(scope="module")
-def contracts_only_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A venv with the zerocontact-contracts wheel and aiokafka, nothing else of the suite."""
-    folder = tmp_path_factory.mktemp("contracts-only")
-    dist, venv, pins = folder / "dist", folder / "venv", folder / "pins.txt"
-    pins.write_text(lock_pins())
-    env = uv_env()
-    _, build_s = run(
-        [UV, "build", "--package", "zerocontact-contracts", "--wheel", "--out-dir", dist, "-q"],
-        cwd=ROOT,
-        env=env,
-    )
-    (wheel,) = dist.glob("zerocontact_contracts-*.whl")
-    _, venv_s = run([UV, "venv", "-q", "--python", sys.executable, venv], cwd=folder, env=env)
-    python = venv / "bin" / "python"
-    _, install_s = run(
-        [UV, "pip", "install", "-q", "--python", python, "-c", pins, wheel, "aiokafka"],
-        cwd=folder,
-        env=env,
-    )
-    print(f"contracts wheel {build_s:.1f}s, venv {venv_s:.1f}s, install {install_s:.1f}s")
-    return python
-
-
 _CONSUMER = """
 import asyncio, importlib.util, json, sys
 from aiokafka import AIOKafkaConsumer
@@ -197,7 +141,7 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
 async def test_a_consumer_with_only_the_contracts_decodes_a_loan_event(
     engines: Engines,
     create_topic: Callable[..., Awaitable[str]],
-    contracts_only_python: Path,
+    contracts_only_python: Path,  # noqa: F811  (the fixture imported above)
 ) -> None:
     topic = await create_topic("loan-events-v1", partitions=1)
     submitted_at = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
