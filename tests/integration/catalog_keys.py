@@ -10,9 +10,13 @@ every event the integration tests make the services produce is checked, with its
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
+
+from aiokafka import AIOKafkaConsumer
 
 from zerocontact.platform.kafka.cloudevents import CloudEvent, dataschema_for
 from zerocontact.platform.topics import load_catalog
@@ -117,3 +121,31 @@ def check_record(topic: str, key: bytes | None, headers: Sequence[tuple[str, byt
         f"{topic}: {event.DESCRIPTOR.name} keyed {key!r}, catalog says {spec.key!r}"
     )
     return event
+
+
+async def check_topic(bootstrap: str, topic: str, cataloged: str) -> Counter[str]:
+    """Check every record ``topic`` holds now as the catalog's ``cataloged``; count per event."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    records: list[Any] = []
+
+    async def fetch() -> None:
+        for batch in (await consumer.getmany(timeout_ms=200)).values():
+            records.extend(batch)
+
+    try:
+        async with asyncio.timeout(30):
+            while not consumer.assignment():  # assigned once the topic's metadata is in
+                await fetch()
+            ends = await consumer.end_offsets(list(consumer.assignment()))
+            for tp, end in ends.items():
+                while await consumer.position(tp) < end:
+                    await fetch()
+    finally:
+        await consumer.stop()
+    seen: Counter[str] = Counter()
+    for r in records:
+        seen[check_record(cataloged, r.key, r.headers, r.value).DESCRIPTOR.name] += 1
+    return seen
