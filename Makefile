@@ -8,9 +8,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 ENGINES := $(PY) deploy/local/engines.py
+DIST := dist
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lock proto fetch up down status lint lint-deploy asyncapi image-sizes test test-unit test-integration bench buf-lint buf-breaking clean
+.PHONY: help venv lock proto contracts fetch up down status lint lint-deploy asyncapi image-sizes test test-unit test-integration bench buf-lint buf-breaking clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -39,6 +40,17 @@ proto: $(STAMP) node_modules/.bin/buf ## generate protobuf/gRPC modules and .pyi
 
 asyncapi: $(STAMP) proto ## regenerate docs/asyncapi.yaml and docs/asyncapi.html from proto/topics.toml and the protos
 	$(PY) deploy/tools/asyncapi.py
+
+# The contracts as an artifact for teams outside the workspace: the wheel (Python modules and
+# .pyi stubs) and a FileDescriptorSet with imports and comments, for any language or tool
+# (protoc --descriptor_set_in, grpcurl -protoset). Both carry the version events name in
+# ce_dataschema (docs/contracts.md).
+contracts: proto ## build dist/: the zerocontact-contracts wheel and its descriptor set (.binpb)
+	@version=$$($(PY) -c 'import tomllib; print(tomllib.load(open("libs/contracts/pyproject.toml", "rb"))["project"]["version"])') && \
+	rm -f $(DIST)/zerocontact_contracts-$$version-*.whl $(DIST)/zerocontact-contracts-$$version.binpb && \
+	$(UV) build -q --package zerocontact-contracts --wheel -o $(DIST)/ && \
+	node_modules/.bin/buf build --as-file-descriptor-set -o $(DIST)/zerocontact-contracts-$$version.binpb && \
+	ls -1 $(DIST)/zerocontact_contracts-$$version-*.whl $(DIST)/zerocontact-contracts-$$version.binpb
 
 buf-lint: node_modules/.bin/buf ## buf lint (STANDARD)
 	node_modules/.bin/buf lint

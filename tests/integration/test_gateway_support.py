@@ -23,6 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from cryptography.hazmat.primitives import serialization
 from pymongo import AsyncMongoClient
 
+from tests.integration.catalog_keys import check_record
 from tests.integration.harness import (
     RUN_ID,
     Engines,
@@ -302,6 +303,7 @@ class AuditReader:
     async def poll(self) -> None:
         for batch in (await self.consumer.getmany(timeout_ms=200)).values():
             for record in batch:
+                check_record("gateway.audit.v1", record.key, record.headers, record.value)
                 self.raw.append(record.value or b"")
                 event = audit_pb2.GatewayAuditEvent.FromString(record.value or b"")
                 self.records.append(event.call_audited)

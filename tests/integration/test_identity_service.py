@@ -27,6 +27,7 @@ from fastapi import Depends, FastAPI
 from pymongo import AsyncMongoClient
 from stdnum.cn import ric, uscc
 
+from tests.integration.catalog_keys import check_record
 from tests.integration.harness import RUN_ID, Engines, RunningApp, eventually, random_key, serve
 from zerocontact.common.v1 import party_pb2
 from zerocontact.identity.app import create_app
@@ -220,9 +221,10 @@ async def read_topic(
 def identity_events(
     records: list[ConsumerRecord[bytes, bytes]], key: str
 ) -> list[events_pb2.IdentityEvent]:
-    """Decoded events of one party, in order."""
+    """Decoded events of one party, in order (every record checked against the catalog)."""
     out = []
     for r in records:
+        check_record("identity.events.v1", r.key, r.headers, r.value)
         if r.key == key.encode():
             event = events_pb2.IdentityEvent.FromString(r.value)
             kind = event.WhichOneof("event")
@@ -479,6 +481,7 @@ async def test_sms_code_flow_notification_carries_a_reference_never_the_code(
         return next((r for r in records if r.key == customer["customer_id"].encode()), None)
 
     record = await eventually(my_notification)
+    check_record("identity.notifications.v1", record.key, record.headers, record.value)
     assert dict(record.headers)["ce_type"] == b"zerocontact.identity.v1.SmsCodeRequested"
     note = notifications_pb2.IdentityNotification.FromString(record.value).sms_code_requested
     assert note.customer_id == customer["customer_id"]

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import NewTopic
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from tests.integration.catalog_keys import check_record
 from tests.integration.harness import Engines, RunningApp, eventually, serve
 from zerocontact.common.v1 import party_pb2
 from zerocontact.identity.domain.authentication import Aal, Method
@@ -249,6 +250,7 @@ class LoanTopicReader:
             topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
         )
         self.records: list[LoanRecord] = []
+        self.off_catalog: list[str] = []  # records not keyed as proto/topics.toml says
         self._seen: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
@@ -260,6 +262,10 @@ class LoanTopicReader:
         while True:
             for batch in (await self.consumer.getmany(timeout_ms=200)).values():
                 for r in batch:
+                    try:
+                        check_record("loan.events.v1", r.key, r.headers, r.value)
+                    except AssertionError as exc:  # a task's failure would go unseen
+                        self.off_catalog.append(str(exc))
                     wrapper = loan_pb2.LoanEvent.FromString(r.value or b"")
                     kind = wrapper.WhichOneof("event") or ""
                     headers = dict(r.headers)
@@ -284,6 +290,7 @@ class LoanTopicReader:
         await self.consumer.stop()
 
     def of(self, kind: str, **match: Any) -> list[LoanRecord]:
+        assert not self.off_catalog, self.off_catalog
         return [
             r
             for r in self.records

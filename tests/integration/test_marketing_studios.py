@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.integration.catalog_keys import check_topic
 from tests.integration.harness import Engines, eventually, start_signals_worker, stop_process
 from tests.integration.test_marketing_support import (
     Clock,
@@ -178,3 +179,7 @@ async def test_studio_statistics_signals_and_engagement_decay(
         await eventually(scored, within_s=60, interval=0.3)
         profile = (await c.get(f"/v1/parties/{fan}/profile")).json()
         assert datetime.fromisoformat(profile["engagement_as_of"]).astimezone(UTC) == T0 + HALF_LIFE
+
+    # Every engagement record the signals app wrote is keyed as proto/topics.toml says.
+    checked = await check_topic(engines.kafka_bootstrap, topics.engagement, "signals.engagement.v1")
+    assert {"EngagementScore", "StudioViewers"} <= set(checked), checked

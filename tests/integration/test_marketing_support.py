@@ -13,6 +13,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from tests.integration.catalog_keys import check_record
 from tests.integration.harness import Engines, RunningApp, serve
 from zerocontact.identity.v1 import events_pb2 as identity_pb
 from zerocontact.marketing.app import create_app
@@ -162,6 +163,7 @@ class MarketingReader:
     topic: str
     records: list[Seen] = field(default_factory=list)
     _seen: set[str] = field(default_factory=set)
+    off_catalog: list[str] = field(default_factory=list)  # records not keyed as cataloged
     _task: asyncio.Task[None] | None = None
     _consumer: AIOKafkaConsumer | None = None
 
@@ -181,6 +183,10 @@ class MarketingReader:
         while True:
             for batch in (await self._consumer.getmany(timeout_ms=20)).values():
                 for r in batch:
+                    try:
+                        check_record("marketing.events.v1", r.key, r.headers, r.value)
+                    except AssertionError as exc:  # a task's failure would go unseen
+                        self.off_catalog.append(str(exc))
                     ce_id = dict(r.headers)["ce_id"].decode()
                     if ce_id in self._seen:
                         continue
@@ -196,6 +202,7 @@ class MarketingReader:
             await self._consumer.stop()
 
     def of(self, kind: str, **match: Any) -> list[Seen]:
+        assert not self.off_catalog, self.off_catalog
         return [
             s
             for s in self.records

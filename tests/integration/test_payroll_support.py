@@ -20,6 +20,7 @@ from aiokafka.admin import NewTopic
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pymongo import AsyncMongoClient
 
+from tests.integration.catalog_keys import check_record
 from tests.integration.harness import Engines, random_key
 from zerocontact.common.v1 import party_pb2
 from zerocontact.identity.domain.authentication import Aal, Method
@@ -228,6 +229,7 @@ async def read_payroll_events(
             batch = await consumer.getmany(timeout_ms=200, max_records=5000)
             for records in batch.values():
                 for record in records:
+                    check_record("payroll.events.v1", record.key, record.headers, record.value)
                     headers = dict(record.headers)
                     seen.append(
                         (

@@ -24,6 +24,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from tests.integration.catalog_keys import check_record
 from tests.integration.harness import RUN_ID, Engines, eventually, free_port
 from zerocontact.identity.v1 import events_pb2 as identity_pb
 from zerocontact.loan.v1 import events_pb2 as loan_pb
@@ -212,6 +213,7 @@ class RiskTopic:
     def for_party(self, party: str, kind: str) -> list[Any]:
         found = []
         for record in self.records:
+            check_record("signals.risk.v1", record.key, record.headers, record.value)
             if record.key != party.encode():
                 continue
             event = risk_pb2.RiskEvent.FromString(record.value)

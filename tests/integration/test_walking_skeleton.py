@@ -11,6 +11,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from pymongo import AsyncMongoClient
 
+from tests.integration.catalog_keys import check_record
 from tests.integration.harness import (
     Engines,
     RunningApp,
@@ -19,6 +20,7 @@ from tests.integration.harness import (
     random_key,
     serve,
 )
+from zerocontact.platform.kafka.cloudevents import dataschema_for
 from zerocontact.platform.tracing import new_traceparent, trace_id
 from zerocontact.skeleton.app import create_accounts_app, create_projection_app
 from zerocontact.skeleton.settings import AccountsSettings, ProjectionSettings
@@ -139,6 +141,8 @@ async def test_deposit_travels_from_http_to_the_projection(
     # The events are protobuf with CloudEvents headers, keyed by the account.
     records = await read_topic(skeleton.engines.kafka_bootstrap, skeleton.topic, 2)
     assert {r.key for r in records} == {account["account_id"].encode()}
+    for record in records:  # keyed and described as proto/topics.toml says
+        check_record("skeleton.events.v1", record.key, record.headers, record.value)
     opened, deposited = records  # one key, one partition: write order
     headers = dict(deposited.headers)
     assert headers["ce_specversion"] == b"1.0"
@@ -146,6 +150,9 @@ async def test_deposit_travels_from_http_to_the_projection(
     assert headers["ce_source"] == b"/zerocontact/skeleton/accounts"
     assert headers["ce_subject"] == account["account_id"].encode()
     assert headers["content-type"] == b"application/protobuf"
+    assert (
+        headers["ce_dataschema"] == dataschema_for("zerocontact.skeleton.v1.SkeletonEvent").encode()
+    )
     assert headers["ce_id"] and headers["ce_time"].endswith(b"Z")
     assert trace_id(headers["traceparent"].decode()) == trace_id(parent)
     event = events_pb2.SkeletonEvent.FromString(deposited.value)

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from importlib.metadata import version
 
 import pytest
 
-from zerocontact.platform.kafka.cloudevents import CloudEvent, MalformedEvent
+from zerocontact.platform.kafka.cloudevents import (
+    CloudEvent,
+    MalformedEvent,
+    dataschema_for,
+    parse_dataschema,
+)
+from zerocontact.platform.outbox import protobuf_event
 from zerocontact.platform.tracing import child_traceparent, new_traceparent, trace_id
+from zerocontact.skeleton.v1.events_pb2 import SkeletonEvent
 
 
 def _event(**overrides: object) -> CloudEvent:
@@ -93,3 +101,35 @@ def test_invalid_parent_starts_a_new_trace(bad: str | None) -> None:
     child = child_traceparent(bad)
     assert trace_id(child) is not None
     assert trace_id(child) != "0" * 32
+
+
+def test_dataschema_names_the_message_and_the_contracts_release() -> None:
+    schema = dataschema_for("zerocontact.loan.v1.LoanEvent")
+    release = version("zerocontact-contracts")
+    assert schema == f"urn:zerocontact:contracts:{release}:zerocontact.loan.v1.LoanEvent"
+    assert parse_dataschema(schema) == (release, "zerocontact.loan.v1.LoanEvent")
+    event = _event(dataschema=schema)
+    assert dict(event.headers())["ce_dataschema"] == schema.encode()
+    assert CloudEvent.from_record(event.headers(), event.data).dataschema == schema
+
+
+def test_a_record_without_dataschema_still_reads() -> None:
+    """Records written before ce_dataschema existed stay readable (replays, DLQ)."""
+    event = _event()
+    assert "ce_dataschema" not in dict(event.headers())
+    assert CloudEvent.from_record(event.headers(), event.data).dataschema is None
+
+
+def test_outbox_events_carry_the_dataschema_of_their_wrapper() -> None:
+    wrapper = SkeletonEvent()
+    wrapper.account_opened.account_id = "acc-1"
+    item = protobuf_event(wrapper, topic="skeleton.events.v1", key="acc-1", source="/s")
+    assert item.event.dataschema == dataschema_for("zerocontact.skeleton.v1.SkeletonEvent")
+
+
+@pytest.mark.parametrize(
+    "bad", ["https://example.com/x", "urn:zerocontact:contracts:", "urn:zerocontact:contracts:1.0"]
+)
+def test_foreign_dataschemas_are_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="dataschema"):
+        parse_dataschema(bad)

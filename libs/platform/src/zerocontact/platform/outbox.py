@@ -36,7 +36,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from zerocontact.platform.ids import new_id
-from zerocontact.platform.kafka.cloudevents import CloudEvent
+from zerocontact.platform.kafka.cloudevents import CloudEvent, dataschema_for
 from zerocontact.platform.kafka.consumer import TransientError
 from zerocontact.platform.kafka.producer import EventPublisher
 
@@ -81,7 +81,8 @@ def protobuf_event(
     """The outbox event for a topic's wrapper message (one ``oneof event`` set).
 
     ``ce_type`` is the full proto name of the event set in the wrapper, as every consumer
-    checks; the id is a fresh UUIDv7 unless ``event_id`` fixes it (derived ids make a
+    checks; ``ce_dataschema`` names the wrapper (what the value decodes as) and the contracts
+    release. The id is a fresh UUIDv7 unless ``event_id`` fixes it (derived ids make a
     re-emitted event recognisable as the same one).
     """
     kind = wrapper.WhichOneof("event")
@@ -95,6 +96,7 @@ def protobuf_event(
         data=wrapper.SerializeToString(),
         time=time or datetime.now(UTC),
         traceparent=traceparent,
+        dataschema=dataschema_for(wrapper.DESCRIPTOR.full_name),
     )
     return OutboxEvent(topic=topic, key=key, event=event)
 
@@ -110,6 +112,7 @@ def _entries(events: Sequence[OutboxEvent], version: int) -> dict[str, Document]
             "subject": item.event.subject,
             "time": item.event.time,
             "traceparent": item.event.traceparent,
+            "dataschema": item.event.dataschema,
             "data": item.event.data,
         }
         for n, item in enumerate(events)
@@ -188,6 +191,9 @@ def _stored_event(entry: Mapping[str, Any]) -> OutboxEvent:
             data=bytes(entry["data"]),
             time=time,
             traceparent=entry.get("traceparent"),
+            # Stored by the writer: the contracts release the data was serialized with (an
+            # entry from before ce_dataschema existed has none and is published without it).
+            dataschema=entry.get("dataschema"),
         ),
     )
 

@@ -18,7 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from zerocontact.gateway.v1 import audit_pb2
 from zerocontact.platform.ids import new_id
 from zerocontact.platform.jobs import PeriodicJob
-from zerocontact.platform.kafka.cloudevents import CloudEvent
+from zerocontact.platform.kafka.cloudevents import CloudEvent, dataschema_for
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,7 @@ class AuditSink:
                     type=audit_pb2.GatewayCallAudited.DESCRIPTOR.full_name,
                     subject=record.partner_id or "-",
                     data=audit_pb2.GatewayAuditEvent(call_audited=record).SerializeToString(),
+                    dataschema=dataschema_for(audit_pb2.GatewayAuditEvent.DESCRIPTOR.full_name),
                 )
                 await self.producer.send(
                     self.topic, event.data, key=event.subject.encode(), headers=event.headers()

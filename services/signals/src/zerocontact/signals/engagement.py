@@ -35,7 +35,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from zerocontact.marketing.v1 import events_pb2 as marketing_pb
-from zerocontact.platform.kafka.cloudevents import CloudEvent, MalformedEvent
+from zerocontact.platform.kafka.cloudevents import CloudEvent, MalformedEvent, dataschema_for
 from zerocontact.platform.settings import ServiceSettings
 from zerocontact.signals.settings import SignalsSettings
 from zerocontact.signals.v1 import engagement_pb2
@@ -151,6 +151,7 @@ def _record(
         subject=key,
         data=wrapper.SerializeToString(),
         time=datetime.fromtimestamp(at, UTC),
+        dataschema=dataschema_for(wrapper.DESCRIPTOR.full_name),
     )
     return cloud.data, cloud.headers()
 

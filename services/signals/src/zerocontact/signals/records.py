@@ -22,7 +22,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from zerocontact.identity.v1 import events_pb2 as identity_pb
 from zerocontact.loan.v1 import events_pb2 as loan_pb
-from zerocontact.platform.kafka.cloudevents import CloudEvent, MalformedEvent
+from zerocontact.platform.kafka.cloudevents import CloudEvent, MalformedEvent, dataschema_for
 from zerocontact.signals.scorecard import SCORECARD_VERSION, RuleOutcome, Scored
 from zerocontact.signals.v1 import risk_pb2
 
@@ -167,6 +167,7 @@ def assessment_record(
         subject=application.party_id,
         data=event.SerializeToString(),
         time=assessed_at,
+        dataschema=dataschema_for(risk_pb2.RiskEvent.DESCRIPTOR.full_name),
     )
     return cloud_event.data, cloud_event.headers(), assessment_id
 
@@ -200,5 +201,6 @@ def alert_record(
         subject=party_id,
         data=event.SerializeToString(),
         time=raised,
+        dataschema=dataschema_for(risk_pb2.RiskEvent.DESCRIPTOR.full_name),
     )
     return cloud_event.data, cloud_event.headers(), alert_id

@@ -1,7 +1,9 @@
 """CloudEvents Kafka protocol binding, binary content mode, for protobuf payloads.
 
 The value is the serialized protobuf wrapper message of the topic; the attributes travel as
-``ce_*`` headers, plus ``content-type`` and the W3C ``traceparent``.
+``ce_*`` headers, plus ``content-type`` and the W3C ``traceparent``. ``ce_dataschema`` names
+the wrapper message and the ``zerocontact-contracts`` release it was written with
+(:func:`dataschema_for`), so a reader outside the suite knows which descriptor set decodes it.
 """
 
 from __future__ import annotations
@@ -9,10 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
+from importlib.metadata import version
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/protobuf"
 _REQUIRED = ("ce_specversion", "ce_id", "ce_source", "ce_type")
+CONTRACTS_DISTRIBUTION = "zerocontact-contracts"
+DATASCHEMA_PREFIX = "urn:zerocontact:contracts:"
 
 
 class MalformedEvent(ValueError):
@@ -31,6 +37,8 @@ class CloudEvent:
     time: datetime = field(default_factory=lambda: datetime.now(UTC))
     traceparent: str | None = None
     content_type: str = CONTENT_TYPE
+    dataschema: str | None = None
+    """``urn:zerocontact:contracts:<version>:<wrapper>``; None on records written before it."""
 
     def headers(self) -> list[tuple[str, bytes]]:
         """Kafka headers in binary content mode."""
@@ -43,6 +51,8 @@ class CloudEvent:
             ("ce_subject", self.subject.encode()),
             ("content-type", self.content_type.encode()),
         ]
+        if self.dataschema:
+            headers.append(("ce_dataschema", self.dataschema.encode()))
         if self.traceparent:
             headers.append(("traceparent", self.traceparent.encode()))
         return headers
@@ -74,7 +84,33 @@ class CloudEvent:
             time=time,
             traceparent=attrs.get("traceparent"),
             content_type=attrs.get("content-type", CONTENT_TYPE),
+            dataschema=attrs.get("ce_dataschema"),
         )
+
+
+@cache
+def contracts_version() -> str:
+    """The installed ``zerocontact-contracts`` version: the release the payloads are built from."""
+    return version(CONTRACTS_DISTRIBUTION)
+
+
+def dataschema_for(message: str) -> str:
+    """``ce_dataschema`` of a payload whose value is the protobuf message named ``message``.
+
+    A URN rather than a URL: the schema is not served anywhere; it is the message's full
+    proto name in the descriptor set of that contracts release (``make contracts``).
+    """
+    return f"{DATASCHEMA_PREFIX}{contracts_version()}:{message}"
+
+
+def parse_dataschema(uri: str) -> tuple[str, str]:
+    """(contracts version, full message name) of a :func:`dataschema_for` URN; ValueError else."""
+    if not uri.startswith(DATASCHEMA_PREFIX):
+        raise ValueError(f"not a zerocontact contracts dataschema: {uri!r}")
+    release, sep, message = uri.removeprefix(DATASCHEMA_PREFIX).rpartition(":")
+    if not (sep and release and message):
+        raise ValueError(f"dataschema needs <version>:<message>: {uri!r}")
+    return release, message
 
 
 def _format_time(moment: datetime) -> str:

@@ -12,7 +12,7 @@ from zerocontact.identity.domain.authentication import Aal, Factor
 from zerocontact.identity.domain.kyc import KycLevel
 from zerocontact.identity.v1 import events_pb2, notifications_pb2
 from zerocontact.platform.ids import new_id
-from zerocontact.platform.kafka.cloudevents import CloudEvent
+from zerocontact.platform.kafka.cloudevents import CloudEvent, dataschema_for
 from zerocontact.platform.outbox import OutboxEvent, protobuf_event
 
 SOURCE = "/zerocontact/identity"
@@ -141,5 +141,6 @@ def sms_code_requested(
         data=wrapper.SerializeToString(),
         time=requested_at,
         traceparent=traceparent,
+        dataschema=dataschema_for(wrapper.DESCRIPTOR.full_name),
     )
     return OutboxEvent(topic=topic, key=customer_id, event=cloud)

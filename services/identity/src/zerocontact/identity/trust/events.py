@@ -11,6 +11,10 @@ from zerocontact.identity.trust.treehead import TreeHead
 from zerocontact.identity.v1 import events_pb2
 from zerocontact.platform.outbox import OutboxEvent, protobuf_event
 
+TREE_HEAD_KEY = "trust-log"
+"""The key of every TreeHeadSigned: a head is about the log, not a party, and one key keeps
+the heads in order on one partition (the catalog's ``identity.events.v1`` row says so)."""
+
 
 def _ts(moment: datetime) -> Timestamp:
     ts = Timestamp()
@@ -89,10 +93,10 @@ def contract_signed(*, contract_id: str, customer_id: str, template_id: str, con
 
 
 def tree_head_signed(head: TreeHead, *, topic: str) -> OutboxEvent:
-    """TreeHeadSigned, keyed ``trust-log`` so heads stay in order on one partition."""
+    """TreeHeadSigned, keyed :data:`TREE_HEAD_KEY` so heads stay in order on one partition."""
     at = datetime.fromtimestamp(head.timestamp_ms / 1000, UTC)
     w = events_pb2.IdentityEvent()
     m = w.tree_head_signed
     m.tree_size, m.root_hash, m.signature = head.tree_size, head.root_hash, head.signature
     m.signed_at.CopyFrom(_ts(at))
-    return _wrap(w, topic=topic, key="trust-log", at=at, traceparent=None)
+    return _wrap(w, topic=topic, key=TREE_HEAD_KEY, at=at, traceparent=None)
