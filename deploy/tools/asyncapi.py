@@ -117,6 +117,11 @@ CLOUDEVENTS_HEADERS: Final[dict[str, object]] = {
         "ce_time": _schema("string", "When it happened (RFC 3339, UTC).", format="date-time"),
         "ce_subject": _schema("string", "What it is about: the record key."),
         "content-type": _schema("string", "The value's encoding.", const="application/protobuf"),
+        "ce_dataschema": _schema(
+            "string",
+            "The value's message and the contracts release: "
+            "urn:zerocontact:contracts:<version>:<wrapper message> (absent on older records).",
+        ),
         "traceparent": _schema("string", "W3C Trace Context of the request that caused it."),
     },
 }
