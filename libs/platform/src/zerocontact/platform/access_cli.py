@@ -34,7 +34,8 @@ kafka_app = typer.Typer(help="Kafka access control (SCRAM users, ACLs).", no_arg
 users_app = typer.Typer(help="A team's SCRAM user and its ACLs.", no_args_is_help=True)
 kafka_app.add_typer(users_app, name="users")
 
-out = Console(highlight=False)
+# soft_wrap: a password or a path is never broken over two lines.
+out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
