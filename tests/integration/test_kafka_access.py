@@ -8,6 +8,7 @@ engines (``KAFKA_BOOTSTRAP_SERVERS``) they are skipped: that broker's listeners 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -27,7 +28,10 @@ from aiokafka.errors import (
 from pydantic import SecretStr
 
 from tests.integration.harness import free_port
+from zerocontact.platform.kafka.cloudevents import CloudEvent
 from zerocontact.platform.kafka.connection import KafkaConnection
+from zerocontact.platform.kafka.consumer import ConsumedEvent, ConsumerRunner
+from zerocontact.platform.kafka.producer import EventPublisher
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINES = ROOT / "deploy" / "local" / "engines.py"
@@ -109,7 +113,7 @@ def secured_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured
         made = _cli(
             admin,
             "kafka", "users", "create", TEAM,
-            "--read", "loan.events.v1", "--write", "risk.events.v1",
+            "--read", "loan.events.v1", "--write", "signals.risk.v1",
             "--password-file", str(password_file),
         )  # fmt: skip
         assert made.returncode == 0, made.stderr
@@ -166,6 +170,43 @@ async def test_a_team_reads_its_topic_with_its_own_group(
 ) -> None:
     values = await _consume(secured_broker.team(), "loan.events.v1", "risk.scoring")
     assert loan_record in values
+
+
+async def test_the_platform_publisher_and_consumer_runner_work_as_the_team(
+    secured_broker: SecuredBroker,
+) -> None:
+    subject = uuid.uuid4().hex
+    event = CloudEvent(id=subject, source="/test", type="test.Thing", subject=subject, data=b"")
+    writer = EventPublisher(bootstrap_servers=secured_broker.plaintext, client_id="test-loan")
+    await writer.start(wait=True)
+    try:
+        await writer.publish("loan.events.v1", subject, event)
+    finally:
+        await writer.stop()
+    seen = asyncio.Event()
+
+    async def handle(consumed: ConsumedEvent) -> None:
+        if consumed.event.subject == subject:
+            seen.set()
+
+    team = secured_broker.team()
+    publisher = EventPublisher(bootstrap_servers=team, client_id="risk-scoring")
+    await publisher.start(wait=True)
+    runner = ConsumerRunner(
+        bootstrap_servers=team,
+        topics=["loan.events.v1"],
+        group_id="risk.runner",
+        handler=handle,
+        publisher=publisher,
+    )
+    await runner.start()
+    try:
+        await asyncio.wait_for(seen.wait(), 30)
+        written = await publisher.publish("signals.risk.v1", subject, event)
+        assert written.topic == "signals.risk.v1"
+    finally:
+        await runner.stop()
+        await publisher.stop()
 
 
 async def test_a_team_cannot_produce_to_a_topic_it_only_reads(
