@@ -133,12 +133,21 @@ def secured_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured
 
 @pytest.fixture
 async def loan_record(secured_broker: SecuredBroker) -> AsyncIterator[bytes]:
-    """One record on loan.events.v1, written over the loopback listener."""
+    """One CloudEvent on loan.events.v1, written over the loopback listener.
+
+    A CloudEvent, not raw bytes: the platform's ConsumerRunner (a test below) would take raw
+    bytes for a poison record, and the team may not write to loan.events.v1.dlq.
+    """
     value = uuid.uuid4().hex.encode()
+    event = CloudEvent(
+        id=value.decode(), source="/test", type="test.Thing", subject="party-1", data=value
+    )
     producer = AIOKafkaProducer(bootstrap_servers=secured_broker.plaintext, acks="all")
     await producer.start()
     try:
-        await producer.send_and_wait("loan.events.v1", value, key=b"party-1")
+        await producer.send_and_wait(
+            "loan.events.v1", value, key=b"party-1", headers=event.headers()
+        )
     finally:
         await producer.stop()
     yield value
