@@ -7,7 +7,11 @@
     fresh consumer group reading all of them with ``getmany``.
 
 Both topics are unique to the run and deleted at the end. Bootstrap servers come from
-``KAFKA_BOOTSTRAP_SERVERS`` (default ``127.0.0.1:9092``). The last stdout line is JSON.
+``KAFKA_BOOTSTRAP_SERVERS`` (default ``127.0.0.1:9092``), TLS and SASL from the services'
+variables (``KAFKA_SECURITY_PROTOCOL``, ``KAFKA_SASL_*``, ``KAFKA_SSL_CAFILE``), so the same
+run measures the PLAINTEXT or the SASL_SSL listener (docs/engines.md, "Benchmarks"). The
+user needs to create and delete topics (the local ``zc-admin`` can). The last stdout line is
+JSON.
 
     .venv/bin/python bench/kafka_roundtrip.py [--samples 2000] [--warmup 200] [--messages 200000]
 """
@@ -17,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import struct
 import sys
@@ -28,6 +31,9 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from zerocontact.platform.kafka.connection import KafkaConnection
+from zerocontact.platform.settings import ServiceSettings
+
 PAYLOAD_HEADER = struct.Struct(">qq")  # sequence number, send time (perf_counter_ns)
 
 
@@ -35,7 +41,7 @@ PAYLOAD_HEADER = struct.Struct(">qq")  # sequence number, send time (perf_counte
 class Options:
     """Command-line options."""
 
-    bootstrap: str
+    connection: KafkaConnection
     samples: int
     warmup: int
     messages: int
@@ -58,11 +64,11 @@ async def wait_assigned(consumer: AIOKafkaConsumer, partitions: int) -> None:
 async def roundtrip_latency(opts: Options, topic: str, partitions: int) -> dict[str, float]:
     """Produce one message at a time and time its arrival at a subscribed consumer."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=opts.bootstrap, acks="all", enable_idempotence=True, linger_ms=0
+        **opts.connection.client_kwargs(), acks="all", enable_idempotence=True, linger_ms=0
     )
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=opts.bootstrap,
+        **opts.connection.client_kwargs(),
         group_id=f"{topic}-latency",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -104,7 +110,7 @@ async def roundtrip_latency(opts: Options, topic: str, partitions: int) -> dict[
 async def preproduce(opts: Options, topic: str) -> float:
     """Write ``opts.messages`` records in large batches; returns records per second."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=opts.bootstrap,
+        **opts.connection.client_kwargs(),
         acks="all",
         enable_idempotence=True,
         linger_ms=20,
@@ -143,7 +149,7 @@ class _AssignedAt(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka 
 async def consume_throughput(opts: Options, topic: str) -> dict[str, float]:
     """A fresh consumer group reads every pre-produced record."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=opts.bootstrap,
+        **opts.connection.client_kwargs(),
         group_id=f"{topic}-throughput",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -180,7 +186,7 @@ async def run(opts: Options) -> dict[str, object]:
     token = uuid.uuid4().hex[:10]
     latency_topic, bulk_topic = f"bench.roundtrip.{token}", f"bench.throughput.{token}"
     partitions = 3
-    admin = AIOKafkaAdminClient(bootstrap_servers=opts.bootstrap)
+    admin = AIOKafkaAdminClient(**opts.connection.client_kwargs())
     await admin.start()
     try:
         await admin.create_topics(
@@ -219,7 +225,8 @@ async def run(opts: Options) -> dict[str, object]:
         await admin.close()
     return {
         "bench": "kafka_roundtrip",
-        "bootstrap": opts.bootstrap,
+        "bootstrap": opts.connection.bootstrap_servers,
+        "security_protocol": opts.connection.security_protocol,
         "message_bytes": opts.size,
         "latency": latency,
         "produce_records_per_s": round(produce_rate),
@@ -236,7 +243,7 @@ def main() -> int:
     parser.add_argument("--deadline", type=float, default=300.0, help="whole run, seconds")
     args = parser.parse_args()
     opts = Options(
-        bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+        connection=ServiceSettings().kafka_connection(),
         samples=args.samples,
         warmup=args.warmup,
         messages=args.messages,

@@ -9,7 +9,8 @@ project's venv interpreter, because supervisord is looked up next to ``sys.execu
     .venv/bin/python deploy/local/engines.py up | status | stop | down
 
 Environment: ``ZC_KAFKA_PORT`` (9092), ``ZC_KAFKA_CONTROLLER_PORT`` (9093),
-``ZC_MONGODB_PORT`` (27017), ``ZC_LOCAL_HOME`` (``<repo>/.cache``). See docs/engines.md.
+``ZC_KAFKA_SASL_PORT`` (9094), ``ZC_MONGODB_PORT`` (27017), ``ZC_LOCAL_HOME``
+(``<repo>/.cache``). See docs/engines.md.
 
 This file is the entry point only; the code is in the package ``localsuite`` next to it.
 """

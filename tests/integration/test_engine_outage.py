@@ -70,6 +70,7 @@ def private_engines(engines: Engines, tmp_path: Path) -> Iterator[PrivateEngines
         "ZC_LOCAL_HOME": str(home),
         "ZC_KAFKA_PORT": str(kafka),
         "ZC_KAFKA_CONTROLLER_PORT": str(controller),
+        "ZC_KAFKA_SASL_PORT": str(free_port()),
         "ZC_MONGODB_PORT": str(mongo),
     }
     started = subprocess.run(

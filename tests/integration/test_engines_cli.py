@@ -42,6 +42,7 @@ def _ports() -> dict[str, str]:
     return {
         "ZC_KAFKA_PORT": str(free_port()),
         "ZC_KAFKA_CONTROLLER_PORT": str(free_port()),
+        "ZC_KAFKA_SASL_PORT": str(free_port()),
         "ZC_MONGODB_PORT": str(free_port()),
     }
 

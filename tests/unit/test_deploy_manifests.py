@@ -219,6 +219,49 @@ def test_strimzi_resources_carry_the_fields_their_crds_require() -> None:
             assert topic["spec"]["config"]["min.insync.replicas"] <= topic["spec"]["replicas"]
 
 
+def test_kafka_enforces_acls_and_anonymous_listeners_admit_only_the_suite() -> None:
+    for overlay in OVERLAYS:
+        objects = rendered(overlay)
+        (kafka,) = of_kind(objects, "Kafka")
+        spec = kafka["spec"]["kafka"]
+        assert spec["authorization"] == {"type": "simple", "superUsers": ["ANONYMOUS"]}
+        suite = [{"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "zerocontact"}}}]
+        for listener in spec["listeners"]:
+            if "authentication" not in listener:  # its clients are ANONYMOUS: super users
+                assert listener["networkPolicyPeers"] == suite, (overlay, listener["name"])
+        scram = [listener for listener in spec["listeners"] if "authentication" in listener]
+        assert [(lis["authentication"]["type"], lis["tls"]) for lis in scram] == [
+            ("scram-sha-512", True)
+        ]
+
+
+def test_team_kafka_users_are_least_privilege() -> None:
+    for overlay in OVERLAYS:
+        objects = rendered(overlay)
+        (kafka,) = of_kind(objects, "Kafka")
+        topics = {t["spec"]["topicName"] for t in of_kind(objects, "KafkaTopic")}
+        users = of_kind(objects, "KafkaUser")
+        assert users, overlay
+        for user in users:
+            name = user["metadata"]["name"]
+            assert user["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+            assert user["spec"]["authentication"] == {"type": "scram-sha-512"}
+            assert user["spec"]["authorization"]["type"] == "simple"
+            for acl in user["spec"]["authorization"]["acls"]:
+                resource, operations = acl["resource"], set(acl["operations"])
+                assert "*" not in resource["name"] and "All" not in operations, (name, acl)
+                if resource["type"] == "topic":
+                    assert resource["patternType"] == "literal" and resource["name"] in topics
+                    assert operations <= {"Read", "Write", "Describe"}, (name, acl)
+                else:  # only its own consumer groups
+                    assert resource == {
+                        "type": "group",
+                        "name": f"{name}.",
+                        "patternType": "prefix",
+                    }
+                    assert operations == {"Read"}, (name, acl)
+
+
 def test_compose_services_are_healthchecked_hardened_and_ordered(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert services["kafka"]["image"].startswith("apache/kafka:")

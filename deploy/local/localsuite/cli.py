@@ -8,7 +8,8 @@ project's venv interpreter, because supervisord is looked up next to ``sys.execu
     .venv/bin/python deploy/local/engines.py up | status | stop | down
 
 Environment: ``ZC_KAFKA_PORT`` (9092), ``ZC_KAFKA_CONTROLLER_PORT`` (9093),
-``ZC_MONGODB_PORT`` (27017), ``ZC_LOCAL_HOME`` (``<repo>/.cache``). See docs/engines.md.
+``ZC_KAFKA_SASL_PORT`` (9094), ``ZC_MONGODB_PORT`` (27017), ``ZC_LOCAL_HOME``
+(``<repo>/.cache``). See docs/engines.md.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ from .services import Service
 def endpoints(layout: Layout, services: list[Service]) -> list[tuple[str, str, str]]:
     rows = [
         ("kafka", f"{layout.kafka_bootstrap}", "KAFKA_BOOTSTRAP_SERVERS"),
+        (
+            "kafka SASL_SSL",
+            layout.kafka_sasl_bootstrap,
+            f"SCRAM-SHA-512, CA {layout.kafka_tls / 'ca.pem'}",
+        ),
         ("mongodb (ferretdb)", layout.mongodb_uri, "MONGODB_URI"),
     ]
     for service in services:

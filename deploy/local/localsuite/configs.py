@@ -12,8 +12,20 @@ import string
 from pathlib import Path
 
 from .common import EngineError, first_error_line, run_captured, timed
-from .layout import KAFKA_NODE_ID, LOG4J2, ROOT, SUPERVISORD_TEMPLATE, Layout
+from .layout import (
+    KAFKA_ADMIN_USER,
+    KAFKA_NODE_ID,
+    LOG4J2,
+    ROOT,
+    SCRAM_MECHANISM,
+    SUPERVISORD_TEMPLATE,
+    Layout,
+)
 from .services import Service, local_secrets
+from .tls import ensure_broker_tls
+
+ADMIN_SECRET = "KAFKA_ADMIN_PASSWORD"
+SCRAM_MARKER = ".zc-scram-admin"
 
 
 def _escape(value: str) -> str:
@@ -48,15 +60,37 @@ def write_configs(layout: Layout, java: str, services: list[Service]) -> None:
     layout.ferretdb_state.mkdir(parents=True, exist_ok=True)
     kafka = layout.kafka_port
     ctrl = layout.controller_port
+    sasl = layout.kafka_sasl_port
+    _ca, keystore = ensure_broker_tls(layout.kafka_tls)
     properties = {
         "process.roles": "broker,controller",
         "node.id": KAFKA_NODE_ID,
         "controller.quorum.bootstrap.servers": f"127.0.0.1:{ctrl}",
-        "listeners": f"PLAINTEXT://127.0.0.1:{kafka},CONTROLLER://127.0.0.1:{ctrl}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{kafka}",
+        "listeners": (
+            f"PLAINTEXT://127.0.0.1:{kafka},SASL_SSL://127.0.0.1:{sasl},"
+            f"CONTROLLER://127.0.0.1:{ctrl}"
+        ),
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{kafka},SASL_SSL://127.0.0.1:{sasl}",
         "controller.listener.names": "CONTROLLER",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "listener.security.protocol.map": (
+            "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL"
+        ),
         "inter.broker.listener.name": "PLAINTEXT",
+        # SASL_SSL: SCRAM-SHA-512 over TLS with the dev CA's certificate (tls.py).
+        "sasl.enabled.mechanisms": SCRAM_MECHANISM,
+        "listener.name.sasl_ssl.sasl.enabled.mechanisms": SCRAM_MECHANISM,
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        ),
+        "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
+        "listener.name.sasl_ssl.ssl.keystore.location": keystore,
+        # ACLs are enforced. The loopback PLAINTEXT and CONTROLLER listeners authenticate
+        # nobody, so their principal, User:ANONYMOUS, is a super user: they are the dev
+        # listeners every service and test uses, bound to 127.0.0.1 only. Principals of the
+        # SASL_SSL listener get only what their ACLs allow (`zerocontact kafka users create`).
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": f"User:ANONYMOUS;User:{KAFKA_ADMIN_USER}",
+        "allow.everyone.if.no.acl.found": "false",
         "log.dirs": layout.kafka_data,
         "num.partitions": 3,
         "offsets.topic.replication.factor": 1,
@@ -182,6 +216,15 @@ def kafka_cluster_id() -> str:
             return text
 
 
+def admin_password(layout: Layout) -> str:
+    """The local Kafka admin's SCRAM password (made once, in run/local-secrets.json)."""
+    return local_secrets(layout, {ADMIN_SECRET})[ADMIN_SECRET]
+
+
+def _scram(layout: Layout) -> str:
+    return f"{SCRAM_MECHANISM}=[name={KAFKA_ADMIN_USER},password={admin_password(layout)}]"
+
+
 def format_kafka(layout: Layout, java: str) -> None:
     meta = layout.kafka_data / "meta.properties"
     marker = layout.kafka_data / ".zc-controller-port"
@@ -209,6 +252,8 @@ def format_kafka(layout: Layout, java: str) -> None:
                 "-c",
                 str(layout.server_properties),
                 "--standalone",
+                "--add-scram",
+                _scram(layout),
             ]
         )
         out_log.write_text(out.stdout + out.stderr)
@@ -218,3 +263,40 @@ def format_kafka(layout: Layout, java: str) -> None:
                 f"log: {out_log}"
             )
     marker.write_text(f"{layout.controller_port}\n")
+    (layout.kafka_data / SCRAM_MARKER).write_text(f"{KAFKA_ADMIN_USER}\n")
+
+
+def ensure_admin_credential(layout: Layout, java: str) -> None:
+    """Give the local admin its SCRAM credential on storage formatted before SASL_SSL existed.
+
+    Fresh storage gets it at format time (``--add-scram``); this runs once per data folder,
+    over the PLAINTEXT listener, when the broker answers.
+    """
+    marker = layout.kafka_data / SCRAM_MARKER
+    if marker.exists():
+        return
+    with timed(f"kafka: adding the SCRAM credential of {KAFKA_ADMIN_USER}"):
+        out = run_captured(
+            [
+                java,
+                f"-Dlog4j2.configurationFile={LOG4J2}",
+                "-cp",
+                f"{layout.kafka_libs}/*",
+                "org.apache.kafka.tools.ConfigCommand",
+                "--bootstrap-server",
+                layout.kafka_bootstrap,
+                "--alter",
+                "--entity-type",
+                "users",
+                "--entity-name",
+                KAFKA_ADMIN_USER,
+                "--add-config",
+                f"{SCRAM_MECHANISM}=[password={admin_password(layout)}]",
+            ]
+        )
+    if out.returncode != 0:
+        raise EngineError(
+            f"adding the Kafka admin's SCRAM credential failed "
+            f"({first_error_line(out.stdout + out.stderr)})"
+        )
+    marker.write_text(f"{KAFKA_ADMIN_USER}\n")

@@ -21,6 +21,10 @@ FERRETDB_VERSION = "v1.24.2"
 FERRETDB_PATCHES = sorted((HERE / "ferretdb").glob("*.patch"))
 JAVA_MIN = 17
 KAFKA_NODE_ID = 1
+# The local Kafka admin on the SASL_SSL listener (a super user; its password is in
+# run/local-secrets.json as KAFKA_ADMIN_PASSWORD). See docs/engines.md.
+KAFKA_ADMIN_USER = "zc-admin"
+SCRAM_MECHANISM = "SCRAM-SHA-512"
 DEPENDENCY_PLUGIN = "3.8.1"
 
 
@@ -39,6 +43,7 @@ class Layout:
     kafka_port: int
     controller_port: int
     mongodb_port: int
+    kafka_sasl_port: int = 9094
 
     @classmethod
     def from_env(cls) -> Layout:
@@ -48,11 +53,18 @@ class Layout:
             kafka_port=_port("ZC_KAFKA_PORT", 9092),
             controller_port=_port("ZC_KAFKA_CONTROLLER_PORT", 9093),
             mongodb_port=_port("ZC_MONGODB_PORT", 27017),
+            kafka_sasl_port=_port("ZC_KAFKA_SASL_PORT", 9094),
         )
-        ports = [layout.kafka_port, layout.controller_port, layout.mongodb_port]
+        ports = [
+            layout.kafka_port,
+            layout.controller_port,
+            layout.mongodb_port,
+            layout.kafka_sasl_port,
+        ]
         if len(set(ports)) != len(ports):
             raise EngineError(
-                "ZC_KAFKA_PORT, ZC_KAFKA_CONTROLLER_PORT and ZC_MONGODB_PORT must differ"
+                "ZC_KAFKA_PORT, ZC_KAFKA_CONTROLLER_PORT, ZC_KAFKA_SASL_PORT and "
+                "ZC_MONGODB_PORT must differ"
             )
         return layout
 
@@ -116,6 +128,16 @@ class Layout:
     @property
     def kafka_bootstrap(self) -> str:
         return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def kafka_sasl_bootstrap(self) -> str:
+        """The SASL_SSL listener (SCRAM-SHA-512 over TLS, ACLs enforced)."""
+        return f"127.0.0.1:{self.kafka_sasl_port}"
+
+    @property
+    def kafka_tls(self) -> Path:
+        """The dev CA and the broker's PEM keystore (see tls.py)."""
+        return self.home / "kafka-tls"
 
     @property
     def mongodb_uri(self) -> str:

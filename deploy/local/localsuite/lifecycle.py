@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import cast
 
 from .common import EngineError, first_error_line, log, timed
-from .configs import SUPERVISED_MARKER, format_kafka, write_configs
+from .configs import SUPERVISED_MARKER, ensure_admin_credential, format_kafka, write_configs
 from .fetch import ferretdb_current, fetch, kafka_libs_current
 from .layout import ROOT, SERVICES_FILE, Layout
 from .ports import cmdline, require_free
@@ -134,6 +134,7 @@ def start(layout: Layout, *, engines_only: bool, if_needed: bool, timeout: float
                 shutdown(layout, quiet=True)
             require_free(layout.kafka_port, "ZC_KAFKA_PORT")
             require_free(layout.controller_port, "ZC_KAFKA_CONTROLLER_PORT")
+            require_free(layout.kafka_sasl_port, "ZC_KAFKA_SASL_PORT")
             require_free(layout.mongodb_port, "ZC_MONGODB_PORT")
             for service in services:
                 if service.port:
@@ -149,6 +150,7 @@ def start(layout: Layout, *, engines_only: bool, if_needed: bool, timeout: float
                 sup.start_process(name)
             with timed("waiting until Kafka answers a Metadata request and FerretDB a ping"):
                 wait_for(sup, engine_targets(layout), deadline)
+            ensure_admin_credential(layout, java)
             if services:
                 run_setup(layout)
             for service in services:

@@ -1,7 +1,7 @@
 """The ``zerocontact`` command line (``[project.scripts]`` of zerocontact-platform).
 
 The platform's own groups: ``topics`` applies the topic catalog to a broker, ``dlq`` replays
-dead letters. Each installed service adds its group through the ``zerocontact.cli`` entry-point
+dead letters, ``kafka users`` gives a team a SCRAM user and least-privilege ACLs. Each installed service adds its group through the ``zerocontact.cli`` entry-point
 group (``payroll = "zerocontact.payroll.cli:app"`` in its pyproject), so the platform never
 imports a service and an image with one service has only that service's commands.
 """
@@ -29,6 +29,7 @@ from aiokafka.errors import (  # type: ignore[import-untyped, unused-ignore]
 from rich.console import Console
 from rich.table import Table
 
+from .access_cli import kafka_app
 from .dlq import NotADeadLetterTopic, ReplayReport, replay_dead_letters
 from .tail import Decoder, StartAt, TopicNotFound, parse_since, render, tail
 from .topics import (
@@ -58,6 +59,7 @@ topics_app = typer.Typer(
 app.add_typer(topics_app, name="topics")
 dlq_app = typer.Typer(help="Dead-letter topics (<topic>.dlq).", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(kafka_app, name="kafka")
 
 # Piped output (CI logs, scripts) is not cut at rich's default 80 columns; errors stay one line.
 out = Console(width=None if sys.stdout.isatty() else 200)

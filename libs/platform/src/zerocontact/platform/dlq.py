@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from zerocontact.platform.kafka.connection import KafkaConnection, as_connection
 from zerocontact.platform.kafka.consumer import dead_letter_topic
 
 DLQ_HEADER_PREFIX = "dlq_"
@@ -59,7 +60,7 @@ def replay_headers(headers: Sequence[tuple[str, bytes]]) -> list[tuple[str, byte
 
 async def replay_dead_letters(
     *,
-    bootstrap: str,
+    bootstrap: str | KafkaConnection,
     dlq_topic: str,
     limit: int | None = None,
     dry_run: bool = False,
@@ -73,15 +74,17 @@ async def replay_dead_letters(
         raise NotADeadLetterTopic(f"{dlq_topic!r} is not a dead-letter topic (<topic>.dlq)")
     report = ReplayReport(dlq_topic, dry_run=dry_run)
     partitions = [
-        TopicPartition(dlq_topic, p) for p in sorted(await _partitions(bootstrap, dlq_topic))
+        TopicPartition(dlq_topic, p)
+        for p in sorted(await _partitions(as_connection(bootstrap), dlq_topic))
     ]
+    connection = as_connection(bootstrap)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **connection.client_kwargs(),
         group_id=group_id or f"zerocontact-dlq-replay.{dlq_topic}",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    producer = AIOKafkaProducer(**connection.client_kwargs(), enable_idempotence=True, acks="all")
     await consumer.start()
     await producer.start()
     try:
@@ -119,8 +122,8 @@ async def replay_dead_letters(
     return report
 
 
-async def _partitions(bootstrap: str, topic: str) -> set[int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="zerocontact-dlq-replay")
+async def _partitions(connection: KafkaConnection, topic: str) -> set[int]:
+    admin = AIOKafkaAdminClient(**connection.client_kwargs(), client_id="zerocontact-dlq-replay")
     await admin.start()
     try:
         described = await admin.describe_topics([topic])

@@ -71,7 +71,7 @@ class Runtime:
         if self.publisher is None:
             options = {} if linger_ms is None else {"linger_ms": linger_ms}
             publisher = EventPublisher(
-                bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                bootstrap_servers=self.settings.kafka_connection(),
                 client_id=self.settings.service_name,
                 **options,
             )
@@ -95,7 +95,7 @@ class Runtime:
         """A consumer group on ``topics`` (dead letters through the service's publisher)."""
         publisher = await self.start_publisher()
         consumer = ConsumerRunner(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            bootstrap_servers=self.settings.kafka_connection(),
             topics=list(topics),
             group_id=group_id or self.settings.consumer_group,
             handler=handler,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, SecretStr
+from typing import Self
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from zerocontact.platform.kafka.connection import KafkaConnection
 from zerocontact.platform.pii import FieldCipher, decode_key
 
 
@@ -12,8 +15,10 @@ class ServiceSettings(BaseSettings):
     """Engine addresses and runtime knobs read from the environment.
 
     ``KAFKA_BOOTSTRAP_SERVERS`` and ``MONGODB_URI`` are shared by every service (and by the
-    tests), so they are read without the service's prefix; everything else takes the
-    service's own prefix (``ZC_<SERVICE>_``), set by the subclass.
+    tests), so they are read without the service's prefix, like the Kafka security settings
+    (``KAFKA_SECURITY_PROTOCOL``, ``KAFKA_SASL_MECHANISM``, ``KAFKA_SASL_USERNAME``,
+    ``KAFKA_SASL_PASSWORD``, ``KAFKA_SSL_CAFILE``); everything else takes the service's own
+    prefix (``ZC_<SERVICE>_``), set by the subclass.
     """
 
     model_config = SettingsConfigDict(env_prefix="ZC_", extra="ignore")
@@ -22,6 +27,26 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:9092",
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
+    )
+    kafka_security_protocol: str = Field(
+        default="PLAINTEXT",
+        validation_alias=AliasChoices("KAFKA_SECURITY_PROTOCOL", "kafka_security_protocol"),
+    )
+    kafka_sasl_mechanism: str = Field(
+        default="SCRAM-SHA-512",
+        validation_alias=AliasChoices("KAFKA_SASL_MECHANISM", "kafka_sasl_mechanism"),
+    )
+    kafka_sasl_username: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_SASL_USERNAME", "kafka_sasl_username"),
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_SASL_PASSWORD", "kafka_sasl_password"),
+    )
+    kafka_ssl_cafile: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_SSL_CAFILE", "kafka_ssl_cafile"),
     )
     mongodb_uri: str = Field(
         default="mongodb://127.0.0.1:27017/",
@@ -35,6 +60,22 @@ class ServiceSettings(BaseSettings):
     consumer_group: str = "zerocontact"
     # How long a readiness probe waits for an engine before calling the service not ready.
     readiness_timeout_s: float = Field(default=2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _kafka_security_is_complete(self) -> Self:
+        self.kafka_connection()  # raises KafkaSettingsError (one line) when incomplete
+        return self
+
+    def kafka_connection(self) -> KafkaConnection:
+        """How this service's Kafka clients connect (TLS and SASL when configured)."""
+        return KafkaConnection(
+            bootstrap_servers=self.kafka_bootstrap_servers,
+            security_protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            sasl_username=self.kafka_sasl_username,
+            sasl_password=self.kafka_sasl_password,
+            ssl_cafile=self.kafka_ssl_cafile,
+        )
 
 
 class PersonalDataSettings(BaseSettings):

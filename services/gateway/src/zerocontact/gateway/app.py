@@ -199,12 +199,12 @@ async def running(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
         await prepare(db)
         backends = Backends(settings.identity_url, settings.loan_url, settings.payroll_url)
         hub = EventHub(
-            settings.kafka_bootstrap_servers,
+            settings.kafka_connection(),
             loan_topic=settings.loan_topic,
             payroll_topic=settings.payroll_topic,
             risk_topic=settings.risk_topic,
         )
-        audit = AuditSink(settings.kafka_bootstrap_servers, settings.audit_topic)
+        audit = AuditSink(settings.kafka_connection(), settings.audit_topic)
         gateway = Gateway(
             settings,
             partners=PartnerStore(db, settings.credential_pepper.get_secret_value().encode()),

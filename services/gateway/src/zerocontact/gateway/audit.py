@@ -19,6 +19,7 @@ from zerocontact.gateway.v1 import audit_pb2
 from zerocontact.platform.ids import new_id
 from zerocontact.platform.jobs import PeriodicJob
 from zerocontact.platform.kafka.cloudevents import CloudEvent, dataschema_for
+from zerocontact.platform.kafka.connection import KafkaConnection, as_connection
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +27,13 @@ log = logging.getLogger(__name__)
 class AuditSink:
     """Queue audit records and publish them in the background."""
 
-    def __init__(self, bootstrap: str, topic: str, *, capacity: int = 100_000) -> None:
+    def __init__(
+        self, bootstrap: str | KafkaConnection, topic: str, *, capacity: int = 100_000
+    ) -> None:
         self.topic = topic
-        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks=1)
+        self.producer = AIOKafkaProducer(
+            **as_connection(bootstrap).client_kwargs(), linger_ms=20, acks=1
+        )
         self._queue: asyncio.Queue[audit_pb2.GatewayCallAudited] = asyncio.Queue(capacity)
         # No pause between runs: each run waits for the first record itself.
         self._flusher = PeriodicJob("gateway-audit", 0.0, self._flush)

@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer
 
 from zerocontact.loan.v1 import events_pb2 as loan_pb2
 from zerocontact.payroll.v1 import events_pb2 as payroll_pb2
+from zerocontact.platform.kafka.connection import KafkaConnection, as_connection
 from zerocontact.signals.v1 import risk_pb2
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,15 @@ class Notice:
 class EventHub:
     """Reads the loan, payroll and risk topics and hands each event to its watchers."""
 
-    def __init__(self, bootstrap: str, *, loan_topic: str, payroll_topic: str, risk_topic: str):
-        self.bootstrap = bootstrap
+    def __init__(
+        self,
+        bootstrap: str | KafkaConnection,
+        *,
+        loan_topic: str,
+        payroll_topic: str,
+        risk_topic: str,
+    ):
+        self.connection = as_connection(bootstrap)
         self.loan_topic = loan_topic
         self.payroll_topic = payroll_topic
         self.risk_topic = risk_topic
@@ -51,7 +59,7 @@ class EventHub:
     async def start(self) -> None:
         """Assign every partition of the three topics and seek to their ends."""
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+            **self.connection.client_kwargs(),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="latest",

@@ -68,11 +68,28 @@ class QuietMonitor(Monitor):
         return None
 
 
+def _broker_credentials(settings: SignalsSettings) -> Any:
+    """Faust's credentials for a secured listener (None on PLAINTEXT), from the shared settings."""
+    connection = settings.kafka_connection()
+    if connection.uses_sasl:
+        assert connection.sasl_password is not None  # checked by the settings
+        return faust.SASLCredentials(
+            username=connection.sasl_username,
+            password=connection.sasl_password.get_secret_value(),
+            ssl_context=connection.ssl_context(),
+            mechanism=connection.sasl_mechanism,
+        )
+    if connection.uses_tls:
+        return faust.SSLCredentials(connection.ssl_context())
+    return None
+
+
 def _faust_app(settings: SignalsSettings) -> faust.App:
     return faust.App(
         settings.app_id,
         monitor=QuietMonitor(),
         broker=[f"kafka://{host}" for host in settings.kafka_bootstrap_servers.split(",")],
+        broker_credentials=_broker_credentials(settings),
         store=settings.store,
         datadir=str(settings.data_dir / settings.app_id),
         autodiscover=False,

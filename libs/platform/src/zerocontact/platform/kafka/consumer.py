@@ -22,6 +22,7 @@ from prometheus_client import Counter
 from pymongo.errors import ConnectionFailure
 
 from zerocontact.platform.kafka.cloudevents import CloudEvent
+from zerocontact.platform.kafka.connection import KafkaConnection, as_connection
 from zerocontact.platform.kafka.producer import EventPublisher
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ class ConsumerRunner:
     def __init__(
         self,
         *,
-        bootstrap_servers: str,
+        bootstrap_servers: str | KafkaConnection,
         topics: Sequence[str],
         group_id: str,
         handler: Handler,
@@ -79,7 +80,7 @@ class ConsumerRunner:
         retry_initial_s: float = 0.1,
         retry_max_s: float = 5.0,
     ) -> None:
-        self._bootstrap = bootstrap_servers
+        self._connection = as_connection(bootstrap_servers)
         self._topics = list(topics)
         self._group = group_id
         self._handler = handler
@@ -125,7 +126,7 @@ class ConsumerRunner:
         while not self._stopping.is_set():
             consumer = AIOKafkaConsumer(
                 *self._topics,
-                bootstrap_servers=self._bootstrap,
+                **self._connection.client_kwargs(),
                 group_id=self._group,
                 client_id=self._client_id,
                 enable_auto_commit=False,

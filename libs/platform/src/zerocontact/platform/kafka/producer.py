@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 
 from zerocontact.platform.kafka.cloudevents import CloudEvent
+from zerocontact.platform.kafka.connection import KafkaConnection, as_connection
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +23,10 @@ class EventPublisher:
     the background and :meth:`ready` stays false until the broker answers.
     """
 
-    def __init__(self, *, bootstrap_servers: str, client_id: str, linger_ms: int = 5) -> None:
-        self._bootstrap = bootstrap_servers
+    def __init__(
+        self, *, bootstrap_servers: str | KafkaConnection, client_id: str, linger_ms: int = 5
+    ) -> None:
+        self._connection = as_connection(bootstrap_servers)
         self._client_id = client_id
         self._linger_ms = linger_ms
         self._producer: AIOKafkaProducer | None = None
@@ -40,7 +43,7 @@ class EventPublisher:
         delay = 0.2
         while True:
             producer = AIOKafkaProducer(
-                bootstrap_servers=self._bootstrap,
+                **self._connection.client_kwargs(),
                 client_id=self._client_id,
                 enable_idempotence=True,
                 acks="all",
