@@ -29,7 +29,7 @@ from aiokafka.errors import (  # type: ignore[import-untyped, unused-ignore]
 from rich.console import Console
 from rich.table import Table
 
-from .access_cli import kafka_app
+from .access_cli import connection_or_exit, kafka_app
 from .dlq import NotADeadLetterTopic, ReplayReport, replay_dead_letters
 from .tail import Decoder, StartAt, TopicNotFound, parse_since, render, tail
 from .topics import (
@@ -107,7 +107,7 @@ def _load(path: Path) -> TopicCatalog:
 @asynccontextmanager
 async def _admin(bootstrap: str, connect_seconds: float) -> AsyncIterator[AIOKafkaAdminClient]:
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap.split(","),
+        **connection_or_exit(bootstrap).client_kwargs(),
         request_timeout_ms=max(int(connect_seconds * 1000), 1000),
         client_id="zerocontact-cli",
     )
@@ -299,7 +299,7 @@ def tail_(
     async def main() -> int:
         shown = 0
         records = tail(
-            bootstrap, topic, decoder, start=start, key=key, follow=follow, limit=limit,
+            connection_or_exit(bootstrap), topic, decoder, start=start, key=key, follow=follow, limit=limit,
             connect_timeout_s=timeout,
         )  # fmt: skip
         async with aclosing(records):
@@ -350,7 +350,7 @@ def replay(
 
     async def work(_: AIOKafkaAdminClient) -> ReplayReport:
         return await replay_dead_letters(
-            bootstrap=bootstrap, dlq_topic=topic, limit=limit, dry_run=dry_run
+            bootstrap=connection_or_exit(bootstrap), dlq_topic=topic, limit=limit, dry_run=dry_run
         )
 
     try:

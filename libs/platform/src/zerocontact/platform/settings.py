@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Self
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from zerocontact.platform.kafka.connection import KafkaConnection
+from zerocontact.platform.kafka.connection import KafkaConnection, KafkaSettingsError
 from zerocontact.platform.pii import FieldCipher, decode_key
 
 
@@ -103,3 +103,14 @@ class PersonalDataSettings(BaseSettings):
                 for kid, key in self.pii_previous_keys.items()
             },
         )
+
+
+def kafka_connection_for(bootstrap: str) -> KafkaConnection:
+    """The connection to ``bootstrap`` with the security settings of the environment
+    (``KAFKA_SECURITY_PROTOCOL``, ``KAFKA_SASL_*``, ``KAFKA_SSL_CAFILE``), for the operator
+    commands; raises :class:`KafkaSettingsError` with one line when they are incomplete."""
+    try:
+        return ServiceSettings(kafka_bootstrap_servers=bootstrap).kafka_connection()
+    except ValidationError as exc:
+        message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise KafkaSettingsError(message) from None

@@ -26,6 +26,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from zerocontact.platform.kafka.connection import KafkaConnection, as_connection
 from zerocontact.platform.redact import masked_dict
 from zerocontact.platform.topics import RAW_BYTES, TopicCatalog, TopicSpec, message_class
 
@@ -182,10 +183,12 @@ def _decoded(shown: TailedRecord, spec: TopicSpec, value: bytes | None) -> Taile
     )
 
 
-def kafka_consumer(bootstrap: str, *, request_timeout_s: float = 10.0) -> AIOKafkaConsumer:
-    """The tail's Kafka consumer: no group, no commits (security settings belong here too)."""
+def kafka_consumer(
+    bootstrap: str | KafkaConnection, *, request_timeout_s: float = 10.0
+) -> AIOKafkaConsumer:
+    """The tail's Kafka consumer: no group, no commits; TLS and SASL as the connection says."""
     return AIOKafkaConsumer(
-        bootstrap_servers=bootstrap.split(","),
+        **as_connection(bootstrap).client_kwargs(),
         client_id="zerocontact-tail",
         group_id=None,
         enable_auto_commit=False,
@@ -216,7 +219,7 @@ async def _seek(
 
 
 async def tail(
-    bootstrap: str,
+    bootstrap: str | KafkaConnection,
     topic: str,
     decoder: Decoder,
     *,
