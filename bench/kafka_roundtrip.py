@@ -14,6 +14,12 @@ user needs to create and delete topics (the local ``zc-admin`` can). The last st
 JSON.
 
     .venv/bin/python bench/kafka_roundtrip.py [--samples 2000] [--warmup 200] [--messages 200000]
+        [--compare-sasl 127.0.0.1:9094]
+
+``--compare-sasl`` measures the environment's listener and then the embedded broker's SASL_SSL
+listener at that address in the same run, as the local Kafka admin (its password from
+``.cache/run/local-secrets.json``, the dev CA ``.cache/kafka-tls/ca.pem``; ``ZC_LOCAL_HOME``
+moves ``.cache``), and prints the two side by side.
 """
 
 from __future__ import annotations
@@ -21,18 +27,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import struct
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from pydantic import SecretStr
 
 from zerocontact.platform.kafka.connection import KafkaConnection
 from zerocontact.platform.settings import ServiceSettings
+
+LOCAL_HOME = Path(os.environ.get("ZC_LOCAL_HOME", Path(__file__).resolve().parents[1] / ".cache"))
+LOCAL_ADMIN = "zc-admin"  # deploy/local/localsuite/layout.py: KAFKA_ADMIN_USER
 
 PAYLOAD_HEADER = struct.Struct(">qq")  # sequence number, send time (perf_counter_ns)
 
@@ -234,6 +246,30 @@ async def run(opts: Options) -> dict[str, object]:
     }
 
 
+def local_sasl_connection(bootstrap: str) -> KafkaConnection:
+    """The embedded broker's SASL_SSL listener, as the local admin (made by `make up`)."""
+    secrets = json.loads((LOCAL_HOME / "run" / "local-secrets.json").read_text())
+    return KafkaConnection(
+        bootstrap_servers=bootstrap,
+        security_protocol="SASL_SSL",
+        sasl_username=LOCAL_ADMIN,
+        sasl_password=SecretStr(secrets["KAFKA_ADMIN_PASSWORD"]),
+        ssl_cafile=str(LOCAL_HOME / "kafka-tls" / "ca.pem"),
+    )
+
+
+def side_by_side(results: list[dict[str, object]]) -> None:
+    """One line per listener: round-trip percentiles and fresh-group throughput."""
+    print("listener      round trip p50 / p99 (ms)   consume events/s   produce records/s")
+    for r in results:
+        latency, consume = r["latency"], r["consume"]
+        assert isinstance(latency, dict) and isinstance(consume, dict)
+        print(
+            f"{r['security_protocol']:<13} {latency['p50_ms']:>8} / {latency['p99_ms']:<14} "
+            f"{consume['events_per_s']:>16,} {r['produce_records_per_s']:>19,}"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=2000)
@@ -241,6 +277,11 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--size", type=int, default=200, help="message bytes (>= 16)")
     parser.add_argument("--deadline", type=float, default=300.0, help="whole run, seconds")
+    parser.add_argument(
+        "--compare-sasl",
+        metavar="HOST:PORT",
+        help="also measure the embedded broker's SASL_SSL listener there, in the same run",
+    )
     args = parser.parse_args()
     opts = Options(
         connection=ServiceSettings().kafka_connection(),
@@ -250,14 +291,23 @@ def main() -> int:
         size=max(args.size, PAYLOAD_HEADER.size),
         deadline_s=args.deadline,
     )
-    try:
-        result = asyncio.run(run(opts))
-    except TimeoutError as exc:
-        print(
-            f"kafka_roundtrip: not finished within {opts.deadline_s:.0f} s: {exc}", file=sys.stderr
-        )
-        return 1
-    print(json.dumps(result, sort_keys=True))
+    runs = [opts]
+    if args.compare_sasl:
+        runs.append(replace(opts, connection=local_sasl_connection(args.compare_sasl)))
+    results: list[dict[str, object]] = []
+    for one in runs:
+        print(f"--- {one.connection.security_protocol} at {one.connection.bootstrap_servers}")
+        try:
+            results.append(asyncio.run(run(one)))
+        except TimeoutError as exc:
+            print(
+                f"kafka_roundtrip: not finished within {one.deadline_s:.0f} s: {exc}",
+                file=sys.stderr,
+            )
+            return 1
+    if len(results) > 1:
+        side_by_side(results)
+    print(json.dumps(results[0] if len(results) == 1 else {"runs": results}, sort_keys=True))
     return 0
 
 
