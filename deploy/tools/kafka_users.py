@@ -36,7 +36,7 @@ if __package__ in (None, ""):  # run as a script: the imports below need the rep
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from deploy.tools.asyncapi import CONSUMERS, Consumer
-from zerocontact.platform.kafka.access import TeamAccess
+from zerocontact.platform.kafka.access import Acl, Operation, PatternType, ResourceType, TeamAccess
 from zerocontact.platform.topics import DEFAULT_CATALOG, TopicCatalog, load_catalog
 
 ROOT: Final = Path(__file__).resolve().parents[2]
@@ -101,6 +101,15 @@ class ServiceAccess:
             )
         prefix = self.groups[0] if self.groups else None
         return TeamAccess(self.user, read=self.read, write=self.write, group_prefix=prefix)
+
+    def internal_acls(self) -> list[Acl]:
+        """The Faust worker's PREFIXED ACLs on its internal topics (none for other services)."""
+        if not self.internal_prefix:
+            return []
+        return [
+            Acl(ResourceType.TOPIC, self.internal_prefix, PatternType.PREFIXED, Operation[op])
+            for op in ("CREATE", "DESCRIBE", "DESCRIBE_CONFIGS", "READ", "WRITE")
+        ]
 
 
 def _service(owner: str) -> str:

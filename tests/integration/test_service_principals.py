@@ -15,21 +15,25 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import TopicAuthorizationFailedError
 from pydantic import SecretStr
 
 from deploy.tools.kafka_users import ServiceAccess, service_access
 from tests.integration.harness import eventually, free_port, random_key, serve
-from zerocontact.platform.kafka.access import create_team_user, new_password
+from tests.integration.test_signals_pipeline import application
+from zerocontact.platform.kafka.access import create_acls, create_team_user, new_password
 from zerocontact.platform.kafka.connection import KafkaConnection
+from zerocontact.signals.v1 import risk_pb2
 from zerocontact.skeleton.app import create_accounts_app, create_projection_app
 from zerocontact.skeleton.settings import AccountsSettings, ProjectionSettings
 
@@ -128,6 +132,8 @@ def passwords(broker: Broker) -> dict[str, str]:
             for access in service_access().values():
                 password = new_password()
                 await create_team_user(admin, access.team_access(), password)
+                if access.internal_acls():  # Faust's internal topics
+                    await create_acls(admin, access.team_access().principal, access.internal_acls())
                 made[access.service] = password
         finally:
             await admin.close()
@@ -201,3 +207,85 @@ async def test_a_service_cannot_write_another_services_topic(
         await producer.send_and_wait(own, b"", key=b"k")
     finally:
         await producer.stop()
+
+
+def _start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "zerocontact.signals", "worker", "-l", "warn"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+async def test_the_signals_worker_runs_as_its_own_principal(
+    broker: Broker, passwords: dict[str, str], tmp_path: Path
+) -> None:
+    """Faust over SASL_SSL as kafka-signals: creates its internal topics, reads, scores, writes."""
+    access = _access("signals")
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")},
+        "KAFKA_BOOTSTRAP_SERVERS": broker.sasl_ssl,
+        "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "KAFKA_SASL_USERNAME": access.user,
+        "KAFKA_SASL_PASSWORD": passwords["signals"],
+        "KAFKA_SSL_CAFILE": broker.cafile,
+        "ZC_SIGNALS_DATA_DIR": str(tmp_path / "data"),
+        "ZC_SIGNALS_HTTP_PORT": str(port),
+        "ZC_SIGNALS_PRODUCER_LINGER_MS": "1",
+        "ZC_SIGNALS_SESSION_TIMEOUT_S": "6",
+    }
+    log_path = tmp_path / "worker.log"
+    process = _start_worker(env, log_path)
+    try:
+
+        async def ready() -> bool:
+            assert process.poll() is None, log_path.read_text(errors="replace")[-3000:]
+            try:
+                async with httpx.AsyncClient(timeout=2) as client:
+                    response = await client.get(f"http://127.0.0.1:{port}/readyz")
+            except httpx.TransportError:
+                return False
+            return response.status_code == 200
+
+        await eventually(ready, within_s=90, interval=0.5)
+        party = f"party-{uuid.uuid4().hex[:8]}"
+        event = application(party, device="device-1", address="10.0.0.1")
+        producer = AIOKafkaProducer(bootstrap_servers=broker.plaintext, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                "loan.events.v1", event.data, key=party.encode(), headers=event.headers()
+            )
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(
+            "signals.risk.v1", bootstrap_servers=broker.plaintext, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        try:
+
+            async def assessed() -> bool:
+                batches = await consumer.getmany(timeout_ms=500)
+                return any(
+                    record.key == party.encode()
+                    and risk_pb2.RiskEvent.FromString(record.value).WhichOneof("event")
+                    == "risk_assessment"
+                    for records in batches.values()
+                    for record in records
+                    if record.value
+                )
+
+            await eventually(assessed, within_s=60)
+        finally:
+            await consumer.stop()
+        log = log_path.read_text(errors="replace")
+        assert "TopicAuthorizationFailed" not in log and "AuthorizationFailed" not in log, log[
+            -3000:
+        ]
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
