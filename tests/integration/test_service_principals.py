@@ -4,8 +4,13 @@ A private broker (as tests/integration/test_kafka_access.py: its own ``ZC_LOCAL_
 ports, never the shared engines) with ACLs enforced; every service's SCRAM user and ACLs are
 created from deploy/tools/kafka_users.py through the platform's ``create_team_user``. Then the
 real skeleton apps run with ``KAFKA_SECURITY_PROTOCOL=SASL_SSL`` as ``kafka-skeleton``: the
-accounts app publishes, the projection consumes under its group, end to end. A service
+accounts app publishes, the projection consumes under its group, end to end; the signals Faust
+worker runs as ``kafka-signals`` (its internal topics under its PREFIXED ACLs). A service
 principal may not write another service's topic.
+
+The integration conftest's session engines (an autouse fixture) start on the default ports
+unless ``ZC_LOCAL_HOME`` and the ``ZC_*_PORT`` variables say otherwise: on a machine whose
+default ports are taken, set them to a private home and free ports.
 """
 
 from __future__ import annotations

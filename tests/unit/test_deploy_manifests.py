@@ -305,6 +305,19 @@ def test_prod_runs_every_service_as_its_own_kafka_user_over_scram() -> None:
         assert env["KAFKA_SSL_CAFILE"]["value"] == f"{mounts['kafka-ca']}/ca.crt", name
         volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
         assert volumes["kafka-ca"]["secret"]["secretName"] == "zerocontact-cluster-ca-cert"
+    # ... and the NetworkPolicies let the services reach the brokers on that port.
+    (egress,) = [p for p in of_kind(objects, "NetworkPolicy")
+                 if p["metadata"]["name"] == "services-egress"]  # fmt: skip
+    kafka_ports = {
+        port["port"]
+        for rule in egress["spec"]["egress"]
+        if any(
+            peer.get("podSelector", {}).get("matchLabels", {}).get("strimzi.io/kind") == "Kafka"
+            for peer in rule["to"]
+        )
+        for port in rule["ports"]
+    }
+    assert 9094 in kafka_ports
 
 
 def test_compose_services_are_healthchecked_hardened_and_ordered(compose: dict[str, Any]) -> None:
