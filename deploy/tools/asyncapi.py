@@ -60,7 +60,8 @@ class Consumer:
 
 # Who reads what. The services' settings hold these names as defaults;
 # tests/unit/test_asyncapi.py checks that each service's source really names its topic and
-# group, so a row cannot drift silently from the code. A new consumer adds its row here.
+# group, so a row cannot drift silently from the code. A new consumer adds its row here, then
+# runs deploy/tools/kafka_users.py: each service's Kafka ACLs (KafkaUsers) derive from this table.
 CONSUMERS: Final = (
     Consumer("skeleton.events.v1", "skeleton", "skeleton-projection", "the account projection"),
     Consumer(

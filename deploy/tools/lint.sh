@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make lint-deploy`: validate everything under deploy/ plus docker-compose.yml and the Dockerfile,
 # offline. Installs the pinned validators first (deploy/tools/install.sh; a no-op when present).
-#   1. kafka-topics.yaml is what proto/topics.toml says (deploy/tools/kafka_topics.py --check)
+#   1. kafka-topics.yaml is what proto/topics.toml says (deploy/tools/kafka_topics.py --check),
+#      and the services' KafkaUsers and prod patches what it and CONSUMERS say (kafka_users.py)
 #   2. every overlay renders (kustomize build)
 #   3. the rendered objects match the Kubernetes API schemas (kubernetes-validate --strict)
 #   4. they follow the best practices kube-score checks, warnings included
@@ -21,6 +22,7 @@ K8S_VERSION=${K8S_VERSION:-1.33.0}
 mkdir -p "$OUT"
 
 .venv/bin/python deploy/tools/kafka_topics.py --check
+.venv/bin/python deploy/tools/kafka_users.py --check
 for overlay in deploy/k8s/overlays/*/; do
   name=$(basename "$overlay")
   "$BIN/kustomize" build "$overlay" > "$OUT/$name.yaml"

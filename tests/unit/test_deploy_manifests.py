@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from deploy.tools.kafka_users import service_access
 from tests.unit.deploy_tooling import OVERLAYS, ROOT, of_kind, rendered
 from zerocontact.platform.topics import TopicCatalog, load_catalog
 
@@ -224,7 +225,12 @@ def test_kafka_enforces_acls_and_anonymous_listeners_admit_only_the_suite() -> N
         objects = rendered(overlay)
         (kafka,) = of_kind(objects, "Kafka")
         spec = kafka["spec"]["kafka"]
-        assert spec["authorization"] == {"type": "simple", "superUsers": ["ANONYMOUS"]}
+        # prod: every service is its own KafkaUser on the scram listener, nothing is ANONYMOUS;
+        # dev still connects the services to the plain listener as ANONYMOUS, a super user.
+        expected = {"type": "simple"} if overlay == "prod" else {
+            "type": "simple", "superUsers": ["ANONYMOUS"]
+        }  # fmt: skip
+        assert spec["authorization"] == expected, overlay
         suite = [{"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "zerocontact"}}}]
         for listener in spec["listeners"]:
             if "authentication" not in listener:  # its clients are ANONYMOUS: super users
@@ -235,31 +241,83 @@ def test_kafka_enforces_acls_and_anonymous_listeners_admit_only_the_suite() -> N
         ]
 
 
-def test_team_kafka_users_are_least_privilege() -> None:
+def test_kafka_users_are_least_privilege() -> None:
+    """Teams and services alike: their own topics, their own groups, nothing cluster-wide."""
+    services = service_access()
     for overlay in OVERLAYS:
         objects = rendered(overlay)
         (kafka,) = of_kind(objects, "Kafka")
         topics = {t["spec"]["topicName"] for t in of_kind(objects, "KafkaTopic")}
         users = of_kind(objects, "KafkaUser")
-        assert users, overlay
+        service_users = {u["metadata"]["name"] for u in users if "zerocontact.io/service" in
+                         u["metadata"]["labels"]}  # fmt: skip
+        assert service_users == {a.user for a in services.values()}, overlay
+        assert len(users) > len(service_users), overlay  # the example team too
         for user in users:
             name = user["metadata"]["name"]
             assert user["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
             assert user["spec"]["authentication"] == {"type": "scram-sha-512"}
             assert user["spec"]["authorization"]["type"] == "simple"
+            service = user["metadata"]["labels"].get("zerocontact.io/service")
+            access = services[service] if service else None
             for acl in user["spec"]["authorization"]["acls"]:
                 resource, operations = acl["resource"], set(acl["operations"])
                 assert "*" not in resource["name"] and "All" not in operations, (name, acl)
-                if resource["type"] == "topic":
+                if resource["type"] == "topic" and resource["patternType"] == "prefix":
+                    # only a Faust worker's own internal topics (<app id>-...)
+                    assert access and resource["name"] == access.internal_prefix, (name, acl)
+                    assert operations <= {"Create", "Describe", "DescribeConfigs", "Read",
+                                          "Write"}, (name, acl)  # fmt: skip
+                elif resource["type"] == "topic":
                     assert resource["patternType"] == "literal" and resource["name"] in topics
                     assert operations <= {"Read", "Write", "Describe"}, (name, acl)
-                else:  # only its own consumer groups
+                    if access and "Write" in operations:
+                        assert resource["name"] in access.write, (name, acl)
+                    if access and "Read" in operations:
+                        assert resource["name"] in access.read, (name, acl)
+                elif access:  # a service: exactly its consumer groups
+                    assert resource["type"] == "group" and resource["patternType"] == "literal"
+                    assert resource["name"] in access.groups and operations == {"Read"}
+                else:  # a team: only its own consumer-group prefix
                     assert resource == {
                         "type": "group",
                         "name": f"{name}.",
                         "patternType": "prefix",
                     }
                     assert operations == {"Read"}, (name, acl)
+
+
+def test_prod_runs_every_service_as_its_own_kafka_user_over_scram() -> None:
+    objects = rendered("prod")
+    users = {u["metadata"]["name"] for u in of_kind(objects, "KafkaUser")}
+    for deployment in of_kind(objects, "Deployment"):
+        (container,) = [c for c in deployment["spec"]["template"]["spec"]["containers"]
+                        if c["name"] == "app"]  # fmt: skip
+        env = {e["name"]: e for e in container["env"]}
+        name = deployment["metadata"]["name"]
+        assert env["KAFKA_BOOTSTRAP_SERVERS"]["value"].endswith("-kafka-bootstrap:9094"), name
+        assert env["KAFKA_SECURITY_PROTOCOL"]["value"] == "SASL_SSL", name
+        user = env["KAFKA_SASL_USERNAME"]["value"]
+        assert user in users, name
+        secret = env["KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert secret == {"name": user, "key": "password"}, name  # Strimzi's Secret of the user
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        assert env["KAFKA_SSL_CAFILE"]["value"] == f"{mounts['kafka-ca']}/ca.crt", name
+        volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["kafka-ca"]["secret"]["secretName"] == "zerocontact-cluster-ca-cert"
+    # ... and the NetworkPolicies let the services reach the brokers on that port.
+    (egress,) = [p for p in of_kind(objects, "NetworkPolicy")
+                 if p["metadata"]["name"] == "services-egress"]  # fmt: skip
+    kafka_ports = {
+        port["port"]
+        for rule in egress["spec"]["egress"]
+        if any(
+            peer.get("podSelector", {}).get("matchLabels", {}).get("strimzi.io/kind") == "Kafka"
+            for peer in rule["to"]
+        )
+        for port in rule["ports"]
+    }
+    assert 9094 in kafka_ports
 
 
 def test_compose_services_are_healthchecked_hardened_and_ordered(compose: dict[str, Any]) -> None:

@@ -72,7 +72,9 @@ class Operation(IntEnum):
     ANY = 1
     READ = 3
     WRITE = 4
+    CREATE = 5  # a Faust worker's internal topics (deploy/tools/kafka_users.py)
     DESCRIBE = 8
+    DESCRIBE_CONFIGS = 10
 
 
 ALLOW = 3
