@@ -16,13 +16,15 @@ default ports are taken, set them to a private home and free ports.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +33,32 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import TopicAuthorizationFailedError
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from fastapi import FastAPI
 from pydantic import SecretStr
+from pymongo import AsyncMongoClient
 
 from deploy.tools.kafka_users import ServiceAccess, service_access
 from tests.integration.harness import eventually, free_port, random_key, serve
 from tests.integration.test_signals_pipeline import application
+from zerocontact.gateway.audit import AuditSink
+from zerocontact.gateway.settings import GatewaySettings
+from zerocontact.gateway.watch import EventHub
+from zerocontact.identity.app import create_app as identity_app
+from zerocontact.identity.settings import IdentitySettings
+from zerocontact.loan.app import create_app as loan_app
+from zerocontact.loan.settings import LoanSettings
+from zerocontact.loan.v1 import events_pb2 as loan_pb2
+from zerocontact.marketing.app import create_app as marketing_app
+from zerocontact.marketing.settings import MarketingSettings
+from zerocontact.payroll.app import create_app as payroll_app
+from zerocontact.payroll.settings import PayrollSettings
+from zerocontact.platform.ids import new_id
 from zerocontact.platform.kafka.access import create_acls, create_team_user, new_password
+from zerocontact.platform.kafka.cloudevents import CloudEvent
 from zerocontact.platform.kafka.connection import KafkaConnection
+from zerocontact.platform.outbox import OutboxEvent, outbox_document
 from zerocontact.signals.v1 import risk_pb2
 from zerocontact.skeleton.app import create_accounts_app, create_projection_app
 from zerocontact.skeleton.settings import AccountsSettings, ProjectionSettings
@@ -294,3 +315,192 @@ async def test_the_signals_worker_runs_as_its_own_principal(
             process.wait(20)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+# --- identity, loan, payroll and marketing: the real app as the service's own user ----------
+#
+# Each app starts with its catalog topics and consumer group (what its ACLs name), on the
+# private broker's SASL_SSL listener as its user: /readyz 200 means its consumer group joined
+# (group and topic READ ACLs) and its publisher reached the broker. Then one event, stored in
+# an aggregate's outbox as the service's own writes store them, is published by the app's
+# running outbox relay: the relay's producer writes the service's topic as its user.
+
+OPERATOR_KEY = SecretStr("o" * 32)
+NOWHERE = "http://127.0.0.1:9/.well-known/jwks.json"  # no token is checked here
+
+
+def _identity(kafka: dict[str, Any], db: str) -> tuple[FastAPI, str, str, str]:
+    raw = (
+        X25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    )
+    settings = IdentitySettings(
+        **kafka, mongodb_database=db, outbox_sweep_interval_s=0.5, pii_key=SecretStr(random_key()),
+        pii_index_key=SecretStr(random_key()), jwt_signing_seed=SecretStr(random_key()),
+        sms_gateway_public_key=SecretStr(base64.urlsafe_b64encode(raw).decode().rstrip("=")),
+        sms_gateway_key=SecretStr(random_key()), operator_key=SecretStr(random_key()), password_time_cost=1,
+        password_memory_kib=1024, password_parallelism=1,
+    )  # fmt: skip
+    return identity_app(settings), settings.events_topic, settings.consumer_group, "customers"
+
+
+def _loan(kafka: dict[str, Any], db: str) -> tuple[FastAPI, str, str, str]:
+    settings = LoanSettings(
+        **kafka, mongodb_database=db, operator_key=OPERATOR_KEY, outbox_sweep_interval_s=0.5,
+        jwks_url=NOWHERE,
+    )  # fmt: skip
+    return loan_app(settings), settings.events_topic, settings.consumer_group, "applications"
+
+
+def _payroll(kafka: dict[str, Any], db: str) -> tuple[FastAPI, str, str, str]:
+    settings = PayrollSettings(
+        **kafka, mongodb_database=db, rail_simulator_database=f"{db}_rail",
+        outbox_sweep_interval_s=0.5, pii_key=SecretStr(random_key()), pii_index_key=SecretStr(random_key()),
+        identity_jwks_url=NOWHERE,
+    )  # fmt: skip
+    return payroll_app(settings), settings.events_topic, settings.consumer_group, "employers"
+
+
+def _marketing(kafka: dict[str, Any], db: str) -> tuple[FastAPI, str, str, str]:
+    settings = MarketingSettings(
+        **kafka, mongodb_database=db, operator_key=OPERATOR_KEY, outbox_sweep_interval_s=0.5
+    )
+    return marketing_app(settings), settings.topic, settings.consumer_group, "preferences"
+
+
+APPS: dict[str, Callable[[dict[str, Any], str], tuple[FastAPI, str, str, str]]] = {
+    "identity": _identity,
+    "loan": _loan,
+    "payroll": _payroll,
+    "marketing": _marketing,
+}
+
+
+async def _group_state(broker: Broker, group: str) -> str:
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.plaintext)
+    await admin.start()
+    try:
+        [described] = await admin.describe_consumer_groups([group])
+    finally:
+        await admin.close()
+    state: str = described.groups[0][2]  # (error, group, state, protocol_type, protocol, members)
+    return state
+
+
+async def _published(broker: Broker, topic: str, event_id: str) -> bool:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=broker.plaintext, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        for _ in range(10):
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for record in records:
+                    if dict(record.headers).get("ce_id") == event_id.encode():
+                        return True
+    finally:
+        await consumer.stop()
+    return False
+
+
+@pytest.mark.parametrize("service", sorted(APPS))
+async def test_a_service_app_runs_as_its_own_principal(
+    broker: Broker, passwords: dict[str, str], service: str
+) -> None:
+    kafka = broker.settings(_access(service).user, passwords[service])
+    db = f"zc_principals_{service}"
+    app, topic, group, collection = APPS[service](kafka, db)
+    assert topic in _access(service).write
+    async with serve(app) as running:
+
+        async def ready() -> bool:
+            r = await running.client.get("/readyz")
+            return r.status_code == 200
+
+        await eventually(ready, within_s=60, interval=0.3)
+        # /readyz says the consumer runs; the join follows (an ACL refusal would stop it there)
+
+        async def joined() -> bool:
+            return await _group_state(broker, group) == "Stable"
+
+        await eventually(joined, within_s=30, interval=0.3)
+
+        # One event in an aggregate's outbox, as the service's writes store it; the app's own
+        # relay (sweeping every 0.5 s) publishes it with the service's credentials.
+        event = OutboxEvent(
+            topic=topic,
+            key=f"principal-{service}",
+            event=CloudEvent(
+                id=new_id(), source=f"/zerocontact/{service}",
+                type="zerocontact.test.PrincipalProbe", subject=f"principal-{service}", data=b"",
+            ),
+        )  # fmt: skip
+        mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(broker.mongodb_uri)
+        try:
+            await mongo[db][collection].insert_one(
+                {"_id": f"principal-probe-{uuid.uuid4().hex[:8]}", "version": 1,
+                 **outbox_document([event], version=1)}
+            )  # fmt: skip
+            await eventually(lambda: _published(broker, topic, event.event.id), within_s=30)
+        finally:
+            await mongo.drop_database(db)
+            await mongo.close()
+
+
+async def test_the_gateways_kafka_parts_run_as_its_own_principal(
+    broker: Broker, passwords: dict[str, str]
+) -> None:
+    """The event hub reads with no group, the audit sink writes gateway.audit.v1, as kafka-gateway."""
+    settings = GatewaySettings.model_construct()  # only the topic defaults are read
+    connection = broker.connection(_access("gateway").user, passwords["gateway"])
+    hub = EventHub(
+        connection,
+        loan_topic=settings.loan_topic,
+        payroll_topic=settings.payroll_topic,
+        risk_topic=settings.risk_topic,
+    )
+    sink = AuditSink(connection, settings.audit_topic)
+    await hub.start()
+    await sink.start()
+    try:
+        application_id = f"app-{uuid.uuid4().hex[:8]}"
+        wrapper = loan_pb2.LoanEvent()
+        wrapper.loan_application_submitted.application_id = application_id
+        with hub.watch(f"application:{application_id}") as queue:
+            producer = AIOKafkaProducer(bootstrap_servers=broker.plaintext, acks="all")
+            await producer.start()
+            try:
+                await producer.send_and_wait(
+                    settings.loan_topic, wrapper.SerializeToString(), key=application_id.encode()
+                )
+            finally:
+                await producer.stop()
+            notice = await asyncio.wait_for(queue.get(), 30)
+        assert notice.kind == "loan_application_submitted"
+
+        partner = f"partner-{uuid.uuid4().hex[:8]}"
+        sink.record(
+            partner_id=partner, method="/probe", outcome="OK", reason="", latency_us=1,
+            replayed=False, started_at=datetime.now(UTC), peer="127.0.0.1",
+        )  # fmt: skip
+    finally:
+        await sink.stop()
+        await hub.stop()
+
+    consumer = AIOKafkaConsumer(
+        settings.audit_topic, bootstrap_servers=broker.plaintext, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+
+        async def audited() -> bool:
+            batches = await consumer.getmany(timeout_ms=500)
+            return any(
+                record.key == partner.encode() for records in batches.values() for record in records
+            )
+
+        await eventually(audited, within_s=30)
+    finally:
+        await consumer.stop()
