@@ -5,8 +5,11 @@ ports, never the shared engines) with ACLs enforced; every service's SCRAM user 
 created from deploy/tools/kafka_users.py through the platform's ``create_team_user``. Then the
 real skeleton apps run with ``KAFKA_SECURITY_PROTOCOL=SASL_SSL`` as ``kafka-skeleton``: the
 accounts app publishes, the projection consumes under its group, end to end; the signals Faust
-worker runs as ``kafka-signals`` (its internal topics under its PREFIXED ACLs). A service
-principal may not write another service's topic.
+worker runs as ``kafka-signals`` (its internal topics under its PREFIXED ACLs); identity, loan,
+payroll and marketing each run their real app as their own user (/readyz, their consumer group
+joined, their outbox relay publishing their topic); the gateway's event hub reads with no group
+and its audit sink writes ``gateway.audit.v1`` as ``kafka-gateway``. A service principal may not
+write another service's topic.
 
 The integration conftest's session engines (an autouse fixture) start on the default ports
 unless ``ZC_LOCAL_HOME`` and the ``ZC_*_PORT`` variables say otherwise: on a machine whose
@@ -184,8 +187,8 @@ async def test_the_skeleton_runs_end_to_end_as_its_own_principal(
             **kafka,
             mongodb_database="zc_principals_accounts",
             outbox_sweep_interval_s=0.5,
-            pii_key=random_key(),
-            pii_index_key=random_key(),
+            pii_key=SecretStr(random_key()),
+            pii_index_key=SecretStr(random_key()),
         )
     )
     projection = create_projection_app(
