@@ -326,7 +326,9 @@ async def test_the_signals_worker_runs_as_its_own_principal(
 # private broker's SASL_SSL listener as its user: /readyz 200 means its consumer group joined
 # (group and topic READ ACLs) and its publisher reached the broker. Then one event, stored in
 # an aggregate's outbox as the service's own writes store them, is published by the app's
-# running outbox relay: the relay's producer writes the service's topic as its user.
+# running outbox relay: the relay's producer writes the service's topic as its user. Marketing
+# also publishes a real call's event (a party's preferences, put through its API); the others'
+# cheapest emitting calls need tokens from identity or events from other services.
 
 OPERATOR_KEY = SecretStr("o" * 32)
 NOWHERE = "http://127.0.0.1:9/.well-known/jwks.json"  # no token is checked here
@@ -391,7 +393,10 @@ async def _group_state(broker: Broker, group: str) -> str:
     return state
 
 
-async def _published(broker: Broker, topic: str, event_id: str) -> bool:
+async def _published(
+    broker: Broker, topic: str, event_id: str | None = None, *, key: str | None = None
+) -> bool:
+    """Whether ``topic`` holds the event ``event_id`` (or a record keyed ``key``)."""
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=broker.plaintext, auto_offset_reset="earliest"
     )
@@ -401,7 +406,11 @@ async def _published(broker: Broker, topic: str, event_id: str) -> bool:
             batches = await consumer.getmany(timeout_ms=500)
             for records in batches.values():
                 for record in records:
-                    if dict(record.headers).get("ce_id") == event_id.encode():
+                    if event_id is not None and dict(record.headers).get("ce_id") == (
+                        event_id.encode()
+                    ):
+                        return True
+                    if key is not None and record.key == key.encode():
                         return True
     finally:
         await consumer.stop()
@@ -447,6 +456,19 @@ async def test_a_service_app_runs_as_its_own_principal(
                  **outbox_document([event], version=1)}
             )  # fmt: skip
             await eventually(lambda: _published(broker, topic, event.event.id), within_s=30)
+            if service == "marketing":  # a real call's event, through the API, as the user
+                party = f"party-{uuid.uuid4().hex[:8]}"
+                r = await running.client.put(
+                    f"/v1/parties/{party}/preferences",
+                    json={"consented_channels": ["in_app"]},
+                    headers={
+                        "Idempotency-Key": uuid.uuid4().hex,
+                        "X-Operator-Key": OPERATOR_KEY.get_secret_value(),
+                        "X-Operator-Id": "alice",
+                    },
+                )
+                assert r.status_code in (200, 201), r.text
+                await eventually(lambda: _published(broker, topic, key=party), within_s=30)
         finally:
             await mongo.drop_database(db)
             await mongo.close()
