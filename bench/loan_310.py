@@ -56,6 +56,7 @@ from zerocontact.identity.tokens import AccessGrant, SigningKeys, access_claims
 from zerocontact.identity.v1 import events_pb2 as identity_pb2
 from zerocontact.loan.v1 import events_pb2 as loan_pb2
 from zerocontact.platform.kafka.cloudevents import CloudEvent
+from zerocontact.platform.kafka.connection import KafkaConnection
 from zerocontact.signals.v1 import risk_pb2
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -402,7 +403,7 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     try:
         print(f"raw Kafka round trip ({args.roundtrip_samples} samples)...", flush=True)
         opts = roundtrip.Options(
-            bootstrap=run.bootstrap,
+            connection=KafkaConnection(run.bootstrap),
             samples=args.roundtrip_samples,
             warmup=50,
             messages=0,
