@@ -119,6 +119,23 @@ def _timestamp(moment: datetime) -> Timestamp:
     return stamp
 
 
+def _record(
+    event: risk_pb2.RiskEvent, *, event_id: str, subject: str, time: datetime
+) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """(value, headers) of a RiskEvent; ``ce_type`` is the full name of the event it carries."""
+    inner = getattr(event, event.WhichOneof("event") or "")
+    cloud_event = CloudEvent(
+        id=event_id,
+        source=SOURCE,
+        type=inner.DESCRIPTOR.full_name,
+        subject=subject,
+        data=event.SerializeToString(),
+        time=time,
+        dataschema=dataschema_for(risk_pb2.RiskEvent.DESCRIPTOR.full_name),
+    )
+    return cloud_event.data, cloud_event.headers()
+
+
 def _rule_results(rules: Iterable[RuleOutcome]) -> list[risk_pb2.RuleResult]:
     return [
         risk_pb2.RuleResult(
@@ -160,16 +177,10 @@ def assessment_record(
             scorecard_version=SCORECARD_VERSION,
         )
     )
-    cloud_event = CloudEvent(
-        id=assessment_id,
-        source=SOURCE,
-        type="zerocontact.signals.v1.RiskAssessment",
-        subject=application.party_id,
-        data=event.SerializeToString(),
-        time=assessed_at,
-        dataschema=dataschema_for(risk_pb2.RiskEvent.DESCRIPTOR.full_name),
+    value, headers = _record(
+        event, event_id=assessment_id, subject=application.party_id, time=assessed_at
     )
-    return cloud_event.data, cloud_event.headers(), assessment_id
+    return value, headers, assessment_id
 
 
 def alert_record(
@@ -194,13 +205,5 @@ def alert_record(
             raised_at=_timestamp(raised),
         )
     )
-    cloud_event = CloudEvent(
-        id=alert_id,
-        source=SOURCE,
-        type="zerocontact.signals.v1.RiskAlert",
-        subject=party_id,
-        data=event.SerializeToString(),
-        time=raised,
-        dataschema=dataschema_for(risk_pb2.RiskEvent.DESCRIPTOR.full_name),
-    )
-    return cloud_event.data, cloud_event.headers(), alert_id
+    value, headers = _record(event, event_id=alert_id, subject=party_id, time=raised)
+    return value, headers, alert_id
