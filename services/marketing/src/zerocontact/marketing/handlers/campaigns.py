@@ -18,7 +18,7 @@ from zerocontact.marketing.domain.campaigns import (
     finding_view,
 )
 from zerocontact.marketing.outreach import Outreach
-from zerocontact.marketing.repository import CAMPAIGNS, ConcurrentUpdate, Repository
+from zerocontact.marketing.repository import CAMPAIGNS, ConcurrentUpdate, Repository, campaign_of
 from zerocontact.platform.errors import NotFound
 from zerocontact.platform.ids import new_id
 from zerocontact.platform.mongo import Document
@@ -118,9 +118,10 @@ async def approve(
     now: datetime,
 ) -> Document:
     """Record the approver (not the author); only a reviewed campaign without findings."""
-    campaign = await load(repo, campaign_id)
+    doc = await get_campaign(repo, campaign_id)
+    campaign = campaign_of(doc)
     if campaign.is_approved_by(approver):
-        return await get_campaign(repo, campaign_id)  # a retry
+        return doc  # a retry: the campaign as just read, not read again
     status = campaign.check_approve(approver)
     try:
         await repo.update_campaign(
