@@ -73,12 +73,6 @@ def mask_address(address: str) -> str:
     return f"{text[:6]}****" if len(text) > 6 else "****"
 
 
-def mask_name(name: str) -> str:
-    """Keep the first character of a personal name: ``"李小龙"`` -> ``"李**"``."""
-    text = name.strip()
-    return f"{text[:1]}{'*' * max(1, len(text) - 1)}" if text else ""
-
-
 @dataclass
 class Customer:
     """An individual customer; personal data is held masked (the ciphertexts live in storage)."""

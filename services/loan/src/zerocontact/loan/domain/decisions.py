@@ -7,7 +7,6 @@ sees every rule that failed, not only the first one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -222,8 +221,3 @@ def _credit_limit(product: Product, band: RiskBand) -> Money:
     hundred = Money.of("100", base.currency).minor_units
     minor = int(base.minor_units * fraction) // hundred * hundred
     return Money(base.currency, minor)
-
-
-def rule_descriptions(rules: Sequence[RiskRule]) -> list[str]:
-    """The sentences of the triggered rules (for audit views)."""
-    return [r.description for r in rules if r.triggered]

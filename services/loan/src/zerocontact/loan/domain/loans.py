@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -216,8 +216,3 @@ def mark_disbursement_failed(loan: Loan, *, reason: str) -> bool:
     loan.failure = reason
     loan.version += 1
     return True
-
-
-def with_installments(loan: Loan, installments: tuple[InstallmentState, ...]) -> Loan:
-    """A copy of ``loan`` with new servicing state (callers bump the version)."""
-    return replace(loan, installments=installments)

@@ -338,16 +338,6 @@ def batch_status(paid: int, failed: int, open_items: int) -> str:
     return "RJCT" if paid == 0 else "PART"
 
 
-def item_status(state: ItemState) -> str:
-    """The pain.002 transaction status of an item."""
-    return {
-        ItemState.PENDING: "PDNG",
-        ItemState.SENT: "PDNG",
-        ItemState.PAID: "ACSC",
-        ItemState.FAILED: "RJCT",
-    }[state]
-
-
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """Capped exponential back-off for retryable rail failures (timeouts)."""
