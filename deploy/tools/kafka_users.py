@@ -36,6 +36,7 @@ if __package__ in (None, ""):  # run as a script: the imports below need the rep
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from deploy.tools.asyncapi import CONSUMERS, Consumer
+from deploy.tools.generated import write_or_check
 from zerocontact.platform.kafka.access import Acl, Operation, PatternType, ResourceType, TeamAccess
 from zerocontact.platform.topics import DEFAULT_CATALOG, TopicCatalog, load_catalog
 
@@ -242,18 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--catalog", type=Path, default=DEFAULT_CATALOG)
     parser.add_argument("--check", action="store_true", help="compare only; exit 1 if stale")
     args = parser.parse_args(argv)
-    stale = 0
-    for path, text in render(load_catalog(args.catalog)).items():
-        shown = path.relative_to(ROOT)
-        if args.check:
-            if (path.read_text() if path.exists() else "") != text:
-                print(f"{shown} is stale: run `.venv/bin/python deploy/tools/kafka_users.py`",
-                      file=sys.stderr)  # fmt: skip
-                stale = 1
-        else:
-            path.write_text(text)
-            print(f"wrote {shown}")
-    return stale
+    return write_or_check(
+        render(load_catalog(args.catalog)),
+        check=args.check,
+        regenerate=".venv/bin/python deploy/tools/kafka_users.py",
+    )
 
 
 if __name__ == "__main__":
