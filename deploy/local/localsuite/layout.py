@@ -109,10 +109,6 @@ class Layout:
         return self.home / "run" / "supervisord.conf"
 
     @property
-    def supervisord_pidfile(self) -> Path:
-        return self.home / "run" / "supervisord.pid"
-
-    @property
     def server_properties(self) -> Path:
         return self.home / "run" / "kafka" / "server.properties"
 
