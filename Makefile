@@ -82,9 +82,7 @@ lint: $(STAMP) proto buf-lint lint-deploy ## ruff, mypy, import contracts, buf l
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	MYPYPATH=deploy/local $(VENV)/bin/mypy deploy/local/engines.py deploy/local/localsuite \
-		proto/generate.py deploy/tools/kafka_topics.py deploy/tools/kafka_users.py deploy/tools/asyncapi.py \
-		deploy/tools/asyncapi_html.py deploy/tools/proto_source.py bench \
-		examples/consumer_loan_events.py
+		proto/generate.py deploy/tools/*.py bench examples/consumer_loan_events.py
 	$(PY) deploy/tools/asyncapi.py --check  # docs/asyncapi.{yaml,html} match the catalog and protos
 	node deploy/tools/asyncapi-validate.mjs docs/asyncapi.yaml  # the official AsyncAPI parser
 	$(VENV)/bin/lint-imports --no-cache  # the architecture contracts in pyproject.toml [tool.importlinter]

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import struct
 import sys
@@ -43,8 +42,10 @@ from pydantic import SecretStr
 from zerocontact.platform.kafka.connection import KafkaConnection
 from zerocontact.platform.settings import ServiceSettings
 
-LOCAL_HOME = Path(os.environ.get("ZC_LOCAL_HOME", Path(__file__).resolve().parents[1] / ".cache"))
-LOCAL_ADMIN = "zc-admin"  # deploy/local/localsuite/layout.py: KAFKA_ADMIN_USER
+# The local suite's cache layout and admin (deploy/local/localsuite, standard library only).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy" / "local"))
+from localsuite.configs import ADMIN_SECRET
+from localsuite.layout import KAFKA_ADMIN_USER, Layout
 
 PAYLOAD_HEADER = struct.Struct(">qq")  # sequence number, send time (perf_counter_ns)
 
@@ -248,13 +249,14 @@ async def run(opts: Options) -> dict[str, object]:
 
 def local_sasl_connection(bootstrap: str) -> KafkaConnection:
     """The embedded broker's SASL_SSL listener, as the local admin (made by `make up`)."""
-    secrets = json.loads((LOCAL_HOME / "run" / "local-secrets.json").read_text())
+    layout = Layout.from_env()
+    secrets = json.loads((layout.run / "local-secrets.json").read_text())
     return KafkaConnection(
         bootstrap_servers=bootstrap,
         security_protocol="SASL_SSL",
-        sasl_username=LOCAL_ADMIN,
-        sasl_password=SecretStr(secrets["KAFKA_ADMIN_PASSWORD"]),
-        ssl_cafile=str(LOCAL_HOME / "kafka-tls" / "ca.pem"),
+        sasl_username=KAFKA_ADMIN_USER,
+        sasl_password=SecretStr(secrets[ADMIN_SECRET]),
+        ssl_cafile=str(layout.kafka_tls / "ca.pem"),
     )
 
 

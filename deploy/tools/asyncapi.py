@@ -26,6 +26,7 @@ if __package__ in (None, ""):  # run as a script: the imports below need the rep
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from deploy.tools.asyncapi_html import render_html
+from deploy.tools.generated import write_or_check
 from deploy.tools.proto_source import PROTO_ROOT, inlined_source, proto_file
 from zerocontact.platform.topics import (
     DEFAULT_CATALOG,
@@ -341,16 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--catalog", type=Path, default=DEFAULT_CATALOG)
     parser.add_argument("--check", action="store_true", help="compare only; exit 1 if stale")
     args = parser.parse_args(argv)
-    stale = 0
-    for path, text in outputs(load_catalog(args.catalog)).items():
-        shown = path.relative_to(ROOT)
-        if not args.check:
-            path.write_text(text)
-            print(f"wrote {shown}")
-        elif not path.exists() or path.read_text() != text:
-            print(f"{shown} is stale: run `make asyncapi`", file=sys.stderr)
-            stale = 1
-    return stale
+    return write_or_check(
+        outputs(load_catalog(args.catalog)), check=args.check, regenerate="make asyncapi"
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import base64
 import os
 import shlex
 import string
+import subprocess
 from pathlib import Path
 
 from .common import EngineError, first_error_line, run_captured, timed
@@ -225,6 +226,15 @@ def _scram(layout: Layout) -> str:
     return f"{SCRAM_MECHANISM}=[name={KAFKA_ADMIN_USER},password={admin_password(layout)}]"
 
 
+def _run_kafka_tool(
+    layout: Layout, java: str, main_class: str, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """Run one of Kafka's command-line tools from the fetched jars, output captured."""
+    classpath = f"{layout.kafka_libs}/*"
+    log4j = f"-Dlog4j2.configurationFile={LOG4J2}"
+    return run_captured([java, log4j, "-cp", classpath, main_class, *args])
+
+
 def format_kafka(layout: Layout, java: str) -> None:
     meta = layout.kafka_data / "meta.properties"
     marker = layout.kafka_data / ".zc-controller-port"
@@ -239,22 +249,18 @@ def format_kafka(layout: Layout, java: str) -> None:
         return
     out_log = layout.logs / "kafka-format.log"
     with timed(f"kafka: formatting the KRaft storage in {layout.kafka_data}"):
-        out = run_captured(
-            [
-                java,
-                f"-Dlog4j2.configurationFile={LOG4J2}",
-                "-cp",
-                f"{layout.kafka_libs}/*",
-                "kafka.tools.StorageTool",
-                "format",
-                "-t",
-                kafka_cluster_id(),
-                "-c",
-                str(layout.server_properties),
-                "--standalone",
-                "--add-scram",
-                _scram(layout),
-            ]
+        out = _run_kafka_tool(
+            layout,
+            java,
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            kafka_cluster_id(),
+            "-c",
+            str(layout.server_properties),
+            "--standalone",
+            "--add-scram",
+            _scram(layout),
         )
         out_log.write_text(out.stdout + out.stderr)
         if out.returncode != 0:
@@ -276,23 +282,19 @@ def ensure_admin_credential(layout: Layout, java: str) -> None:
     if marker.exists():
         return
     with timed(f"kafka: adding the SCRAM credential of {KAFKA_ADMIN_USER}"):
-        out = run_captured(
-            [
-                java,
-                f"-Dlog4j2.configurationFile={LOG4J2}",
-                "-cp",
-                f"{layout.kafka_libs}/*",
-                "org.apache.kafka.tools.ConfigCommand",
-                "--bootstrap-server",
-                layout.kafka_bootstrap,
-                "--alter",
-                "--entity-type",
-                "users",
-                "--entity-name",
-                KAFKA_ADMIN_USER,
-                "--add-config",
-                f"{SCRAM_MECHANISM}=[password={admin_password(layout)}]",
-            ]
+        out = _run_kafka_tool(
+            layout,
+            java,
+            "org.apache.kafka.tools.ConfigCommand",
+            "--bootstrap-server",
+            layout.kafka_bootstrap,
+            "--alter",
+            "--entity-type",
+            "users",
+            "--entity-name",
+            KAFKA_ADMIN_USER,
+            "--add-config",
+            f"{SCRAM_MECHANISM}=[password={admin_password(layout)}]",
         )
     if out.returncode != 0:
         raise EngineError(

@@ -55,18 +55,21 @@ class Layout:
             mongodb_port=_port("ZC_MONGODB_PORT", 27017),
             kafka_sasl_port=_port("ZC_KAFKA_SASL_PORT", 9094),
         )
-        ports = [
-            layout.kafka_port,
-            layout.controller_port,
-            layout.mongodb_port,
-            layout.kafka_sasl_port,
-        ]
-        if len(set(ports)) != len(ports):
-            raise EngineError(
-                "ZC_KAFKA_PORT, ZC_KAFKA_CONTROLLER_PORT, ZC_KAFKA_SASL_PORT and "
-                "ZC_MONGODB_PORT must differ"
-            )
+        ports = layout.engine_ports
+        if len(set(ports.values())) != len(ports):
+            *names, last = ports
+            raise EngineError(f"{', '.join(names)} and {last} must differ")
         return layout
+
+    @property
+    def engine_ports(self) -> dict[str, int]:
+        """Each engine port, by the variable that sets it."""
+        return {
+            "ZC_KAFKA_PORT": self.kafka_port,
+            "ZC_KAFKA_CONTROLLER_PORT": self.controller_port,
+            "ZC_KAFKA_SASL_PORT": self.kafka_sasl_port,
+            "ZC_MONGODB_PORT": self.mongodb_port,
+        }
 
     @property
     def kafka_libs(self) -> Path:
@@ -107,10 +110,6 @@ class Layout:
     @property
     def supervisord_conf(self) -> Path:
         return self.home / "run" / "supervisord.conf"
-
-    @property
-    def supervisord_pidfile(self) -> Path:
-        return self.home / "run" / "supervisord.pid"
 
     @property
     def server_properties(self) -> Path:

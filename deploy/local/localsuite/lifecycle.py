@@ -132,10 +132,8 @@ def start(layout: Layout, *, engines_only: bool, if_needed: bool, timeout: float
             if stray := leftovers(layout):
                 log(f"stopping {len(stray)} processes left behind by a killed supervisord")
                 shutdown(layout, quiet=True)
-            require_free(layout.kafka_port, "ZC_KAFKA_PORT")
-            require_free(layout.controller_port, "ZC_KAFKA_CONTROLLER_PORT")
-            require_free(layout.kafka_sasl_port, "ZC_KAFKA_SASL_PORT")
-            require_free(layout.mongodb_port, "ZC_MONGODB_PORT")
+            for variable, port in layout.engine_ports.items():
+                require_free(port, variable)
             for service in services:
                 if service.port:
                     require_free(service.port, f"the port of {service.name} in {SERVICES_FILE}")
