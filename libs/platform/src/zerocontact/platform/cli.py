@@ -18,18 +18,15 @@ from contextlib import aclosing, asynccontextmanager
 from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped, unused-ignore]
-from aiokafka.errors import (  # type: ignore[import-untyped, unused-ignore]
-    KafkaConnectionError,
-    KafkaError,
-)
 from rich.console import Console
 from rich.table import Table
 
-from .access_cli import connection_or_exit, kafka_app
+from .access_cli import kafka_app
+from .cli_support import connection_or_exit, err, fail, kafka_failures
 from .dlq import NotADeadLetterTopic, ReplayReport, replay_dead_letters
 from .tail import Decoder, StartAt, TopicNotFound, parse_since, render, tail
 from .topics import (
@@ -63,7 +60,6 @@ app.add_typer(kafka_app, name="kafka")
 
 # Piped output (CI logs, scripts) is not cut at rich's default 80 columns; errors stay one line.
 out = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, soft_wrap=True)
 
 Bootstrap = Annotated[
     str,
@@ -92,16 +88,11 @@ DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 T = TypeVar("T")
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
-
-
 def _load(path: Path) -> TopicCatalog:
     try:
         return load_catalog(path)
     except CatalogError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 @asynccontextmanager
@@ -131,15 +122,8 @@ def _run(bootstrap: str, timeout: float, work: Callable[[AIOKafkaAdminClient], A
 
     # aiokafka logs each failed connection attempt; the single error line below says it all.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    try:
+    with kafka_failures(bootstrap, timeout):
         return asyncio.run(main())
-    except TimeoutError:
-        _fail(f"Kafka at {bootstrap} did not answer within {timeout:g}s")
-    except KafkaConnectionError:
-        _fail(f"cannot reach Kafka at {bootstrap}: no broker accepted the connection")
-    except (KafkaError, OSError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        _fail(f"Kafka at {bootstrap} failed: {reason}")
 
 
 def _duration(ms: int) -> str:
@@ -169,7 +153,7 @@ def create(
     try:
         report = _run(bootstrap, timeout, work)
     except TopicCreationError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     table = Table("topic", "partitions", "cleanup", "retention", "result", title=bootstrap)
     drifted = {d.topic for d in report.partition_drift} | {d.topic for d in report.config_drift}
     for spec in topics:
@@ -283,18 +267,18 @@ def tail_(
     without --follow it stops at the end offsets seen when it started.
     """
     if from_beginning and since is not None:
-        _fail("--from-beginning and --since exclude each other")
+        fail("--from-beginning and --since exclude each other")
     start = StartAt(from_beginning=from_beginning)
     if since is not None:
         try:
             start = StartAt(since=datetime.now(UTC) - parse_since(since))
         except ValueError as exc:
-            _fail(f"--since: {exc}")
+            fail(f"--since: {exc}")
     topics = _load(catalog)
     try:
         decoder = Decoder(topics, {topic: decode_as} if decode_as else None)
     except KeyError:
-        _fail(f"--decode-as: {decode_as!r} is not a topic of the catalog")
+        fail(f"--decode-as: {decode_as!r} is not a topic of the catalog")
 
     async def main() -> int:
         shown = 0
@@ -312,24 +296,18 @@ def tail_(
         return shown
 
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    try:
-        shown = asyncio.run(main())
-    except KeyboardInterrupt:
-        return  # --follow ends with Ctrl-C
-    except BrokenPipeError:
-        # `... --json | head`: the reader has what it wanted. Python's exit flush of stdout
-        # would fail again, so stdout goes to /dev/null first.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return
-    except TopicNotFound:
-        _fail(f"topic {topic} does not exist on Kafka at {bootstrap}")
-    except TimeoutError:
-        _fail(f"Kafka at {bootstrap} did not answer within {timeout:g}s")
-    except KafkaConnectionError:
-        _fail(f"cannot reach Kafka at {bootstrap}: no broker accepted the connection")
-    except (KafkaError, OSError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        _fail(f"Kafka at {bootstrap} failed: {reason}")
+    with kafka_failures(bootstrap, timeout):
+        try:
+            shown = asyncio.run(main())
+        except KeyboardInterrupt:
+            return  # --follow ends with Ctrl-C
+        except BrokenPipeError:  # an OSError: handled here, before kafka_failures sees it
+            # `... --json | head`: the reader has what it wanted. Python's exit flush of stdout
+            # would fail again, so stdout goes to /dev/null first.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return
+        except TopicNotFound:
+            fail(f"topic {topic} does not exist on Kafka at {bootstrap}")
     if not as_json:
         err.print(f"{shown} record{'' if shown == 1 else 's'}", highlight=False)
 
@@ -356,7 +334,7 @@ def replay(
     try:
         report = _run(bootstrap, timeout, work)
     except NotADeadLetterTopic as exc:
-        _fail(str(exc))
+        fail(str(exc))
     verb = "would replay" if dry_run else "replayed"
     out.print(f"{topic}: {verb} {report.total} records", highlight=False)
     if report.replayed:
