@@ -7,19 +7,16 @@ for a super user on a secured listener. See docs/runbook.md ("Give a team access
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped, unused-ignore]
 from rich.console import Console
 from rich.table import Table
 
-from .cli_support import connection_or_exit, fail, kafka_failures
+from .cli_support import connection_or_exit, fail, run_admin
 from .kafka.access import AccessError, TeamAccess, create_team_user, delete_team_user, new_password
 from .kafka.connection import KafkaConnection
 
@@ -48,26 +45,8 @@ Mechanism = Annotated[str, typer.Option("--mechanism", help="SCRAM-SHA-512 or SC
 
 
 def _run(connection: KafkaConnection, timeout: float, work: Callable[[Any], Awaitable[T]]) -> T:
-    where = connection.bootstrap_servers
-
-    async def main() -> T:
-        admin = AIOKafkaAdminClient(
-            **connection.client_kwargs(),
-            client_id="zerocontact-cli",
-            request_timeout_ms=max(int(timeout * 1000), 1000),
-        )
-        try:
-            async with asyncio.timeout(timeout):
-                await admin.start()
-            async with asyncio.timeout(timeout * 3):
-                return await work(admin)
-        finally:
-            await admin.close()
-
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
-        with kafka_failures(where, timeout):
-            return asyncio.run(main())
+        return run_admin(connection, timeout, work)
     except AccessError as exc:
         fail(str(exc))
 

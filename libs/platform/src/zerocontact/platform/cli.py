@@ -13,12 +13,11 @@ import json
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import aclosing, asynccontextmanager
+from contextlib import aclosing
 from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped, unused-ignore]
@@ -26,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .access_cli import kafka_app
-from .cli_support import connection_or_exit, err, fail, kafka_failures
+from .cli_support import connection_or_exit, err, fail, kafka_failures, run_admin
 from .dlq import NotADeadLetterTopic, ReplayReport, replay_dead_letters
 from .tail import Decoder, StartAt, TopicNotFound, parse_since, render, tail
 from .topics import (
@@ -85,7 +84,6 @@ Timeout = Annotated[
 ]
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
-T = TypeVar("T")
 
 
 def _load(path: Path) -> TopicCatalog:
@@ -93,37 +91,6 @@ def _load(path: Path) -> TopicCatalog:
         return load_catalog(path)
     except CatalogError as exc:
         fail(str(exc))
-
-
-@asynccontextmanager
-async def _admin(bootstrap: str, connect_seconds: float) -> AsyncIterator[AIOKafkaAdminClient]:
-    admin = AIOKafkaAdminClient(
-        **connection_or_exit(bootstrap).client_kwargs(),
-        request_timeout_ms=max(int(connect_seconds * 1000), 1000),
-        client_id="zerocontact-cli",
-    )
-    try:
-        async with asyncio.timeout(connect_seconds):
-            await admin.start()
-        yield admin
-    finally:
-        await admin.close()
-
-
-def _run(bootstrap: str, timeout: float, work: Callable[[AIOKafkaAdminClient], Awaitable[T]]) -> T:
-    """Run ``work`` with a connected admin client; broker trouble becomes one line, exit 2."""
-
-    async def main() -> T:
-        async with _admin(bootstrap, timeout) as admin:
-            # The whole command, not just the connection, is bounded: a broker that accepts
-            # connections but never answers must not hang a deploy script.
-            async with asyncio.timeout(timeout * 3):
-                return await work(admin)
-
-    # aiokafka logs each failed connection attempt; the single error line below says it all.
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    with kafka_failures(bootstrap, timeout):
-        return asyncio.run(main())
 
 
 def _duration(ms: int) -> str:
@@ -151,7 +118,7 @@ def create(
         return await ensure_topics(admin, topics, replication_factor=replication_factor)
 
     try:
-        report = _run(bootstrap, timeout, work)
+        report = run_admin(connection_or_exit(bootstrap), timeout, work)
     except TopicCreationError as exc:
         fail(str(exc))
     table = Table("topic", "partitions", "cleanup", "retention", "result", title=bootstrap)
@@ -200,7 +167,7 @@ def list_(
         async def work(admin: AIOKafkaAdminClient) -> dict[str, TopicState]:
             return await inspect_topics(admin, topics.names)
 
-        states = _run(bootstrap, timeout, work)
+        states = run_admin(connection_or_exit(bootstrap), timeout, work)
     table = Table(
         "topic", "key", "value", "partitions", "cleanup", "retention", "owner", "dlq",
         title="catalog" if offline else f"catalog vs {bootstrap}",
@@ -326,13 +293,15 @@ def replay(
 ) -> None:
     """Republish a DLQ's records (not replayed before) to their original topics."""
 
+    connection = connection_or_exit(bootstrap)
+
     async def work(_: AIOKafkaAdminClient) -> ReplayReport:
         return await replay_dead_letters(
-            bootstrap=connection_or_exit(bootstrap), dlq_topic=topic, limit=limit, dry_run=dry_run
+            bootstrap=connection, dlq_topic=topic, limit=limit, dry_run=dry_run
         )
 
     try:
-        report = _run(bootstrap, timeout, work)
+        report = run_admin(connection, timeout, work)
     except NotADeadLetterTopic as exc:
         fail(str(exc))
     verb = "would replay" if dry_run else "replayed"
