@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import sys
 from contextlib import aclosing
@@ -262,7 +261,6 @@ def tail_(
                     out.print(render(record))
         return shown
 
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     with kafka_failures(bootstrap, timeout):
         try:
             shown = asyncio.run(main())

@@ -43,6 +43,8 @@ def connection_or_exit(bootstrap: str) -> KafkaConnection:
 @contextmanager
 def kafka_failures(where: str, timeout: float) -> Iterator[None]:
     """Broker trouble inside the block becomes one error line naming ``where``, exit 2."""
+    # aiokafka logs each failed connection attempt; the single error line says it all.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         yield
     except TimeoutError:
@@ -77,7 +79,5 @@ def run_admin(
         finally:
             await admin.close()
 
-    # aiokafka logs each failed connection attempt; the single error line says it all.
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     with kafka_failures(connection.bootstrap_servers, timeout):
         return asyncio.run(main())
