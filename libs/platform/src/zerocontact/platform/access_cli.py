@@ -7,27 +7,20 @@ for a super user on a secured listener. See docs/runbook.md ("Give a team access
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
-from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped, unused-ignore]
-from aiokafka.errors import (  # type: ignore[import-untyped, unused-ignore]
-    KafkaConnectionError,
-    KafkaError,
-)
 from rich.console import Console
 from rich.table import Table
 
+from .cli_support import connection_or_exit, fail, run_admin
 from .kafka.access import AccessError, TeamAccess, create_team_user, delete_team_user, new_password
-from .kafka.connection import KafkaConnection, KafkaSettingsError
-from .settings import kafka_connection_for
+from .kafka.connection import KafkaConnection
 
-__all__ = ["connection_or_exit", "kafka_app"]
+__all__ = ["kafka_app"]
 
 kafka_app = typer.Typer(help="Kafka access control (SCRAM users, ACLs).", no_args_is_help=True)
 users_app = typer.Typer(help="A team's SCRAM user and its ACLs.", no_args_is_help=True)
@@ -35,7 +28,6 @@ kafka_app.add_typer(users_app, name="users")
 
 # soft_wrap: a password or a path is never broken over two lines.
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 Bootstrap = Annotated[
@@ -52,48 +44,11 @@ Timeout = Annotated[
 Mechanism = Annotated[str, typer.Option("--mechanism", help="SCRAM-SHA-512 or SCRAM-SHA-256.")]
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
-
-
-def connection_or_exit(bootstrap: str) -> KafkaConnection:
-    """``bootstrap`` with the environment's Kafka security settings; a gap is one line, exit 2."""
-    try:
-        return kafka_connection_for(bootstrap)
-    except KafkaSettingsError as exc:
-        _fail(str(exc))
-
-
 def _run(connection: KafkaConnection, timeout: float, work: Callable[[Any], Awaitable[T]]) -> T:
-    where = connection.bootstrap_servers
-
-    async def main() -> T:
-        admin = AIOKafkaAdminClient(
-            **connection.client_kwargs(),
-            client_id="zerocontact-cli",
-            request_timeout_ms=max(int(timeout * 1000), 1000),
-        )
-        try:
-            async with asyncio.timeout(timeout):
-                await admin.start()
-            async with asyncio.timeout(timeout * 3):
-                return await work(admin)
-        finally:
-            await admin.close()
-
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
-        return asyncio.run(main())
+        return run_admin(connection, timeout, work)
     except AccessError as exc:
-        _fail(str(exc))
-    except TimeoutError:
-        _fail(f"Kafka at {where} did not answer within {timeout:g}s")
-    except KafkaConnectionError:
-        _fail(f"cannot reach Kafka at {where}: no broker accepted the connection")
-    except (KafkaError, OSError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        _fail(f"Kafka at {where} failed: {reason}")
+        fail(str(exc))
 
 
 def _topics(values: list[str]) -> tuple[str, ...]:
@@ -128,7 +83,7 @@ def create(
     try:
         access = TeamAccess(team, _topics(read), _topics(write), group_prefix)
     except AccessError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     password = new_password()
     acls = _run(
         connection_or_exit(bootstrap),

@@ -10,26 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import aclosing, asynccontextmanager
+from contextlib import aclosing
 from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import Annotated
 
 import typer
 from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped, unused-ignore]
-from aiokafka.errors import (  # type: ignore[import-untyped, unused-ignore]
-    KafkaConnectionError,
-    KafkaError,
-)
 from rich.console import Console
 from rich.table import Table
 
-from .access_cli import connection_or_exit, kafka_app
+from .access_cli import kafka_app
+from .cli_support import connection_or_exit, err, fail, kafka_failures, run_admin
 from .dlq import NotADeadLetterTopic, ReplayReport, replay_dead_letters
 from .tail import Decoder, StartAt, TopicNotFound, parse_since, render, tail
 from .topics import (
@@ -63,7 +58,6 @@ app.add_typer(kafka_app, name="kafka")
 
 # Piped output (CI logs, scripts) is not cut at rich's default 80 columns; errors stay one line.
 out = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, soft_wrap=True)
 
 Bootstrap = Annotated[
     str,
@@ -89,57 +83,13 @@ Timeout = Annotated[
 ]
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
-T = TypeVar("T")
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
 
 
 def _load(path: Path) -> TopicCatalog:
     try:
         return load_catalog(path)
     except CatalogError as exc:
-        _fail(str(exc))
-
-
-@asynccontextmanager
-async def _admin(bootstrap: str, connect_seconds: float) -> AsyncIterator[AIOKafkaAdminClient]:
-    admin = AIOKafkaAdminClient(
-        **connection_or_exit(bootstrap).client_kwargs(),
-        request_timeout_ms=max(int(connect_seconds * 1000), 1000),
-        client_id="zerocontact-cli",
-    )
-    try:
-        async with asyncio.timeout(connect_seconds):
-            await admin.start()
-        yield admin
-    finally:
-        await admin.close()
-
-
-def _run(bootstrap: str, timeout: float, work: Callable[[AIOKafkaAdminClient], Awaitable[T]]) -> T:
-    """Run ``work`` with a connected admin client; broker trouble becomes one line, exit 2."""
-
-    async def main() -> T:
-        async with _admin(bootstrap, timeout) as admin:
-            # The whole command, not just the connection, is bounded: a broker that accepts
-            # connections but never answers must not hang a deploy script.
-            async with asyncio.timeout(timeout * 3):
-                return await work(admin)
-
-    # aiokafka logs each failed connection attempt; the single error line below says it all.
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    try:
-        return asyncio.run(main())
-    except TimeoutError:
-        _fail(f"Kafka at {bootstrap} did not answer within {timeout:g}s")
-    except KafkaConnectionError:
-        _fail(f"cannot reach Kafka at {bootstrap}: no broker accepted the connection")
-    except (KafkaError, OSError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        _fail(f"Kafka at {bootstrap} failed: {reason}")
+        fail(str(exc))
 
 
 def _duration(ms: int) -> str:
@@ -167,9 +117,9 @@ def create(
         return await ensure_topics(admin, topics, replication_factor=replication_factor)
 
     try:
-        report = _run(bootstrap, timeout, work)
+        report = run_admin(connection_or_exit(bootstrap), timeout, work)
     except TopicCreationError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     table = Table("topic", "partitions", "cleanup", "retention", "result", title=bootstrap)
     drifted = {d.topic for d in report.partition_drift} | {d.topic for d in report.config_drift}
     for spec in topics:
@@ -216,7 +166,7 @@ def list_(
         async def work(admin: AIOKafkaAdminClient) -> dict[str, TopicState]:
             return await inspect_topics(admin, topics.names)
 
-        states = _run(bootstrap, timeout, work)
+        states = run_admin(connection_or_exit(bootstrap), timeout, work)
     table = Table(
         "topic", "key", "value", "partitions", "cleanup", "retention", "owner", "dlq",
         title="catalog" if offline else f"catalog vs {bootstrap}",
@@ -283,18 +233,18 @@ def tail_(
     without --follow it stops at the end offsets seen when it started.
     """
     if from_beginning and since is not None:
-        _fail("--from-beginning and --since exclude each other")
+        fail("--from-beginning and --since exclude each other")
     start = StartAt(from_beginning=from_beginning)
     if since is not None:
         try:
             start = StartAt(since=datetime.now(UTC) - parse_since(since))
         except ValueError as exc:
-            _fail(f"--since: {exc}")
+            fail(f"--since: {exc}")
     topics = _load(catalog)
     try:
         decoder = Decoder(topics, {topic: decode_as} if decode_as else None)
     except KeyError:
-        _fail(f"--decode-as: {decode_as!r} is not a topic of the catalog")
+        fail(f"--decode-as: {decode_as!r} is not a topic of the catalog")
 
     async def main() -> int:
         shown = 0
@@ -311,25 +261,18 @@ def tail_(
                     out.print(render(record))
         return shown
 
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    try:
-        shown = asyncio.run(main())
-    except KeyboardInterrupt:
-        return  # --follow ends with Ctrl-C
-    except BrokenPipeError:
-        # `... --json | head`: the reader has what it wanted. Python's exit flush of stdout
-        # would fail again, so stdout goes to /dev/null first.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return
-    except TopicNotFound:
-        _fail(f"topic {topic} does not exist on Kafka at {bootstrap}")
-    except TimeoutError:
-        _fail(f"Kafka at {bootstrap} did not answer within {timeout:g}s")
-    except KafkaConnectionError:
-        _fail(f"cannot reach Kafka at {bootstrap}: no broker accepted the connection")
-    except (KafkaError, OSError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        _fail(f"Kafka at {bootstrap} failed: {reason}")
+    with kafka_failures(bootstrap, timeout):
+        try:
+            shown = asyncio.run(main())
+        except KeyboardInterrupt:
+            return  # --follow ends with Ctrl-C
+        except BrokenPipeError:  # an OSError: handled here, before kafka_failures sees it
+            # `... --json | head`: the reader has what it wanted. Python's exit flush of stdout
+            # would fail again, so stdout goes to /dev/null first.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return
+        except TopicNotFound:
+            fail(f"topic {topic} does not exist on Kafka at {bootstrap}")
     if not as_json:
         err.print(f"{shown} record{'' if shown == 1 else 's'}", highlight=False)
 
@@ -348,15 +291,17 @@ def replay(
 ) -> None:
     """Republish a DLQ's records (not replayed before) to their original topics."""
 
+    connection = connection_or_exit(bootstrap)
+
     async def work(_: AIOKafkaAdminClient) -> ReplayReport:
         return await replay_dead_letters(
-            bootstrap=connection_or_exit(bootstrap), dlq_topic=topic, limit=limit, dry_run=dry_run
+            bootstrap=connection, dlq_topic=topic, limit=limit, dry_run=dry_run
         )
 
     try:
-        report = _run(bootstrap, timeout, work)
+        report = run_admin(connection, timeout, work)
     except NotADeadLetterTopic as exc:
-        _fail(str(exc))
+        fail(str(exc))
     verb = "would replay" if dry_run else "replayed"
     out.print(f"{topic}: {verb} {report.total} records", highlight=False)
     if report.replayed:

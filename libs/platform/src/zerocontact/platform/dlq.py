@@ -73,11 +73,10 @@ async def replay_dead_letters(
     ):
         raise NotADeadLetterTopic(f"{dlq_topic!r} is not a dead-letter topic (<topic>.dlq)")
     report = ReplayReport(dlq_topic, dry_run=dry_run)
-    partitions = [
-        TopicPartition(dlq_topic, p)
-        for p in sorted(await _partitions(as_connection(bootstrap), dlq_topic))
-    ]
     connection = as_connection(bootstrap)
+    partitions = [
+        TopicPartition(dlq_topic, p) for p in sorted(await _partitions(connection, dlq_topic))
+    ]
     consumer = AIOKafkaConsumer(
         **connection.client_kwargs(),
         group_id=group_id or f"zerocontact-dlq-replay.{dlq_topic}",

@@ -10,7 +10,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pymongo import AsyncMongoClient
 
 from zerocontact.platform.errors import (
     Conflict,
@@ -23,9 +22,6 @@ from zerocontact.platform.errors import (
     Unauthenticated,
     Unavailable,
 )
-from zerocontact.platform.kafka.consumer import ConsumerRunner
-from zerocontact.platform.kafka.producer import EventPublisher
-from zerocontact.platform.mongo import mongo_ready
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
@@ -33,7 +29,6 @@ ReadinessCheck = Callable[[], Awaitable[bool]]
 __all__ = [
     "HTTP_STATUS",
     "ReadinessCheck",
-    "engine_checks",
     "http_status",
     "install_operational_routes",
     "problem",
@@ -115,30 +110,6 @@ def install_operational_routes(
     @app.exception_handler(DomainError)
     async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
         return problem(http_status(exc), exc.code, exc.detail, **exc.context)
-
-
-def engine_checks(
-    *,
-    publisher: Callable[[], EventPublisher],
-    mongo: Callable[[], AsyncMongoClient[Any]],
-    consumer: Callable[[], ConsumerRunner] | None = None,
-    within_s: float,
-) -> dict[str, ReadinessCheck]:
-    """The readiness checks of a service on Kafka and MongoDB.
-
-    The arguments return the clients its lifespan created (they do not exist when the app is
-    built): Kafka is ready when a broker answers and the consumer, if any, is running.
-    """
-
-    async def kafka_ok() -> bool:
-        if consumer is not None and not consumer().running:
-            return False
-        return await publisher().ready(within_s)
-
-    async def mongo_ok() -> bool:
-        return await mongo_ready(mongo(), within_s)
-
-    return {"kafka": kafka_ok, "mongodb": mongo_ok}
 
 
 async def _run_check(check: ReadinessCheck, timeout_s: float) -> bool:

@@ -33,8 +33,6 @@ class PeriodicJob:
         self._work = work
         self._task: asyncio.Task[None] | None = None
         self._woken = asyncio.Event()
-        self.runs = 0
-        self.failures = 0
 
     @property
     def running(self) -> bool:
@@ -68,10 +66,8 @@ class PeriodicJob:
         while True:
             try:
                 await self._work()
-                self.runs += 1
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # engines down: the next run tries again
-                self.failures += 1
                 log.warning("job failed", extra={"job": self.name, "error": repr(exc)})
             await self._wait(self._interval)

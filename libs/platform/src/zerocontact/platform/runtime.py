@@ -5,13 +5,12 @@ A service's ``app.py`` calls :func:`service_app` with its routers and a ``setup`
 the event publisher, outbox relays, consumers, periodic jobs, anything else with ``start`` and
 ``stop`` — in the order they must start. Each is registered on one ``AsyncExitStack`` as it
 starts, so shutdown (or a failure half-way through start-up) stops them in reverse order.
-``/healthz``, ``/readyz`` (Kafka and MongoDB, plus the service's own checks) and ``/metrics``
-come with every app.
+``/healthz``, ``/readyz`` (Kafka and MongoDB) and ``/metrics`` come with every app.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Protocol, TypeVar
 
@@ -147,13 +146,10 @@ def service_app(
     description: str,
     routers: Iterable[APIRouter],
     setup: Callable[[Runtime, FastAPI], Awaitable[None]],
-    checks: Mapping[str, Callable[[FastAPI], ReadinessCheck]] | None = None,
 ) -> FastAPI:
     """A FastAPI app whose lifespan runs ``setup`` on a fresh :class:`Runtime`.
 
     ``setup`` starts what the service owns and puts what its routes need on ``app.state``.
-    ``checks`` adds readiness checks beside ``kafka`` and ``mongodb``; each is built from the
-    app once its lifespan has started.
     """
     configure_logging(settings.service_name, settings.log_level)
 
@@ -180,14 +176,5 @@ def service_app(
         return await runtime().mongodb_ready()
 
     readiness: dict[str, ReadinessCheck] = {"kafka": kafka, "mongodb": mongodb}
-    for name, build in (checks or {}).items():
-        readiness[name] = _deferred(app, build)
     install_operational_routes(app, checks=readiness, timeout_s=settings.readiness_timeout_s)
     return app
-
-
-def _deferred(app: FastAPI, build: Callable[[FastAPI], ReadinessCheck]) -> ReadinessCheck:
-    async def check() -> bool:
-        return await build(app)()
-
-    return check

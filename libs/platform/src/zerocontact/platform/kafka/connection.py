@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from aiokafka.helpers import create_ssl_context
@@ -76,7 +77,15 @@ class KafkaConnection:
         return self.security_protocol.endswith("SSL")
 
     def ssl_context(self) -> ssl.SSLContext | None:
-        """The TLS context that trusts ``ssl_cafile`` (or the system's CAs); None without TLS."""
+        """The TLS context that trusts ``ssl_cafile`` (or the system's CAs); None without TLS.
+
+        Built once per connection and shared by all its clients: the CA file is read (and the
+        trust store loaded) once, not for every producer, consumer or admin client.
+        """
+        return self._ssl_context
+
+    @cached_property
+    def _ssl_context(self) -> ssl.SSLContext | None:
         if not self.uses_tls:
             return None
         context: ssl.SSLContext = create_ssl_context(cafile=self.ssl_cafile)

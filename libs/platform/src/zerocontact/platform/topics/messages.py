@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from functools import cache
 
 from google.protobuf import descriptor_pool
 from google.protobuf.message import Message
@@ -14,13 +15,15 @@ from zerocontact.platform.topics.catalog import VALUE_MESSAGE
 __all__ = ["message_class"]
 
 
+@cache
 def message_class(full_name: str) -> type[Message]:
     """The generated class of a proto message, e.g. ``zerocontact.skeleton.v1.SkeletonEvent``.
 
     Imports every ``*_pb2`` module of the message's package (``zerocontact.<domain>.vN``) so
     that its descriptors are in the default pool, then looks the message up there. Raises
     ``LookupError`` when the package or the message does not exist (or ``make proto`` has not
-    run).
+    run). A found class is remembered: ``topics tail`` asks once per record, and the package
+    scan lists its directory.
     """
     match = VALUE_MESSAGE.match(full_name)
     if match is None:
