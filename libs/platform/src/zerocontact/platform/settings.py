@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from typing import Self
 
-from pydantic import (
-    AliasChoices,
-    Field,
-    PrivateAttr,
-    SecretStr,
-    ValidationError,
-    model_validator,
-)
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from zerocontact.platform.kafka.connection import KafkaConnection, KafkaSettingsError
@@ -67,8 +60,6 @@ class ServiceSettings(BaseSettings):
     consumer_group: str = "zerocontact"
     # How long a readiness probe waits for an engine before calling the service not ready.
     readiness_timeout_s: float = Field(default=2.0, gt=0)
-    # The connection checked at validation, kept so every client shares it (and its TLS context).
-    _kafka_connection: KafkaConnection | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _kafka_security_is_complete(self) -> Self:
@@ -76,20 +67,15 @@ class ServiceSettings(BaseSettings):
         return self
 
     def kafka_connection(self) -> KafkaConnection:
-        """How this service's Kafka clients connect (TLS and SASL when configured).
-
-        Built and checked once; later calls return the same connection.
-        """
-        if self._kafka_connection is None:
-            self._kafka_connection = KafkaConnection(
-                bootstrap_servers=self.kafka_bootstrap_servers,
-                security_protocol=self.kafka_security_protocol,
-                sasl_mechanism=self.kafka_sasl_mechanism,
-                sasl_username=self.kafka_sasl_username,
-                sasl_password=self.kafka_sasl_password,
-                ssl_cafile=self.kafka_ssl_cafile,
-            )
-        return self._kafka_connection
+        """How this service's Kafka clients connect (TLS and SASL when configured)."""
+        return KafkaConnection(
+            bootstrap_servers=self.kafka_bootstrap_servers,
+            security_protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            sasl_username=self.kafka_sasl_username,
+            sasl_password=self.kafka_sasl_password,
+            ssl_cafile=self.kafka_ssl_cafile,
+        )
 
 
 class PersonalDataSettings(BaseSettings):
