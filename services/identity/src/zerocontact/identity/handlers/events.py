@@ -11,6 +11,8 @@ from zerocontact.identity.domain import events as ev
 from zerocontact.identity.domain.authentication import Aal, Factor
 from zerocontact.identity.domain.kyc import KycLevel
 from zerocontact.identity.v1 import events_pb2, notifications_pb2
+from zerocontact.platform.ids import new_id
+from zerocontact.platform.kafka.cloudevents import CloudEvent, dataschema_for
 from zerocontact.platform.outbox import OutboxEvent, protobuf_event
 
 SOURCE = "/zerocontact/identity"
@@ -131,11 +133,14 @@ def sms_code_requested(
     )
     m.expires_at.CopyFrom(_ts(expires_at))
     m.requested_at.CopyFrom(_ts(requested_at))
-    return protobuf_event(
-        wrapper,
-        topic=topic,
-        key=customer_id,
+    cloud = CloudEvent(
+        id=new_id(),
         source=f"{SOURCE}/notifications",
+        type=m.DESCRIPTOR.full_name,
+        subject=customer_id,
+        data=wrapper.SerializeToString(),
         time=requested_at,
         traceparent=traceparent,
+        dataschema=dataschema_for(wrapper.DESCRIPTOR.full_name),
     )
+    return OutboxEvent(topic=topic, key=customer_id, event=cloud)
