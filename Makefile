@@ -84,6 +84,7 @@ lint: $(STAMP) proto buf-lint lint-deploy ## ruff, mypy, import contracts, buf l
 	MYPYPATH=deploy/local $(VENV)/bin/mypy deploy/local/engines.py deploy/local/localsuite \
 		proto/generate.py deploy/tools/*.py bench examples/consumer_loan_events.py
 	$(PY) deploy/tools/asyncapi.py --check  # docs/asyncapi.{yaml,html} match the catalog and protos
+	$(PY) deploy/tools/prometheus_rule.py --check  # the monitoring component's PrometheusRule and dashboards match deploy/monitoring
 	node deploy/tools/asyncapi-validate.mjs docs/asyncapi.yaml  # the official AsyncAPI parser
 	$(VENV)/bin/lint-imports --no-cache  # the architecture contracts in pyproject.toml [tool.importlinter]
 
