@@ -109,7 +109,9 @@ def test_metric_names_are_found_in_expressions() -> None:
 def test_every_metric_in_the_rules_and_dashboards_is_in_the_contract() -> None:
     used = metric_names_in_rules_and_dashboards()
     assert used, "no metric found: the extraction is broken"
-    unknown = {name: sorted(where) for name, where in used.items() if name not in contract_metrics()}
+    unknown = {
+        name: sorted(where) for name, where in used.items() if name not in contract_metrics()
+    }
     assert unknown == {}, "not in docs/observability.md's table (the contract)"
     assert set(used) >= {
         "zc_outbox_oldest_pending_seconds",
@@ -213,7 +215,9 @@ def test_every_workload_is_scraped_on_its_metrics_port(overlay: str) -> None:
     for deployment in deployments:
         name = deployment["metadata"]["name"]
         pod = deployment["spec"]["template"]
-        ports = {p["name"]: p["containerPort"] for c in pod["spec"]["containers"] for p in c["ports"]}
+        ports = {
+            p["name"]: p["containerPort"] for c in pod["spec"]["containers"] for p in c["ports"]
+        }
         scraped = [
             endpoint
             for monitor in monitors
