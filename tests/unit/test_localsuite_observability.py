@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ sys.path.insert(0, str(ROOT / "deploy" / "local"))
 from localsuite import observability  # noqa: E402
 from localsuite.cli import endpoints  # noqa: E402
 from localsuite.common import EngineError  # noqa: E402
+from localsuite.configs import write_configs  # noqa: E402
 from localsuite.layout import Layout  # noqa: E402
 from localsuite.services import Service, load_services  # noqa: E402
 
@@ -124,7 +126,7 @@ def test_ports_follow_the_environment(tmp_path: Path, monkeypatch: pytest.Monkey
     assert prometheus["scrape_configs"][0]["static_configs"][0]["targets"] == ["127.0.0.1:29090"]
     assert layout.otlp_endpoint == "http://127.0.0.1:24317"
     rows = {name: where for name, where, _notes in endpoints(layout, [])}
-    assert rows["jaeger UI and query API"] == "http://127.0.0.1:26686"
+    assert rows["jaeger query API"] == "http://127.0.0.1:26686"
     assert rows["prometheus"] == "http://127.0.0.1:29090"
 
 
@@ -147,3 +149,20 @@ def test_two_engines_on_one_port_are_refused(
 )
 def test_yaml_writer_round_trips(value: dict[str, Any]) -> None:
     assert yaml.safe_load(observability.to_yaml(value)) == value
+
+
+def test_supervisord_runs_them_and_services_export_to_jaeger(layout: Layout) -> None:
+    services = load_services()
+    write_configs(layout, "java", services)
+    conf = configparser.ConfigParser(interpolation=None)
+    conf.read_string(layout.supervisord_conf.read_text())
+    jaeger, prometheus = conf["program:jaeger"], conf["program:prometheus"]
+    assert jaeger["command"] == f"{layout.jaeger_bin} --config={layout.jaeger_config}"
+    assert prometheus["command"].startswith(f"{layout.prometheus_bin} --config.file=")
+    # engines.py starts the engines it is asked for; supervisord starts none by itself.
+    for name in ("kafka", "ferretdb", "jaeger", "prometheus"):
+        assert conf[f"program:{name}"]["autostart"] == "false"
+    for service in services:
+        env = conf[f"program:{service.name}"]["environment"]
+        assert 'OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:4317"' in env
+    assert layout.jaeger_config.exists() and layout.prometheus_config.exists()

@@ -38,7 +38,7 @@ def endpoints(layout: Layout, services: list[Service]) -> list[tuple[str, str, s
             f"SCRAM-SHA-512, CA {layout.kafka_tls / 'ca.pem'}",
         ),
         ("mongodb (ferretdb)", layout.mongodb_uri, "MONGODB_URI"),
-        ("jaeger UI and query API", layout.jaeger_url, "GET /api/traces/<trace id>"),
+        ("jaeger query API", layout.jaeger_url, "GET /api/traces/<trace id> (no web UI built)"),
         (
             "jaeger OTLP",
             f"{layout.otlp_endpoint} (gRPC), {layout.otlp_http_endpoint} (HTTP)",
@@ -47,8 +47,8 @@ def endpoints(layout: Layout, services: list[Service]) -> list[tuple[str, str, s
         (
             "prometheus",
             layout.prometheus_url,
-            "targets /targets"
-            + (f", rules {ALERT_RULES.relative_to(ROOT)}" if ALERT_RULES.exists() else ""),
+            "API /api/v1/targets, /api/v1/query (no web UI built)"
+            + (f"; rules {ALERT_RULES.relative_to(ROOT)}" if ALERT_RULES.exists() else ""),
         ),
     ]
     for service in services:
