@@ -10,8 +10,12 @@ UV := $(VENV)/bin/uv
 ENGINES := $(PY) deploy/local/engines.py
 DIST := dist
 STAMP := $(VENV)/.installed
+# Prometheus's rule checker, built with Prometheus by `make fetch` (or `make promtool`).
+PROMTOOL := $(or $(ZC_LOCAL_HOME),.cache)/bin/promtool
+ALERT_RULES := deploy/monitoring/alerts.yaml
+ALERT_TESTS := deploy/monitoring/alerts.test.yaml
 
-.PHONY: help venv lock proto contracts fetch up down status lint lint-deploy asyncapi image-sizes test test-unit test-integration bench buf-lint buf-breaking clean
+.PHONY: help venv lock proto contracts fetch promtool up down status lint lint-deploy asyncapi image-sizes test test-unit test-integration bench buf-lint buf-breaking clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -58,10 +62,13 @@ buf-lint: node_modules/.bin/buf ## buf lint (STANDARD)
 buf-breaking: node_modules/.bin/buf ## buf breaking against the previous commit of main
 	bash .ci/buf-breaking
 
-fetch: $(STAMP) ## fetch the Kafka broker jars (Maven) and build FerretDB (Go) into .cache/
+fetch: $(STAMP) ## fetch the Kafka broker jars (Maven), build FerretDB, Jaeger and Prometheus (Go) into .cache/
 	$(ENGINES) fetch
 
-up: $(STAMP) proto ## start Kafka, FerretDB and every service under supervisord; wait until healthy
+promtool: $(STAMP) ## build Prometheus and promtool into .cache/bin if missing (part of `make fetch`)
+	@[ -x $(PROMTOOL) ] || $(ENGINES) fetch
+
+up: $(STAMP) proto ## start Kafka, FerretDB, Jaeger, Prometheus and every service under supervisord; wait until healthy
 	$(ENGINES) up
 
 down: ## stop everything `make up` started
@@ -87,6 +94,8 @@ lint: $(STAMP) proto buf-lint lint-deploy ## ruff, mypy, import contracts, buf l
 	$(PY) deploy/tools/prometheus_rule.py --check  # the monitoring component's PrometheusRule and dashboards match deploy/monitoring
 	node deploy/tools/asyncapi-validate.mjs docs/asyncapi.yaml  # the official AsyncAPI parser
 	$(VENV)/bin/lint-imports --no-cache  # the architecture contracts in pyproject.toml [tool.importlinter]
+	@if [ -f $(ALERT_RULES) ]; then $(MAKE) -s promtool && set -x && $(PROMTOOL) check rules $(ALERT_RULES); fi
+	@if [ -f $(ALERT_TESTS) ]; then $(MAKE) -s promtool && set -x && $(PROMTOOL) test rules $(ALERT_TESTS); fi
 
 test-unit: $(STAMP) proto
 	$(PY) -m pytest tests/unit -q

@@ -7,6 +7,10 @@ Engines are chosen in this order:
    ``deploy/local/engines.py`` (reused when they already answer, stopped at the end
    only if this run started them).
 
+Jaeger and Prometheus (``observability_engines``) are started only for the tests that ask for
+them, by ``engines.py start --observability-only`` whatever the engines' origin, and reused the
+same way.
+
 Tests isolate themselves by names (unique topics, groups and databases), never by
 restarting engines, so they can run in any order.
 """
@@ -18,6 +22,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -113,8 +118,67 @@ while True:
     except ProcessLookupError:
         break
     time.sleep(0.5)
-subprocess.run([sys.executable, engines, "stop"], check=False)
+subprocess.run([sys.executable, engines, "stop", *sys.argv[3:]], check=False)
 """
+
+
+@dataclass(frozen=True)
+class ObservabilityEngines:
+    """Where the local Jaeger and Prometheus answer."""
+
+    jaeger_url: str  # query API (/api/services, /api/traces/<id>) and UI
+    otlp_endpoint: str  # OTLP/gRPC, the services' OTEL_EXPORTER_OTLP_ENDPOINT
+    otlp_http_endpoint: str  # OTLP/HTTP (POST /v1/traces)
+    prometheus_url: str
+
+
+def _port_env(name: str, default: int) -> str:
+    return os.environ.get(name, str(default))
+
+
+@pytest.fixture(scope="session")
+def observability_engines() -> Iterator[ObservabilityEngines]:
+    """Jaeger and Prometheus of this cache (``ZC_LOCAL_HOME``), started when they do not answer.
+
+    Stopped at the end only if this run started them (Kafka and FerretDB are left alone). The
+    first start builds both with Go when ``make fetch`` has not (a few minutes).
+    """
+    started = subprocess.run(
+        [sys.executable, str(ENGINES), "start", "--observability-only", "--if-needed"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if started.returncode != 0:
+        pytest.fail(f"Jaeger and Prometheus did not start: {started.stderr.strip()}")
+    we_started = "started" in started.stdout
+    stop = [sys.executable, str(ENGINES), "stop", "--observability-only"]
+    watchdog = (
+        subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(ENGINES), *stop[3:]],
+            cwd=ROOT,
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        if we_started
+        else None
+    )
+    try:
+        yield ObservabilityEngines(
+            jaeger_url=f"http://127.0.0.1:{_port_env('ZC_JAEGER_UI_PORT', 16686)}",
+            otlp_endpoint=f"http://127.0.0.1:{_port_env('ZC_OTLP_PORT', 4317)}",
+            otlp_http_endpoint=f"http://127.0.0.1:{_port_env('ZC_OTLP_HTTP_PORT', 4318)}",
+            prometheus_url=f"http://127.0.0.1:{_port_env('ZC_PROMETHEUS_PORT', 9090)}",
+        )
+    finally:
+        if watchdog is not None:
+            watchdog.kill()
+            watchdog.wait()
+        if we_started:
+            subprocess.run(stop, cwd=ROOT, check=False)
 
 
 @pytest.fixture

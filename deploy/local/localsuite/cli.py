@@ -1,14 +1,19 @@
-"""Fetch, start, wait for and stop the embedded engines (Kafka, FerretDB) and the services.
+"""Fetch, start, wait for and stop the local engines (Kafka, FerretDB, Jaeger, Prometheus) and
+the services.
 
 Standard library only: it runs before anything else is installed. Invoke it with the
 project's venv interpreter, because supervisord is looked up next to ``sys.executable``::
 
-    .venv/bin/python deploy/local/engines.py fetch
-    .venv/bin/python deploy/local/engines.py start [--engines-only] [--if-needed] [--timeout 90]
-    .venv/bin/python deploy/local/engines.py up | status | stop | down
+    .venv/bin/python deploy/local/engines.py fetch [--engines-only]
+    .venv/bin/python deploy/local/engines.py start [--engines-only [--observability]]
+        [--observability-only] [--if-needed] [--timeout 90]
+    .venv/bin/python deploy/local/engines.py up | status | down
+    .venv/bin/python deploy/local/engines.py stop [--observability-only]
 
 Environment: ``ZC_KAFKA_PORT`` (9092), ``ZC_KAFKA_CONTROLLER_PORT`` (9093),
-``ZC_KAFKA_SASL_PORT`` (9094), ``ZC_MONGODB_PORT`` (27017), ``ZC_LOCAL_HOME``
+``ZC_KAFKA_SASL_PORT`` (9094), ``ZC_MONGODB_PORT`` (27017), ``ZC_JAEGER_UI_PORT`` (16686),
+``ZC_JAEGER_GRPC_PORT`` (16685), ``ZC_JAEGER_METRICS_PORT`` (8888), ``ZC_OTLP_PORT`` (4317),
+``ZC_OTLP_HTTP_PORT`` (4318), ``ZC_PROMETHEUS_PORT`` (9090), ``ZC_LOCAL_HOME``
 (``<repo>/.cache``). See docs/engines.md.
 """
 
@@ -19,7 +24,7 @@ import sys
 
 from .common import EngineError, log
 from .fetch import fetch
-from .layout import Layout
+from .layout import ALERT_RULES, ROOT, Layout
 from .lifecycle import locked, start, status, stop
 from .services import Service
 
@@ -33,6 +38,18 @@ def endpoints(layout: Layout, services: list[Service]) -> list[tuple[str, str, s
             f"SCRAM-SHA-512, CA {layout.kafka_tls / 'ca.pem'}",
         ),
         ("mongodb (ferretdb)", layout.mongodb_uri, "MONGODB_URI"),
+        ("jaeger query API", layout.jaeger_url, "GET /api/traces/<trace id> (no web UI built)"),
+        (
+            "jaeger OTLP",
+            f"{layout.otlp_endpoint} (gRPC), {layout.otlp_http_endpoint} (HTTP)",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ),
+        (
+            "prometheus",
+            layout.prometheus_url,
+            "API /api/v1/targets, /api/v1/query (no web UI built)"
+            + (f"; rules {ALERT_RULES.relative_to(ROOT)}" if ALERT_RULES.exists() else ""),
+        ),
     ]
     for service in services:
         where = f"http://127.0.0.1:{service.port}" if service.port else "-"
@@ -53,16 +70,39 @@ def print_table(rows: list[tuple[str, str, str]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("fetch", help="download the Kafka jars and build FerretDB into the cache")
+    fetch_cmd = commands.add_parser(
+        "fetch",
+        help="download the Kafka jars, build FerretDB, Jaeger and Prometheus into the cache",
+    )
+    fetch_cmd.add_argument(
+        "--engines-only",
+        action="store_true",
+        help="Kafka and FerretDB only (no Jaeger, Prometheus)",
+    )
     for name in ("start", "up"):
         sub = commands.add_parser(name, help="start under supervisord and wait until ready")
         if name == "start":
             sub.add_argument("--engines-only", action="store_true", help="Kafka and FerretDB only")
             sub.add_argument(
+                "--observability",
+                action="store_true",
+                help="with --engines-only: Jaeger and Prometheus too",
+            )
+            sub.add_argument(
+                "--observability-only",
+                action="store_true",
+                help="Jaeger and Prometheus only (e.g. next to external Kafka and MongoDB)",
+            )
+            sub.add_argument(
                 "--if-needed", action="store_true", help="do nothing if the engines already answer"
             )
         sub.add_argument("--timeout", type=float, default=90.0, help="seconds (default 90)")
-    commands.add_parser("stop", help="stop supervisord and everything it runs")
+    stop_cmd = commands.add_parser("stop", help="stop supervisord and everything it runs")
+    stop_cmd.add_argument(
+        "--observability-only",
+        action="store_true",
+        help="stop Jaeger and Prometheus only (supervisord too if nothing else runs)",
+    )
     commands.add_parser("down", help="same as stop")
     commands.add_parser("status", help="supervisorctl status")
     args = parser.parse_args(argv)
@@ -71,19 +111,24 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fetch":
             layout.home.mkdir(parents=True, exist_ok=True)
             with locked(layout):
-                fetch(layout)
+                fetch(layout, observability=not args.engines_only)
         elif args.command == "start":
+            if args.observability_only and (args.engines_only or args.observability):
+                parser.error("--observability-only goes alone")
             start(
                 layout,
                 engines_only=args.engines_only,
                 if_needed=args.if_needed,
                 timeout=args.timeout,
+                observability=args.observability or None,
+                observability_only=args.observability_only,
             )
         elif args.command == "up":
             services = start(layout, engines_only=False, if_needed=False, timeout=args.timeout)
             print_table(endpoints(layout, services))
         elif args.command in ("stop", "down"):
-            stop(layout)
+            only = ["jaeger", "prometheus"] if getattr(args, "observability_only", False) else None
+            stop(layout, only=only)
         elif args.command == "status":
             return status(layout)
     except EngineError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import subprocess
 import time
@@ -26,8 +27,12 @@ def timed(what: str) -> Iterator[None]:
     log(f"{what}: done in {time.monotonic() - started:.1f} s")
 
 
-def run_captured(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=cwd)
+def run_captured(
+    cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``cmd``, output captured; ``env`` is added to this process's environment."""
+    full_env = {**os.environ, **env} if env else None
+    return subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=cwd, env=full_env)
 
 
 NETWORK_ERROR = re.compile(

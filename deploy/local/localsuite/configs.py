@@ -22,7 +22,8 @@ from .layout import (
     SUPERVISORD_TEMPLATE,
     Layout,
 )
-from .services import Service, local_secrets
+from .observability import jaeger_command, prometheus_command, write_observability_configs
+from .services import Service, load_services, local_secrets
 from .tls import ensure_broker_tls
 
 ADMIN_SECRET = "KAFKA_ADMIN_PASSWORD"
@@ -56,6 +57,10 @@ def _environment(env: dict[str, str]) -> str:
 
 
 def write_configs(layout: Layout, java: str, services: list[Service]) -> None:
+    """supervisord.conf with every engine and ``services``; server.properties; Jaeger's and
+    Prometheus's configurations (Prometheus scrapes every service of services.toml, started
+    or not)."""
+    write_observability_configs(layout, load_services())
     for folder in (layout.run / "kafka", layout.logs, layout.kafka_data, layout.ferretdb_data):
         folder.mkdir(parents=True, exist_ok=True)
     layout.ferretdb_state.mkdir(parents=True, exist_ok=True)
@@ -142,6 +147,8 @@ def write_configs(layout: Layout, java: str, services: list[Service]) -> None:
             {
                 "environment": _environment(marker),
                 "directory": layout.run / "kafka",
+                # Every engine is started by engines.py (start_process), only those asked for.
+                "autostart": "false",
                 # The JVM exits 143 (128 + SIGTERM) after its shutdown hook stopped the broker.
                 "exitcodes": "0,143",
                 "priority": 10,
@@ -161,6 +168,7 @@ def write_configs(layout: Layout, java: str, services: list[Service]) -> None:
                 # per loan (bench/loan_310.py's CPU meter, docs/loan.md).
                 "environment": _environment({**marker, "GOGC": "400"}),
                 "directory": layout.ferretdb_state,
+                "autostart": "false",
                 "priority": 20,
                 "startsecs": 2,
                 "startretries": 2,
@@ -169,10 +177,43 @@ def write_configs(layout: Layout, java: str, services: list[Service]) -> None:
             },
             layout.logs,
         ),
+        _program(
+            "jaeger",
+            jaeger_command(layout),
+            {
+                "environment": _environment(marker),
+                "directory": layout.jaeger_config.parent,
+                "autostart": "false",
+                "priority": 30,
+                "startsecs": 2,
+                "startretries": 2,
+                "stopwaitsecs": 10,
+                "autorestart": "true",
+            },
+            layout.logs,
+        ),
+        _program(
+            "prometheus",
+            prometheus_command(layout),
+            {
+                "environment": _environment(marker),
+                "directory": layout.prometheus_data,
+                "autostart": "false",
+                "priority": 40,
+                "startsecs": 2,
+                "startretries": 2,
+                # Prometheus writes its head block's WAL checkpoint on SIGTERM.
+                "stopwaitsecs": 30,
+                "autorestart": "true",
+            },
+            layout.logs,
+        ),
     ]
     engines_env = {
         "KAFKA_BOOTSTRAP_SERVERS": layout.kafka_bootstrap,
         "MONGODB_URI": layout.mongodb_uri,
+        # Where the services' OpenTelemetry SDK exports spans: the local Jaeger (OTLP/gRPC).
+        "OTEL_EXPORTER_OTLP_ENDPOINT": layout.otlp_endpoint,
         "PYTHONUNBUFFERED": "1",
         **marker,
     }

@@ -1,4 +1,4 @@
-"""fetch: the Kafka broker jars from Maven Central and FerretDB built from source with Go."""
+"""fetch: the Kafka broker jars from Maven Central; FerretDB, Jaeger and Prometheus built with Go."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ import contextlib
 import hashlib
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
 
 from .common import NETWORK_ERROR, EngineError, first_error_line, log, run_captured, timed
 from .layout import (
@@ -16,7 +19,11 @@ from .layout import (
     FERRETDB_MODULE,
     FERRETDB_PATCHES,
     FERRETDB_VERSION,
+    JAEGER_MODULE,
+    JAEGER_VERSION,
     POM,
+    PROMETHEUS_MODULE,
+    PROMETHEUS_VERSION,
     ROOT,
     Layout,
 )
@@ -183,6 +190,147 @@ def fetch_ferretdb(layout: Layout) -> None:
         )
 
 
-def fetch(layout: Layout) -> None:
+@dataclass(frozen=True)
+class GoProgram:
+    """A program built from a Go module's source as the Go proxy serves it, pinned."""
+
+    name: str  # logs/fetch-<name>.log, bin/.<name>.stamp
+    module: str
+    version: str
+    commands: dict[str, str]  # binary name -> package inside the module
+    # -X flags, by Go variable: the version the binary reports (upstream sets them the same way
+    # in its release build). "{VERSION}" is replaced by the module's VERSION file.
+    version_vars: dict[str, str]
+    version_check: tuple[str, ...]  # arguments that make the first binary print its version
+    expect: str  # in that output when the right build is in place
+
+    def binaries(self, layout: Layout) -> list[Path]:
+        return [layout.home / "bin" / name for name in self.commands]
+
+    def stamp(self, layout: Layout) -> Path:
+        return layout.home / "bin" / f".{self.name}.stamp"
+
+    def stamp_text(self) -> str:
+        flags = hashlib.sha256(repr(sorted(self.version_vars.items())).encode()).hexdigest()[:12]
+        return f"{self.module}@{self.version} {' '.join(self.commands)} flags-{flags}\n"
+
+
+# Jaeger v2: `go install .../cmd/jaeger@v1.75.0` fails (its go.mod has a replace directive, which
+# `go install pkg@version` refuses), so both are built inside the module's source directory,
+# where go.mod is the main module's and its replace directives apply.
+JAEGER = GoProgram(
+    name="jaeger",
+    module=JAEGER_MODULE,
+    version=JAEGER_VERSION,
+    commands={"jaeger": "./cmd/jaeger"},
+    version_vars={f"{JAEGER_MODULE}/internal/version.latestVersion": JAEGER_VERSION},
+    version_check=("version",),
+    expect=f'"gitVersion":"{JAEGER_VERSION}"',
+)
+PROMETHEUS = GoProgram(
+    name="prometheus",
+    module=PROMETHEUS_MODULE,
+    version=PROMETHEUS_VERSION,
+    commands={"prometheus": "./cmd/prometheus", "promtool": "./cmd/promtool"},
+    version_vars={
+        "github.com/prometheus/common/version.Version": "{VERSION}",
+        "github.com/prometheus/common/version.Revision": PROMETHEUS_VERSION,
+        "github.com/prometheus/common/version.BuildUser": "zerocontact",
+    },
+    version_check=("--version",),
+    expect=f"revision: {PROMETHEUS_VERSION}",
+)
+GO_PROGRAMS = (JAEGER, PROMETHEUS)
+
+
+def go_program_current(layout: Layout, program: GoProgram) -> bool:
+    """Built before with this version and these flags (the stamp), and every binary present."""
+    stamp = program.stamp(layout)
+    return (
+        all(binary.exists() for binary in program.binaries(layout))
+        and stamp.exists()
+        and stamp.read_text() == program.stamp_text()
+    )
+
+
+def _go_download(go: str, module: str, version: str, fetch_log: Path) -> Path:
+    """``go mod download -json module@version``: the module's source folder in the Go cache."""
+    out = run_captured([go, "mod", "download", "-json", f"{module}@{version}"])
+    fetch_log.write_text(out.stdout + out.stderr)
+    info: dict[str, str] = {}
+    with contextlib.suppress(json.JSONDecodeError):
+        info = json.loads(out.stdout)
+    if out.returncode != 0 or not info.get("Dir"):
+        text = out.stdout + out.stderr
+        hint = "check the network or GOPROXY" if NETWORK_ERROR.search(text) else "see the log"
+        raise EngineError(
+            f"go could not download {module}@{version} "
+            f"({info.get('Error') or first_error_line(text)}): {hint}; log: {fetch_log}"
+        )
+    return Path(info["Dir"])
+
+
+def fetch_go_program(layout: Layout, program: GoProgram) -> None:
+    label = f"{program.name} {program.version}"
+    if go_program_current(layout, program):
+        log(f"{label}: {', '.join(map(str, program.binaries(layout)))} present (stamp), skipped")
+        return
+    go = require_tool(
+        "go",
+        f"needed once to build {program.name} {program.version}",
+        "install Go 1.26.7+ (https://go.dev/dl/ or apt-get install golang)",
+    )
+    layout.logs.mkdir(parents=True, exist_ok=True)
+    fetch_log = layout.logs / f"fetch-{program.name}.log"
+    with timed(f"{label}: downloading the module source"):
+        src = _go_download(go, program.module, program.version, fetch_log)
+    version_file = src / "VERSION"
+    upstream = version_file.read_text().strip() if version_file.exists() else program.version
+    ldflags = " ".join(
+        f"-X {var}={value.replace('{VERSION}', upstream)}"
+        for var, value in program.version_vars.items()
+    )
+    partial = layout.home / "bin" / f".{program.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    # In the read-only module cache: -mod=readonly (also against a GOFLAGS=-mod=mod) never
+    # writes go.mod/go.sum; the module's own go.sum pins every dependency. GOWORK=off: the
+    # Prometheus module ships a go.work naming folders its zip does not contain.
+    cmd = [go, "build", "-mod=readonly", "-buildvcs=false", f"-ldflags={ldflags}"]
+    cmd += ["-o", f"{partial}/", *program.commands.values()]
+    with timed(f"{label}: go build {' '.join(program.commands.values())} into {partial.parent}"):
+        out = run_captured(cmd, cwd=src, env={"GOWORK": "off"})
+        with fetch_log.open("a") as sink:
+            sink.write(shlex.join(cmd) + "\n" + out.stdout + out.stderr)
+        if out.returncode != 0:
+            shutil.rmtree(partial, ignore_errors=True)
+            text = out.stdout + out.stderr
+            hint = "check the network or GOPROXY" if NETWORK_ERROR.search(text) else "see the log"
+            raise EngineError(
+                f"go build of {label} failed ({first_error_line(text)}): {hint}; log: {fetch_log}"
+            )
+    first = partial / next(iter(program.commands))
+    check = run_captured([str(first), *program.version_check])
+    if program.expect not in check.stdout + check.stderr:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise EngineError(
+            f"the {program.name} just built does not report {program.expect!r} "
+            f"({first_error_line(check.stdout + check.stderr)}); log: {fetch_log}"
+        )
+    for binary in program.binaries(layout):
+        (partial / binary.name).replace(binary)
+    partial.rmdir()
+    program.stamp(layout).write_text(program.stamp_text())
+
+
+def fetch(layout: Layout, *, observability: bool = True) -> None:
     fetch_kafka(layout)
     fetch_ferretdb(layout)
+    if observability:
+        fetch_observability(layout)
+
+
+def fetch_observability(layout: Layout) -> None:
+    """Jaeger and Prometheus (with promtool)."""
+    for program in GO_PROGRAMS:
+        fetch_go_program(layout, program)

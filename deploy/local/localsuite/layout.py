@@ -15,11 +15,18 @@ POM = HERE / "kafka" / "pom.xml"
 LOG4J2 = HERE / "kafka" / "log4j2.properties"
 SUPERVISORD_TEMPLATE = HERE / "supervisord.conf.template"
 SERVICES_FILE = HERE / "services.toml"
+# Prometheus loads this rule file when it exists (docs/observability.md, "Alerts").
+ALERT_RULES = ROOT / "deploy" / "monitoring" / "alerts.yaml"
 
 FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
 FERRETDB_VERSION = "v1.24.2"
 FERRETDB_PATCHES = sorted((HERE / "ferretdb").glob("*.patch"))
 JAVA_MIN = 17
+# Jaeger v2 (an OpenTelemetry Collector distribution) and Prometheus, built from source with Go.
+JAEGER_MODULE = "github.com/jaegertracing/jaeger"
+JAEGER_VERSION = "v1.75.0"
+PROMETHEUS_MODULE = "github.com/prometheus/prometheus"
+PROMETHEUS_VERSION = "v0.316.0"  # Prometheus 3.16.0 (Go module versions are v0.3xx)
 KAFKA_NODE_ID = 1
 # The local Kafka admin on the SASL_SSL listener (a super user; its password is in
 # run/local-secrets.json as KAFKA_ADMIN_PASSWORD). See docs/engines.md.
@@ -44,6 +51,12 @@ class Layout:
     controller_port: int
     mongodb_port: int
     kafka_sasl_port: int = 9094
+    jaeger_ui_port: int = 16686
+    jaeger_grpc_port: int = 16685
+    jaeger_metrics_port: int = 8888
+    otlp_grpc_port: int = 4317
+    otlp_http_port: int = 4318
+    prometheus_port: int = 9090
 
     @classmethod
     def from_env(cls) -> Layout:
@@ -54,22 +67,51 @@ class Layout:
             controller_port=_port("ZC_KAFKA_CONTROLLER_PORT", 9093),
             mongodb_port=_port("ZC_MONGODB_PORT", 27017),
             kafka_sasl_port=_port("ZC_KAFKA_SASL_PORT", 9094),
+            jaeger_ui_port=_port("ZC_JAEGER_UI_PORT", 16686),
+            jaeger_grpc_port=_port("ZC_JAEGER_GRPC_PORT", 16685),
+            jaeger_metrics_port=_port("ZC_JAEGER_METRICS_PORT", 8888),
+            otlp_grpc_port=_port("ZC_OTLP_PORT", 4317),
+            otlp_http_port=_port("ZC_OTLP_HTTP_PORT", 4318),
+            prometheus_port=_port("ZC_PROMETHEUS_PORT", 9090),
         )
-        ports = layout.engine_ports
-        if len(set(ports.values())) != len(ports):
-            *names, last = ports
-            raise EngineError(f"{', '.join(names)} and {last} must differ")
+        ports = layout.engine_ports | layout.observability_ports
+        for port in dict.fromkeys(ports.values()):
+            if len(clash := [name for name, value in ports.items() if value == port]) > 1:
+                *names, last = clash
+                raise EngineError(
+                    f"{', '.join(names)} and {last} are all port {port}: they must differ"
+                )
         return layout
 
     @property
-    def engine_ports(self) -> dict[str, int]:
-        """Each engine port, by the variable that sets it."""
+    def program_ports(self) -> dict[str, dict[str, int]]:
+        """The ports each engine program listens on, by the variable that sets each."""
         return {
-            "ZC_KAFKA_PORT": self.kafka_port,
-            "ZC_KAFKA_CONTROLLER_PORT": self.controller_port,
-            "ZC_KAFKA_SASL_PORT": self.kafka_sasl_port,
-            "ZC_MONGODB_PORT": self.mongodb_port,
+            "kafka": {
+                "ZC_KAFKA_PORT": self.kafka_port,
+                "ZC_KAFKA_CONTROLLER_PORT": self.controller_port,
+                "ZC_KAFKA_SASL_PORT": self.kafka_sasl_port,
+            },
+            "ferretdb": {"ZC_MONGODB_PORT": self.mongodb_port},
+            "jaeger": {
+                "ZC_JAEGER_UI_PORT": self.jaeger_ui_port,
+                "ZC_JAEGER_GRPC_PORT": self.jaeger_grpc_port,
+                "ZC_JAEGER_METRICS_PORT": self.jaeger_metrics_port,
+                "ZC_OTLP_PORT": self.otlp_grpc_port,
+                "ZC_OTLP_HTTP_PORT": self.otlp_http_port,
+            },
+            "prometheus": {"ZC_PROMETHEUS_PORT": self.prometheus_port},
         }
+
+    @property
+    def engine_ports(self) -> dict[str, int]:
+        """Kafka's and FerretDB's ports, by the variable that sets each."""
+        return self.program_ports["kafka"] | self.program_ports["ferretdb"]
+
+    @property
+    def observability_ports(self) -> dict[str, int]:
+        """Jaeger's and Prometheus's ports, by the variable that sets each."""
+        return self.program_ports["jaeger"] | self.program_ports["prometheus"]
 
     @property
     def kafka_libs(self) -> Path:
@@ -86,6 +128,31 @@ class Layout:
     @property
     def ferretdb_src(self) -> Path:
         return self.home / "src" / f"ferretdb-{FERRETDB_VERSION}"
+
+    @property
+    def jaeger_bin(self) -> Path:
+        return self.home / "bin" / "jaeger"
+
+    @property
+    def prometheus_bin(self) -> Path:
+        return self.home / "bin" / "prometheus"
+
+    @property
+    def promtool_bin(self) -> Path:
+        """Prometheus's rule checker (``make lint`` runs it on deploy/monitoring)."""
+        return self.home / "bin" / "promtool"
+
+    @property
+    def jaeger_config(self) -> Path:
+        return self.home / "run" / "jaeger" / "config.yaml"
+
+    @property
+    def prometheus_config(self) -> Path:
+        return self.home / "run" / "prometheus" / "prometheus.yml"
+
+    @property
+    def prometheus_data(self) -> Path:
+        return self.home / "data" / "prometheus"
 
     @property
     def run(self) -> Path:
@@ -141,3 +208,21 @@ class Layout:
     @property
     def mongodb_uri(self) -> str:
         return f"mongodb://127.0.0.1:{self.mongodb_port}/"
+
+    @property
+    def otlp_endpoint(self) -> str:
+        """OTEL_EXPORTER_OTLP_ENDPOINT of the services: Jaeger's OTLP/gRPC receiver."""
+        return f"http://127.0.0.1:{self.otlp_grpc_port}"
+
+    @property
+    def otlp_http_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.otlp_http_port}"
+
+    @property
+    def jaeger_url(self) -> str:
+        """Jaeger's query API (``/api/services``, ``/api/traces/<id>``) and UI."""
+        return f"http://127.0.0.1:{self.jaeger_ui_port}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.prometheus_port}"

@@ -7,6 +7,7 @@ import fcntl
 import http.client
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import time
@@ -18,11 +19,18 @@ from typing import cast
 
 from .common import EngineError, first_error_line, log, timed
 from .configs import SUPERVISED_MARKER, ensure_admin_credential, format_kafka, write_configs
-from .fetch import ferretdb_current, fetch, kafka_libs_current
+from .fetch import (
+    GO_PROGRAMS,
+    ferretdb_current,
+    fetch,
+    fetch_observability,
+    go_program_current,
+    kafka_libs_current,
+)
 from .layout import ROOT, SERVICES_FILE, Layout
 from .ports import cmdline, require_free
 from .prerequisites import require_java
-from .probes import http_ready, kafka_ready, mongodb_ready
+from .probes import http_ready, kafka_ready, mongodb_ready, otlp_http_ready
 from .services import Service, load_services, load_setup
 from .supervisor import Supervisor
 
@@ -45,6 +53,25 @@ def engine_targets(layout: Layout) -> list[Target]:
             "ferretdb",
             f"FerretDB on {layout.mongodb_uri}",
             lambda: mongodb_ready(layout.mongodb_port),
+        ),
+    ]
+
+
+def observability_targets(layout: Layout) -> list[Target]:
+    """Jaeger: its query API and its OTLP/HTTP receiver answer; Prometheus: ``/-/ready``."""
+    return [
+        Target(
+            "jaeger",
+            f"Jaeger on {layout.jaeger_url} (OTLP {layout.otlp_endpoint})",
+            lambda: (
+                http_ready(f"{layout.jaeger_url}/api/services")
+                and otlp_http_ready(layout.otlp_http_endpoint)
+            ),
+        ),
+        Target(
+            "prometheus",
+            f"Prometheus on {layout.prometheus_url}",
+            lambda: http_ready(f"{layout.prometheus_url}/-/ready"),
         ),
     ]
 
@@ -106,19 +133,46 @@ def locked(layout: Layout) -> Iterator[None]:
         yield
 
 
-def start(layout: Layout, *, engines_only: bool, if_needed: bool, timeout: float) -> list[Service]:
-    services = [] if engines_only else load_services()
-    wanted = engine_targets(layout) + service_targets(services)
+def start(
+    layout: Layout,
+    *,
+    engines_only: bool,
+    if_needed: bool,
+    timeout: float,
+    observability: bool | None = None,
+    observability_only: bool = False,
+) -> list[Service]:
+    """Start what is asked for under this cache's supervisord and wait until it answers.
+
+    Kafka and FerretDB always (unless ``observability_only``); Jaeger and Prometheus unless
+    ``engines_only`` (``observability=True`` adds them to it); the services unless either.
+    """
+    core = not observability_only
+    with_observability = observability_only or (
+        observability if observability is not None else not engines_only
+    )
+    services = [] if engines_only or observability_only else load_services()
+    core_targets = engine_targets(layout) if core else []
+    obs_targets = observability_targets(layout) if with_observability else []
+    engines = core_targets + obs_targets
+    wanted = engines + service_targets(services)
     if if_needed and all(target.ready() for target in wanted):
-        log(f"already running: kafka {layout.kafka_bootstrap}, mongodb {layout.mongodb_uri}")
+        log(f"already running: {_summary(layout, core, with_observability)}")
         return services
-    java = require_java()
+    java = require_java() if core else (shutil.which("java") or "java")
     with locked(layout):
-        if not kafka_libs_current(layout) or not ferretdb_current(layout):
-            fetch(layout)
+        if core and (not kafka_libs_current(layout) or not ferretdb_current(layout)):
+            fetch(layout, observability=False)
+        if with_observability and not all(go_program_current(layout, p) for p in GO_PROGRAMS):
+            fetch_observability(layout)
         sup = Supervisor(layout)
         supervisord_pid = sup.pid()
         launched_here = supervisord_pid is None
+        ports = {
+            variable: port
+            for target in engines
+            for variable, port in layout.program_ports[target.name].items()
+        }
         if supervisord_pid is not None:
             ours = sup.processes()
             if all(
@@ -126,29 +180,47 @@ def start(layout: Layout, *, engines_only: bool, if_needed: bool, timeout: float
             ):
                 log(f"already running under supervisord pid {supervisord_pid}")
                 return services
-            write_configs(layout, java, services)
+            # Engines it does not run yet (e.g. Jaeger next to a running Kafka) need their ports.
+            for target in engines:
+                if ours.get(target.name, {}).get("statename") != "RUNNING":
+                    for variable, port in layout.program_ports[target.name].items():
+                        require_free(port, variable)
+            # Services configured by an earlier start stay configured (update would remove them).
+            asked = {service.name for service in services}
+            kept = [s for s in load_services() if s.name in ours and s.name not in asked]
+            write_configs(layout, java, services + kept)
             sup.ctl("update")  # picks up added/changed programs
         else:
             if stray := leftovers(layout):
                 log(f"stopping {len(stray)} processes left behind by a killed supervisord")
                 shutdown(layout, quiet=True)
-            for variable, port in layout.engine_ports.items():
+            for variable, port in ports.items():
                 require_free(port, variable)
             for service in services:
                 if service.port:
                     require_free(service.port, f"the port of {service.name} in {SERVICES_FILE}")
             write_configs(layout, java, services)
-            format_kafka(layout, java)
-            with timed(f"supervisord: starting kafka and ferretdb (logs in {layout.logs})"):
+            if core:
+                format_kafka(layout, java)
+            with timed(
+                f"supervisord: starting {', '.join(t.name for t in engines)} (logs in {layout.logs})"
+            ):
                 sup.launch()
         # The timeout covers coming up, not a first fetch (a cold FerretDB build alone takes ~70 s).
         deadline = time.monotonic() + timeout
         try:
-            for name in ("kafka", "ferretdb"):
-                sup.start_process(name)
-            with timed("waiting until Kafka answers a Metadata request and FerretDB a ping"):
-                wait_for(sup, engine_targets(layout), deadline)
-            ensure_admin_credential(layout, java)
+            for target in engines:
+                sup.start_process(target.name)
+            if core_targets:
+                with timed("waiting until Kafka answers a Metadata request and FerretDB a ping"):
+                    wait_for(sup, core_targets, deadline)
+            if obs_targets:
+                with timed(
+                    "waiting until Jaeger's query API and OTLP receiver and Prometheus answer"
+                ):
+                    wait_for(sup, obs_targets, deadline)
+            if core:
+                ensure_admin_credential(layout, java)
             if services:
                 run_setup(layout)
             for service in services:
@@ -161,8 +233,19 @@ def start(layout: Layout, *, engines_only: bool, if_needed: bool, timeout: float
                 with contextlib.suppress(EngineError):
                     shutdown(layout, quiet=True)
             raise
-    log(f"started: kafka {layout.kafka_bootstrap}, mongodb {layout.mongodb_uri}")
+    log(f"started: {_summary(layout, core, with_observability)}")
     return services
+
+
+def _summary(layout: Layout, core: bool, observability: bool) -> str:
+    parts = [f"kafka {layout.kafka_bootstrap}", f"mongodb {layout.mongodb_uri}"] if core else []
+    if observability:
+        parts += [
+            f"jaeger {layout.jaeger_url}",
+            f"otlp {layout.otlp_endpoint}",
+            f"prometheus {layout.prometheus_url}",
+        ]
+    return ", ".join(parts)
 
 
 def run_setup(layout: Layout) -> None:
@@ -206,11 +289,36 @@ def leftovers(layout: Layout) -> list[int]:
     return found
 
 
-def stop(layout: Layout) -> None:
+def stop(layout: Layout, *, only: list[str] | None = None) -> None:
+    """Stop everything; with ``only``, just those programs (supervisord too if nothing else runs)."""
     started = time.monotonic()
     with locked(layout):
-        shutdown(layout)
+        if only is None:
+            shutdown(layout)
+        else:
+            stop_programs(layout, only)
     log(f"stopped in {time.monotonic() - started:.1f} s")
+
+
+def stop_programs(layout: Layout, names: list[str]) -> None:
+    sup = Supervisor(layout)
+    if sup.pid() is None:
+        log(f"supervisord is not running for {layout.home}")
+        return
+    for name in names:
+        try:
+            sup.rpc().supervisor.stopProcess(name, True)
+        except xmlrpc.client.Fault as fault:
+            # NOT_RUNNING (70) and BAD_NAME (10: never configured here) leave nothing to stop.
+            if fault.faultCode not in (10, 70):
+                raise EngineError(
+                    f"supervisord could not stop {name} ({fault.faultString})"
+                ) from None
+        else:
+            log(f"{name}: stopped")
+    states = {str(info.get("statename")) for info in sup.processes().values()}
+    if not states - {"STOPPED", "EXITED", "FATAL"}:
+        shutdown(layout, quiet=True)
 
 
 def shutdown(layout: Layout, *, quiet: bool = False) -> None:

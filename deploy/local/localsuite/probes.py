@@ -1,4 +1,7 @@
-"""Readiness probes (real protocol requests: a TCP connect succeeds before the broker is ready)."""
+"""Readiness probes (real protocol requests: a TCP connect succeeds before the broker is ready).
+
+Kafka Metadata v4, an OP_MSG ``ping``, HTTP 200, and an empty OTLP/HTTP export.
+"""
 
 from __future__ import annotations
 
@@ -103,6 +106,21 @@ def mongodb_ready(port: int) -> bool:
 def http_ready(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=3) as resp:
+            return bool(resp.status == 200)
+    except (OSError, urllib.error.URLError, http.client.HTTPException):
+        return False
+
+
+def otlp_http_ready(endpoint: str) -> bool:
+    """An OTLP/HTTP receiver accepts an empty JSON export (``POST /v1/traces``) with 200."""
+    request = urllib.request.Request(
+        f"{endpoint}/v1/traces",
+        data=b'{"resourceSpans":[]}',
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=3) as resp:
             return bool(resp.status == 200)
     except (OSError, urllib.error.URLError, http.client.HTTPException):
         return False
