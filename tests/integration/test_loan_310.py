@@ -10,6 +10,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from pymongo import AsyncMongoClient
 
 from tests.integration.harness import Engines, RunningApp, eventually
@@ -176,6 +177,50 @@ async def test_the_310_path_from_application_to_disbursement(env: LoanEnv) -> No
     shard = bookkeeping.funding("partner-bank-a", bookkeeping.shard_of(loan["loan_id"]))
     assert await env.ledger.balance(shard) == Money.of("62465000.00", "CNY")  # 500 M / 8 - 35 000
     assert await env.ledger.balance(f"clearing:disburse:{loan['loan_id']}") == Money.zero("CNY")
+
+
+async def test_the_310_path_is_measured_once_on_metrics(env: LoanEnv) -> None:
+    before = await _metrics(env)
+    party = new_id()
+    await env.bus.register_customer(party)
+    application = await eventually(lambda: _apply_when_known(env, party, "20000.00"))
+    app_id = application["application_id"]
+    submitted = await env.reader.wait_for("loan_application_submitted", application_id=app_id)
+    for _ in range(2):  # a redelivered assessment decides nothing twice
+        await env.bus.assess(submitted[0].message, submitted[0].event_id, score=140)
+    await wait_state(env.app, env.tokens, app_id, party, "APPROVED")
+    for key in ("accept-key-1", "accept-key-1", "accept-key-2"):  # retried acceptances
+        assert (await accept(env, app_id, party, key=key)).status_code == 200
+    await asyncio.sleep(0.5)  # a late second decision would show up here
+
+    after = await _metrics(env)
+    delta = {name: after.get(name, 0.0) - before.get(name, 0.0) for name in after}
+    assert delta['zc_loan_applications_total{outcome="approved"}'] == 1
+    assert delta["zc_loan_decision_seconds_count"] == 1
+    assert delta["zc_loan_disbursement_seconds_count"] == 1
+    assert delta['zc_loan_disbursements_total{outcome="paid"}'] == 1
+    # application received -> paid out, on this machine well within the 10 s bucket
+    assert delta['zc_loan_disbursement_seconds_bucket{le="10.0"}'] == 1
+    acceptance = "/v1/applications/{application_id}/acceptance"
+    assert delta[f'zc_http_requests_total{{method="POST",route="{acceptance}",status="200"}}'] == 3
+    assert (
+        delta[f'zc_http_request_duration_seconds_count{{method="POST",route="{acceptance}"}}'] == 3
+    )
+    assert not any(app_id in name or party in name for name in after)  # templates, not paths
+    assert after['zc_engine_up{engine="kafka"}'] == 1
+    assert after['zc_engine_up{engine="mongodb"}'] == 1
+
+
+async def _metrics(env: LoanEnv) -> dict[str, float]:
+    """The service's /metrics as ``{'name{label="value",...}': value}``."""
+    response = await env.app.client.get("/metrics")
+    assert response.status_code == 200
+    return {
+        sample.name + ("{" + ",".join(f'{k}="{v}"' for k, v in sample.labels.items()) + "}"
+                       if sample.labels else ""): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }  # fmt: skip
 
 
 async def test_a_risky_party_is_declined_with_readable_reasons(env: LoanEnv) -> None:

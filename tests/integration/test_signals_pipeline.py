@@ -23,6 +23,8 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.catalog_keys import check_record
 from tests.integration.harness import RUN_ID, Engines, eventually, free_port
@@ -436,6 +438,40 @@ async def test_unreadable_record_goes_to_the_dead_letter_topic(
         await consumer.stop()
     assert record.key == party.encode()
     assert dict(record.headers)["dlq_original_topic"] == signals.topics.loan.encode()
+    metrics = await signals.http.get(f"{signals.worker.url}/metrics")
+    labels = {"group": signals.worker.app_id, "topic": signals.topics.loan}
+    assert _sample(metrics.text, "zc_dead_letters_total", labels) == 1
+    assert _sample(metrics.text, "zc_signals_events_total", {"agent": "party-events", "outcome": "dead_lettered"}) == 1  # fmt: skip
+
+
+async def test_metrics_page_counts_the_agents_events(signals: Signals) -> None:
+    party = _id("party")
+    await signals.send(signals.topics.loan, party, application(party, device=_id("d"), address="b"))
+    await signals.risk.wait_for(party, "risk_assessment")
+
+    response = await signals.http.get(f"{signals.worker.url}/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == CONTENT_TYPE_LATEST
+    text = response.text
+    for agent, outcome in [
+        ("party-events", "forwarded"),
+        ("applications-by-device", "forwarded"),
+        ("applications-by-source-address", "assessed"),
+    ]:
+        assert _sample(text, "zc_signals_events_total", {"agent": agent, "outcome": outcome}) == 1
+    stage = {"agent": "applications-by-source-address"}
+    assert _sample(text, "zc_signals_processing_seconds_count", stage) == 1
+    assert _sample(text, "zc_signals_processing_seconds_bucket", {**stage, "le": "+Inf"}) == 1
+    assert _sample(text, "process_cpu_seconds_total", {}) is not None  # the process defaults
+
+
+def _sample(text: str, name: str, labels: dict[str, str]) -> float | None:
+    """The value of the sample ``name{labels}`` in a Prometheus exposition, if present."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return None
 
 
 async def test_readyz_answers_503_until_the_tables_are_recovered(

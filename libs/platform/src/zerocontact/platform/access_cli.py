@@ -22,7 +22,9 @@ from .kafka.connection import KafkaConnection
 
 __all__ = ["kafka_app"]
 
-kafka_app = typer.Typer(help="Kafka access control (SCRAM users, ACLs).", no_args_is_help=True)
+kafka_app = typer.Typer(
+    help="Kafka access control (SCRAM users, ACLs) and consumer-group lag.", no_args_is_help=True
+)
 users_app = typer.Typer(help="A team's SCRAM user and its ACLs.", no_args_is_help=True)
 kafka_app.add_typer(users_app, name="users")
 

@@ -1,7 +1,8 @@
 """The ``zerocontact`` command line (``[project.scripts]`` of zerocontact-platform).
 
 The platform's own groups: ``topics`` applies the topic catalog to a broker, ``dlq`` replays
-dead letters, ``kafka users`` gives a team a SCRAM user and least-privilege ACLs. Each installed service adds its group through the ``zerocontact.cli`` entry-point
+dead letters, ``kafka users`` gives a team a SCRAM user and least-privilege ACLs, ``kafka lag-exporter``
+serves consumer-group lag to Prometheus. Each installed service adds its group through the ``zerocontact.cli`` entry-point
 group (``payroll = "zerocontact.payroll.cli:app"`` in its pyproject), so the platform never
 imports a service and an image with one service has only that service's commands.
 """
@@ -26,6 +27,7 @@ from rich.table import Table
 from .access_cli import kafka_app
 from .cli_support import connection_or_exit, err, fail, kafka_failures, run_admin
 from .dlq import NotADeadLetterTopic, ReplayReport, replay_dead_letters
+from .lag_cli import lag_exporter
 from .tail import Decoder, StartAt, TopicNotFound, parse_since, render, tail
 from .topics import (
     DEFAULT_CATALOG,
@@ -55,6 +57,7 @@ app.add_typer(topics_app, name="topics")
 dlq_app = typer.Typer(help="Dead-letter topics (<topic>.dlq).", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(kafka_app, name="kafka")
+kafka_app.command("lag-exporter")(lag_exporter)
 
 # Piped output (CI logs, scripts) is not cut at rich's default 80 columns; errors stay one line.
 out = Console(width=None if sys.stdout.isatty() else 200)

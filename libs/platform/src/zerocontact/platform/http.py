@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -22,6 +21,7 @@ from zerocontact.platform.errors import (
     Unauthenticated,
     Unavailable,
 )
+from zerocontact.platform.metrics import run_checks
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
@@ -86,10 +86,9 @@ def install_operational_routes(
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
-        names = list(checks)
-        results = await asyncio.gather(*(_run_check(checks[n], timeout_s) for n in names))
-        status = dict(zip(names, ("ok" if r else "failing" for r in results), strict=True))
-        ready = all(results)
+        results = await run_checks(checks, timeout_s)  # also records zc_engine_up
+        status = {name: "ok" if ok else "failing" for name, ok in results.items()}
+        ready = all(results.values())
         return JSONResponse(
             {"status": "ready" if ready else "not-ready", "checks": status},
             status_code=200 if ready else 503,
@@ -110,10 +109,3 @@ def install_operational_routes(
     @app.exception_handler(DomainError)
     async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
         return problem(http_status(exc), exc.code, exc.detail, **exc.context)
-
-
-async def _run_check(check: ReadinessCheck, timeout_s: float) -> bool:
-    try:
-        return await asyncio.wait_for(check(), timeout_s)
-    except Exception:  # a check that raises or hangs means: not ready
-        return False

@@ -52,7 +52,9 @@ PUBLISHED = Counter(
     "zc_outbox_published_total", "Events published by the outbox relay", ["collection"]
 )
 OLDEST_PENDING = Gauge(
-    "zc_outbox_oldest_pending_seconds", "Age of the oldest unpublished event seen by the last sweep"
+    "zc_outbox_oldest_pending_seconds",
+    "Age of the oldest unpublished event seen by the last sweep",
+    ["collection"],
 )
 
 Document = dict[str, Any]
@@ -307,13 +309,13 @@ class OutboxRelay:
     async def sweep(self) -> int:
         """Publish everything still pending in every collection (crash recovery)."""
         published = 0
-        oldest: datetime | None = None
         for collection in self._collections.values():
+            oldest: datetime | None = None
             async for doc in collection.find({PENDING: True}, {OUTBOX: 1}):
                 for entry in (doc.get(OUTBOX) or {}).values():
                     t = _stored_event(entry).event.time
                     oldest = t if oldest is None or t < oldest else oldest
                 published += await self.flush(collection, doc["_id"])
-        age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
-        OLDEST_PENDING.set(age)
+            age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
+            OLDEST_PENDING.labels(collection.name).set(age)
         return published

@@ -5,7 +5,8 @@ A service's ``app.py`` calls :func:`service_app` with its routers and a ``setup`
 the event publisher, outbox relays, consumers, periodic jobs, anything else with ``start`` and
 ``stop`` — in the order they must start. Each is registered on one ``AsyncExitStack`` as it
 starts, so shutdown (or a failure half-way through start-up) stops them in reverse order.
-``/healthz``, ``/readyz`` (Kafka and MongoDB) and ``/metrics`` come with every app.
+``/healthz``, ``/readyz`` (Kafka and MongoDB) and ``/metrics`` come with every app, and so do
+the HTTP request metrics and ``zc_engine_up`` (kept current by an ``engine-up`` job).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from zerocontact.platform.jobs import PeriodicJob
 from zerocontact.platform.kafka.consumer import ConsumedEvent, ConsumerRunner
 from zerocontact.platform.kafka.producer import EventPublisher
 from zerocontact.platform.logging import configure_logging
+from zerocontact.platform.metrics import ENGINE_POLL_S, HttpMetrics, engine_poll
 from zerocontact.platform.mongo import Document, create_mongo_client, mongo_ready
 from zerocontact.platform.settings import ServiceSettings
 
@@ -159,6 +161,8 @@ def service_app(
             runtime = Runtime(settings, stack)
             app.state.runtime = runtime
             await setup(runtime, app)
+            poll = engine_poll(readiness, settings.readiness_timeout_s)
+            runtime.start_job("engine-up", ENGINE_POLL_S, poll)  # zc_engine_up without probes
             yield
 
     app = FastAPI(title=title, description=description, lifespan=lifespan)
@@ -177,4 +181,5 @@ def service_app(
 
     readiness: dict[str, ReadinessCheck] = {"kafka": kafka, "mongodb": mongodb}
     install_operational_routes(app, checks=readiness, timeout_s=settings.readiness_timeout_s)
+    app.add_middleware(HttpMetrics)  # zc_http_requests_total, zc_http_request_duration_seconds
     return app

@@ -50,6 +50,7 @@ from zerocontact.gateway.v1 import (
 from zerocontact.gateway.watch import EventHub
 from zerocontact.platform.http import install_operational_routes
 from zerocontact.platform.jobs import PeriodicJob
+from zerocontact.platform.metrics import ENGINE_POLL_S, engine_poll
 from zerocontact.platform.mongo import create_mongo_client, mongo_ready
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,9 @@ class OperationalHttp:
             return await mongo_ready(mongo, settings.readiness_timeout_s)
 
         install_operational_routes(ops, checks={"mongodb": mongodb})
+        # zc_engine_up kept current without probes (/readyz records it too)
+        poll = engine_poll({"mongodb": mongodb}, settings.readiness_timeout_s)
+        self._engines = PeriodicJob("engine-up", ENGINE_POLL_S, poll)
         self._server = uvicorn.Server(
             uvicorn.Config(
                 ops,
@@ -135,9 +139,11 @@ class OperationalHttp:
     async def start(self) -> None:
         """Serve in the background: probes and scrapers find it once it listens."""
         self._task = asyncio.create_task(self._server.serve(), name="gateway-operational-http")
+        self._engines.start()
 
     async def stop(self) -> None:
         """Stop listening."""
+        await self._engines.stop()
         if self._task is not None:
             self._server.should_exit = True
             await self._task

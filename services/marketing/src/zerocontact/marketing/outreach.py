@@ -15,7 +15,7 @@ from datetime import datetime, time
 
 from prometheus_client import Counter, Histogram
 
-from zerocontact.marketing import events
+from zerocontact.marketing import events, metrics
 from zerocontact.marketing.channels import Channel, OutgoingMessage
 from zerocontact.marketing.domain import contact
 from zerocontact.marketing.domain.campaigns import Campaign
@@ -73,12 +73,21 @@ class Outreach:
     caps: contact.Caps
 
     async def offer(
-        self, campaign: Campaign, party_id: str, profile: Document | None, *, cause: str
+        self,
+        campaign: Campaign,
+        party_id: str,
+        profile: Document | None,
+        *,
+        cause: str,
+        triggered_at: datetime | None = None,
     ) -> str:
         """Offer ``campaign``'s product to ``party_id``; the outcome (``delivered``,
-        ``failed``, ``holdout`` or the suppression reason)."""
+        ``failed``, ``holdout`` or the suppression reason). ``triggered_at``: when the
+        triggering event happened (a trigger's offer; None for a scheduled send)."""
         started = self.clock()
-        outcome = await self._offer(campaign, party_id, profile, cause=cause, now=started)
+        outcome = await self._offer(
+            campaign, party_id, profile, cause=cause, now=started, triggered_at=triggered_at
+        )
         OUTCOMES.labels(cause, outcome).inc()
         return outcome
 
@@ -90,6 +99,7 @@ class Outreach:
         *,
         cause: str,
         now: datetime,
+        triggered_at: datetime | None = None,
     ) -> str:
         cid = campaign.id
         product = campaign.product
@@ -146,7 +156,7 @@ class Outreach:
             if reserved:
                 await self.repo.release_budget(cid, cost)
             return await self._suppress(cid, party_id, first_channel, "frequency_cap", cause, now)
-        return await self._deliver(campaign, chosen, party_id, product, cause, now)
+        return await self._deliver(campaign, chosen, party_id, product, cause, now, triggered_at)
 
     async def _deliver(
         self,
@@ -156,6 +166,7 @@ class Outreach:
         product: Product,
         cause: str,
         now: datetime,
+        triggered_at: datetime | None = None,
     ) -> str:
         cid = campaign.id
         channel = variant.channel
@@ -222,6 +233,8 @@ class Outreach:
         self.relay.nudge(DELIVERIES, delivery_id)
         await self._member(cid, party_id, "treatment", now, delivery_id=delivery_id, stage=stage)
         SEND_SECONDS.observe((receipt.at - now).total_seconds())
+        if triggered_at is not None and receipt.delivered:
+            metrics.trigger_delivered(triggered_at, receipt.at)
         return stage
 
     async def _member(

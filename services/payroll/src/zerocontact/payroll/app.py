@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from zerocontact.payroll import handlers
+from zerocontact.payroll import handlers, metrics
 from zerocontact.payroll.api import router
 from zerocontact.payroll.batch_runner import BatchRunner, RunnerConfig
 from zerocontact.payroll.consumers import apply_identity_event
@@ -114,6 +114,7 @@ def create_app(
             """Scheduled payrolls (redeem ahead, start when due) and the ledger's recovery."""
             await handlers.scheduler_tick(ctx)
             await ledger.recover(min_age=LEDGER_RECOVERY_MIN_AGE)
+            metrics.oldest_running(await repo.oldest_executing_start())
 
         runtime.start_job(
             "payroll-scheduler",

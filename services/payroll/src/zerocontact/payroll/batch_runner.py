@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from zerocontact.payroll import events as ev
+from zerocontact.payroll import metrics
 from zerocontact.payroll.domain import accounts
 from zerocontact.payroll.domain.aggregates import Batch
 from zerocontact.payroll.domain.batches import BatchState, RetryPolicy, batch_status
@@ -301,6 +302,7 @@ class BatchRunner:
         except ConcurrentUpdate:
             return  # another runner completed it with the same figures
         self._relay.nudge(BATCHES, batch_id)
+        metrics.batch_completed(batch.submitted_at, now)
 
 
 def _outcome(

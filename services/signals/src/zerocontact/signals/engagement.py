@@ -37,10 +37,16 @@ from pydantic_settings import SettingsConfigDict
 from zerocontact.marketing.v1 import events_pb2 as marketing_pb
 from zerocontact.platform.kafka.cloudevents import CloudEvent, MalformedEvent, dataschema_for
 from zerocontact.platform.settings import ServiceSettings
+from zerocontact.signals import metrics
 from zerocontact.signals.settings import SignalsSettings
 from zerocontact.signals.v1 import engagement_pb2
 
 log = logging.getLogger(__name__)
+
+# The agents' names (also the ``agent`` label of the worker's metrics).
+PARTY_AGENT = "engagement-by-party"
+CAMPAIGN_AGENT = "engagement-by-campaign"
+SESSION_AGENT = "engagement-by-session"
 
 RAW: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
 SOURCE: Final = "zerocontact.signals"
@@ -234,13 +240,15 @@ def register(
 
 
 def _party_agent(app: faust.App, t: _Topology) -> None:
-    @app.agent(t.marketing, name="engagement-by-party")
+    @app.agent(t.marketing, name=PARTY_AGENT)
     async def on_marketing_event(stream: Any) -> None:
         """Score the party; forward campaign and studio events re-keyed."""
         async for event, cloud, found in _interactions(stream):
             if not found.party_id:
+                metrics.count(PARTY_AGENT, "ignored")
                 continue
             at = cloud.time.timestamp()
+            outcome = "forwarded"  # no score to keep: on to the campaign and session agents
             if found.weight_key is not None:
                 key = found.party_id.encode()
                 state, fresh = add(
@@ -260,6 +268,8 @@ def _party_agent(app: faust.App, t: _Topology) -> None:
                     s.as_of.CopyFrom(_ts(state["as_of"]))
                     value, headers = _record(out, found.party_id, state["as_of"], cloud.id)
                     await t.out.send(key=key, value=value, headers=headers)
+                    metrics.produced(PARTY_AGENT, at)
+                outcome = "scored" if fresh else "duplicate"
             headers_in = [
                 (str(k), bytes(v))
                 for k, v in (
@@ -276,14 +286,16 @@ def _party_agent(app: faust.App, t: _Topology) -> None:
                 await t.by_session.send(
                     key=found.session_id.encode(), value=event.message.value, headers=headers_in
                 )
+            metrics.count(PARTY_AGENT, outcome)
 
 
 def _campaign_agent(app: faust.App, t: _Topology) -> None:
-    @app.agent(t.by_campaign, name="engagement-by-campaign")
+    @app.agent(t.by_campaign, name=CAMPAIGN_AGENT)
     async def on_campaign_event(stream: Any) -> None:
         """Count the campaign's funnel and publish it."""
         async for _, cloud, found in _interactions(stream):
             if not found.funnel_stage:
+                metrics.count(CAMPAIGN_AGENT, "ignored")
                 continue
             key = found.campaign_id.encode()
             funnel = _load(t.campaign_funnels.get(key)) or dict.fromkeys(FUNNEL_STAGES, 0)
@@ -298,10 +310,12 @@ def _campaign_agent(app: faust.App, t: _Topology) -> None:
             f.as_of.CopyFrom(_ts(at))
             value, headers = _record(out, found.campaign_id, at, cloud.id)
             await t.out.send(key=key, value=value, headers=headers)
+            metrics.count(CAMPAIGN_AGENT, "counted")
+            metrics.produced(CAMPAIGN_AGENT, at)
 
 
 def _session_agent(app: faust.App, t: _Topology) -> None:
-    @app.agent(t.by_session, name="engagement-by-session")
+    @app.agent(t.by_session, name=SESSION_AGENT)
     async def on_session_event(stream: Any) -> None:
         """Track who is in a studio session and publish the concurrent viewers."""
         async for _, cloud, found in _interactions(stream):
@@ -313,6 +327,7 @@ def _session_agent(app: faust.App, t: _Topology) -> None:
             else:
                 present.discard(found.party_id)
             if len(present) == before:
+                metrics.count(SESSION_AGENT, "unchanged")
                 continue  # a repeated join or a leave without a join: nothing changed
             t.session_viewers[key] = _dump({"present": sorted(present)})
             out = engagement_pb2.EngagementEvent()
@@ -323,3 +338,5 @@ def _session_agent(app: faust.App, t: _Topology) -> None:
             v.as_of.CopyFrom(_ts(at))
             value, headers = _record(out, found.session_id, at, cloud.id)
             await t.out.send(key=key, value=value, headers=headers)
+            metrics.count(SESSION_AGENT, "counted")
+            metrics.produced(SESSION_AGENT, at)

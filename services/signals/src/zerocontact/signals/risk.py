@@ -29,7 +29,8 @@ from typing import Any
 
 import faust
 
-from zerocontact.signals import features, records
+from zerocontact.platform.metrics import DEAD_LETTERS
+from zerocontact.signals import features, metrics, records
 from zerocontact.signals.features import (
     APPLICATIONS,
     FAILED_AUTHENTICATIONS,
@@ -51,6 +52,10 @@ _RULES = {rule.name: rule for rule in RULES}
 _DEVICE_SHARED = _RULES["device_shared_by_many_parties"]
 _LOGIN_BURST = _RULES["failed_login_burst"]
 DUPLICATE_HEADER = "zc-duplicate"
+# The agents' names (also the ``agent`` label of the worker's metrics).
+PARTY_AGENT = "party-events"
+DEVICE_AGENT = "applications-by-device"
+ADDRESS_AGENT = "applications-by-source-address"
 FAILED_LOGINS = feature("failed_authentications_1h")
 _DEVICE_FEATURES = tuple(
     d.name for d in FEATURES if d.key is FeatureKey.DEVICE and d.bucket is not None
@@ -90,6 +95,7 @@ class _Pipeline:
             ("dlq_consumer_group", self.settings.app_id.encode()),
         ]
         await topic.send(key=message.key, value=message.value, headers=headers)
+        DEAD_LETTERS.labels(self.settings.app_id, source).inc()
 
 
 def register(app: faust.App, settings: SignalsSettings) -> FeatureTables:
@@ -139,24 +145,27 @@ def _party_stage(app: faust.App, p: _Pipeline) -> None:
     """Stage 1: party features from loan and identity events; applications on by device."""
     settings, tables = p.settings, p.tables
 
-    @app.agent(p.party_events, name="party-events")
+    @app.agent(p.party_events, name=PARTY_AGENT)
     async def on_party_event(stream: Any) -> None:
         async for event in stream.events():
             message = event.message
             if message.topic == settings.identity_topic:
-                await on_identity_event(event)
+                metrics.count(PARTY_AGENT, await on_identity_event(event))
                 continue
             try:
                 envelope = records.envelope(message.headers)
                 loan_event = records.decode_loan(message.value)
             except records.MalformedEvent as exc:
                 await p.dead_letter(event, p.loan_dlq, settings.loan_topic, exc)
+                metrics.count(PARTY_AGENT, "dead_lettered")
                 continue
             if loan_event.WhichOneof("event") != "loan_application_submitted":
                 _apply_party_loan_event(tables, loan_event, envelope)
+                metrics.count(PARTY_AGENT, "applied")
                 continue
             application = loan_event.loan_application_submitted
             if envelope.type != records.APPLICATION_TYPE or not application.application_id:
+                metrics.count(PARTY_AGENT, "ignored")
                 continue
             at = message.timestamp
             party = application.party_id
@@ -179,29 +188,32 @@ def _party_stage(app: faust.App, p: _Pipeline) -> None:
                 headers=headers,
                 timestamp=at,
             )
+            metrics.count(PARTY_AGENT, "forwarded" if fresh else "duplicate")
 
-    async def on_identity_event(event: Any) -> None:
+    async def on_identity_event(event: Any) -> str:
+        """Count a failed authentication (alert on too many); returns the outcome."""
         message = event.message
         try:
             envelope = records.envelope(message.headers)
             if envelope.type != records.AUTH_FAILED_TYPE:
-                return
+                return "ignored"
             failed = records.decode_identity(message.value).authentication_failed
         except records.MalformedEvent as exc:
             await p.dead_letter(event, p.identity_dlq, settings.identity_topic, exc)
-            return
+            return "dead_lettered"
         party = failed.customer_id or _text(message.key)
         at = message.timestamp
         tables.record(FeatureKey.PARTY, party, at, count=FAILED_AUTHENTICATIONS)
         observed = Decimal(tables.windowed_value(FAILED_LOGINS, party, at))
         await _maybe_alert_login(tables, p.risk, party, observed, at)
+        return "applied"
 
 
 def _device_stage(app: faust.App, p: _Pipeline) -> None:
     """Stage 2: the device's applications and parties (device-shared alert); on by address."""
     tables = p.tables
 
-    @app.agent(p.by_device, name="applications-by-device")
+    @app.agent(p.by_device, name=DEVICE_AGENT)
     async def applications_by_device(stream: Any) -> None:
         async for event in stream.events():
             message = event.message
@@ -224,13 +236,14 @@ def _device_stage(app: faust.App, p: _Pipeline) -> None:
                 headers=[*headers, records.features_header("device", values)],
                 timestamp=at,
             )
+            metrics.count(DEVICE_AGENT, "forwarded")
 
 
 def _address_stage(app: faust.App, p: _Pipeline) -> None:
     """Stage 3: the address's applications, the score, the RiskAssessment (once per id)."""
     tables = p.tables
 
-    @app.agent(p.by_address, name="applications-by-source-address")
+    @app.agent(p.by_address, name=ADDRESS_AGENT)
     async def applications_by_address(stream: Any) -> None:
         async for event in stream.events():
             message = event.message
@@ -245,6 +258,7 @@ def _address_stage(app: faust.App, p: _Pipeline) -> None:
             # the previous stage's send and its commit) is dropped before it counts again.
             if tables.seen(FeatureKey.SOURCE_ADDRESS, guard_key, envelope.id, at):
                 log.info("duplicate application ignored", extra={"ce_id": envelope.id})
+                metrics.count(ADDRESS_AGENT, "duplicate")
                 continue
             # One write: the count (unless a marked duplicate or no address) and the id.
             counted = bool(address) and not _has(headers, DUPLICATE_HEADER)
@@ -270,6 +284,8 @@ def _address_stage(app: faust.App, p: _Pipeline) -> None:
                 assessed_at=datetime.now(UTC),
             )
             await p.risk.send(key=application.party_id, value=value, headers=out_headers)
+            metrics.count(ADDRESS_AGENT, "assessed")
+            metrics.produced(ADDRESS_AGENT, at)
 
 
 def _application(value: bytes | None) -> Any:

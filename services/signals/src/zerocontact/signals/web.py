@@ -1,9 +1,12 @@
-"""Faust web pages of the signals worker (port 6066): health and one party's feature values.
+"""Faust web pages of the signals worker (port 6066): health, metrics and one party's
+feature values.
 
 ``GET /healthz`` answers 200 while the worker's web server runs, with whether it is still
 recovering its tables (liveness). ``GET /readyz`` answers 503 until the app has started and
 its tables are recovered (again 503 while a rebalance recovers them), 200 after (readiness:
-a worker still rebuilding its tables would answer the support page from partial state). ``GET /signals/v1/parties/{party_id}/features``
+a worker still rebuilding its tables would answer the support page from partial state).
+``GET /metrics`` is the Prometheus exposition (:mod:`.metrics` and the process's own).
+``GET /signals/v1/parties/{party_id}/features``
 shows the party's current feature values, for support and for tests; a request reaching a
 worker that does not hold the party's partition is routed to the one that does.
 """
@@ -15,6 +18,7 @@ from typing import Any, Final
 
 import faust
 from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from zerocontact.signals.settings import SignalsSettings
 from zerocontact.signals.tables import FeatureTables
@@ -45,6 +49,17 @@ def install_pages(app: faust.App, tables: FeatureTables, settings: SignalsSettin
             ready = state == "ready"
             page: Response = self.json(
                 {"status": state, "app_id": settings.app_id}, status=200 if ready else 503
+            )
+            return page
+
+    @app.page("/metrics")
+    class Metrics(View):
+        """Prometheus metrics: the agents' (zc_signals_*), dead letters and the process's."""
+
+        async def get(self, request: Request) -> Response:
+            # The content type as a header: aiohttp refuses a charset in ``content_type``.
+            page: Response = self.bytes(
+                generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST}
             )
             return page
 

@@ -24,6 +24,7 @@ from pymongo.errors import ConnectionFailure
 from zerocontact.platform.kafka.cloudevents import CloudEvent
 from zerocontact.platform.kafka.connection import KafkaConnection, as_connection
 from zerocontact.platform.kafka.producer import EventPublisher
+from zerocontact.platform.metrics import DEAD_LETTERS
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +227,7 @@ class ConsumerRunner:
             raise
         except Exception as exc:  # poison: anything the handler cannot apply, however often tried
             await self._dead_letter(record, exc)
+            DEAD_LETTERS.labels(self._group, record.topic).inc()
             EVENTS.labels(self._group, record.topic, "dead_lettered").inc()
             return
         EVENTS.labels(self._group, record.topic, "applied").inc()

@@ -10,11 +10,17 @@ from prometheus_client import Counter, Histogram
 
 from zerocontact.gateway.guard.gateway import Gateway
 
-CALLS = Counter("gateway_calls_total", "Gateway calls by method and outcome", ["method", "outcome"])
+# The contract names (docs/observability.md): grpc_method is the full method
+# (/zerocontact.gateway.v1.LoanService/SubmitApplication), grpc_code the status name (OK, ...).
+CALLS = Counter(
+    "zc_grpc_server_handled_total",
+    "Gateway calls handled, by method and gRPC status code",
+    ["grpc_method", "grpc_code"],
+)
 LATENCY = Histogram(
-    "gateway_call_seconds",
+    "zc_grpc_server_handling_seconds",
     "Gateway call latency (unary: whole call; streams: until the stream ended)",
-    ["method"],
+    ["grpc_method"],
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 30, 300),
 )
 

@@ -32,6 +32,7 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from zerocontact.identity import metrics
 from zerocontact.identity.trust.log import ConcurrentWriter, MerkleLog
 from zerocontact.platform.jobs import PeriodicJob
 
@@ -151,6 +152,7 @@ class Sequencer:
         finally:
             if not self.leader:
                 self._claim_at = time.monotonic() + self.lease_ms / 5000
+            metrics.sequencer_state(size=self.log.size, leader=self.leader)
 
     async def step(self) -> None:
         """One round: keep or take the lease; as holder, integrate and sweep."""
@@ -259,5 +261,6 @@ class Sequencer:
             await self.job.stop()
         if self.leader:
             self.leader = False
+            metrics.sequencer_state(size=self.log.size, leader=False)
             with contextlib.suppress(Exception):
                 await self.log.release()

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from zerocontact.loan import events
+from zerocontact.loan import events, metrics
 from zerocontact.loan.domain import loans as domain
 from zerocontact.loan.domain.decisions import Assessment, PartyFacts, decide
 from zerocontact.loan.domain.errors import IdempotencyConflict
@@ -126,6 +126,7 @@ async def decide_application(
         except ConcurrentUpdate:
             continue
         deps.relay.nudge(APPLICATIONS, app.id)
+        metrics.decided(app)
         return True
     # The consumer retries a transient failure with the same record (never dead-letters it).
     raise TransientError(f"application {application_id} kept changing")

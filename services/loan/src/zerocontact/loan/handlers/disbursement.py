@@ -6,7 +6,7 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
-from zerocontact.loan import bookkeeping, events
+from zerocontact.loan import bookkeeping, events, metrics
 from zerocontact.loan.domain import loans as domain
 from zerocontact.loan.domain.errors import Busy
 from zerocontact.loan.domain.loans import Application, Loan, LoanState
@@ -48,7 +48,13 @@ async def accept_offer(
             deps.relay.nudge(APPLICATIONS, app.id)
         loan = await book_loan(app, deps=deps)
         try:
-            return await disburse_loan(loan.id, deps=deps, traceparent=traceparent, booked=loan)
+            return await disburse_loan(
+                loan.id,
+                deps=deps,
+                traceparent=traceparent,
+                booked=loan,
+                applied_at=app.submitted_at,
+            )
         except LedgerContention:
             # Booked and accepted: the recovery sweep finishes the payout, once.
             log.warning(
@@ -69,11 +75,18 @@ async def book_loan(app: Application, *, deps: LoanDeps) -> Loan:
 
 
 async def disburse_loan(
-    loan_id: str, *, deps: LoanDeps, traceparent: str | None = None, booked: Loan | None = None
+    loan_id: str,
+    *,
+    deps: LoanDeps,
+    traceparent: str | None = None,
+    booked: Loan | None = None,
+    applied_at: datetime | None = None,
 ) -> Loan:
     """Pay a BOOKED loan out exactly once: reserve, rail, settle (or reverse), then record.
 
-    ``booked``: the loan as its booking just stored or read it (saves reading it again)."""
+    ``booked``: the loan as its booking just stored or read it (saves reading it again);
+    ``applied_at``: when its application was received, for ``zc_loan_disbursement_seconds``
+    (read from the application when not given: the recovery sweep, the admin retry)."""
     loan = booked if booked is not None and booked.id == loan_id else await deps.repo.loan(loan_id)
     if loan is None:
         raise NotFound(f"loan {loan_id} does not exist")
@@ -137,8 +150,19 @@ async def disburse_loan(
             current = None
             continue
         deps.relay.nudge(LOANS, current.id)
+        metrics.disbursed(current.disbursed_at, applied_at or await _applied_at(current, deps))
         return current
     raise Busy(f"loan {loan.id} kept changing")
+
+
+async def _applied_at(loan: Loan, deps: LoanDeps) -> datetime | None:
+    """When ``loan``'s application was received (None if it cannot be read now: the payout
+    is recorded, only its duration goes unobserved)."""
+    try:
+        app = await deps.repo.application(loan.application_id)
+    except Exception:  # the database went away after the payout was stored
+        return None
+    return None if app is None else app.submitted_at
 
 
 async def _fail_disbursement(loan_id: str, reason: str, deps: LoanDeps) -> Loan:
@@ -151,6 +175,7 @@ async def _fail_disbursement(loan_id: str, reason: str, deps: LoanDeps) -> Loan:
             await deps.repo.save_loan(loan, events=[])
         except ConcurrentUpdate:
             continue
+        metrics.disbursement_failed()
         log.error("disbursement failed", extra={"loan_id": loan_id, "reason": reason})
         return loan
     raise Busy(f"loan {loan_id} kept changing")

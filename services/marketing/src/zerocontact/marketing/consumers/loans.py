@@ -96,8 +96,10 @@ async def fire_due_reminders(projector: Projector) -> int:
             if not await projector.repo.mark_reminder_fired(reminder["_id"], campaign.id, now):
                 continue
             profile = await projector.repo.raw_profile(reminder["party_id"])
+            # The trigger is the moment the offer had gone unaccepted for long enough.
+            due = approved_at + timedelta(minutes=trigger.after_minutes)
             await projector.outreach.offer(
-                campaign, reminder["party_id"], profile, cause="loan_not_accepted"
+                campaign, reminder["party_id"], profile, cause="loan_not_accepted", triggered_at=due
             )
             attempted += 1
     return attempted

@@ -100,7 +100,10 @@ async def on_marketing(
             return
         for campaign, trigger in (await p.book.current()).campaigns_for("studio_card_clicked"):
             if card_click_fires(trigger, s.product_id):
-                await p.outreach.offer(campaign, s.party_id, profile, cause="studio_card_clicked")
+                await p.outreach.offer(
+                    campaign, s.party_id, profile, cause="studio_card_clicked",
+                    triggered_at=consumed.event.time,
+                )  # fmt: skip
 
 
 async def on_engagement(

@@ -50,4 +50,6 @@ async def on_payroll(p: Projector, consumed: ConsumedEvent, event: payroll_pb.Pa
     month = int(facts(profile, now=p.clock(), time_zone=p.tz).attributes["salary_month_minor"] or 0)
     for campaign, trigger in (await p.book.current()).campaigns_for("salary_paid"):
         if salary_fires(trigger, month):
-            await p.outreach.offer(campaign, party_id, profile, cause="salary_paid")
+            await p.outreach.offer(
+                campaign, party_id, profile, cause="salary_paid", triggered_at=consumed.event.time
+            )

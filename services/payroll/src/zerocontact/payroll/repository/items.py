@@ -23,6 +23,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
+from zerocontact.payroll import metrics
 from zerocontact.payroll.domain.aggregates import Batch, BatchItem, ItemLine, PayslipLine
 from zerocontact.payroll.domain.batches import BatchState
 from zerocontact.payroll.repository.documents import item_document, item_line
@@ -178,6 +179,7 @@ class ItemStore:
                 if first is None:
                     raise
                 stored[error["index"]] = first
+        metrics.items_decided(d for d, s in zip(docs, stored, strict=True) if s is d)  # inserted
         return stored
 
     async def batch_outcomes(self, batch_id: str) -> dict[int, list[Document]]:

@@ -180,6 +180,13 @@ class PayrollRepository(ItemStore):
         """The ids of every batch in ``state`` (nothing else is read)."""
         return [doc["_id"] async for doc in self.batches.find({"state": str(state)}, {"_id": 1})]
 
+    async def oldest_executing_start(self) -> datetime | None:
+        """When the oldest batch still EXECUTING started (the ``state`` index; one document)."""
+        doc = await self.batches.find_one(
+            {"state": str(BatchState.EXECUTING)}, {"started_at": 1}, sort=[("started_at", 1)]
+        )
+        return None if doc is None else doc.get("started_at")
+
     async def submitted_batches(self, employer_id: str) -> list[Batch]:
         """The employer's batches waiting for approval."""
         query = {"employer_id": employer_id, "state": str(BatchState.SUBMITTED)}

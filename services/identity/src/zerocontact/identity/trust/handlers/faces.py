@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from zerocontact.identity import metrics
 from zerocontact.identity.domain.kyc import KycLevel
 from zerocontact.identity.handlers.kyc import change_customer_level
 from zerocontact.identity.trust import events, face, liveness
@@ -108,6 +109,7 @@ async def verify_face(
                "reasons": live.reasons}}  # fmt: skip
     await ctx.repo.add_verification(doc, [event], customer_id=customer_id, summary=summary)
     ctx.identity.relay.nudge(FACE_VERIFICATIONS, verification_id)
+    metrics.face_verified(matched=matched, live=passed)
     level = await _raise_kyc(customer_id, doc, ctx=ctx, traceparent=traceparent)
     return {**doc, "id": verification_id, "kyc_level": level}
 
