@@ -25,6 +25,7 @@ from zerocontact.platform.kafka.producer import EventPublisher
 from zerocontact.platform.logging import configure_logging
 from zerocontact.platform.mongo import Document, create_mongo_client, mongo_ready
 from zerocontact.platform.settings import ServiceSettings
+from zerocontact.platform.telemetry import instrument_app, shutdown_tracing
 
 __all__ = ["Component", "Runtime", "service_app"]
 
@@ -152,10 +153,12 @@ def service_app(
     ``setup`` starts what the service owns and puts what its routes need on ``app.state``.
     """
     configure_logging(settings.service_name, settings.log_level)
+    settings.configure_tracing()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            stack.callback(shutdown_tracing)  # last out: export the spans of the shutdown too
             runtime = Runtime(settings, stack)
             app.state.runtime = runtime
             await setup(runtime, app)
@@ -177,4 +180,5 @@ def service_app(
 
     readiness: dict[str, ReadinessCheck] = {"kafka": kafka, "mongodb": mongodb}
     install_operational_routes(app, checks=readiness, timeout_s=settings.readiness_timeout_s)
+    instrument_app(app)
     return app
