@@ -20,6 +20,7 @@ from zerocontact.platform.telemetry import (
     consume_span,
     current_ids,
     current_traceparent,
+    deferred_span,
     publish_span,
 )
 from zerocontact.skeleton.v1 import events_pb2
@@ -90,6 +91,69 @@ def test_a_record_without_context_starts_its_own_trace(spans: InMemorySpanExport
         ) as span,
     ):
         assert span.parent is None  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("bad", ["garbage", "00-" + "0" * 32 + "-" + "1" * 16 + "-01"])
+def test_a_malformed_stored_context_starts_a_new_trace(
+    spans: InMemorySpanExporter, bad: str
+) -> None:
+    with consume_span(
+        "t", group="g", partition=0, offset=0, event_id="e", event_type="T", traceparent=bad
+    ) as span:
+        assert span.parent is None  # type: ignore[attr-defined]
+        assert span.get_span_context().is_valid
+
+
+def test_deferred_work_continues_the_stored_context(spans: InMemorySpanExporter) -> None:
+    spans.clear()
+    test = trace.get_tracer("test")
+    with test.start_as_current_span("POST /v1/batches") as submit:
+        stored = current_traceparent()  # kept with what is deferred (a batch, a queued leaf)
+    # later, maybe in another process, started by another request
+    with (
+        test.start_as_current_span("POST /v1/batches/b/approval") as approve,
+        deferred_span("payroll.batch.run", traceparent=stored) as run,
+    ):
+        written = current_traceparent()
+    run_ = next(s for s in spans.get_finished_spans() if s.name == "payroll.batch.run")
+    assert run_.parent is not None and run_.parent.span_id == submit.get_span_context().span_id
+    assert run.get_span_context().trace_id == submit.get_span_context().trace_id
+    # the request that resumed it is linked, and what the work writes continues the trace
+    assert [link.context.span_id for link in run_.links] == [approve.get_span_context().span_id]
+    assert written is not None
+    assert written.split("-")[1] == format(submit.get_span_context().trace_id, "032x")
+
+
+def test_deferred_work_serving_several_contexts_links_the_others(
+    spans: InMemorySpanExporter,
+) -> None:
+    spans.clear()
+    test = trace.get_tracer("test")
+    stored = []
+    for n in range(3):
+        with test.start_as_current_span(f"sign {n}"):
+            stored.append(current_traceparent())
+    with deferred_span("trust.log.sequence", traceparent=stored[0], links=stored[1:]):
+        pass
+    (sequence,) = [s for s in spans.get_finished_spans() if s.name == "trust.log.sequence"]
+    assert sequence.parent is not None
+    assert format(sequence.context.trace_id, "032x") == stored[0].split("-")[1]  # type: ignore[union-attr]
+    assert [format(link.context.trace_id, "032x") for link in sequence.links] == [
+        t.split("-")[1] for t in stored[1:] if t
+    ]
+
+
+def test_deferred_work_without_a_stored_context_continues_the_active_span(
+    spans: InMemorySpanExporter,
+) -> None:
+    with (
+        trace.get_tracer("test").start_as_current_span("job") as job,
+        deferred_span("work", traceparent=None) as work,
+    ):
+        pass
+    assert work.parent is not None  # type: ignore[attr-defined]
+    assert work.parent.span_id == job.get_span_context().span_id  # type: ignore[attr-defined]
+    assert not work.links  # type: ignore[attr-defined]
 
 
 def test_log_lines_inside_a_span_carry_its_ids(spans: InMemorySpanExporter) -> None:

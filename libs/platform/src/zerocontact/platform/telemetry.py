@@ -6,7 +6,9 @@ the httpx client; :func:`instrument_app` adds the FastAPI server spans. The Kafk
 an event captures the span context it was written in (:func:`current_traceparent`, stored with
 the outbox entry), the publisher's ``<topic> publish`` span is its child and travels in the
 record's ``traceparent`` header, and a consumer's ``<topic> process`` span continues it
-(:func:`consume_span`). The aiokafka instrumentation is not used: its send wrapper would inject
+(:func:`consume_span`). Work deferred beyond the request or record that caused it (a queue, a
+batch run, a recovery sweep) stores :func:`current_traceparent` with what it defers and runs
+later in a :func:`deferred_span`, so it joins the trace that caused it. The aiokafka instrumentation is not used: its send wrapper would inject
 the relay's context instead of the request's that wrote the outbox entry, and its receive span
 ends before our handler runs.
 """
@@ -14,7 +16,7 @@ ends before our handler runs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Final
 
@@ -24,8 +26,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import Link, Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import Attributes
 
 __all__ = [
     "configure_tracing",
@@ -33,6 +36,7 @@ __all__ = [
     "context_of",
     "current_ids",
     "current_traceparent",
+    "deferred_span",
     "instrument_app",
     "publish_span",
     "shutdown_tracing",
@@ -196,5 +200,36 @@ def consume_span(
             "messaging.message.id": event_id,
             "cloudevents.event_type": event_type,
         },
+    ) as span:
+        yield span
+
+
+@contextmanager
+def deferred_span(
+    name: str,
+    *,
+    traceparent: str | None,
+    links: Iterable[str | None] = (),
+    attributes: Attributes = None,
+) -> Iterator[Span]:
+    """The active span of work deferred from a stored context: a child of ``traceparent``.
+
+    What the work writes (events, PyMongo commands) joins the trace that queued it. ``links``
+    are other stored contexts the same work serves (a batch of queued items); the span active
+    when the work resumes (a retried request, or the request that started a background run)
+    is linked too, when it belongs to another trace. Without a stored context the work
+    continues the active span, as undeferred work would.
+    """
+    current = trace.get_current_span().get_span_context()
+    parent = context_of(traceparent) if traceparent else None
+    parent_trace = trace.get_current_span(parent).get_span_context().trace_id if parent else None
+    related = [trace.get_current_span(context_of(t)).get_span_context() for t in links if t]
+    if parent is not None and current.is_valid and current.trace_id != parent_trace:
+        related.append(current)
+    with tracer().start_as_current_span(
+        name,
+        context=parent,
+        links=[Link(c) for c in related if c.is_valid],
+        attributes=attributes,
     ) as span:
         yield span
