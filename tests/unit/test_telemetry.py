@@ -120,6 +120,8 @@ def test_deferred_work_continues_the_stored_context(spans: InMemorySpanExporter)
     assert run.get_span_context().trace_id == submit.get_span_context().trace_id
     # the request that resumed it is linked, and what the work writes continues the trace
     assert [link.context.span_id for link in run_.links] == [approve.get_span_context().span_id]
+    approve_ = next(s for s in spans.get_finished_spans() if s.name.endswith("/approval"))
+    assert [link.context.span_id for link in approve_.links] == [run.get_span_context().span_id]
     assert written is not None
     assert written.split("-")[1] == format(submit.get_span_context().trace_id, "032x")
 

@@ -217,10 +217,12 @@ def deferred_span(
     What the work writes (events, PyMongo commands) joins the trace that queued it. ``links``
     are other stored contexts the same work serves (a batch of queued items); the span active
     when the work resumes (a retried request, or the request that started a background run)
-    is linked too, when it belongs to another trace. Without a stored context the work
-    continues the active span, as undeferred work would.
+    is linked too, when it belongs to another trace, and while it is still open it links
+    back, so the resuming request's trace (the request id a partner quotes) leads to the work.
+    Without a stored context the work continues the active span, as undeferred work would.
     """
-    current = trace.get_current_span().get_span_context()
+    resuming = trace.get_current_span()
+    current = resuming.get_span_context()
     parent = context_of(traceparent) if traceparent else None
     parent_trace = trace.get_current_span(parent).get_span_context().trace_id if parent else None
     related = [trace.get_current_span(context_of(t)).get_span_context() for t in links if t]
@@ -232,4 +234,6 @@ def deferred_span(
         links=[Link(c) for c in related if c.is_valid],
         attributes=attributes,
     ) as span:
+        if current in related and resuming.is_recording():
+            resuming.add_link(span.get_span_context())
         yield span
