@@ -156,7 +156,7 @@ async def test_a_consumer_with_only_the_contracts_decodes_a_loan_event(
         source_address="10.0.0.1",
         submitted_at=submitted_at,
     )
-    outgoing = application_submitted(application, topic=topic, traceparent=None)
+    outgoing = application_submitted(application, topic=topic)
     publisher = EventPublisher(bootstrap_servers=engines.kafka_bootstrap, client_id="dist-test")
     await publisher.start(wait=True)
     try:

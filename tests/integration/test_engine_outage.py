@@ -156,7 +156,6 @@ async def test_broker_outage_makes_services_not_ready_and_they_catch_up(
                 account_id, "outage-dep-3", Money("CNY", 400), Money("CNY", 700), datetime.now(UTC)
             ),
             topic="skeleton.events.v1",
-            traceparent=None,
         )
         private_engines.supervisorctl("stop", "ferretdb")
         body = await eventually(lambda: _not_ready(accounts.client), within_s=30)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
@@ -21,6 +22,7 @@ from pymongo import AsyncMongoClient
 
 from tests.fixtures import faces
 from tests.integration.harness import RUN_ID, Engines, eventually, random_key, serve
+from tests.integration.spans import trace_id
 from tests.integration.test_identity_service import Identity, make_topics, settings_for
 from tests.integration.test_identity_trust import b64, strong_customer
 from zerocontact.identity.app import create_app
@@ -33,6 +35,7 @@ from zerocontact.identity.trust.treehead import (
     canonical_json,
     verify_receipt,
 )
+from zerocontact.identity.v1 import events_pb2
 
 
 @dataclass
@@ -78,6 +81,33 @@ async def pair(
             if stack is not None:
                 await stack.aclose()
         await mongo_client.drop_database(database)
+
+
+STORED_TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+async def contract_signed_headers(
+    engines: Engines, topic: str, contract_id: str
+) -> dict[str, bytes]:
+    """The record headers of the ContractSigned event of ``contract_id``."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=engines.kafka_bootstrap, auto_offset_reset="earliest",
+        group_id=None,
+    )  # fmt: skip
+    await consumer.start()
+    try:
+        async with asyncio.timeout(20):
+            while True:
+                for batch in (await consumer.getmany(timeout_ms=500)).values():
+                    for record in batch:
+                        event = events_pb2.IdentityEvent.FromString(record.value or b"")
+                        if (
+                            event.WhichOneof("event") == "contract_signed"
+                            and event.contract_signed.contract_id == contract_id
+                        ):
+                            return dict(record.headers)
+    finally:
+        await consumer.stop()
 
 
 async def signer(identity: Identity, contracts: int) -> tuple[str, str, list[dict[str, Any]]]:
@@ -199,6 +229,8 @@ async def test_a_contract_stuck_in_signing_is_completed_from_its_queued_leaf(
     # Two crashes, written as the dying request left them: the leaf queued and the contract
     # claimed (SIGNING), or the leaf queued and the process gone before the claim (DRAFT).
     now = datetime.now(UTC)
+    # The first dying request's trace context is stored with its leaf; the second had none.
+    stored = {drafts[0]["id"]: STORED_TRACE, drafts[1]["id"]: None}
     for contract, claimed in ((drafts[0], True), (drafts[1], False)):
         evidence = domain.evidence_package(
             contract_id=contract["id"], template_id=contract["template_id"],
@@ -209,7 +241,7 @@ async def test_a_contract_stuck_in_signing_is_completed_from_its_queued_leaf(
         )  # fmt: skip
         await db[QUEUE].insert_one(
             {"_id": contract["id"], "leaf": canonical_json(evidence), "queued_at": now,
-             "signed_at": now, "traceparent": None}
+             "signed_at": now, "traceparent": stored[contract["id"]]}
         )  # fmt: skip
         if claimed:
             await db["contracts"].update_one(
@@ -229,6 +261,9 @@ async def test_a_contract_stuck_in_signing_is_completed_from_its_queued_leaf(
         )  # fmt: skip
         assert evidence["authentication"]["session"] == "session-crashed"
         assert await db[QUEUE].find_one({"_id": contract["id"]}) is None
+    # The sweep's completion continued the stored trace: ContractSigned is in it.
+    headers = await contract_signed_headers(a.engines, a.settings.events_topic, drafts[0]["id"])
+    assert trace_id(headers["traceparent"]) == trace_id(STORED_TRACE)
 
     # A request whose wait runs out gets 202 (the contract stays SIGNING); a retry with the
     # same Idempotency-Key gets the receipt of the same leaf.

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pymongo import AsyncMongoClient
 
 from tests.integration.harness import Engines, RunningApp, eventually
+from tests.integration.spans import trace_id
 from tests.integration.test_loan_support import (
     OPERATOR_KEY,
     EventBus,
@@ -170,7 +171,12 @@ async def test_the_310_path_from_application_to_disbursement(env: LoanEnv) -> No
         ("partner-bank-b", 3000, 1_500_000),
     ]
     assert disbursed.message.rail_reference.startswith("SIM-")
-    await env.reader.wait_for("loan_offer_accepted", loan_id=loan["loan_id"])
+    accepted = await env.reader.wait_for("loan_offer_accepted", loan_id=loan["loan_id"])
+    # The acceptance and the payout continue the application's trace (submission → risk
+    # assessment → decision → disbursement); the accepting request is linked to it.
+    assert submitted[0].traceparent and disbursed.traceparent and accepted[0].traceparent
+    assert trace_id(disbursed.traceparent) == trace_id(submitted[0].traceparent)
+    assert trace_id(accepted[0].traceparent) == trace_id(submitted[0].traceparent)
 
     assert await env.ledger.balance(f"settlement:{party}") == Money.of("50000.00", "CNY")
     assert await funder_funds(env.ledger, "partner-bank-a") == Money.of("499965000.00", "CNY")
@@ -371,7 +377,11 @@ async def test_a_disbursement_the_rail_could_not_take_is_finished_after_a_restar
 
         up = loan_settings(engines, topics, database, group)
         async with running_loan(up, tokens):
-            await reader.wait_for("loan_disbursed", loan_id=loan_id)
+            disbursed = await reader.wait_for("loan_disbursed", loan_id=loan_id)
+        # The recovery sweep's payout continues the trace stored with the booked loan: the
+        # application's.
+        assert sub[0].traceparent and disbursed[0].traceparent
+        assert trace_id(disbursed[0].traceparent) == trace_id(sub[0].traceparent)
         assert await db["rail_payments"].count_documents({}) == 1
         assert await Ledger(db).balance(f"settlement:{party}") == Money.of("8000.00", "CNY")
         assert len(reader.of("loan_disbursed", loan_id=loan_id)) == 1
@@ -643,7 +653,6 @@ async def test_a_repayment_interrupted_by_a_crash_is_finished_once(env: LoanEnv)
             amount=amount,
             subject=None,
             deps=crashing,
-            traceparent=None,
             as_of=due,
         )
     stored = await env.db["loans"].find_one({"_id": loan_id})

@@ -236,6 +236,7 @@ class LoanRecord:
     message: Any
     event_id: str
     key: str
+    traceparent: str | None = None
 
 
 class LoanTopicReader:
@@ -281,6 +282,7 @@ class LoanTopicReader:
                             getattr(wrapper, kind),
                             headers["ce_id"].decode(),
                             (r.key or b"").decode(),
+                            headers["traceparent"].decode() if "traceparent" in headers else None,
                         )
                     )
 

@@ -10,6 +10,7 @@ from typing import Any
 from lxml import etree
 
 from tests.integration.harness import eventually, serve
+from tests.integration.spans import trace_id
 from tests.integration.test_payroll_support import (  # noqa: F401  (fixture)
     PayrollEnv,
     of_kind,
@@ -303,11 +304,23 @@ async def test_batch_with_good_and_bad_items_pays_each_once_and_completes(
         assert sum(int(d["amount_minor"]) for d in rail if d["status"] == "ACSC") == paid_minor
 
         # events: one per item (by ce_id), then completion
+        traces: dict[str, str] = {}
         events = await read_payroll_events(
             env.engines.kafka_bootstrap,
             env.payroll_topic,
             until=lambda seen: bool(of_kind(seen, "payroll_batch_completed")),
+            traceparents=traces,
         )
+        # The run continued the submission's trace: every payment and the completion are in
+        # it (the approving request, which started the run, is linked).
+        (submitted_id,) = of_kind(events, "payroll_batch_submitted")
+        runs = {
+            trace_id(traces[ce_id])
+            for ce_id, e in events
+            if e.WhichOneof("event")
+            in ("salary_paid", "salary_payment_failed", "payroll_batch_completed")
+        }
+        assert runs == {trace_id(traces[submitted_id])}
         paid = of_kind(events, "salary_paid")
         assert len(paid) == 21 and len({p.end_to_end_id for p in paid.values()}) == 21
         assert all("*" in p.card_masked for p in paid.values())

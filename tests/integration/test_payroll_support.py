@@ -207,8 +207,10 @@ async def read_payroll_events(
     *,
     until: Callable[[list[tuple[str, Any]]], bool],
     within_s: float = 30.0,
+    traceparents: dict[str, str] | None = None,
 ) -> list[tuple[str, Any]]:
-    """(ce_id, PayrollEvent) records of ``topic`` from the beginning, until ``until`` holds."""
+    """(ce_id, PayrollEvent) records of ``topic`` from the beginning, until ``until`` holds;
+    ``traceparents`` collects each record's ``traceparent`` header by ``ce_id``."""
     import asyncio
 
     consumer = AIOKafkaConsumer(
@@ -231,6 +233,8 @@ async def read_payroll_events(
                 for record in records:
                     check_record("payroll.events.v1", record.key, record.headers, record.value)
                     headers = dict(record.headers)
+                    if traceparents is not None and "traceparent" in headers:
+                        traceparents[headers["ce_id"].decode()] = headers["traceparent"].decode()
                     seen.append(
                         (
                             headers["ce_id"].decode(),

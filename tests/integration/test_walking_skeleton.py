@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pymongo import AsyncMongoClient
 
 from tests.integration.catalog_keys import check_record
@@ -20,8 +22,8 @@ from tests.integration.harness import (
     random_key,
     serve,
 )
+from tests.integration.spans import hex_trace, recorded_spans, span_id, trace_id
 from zerocontact.platform.kafka.cloudevents import dataschema_for
-from zerocontact.platform.tracing import new_traceparent, trace_id
 from zerocontact.skeleton.app import create_accounts_app, create_projection_app
 from zerocontact.skeleton.settings import AccountsSettings, ProjectionSettings
 from zerocontact.skeleton.v1 import events_pb2
@@ -113,15 +115,20 @@ async def read_topic(bootstrap: str, topic: str, count: int) -> list[ConsumerRec
     return sorted(records, key=lambda r: (r.partition, r.offset))
 
 
+@pytest.fixture
+def spans(skeleton: Skeleton) -> Iterator[InMemorySpanExporter]:
+    with recorded_spans() as exporter:  # after the apps configured tracing
+        yield exporter
+
+
 async def test_deposit_travels_from_http_to_the_projection(
-    skeleton: Skeleton, mongo_client: AsyncMongoClient[dict[str, Any]]
+    skeleton: Skeleton, mongo_client: AsyncMongoClient[dict[str, Any]], spans: InMemorySpanExporter
 ) -> None:
     account = await open_account(skeleton)
     assert account["holder_phone"] == "+86*******5678"
-    parent = new_traceparent()
-    r = await deposit(
-        skeleton, account["account_id"], "dep-000000001", "125.50", traceparent=parent
-    )
+    # The caller's trace (as the gateway's would be) travels in the request's traceparent.
+    with trace.get_tracer("test").start_as_current_span("caller") as caller:
+        r = await deposit(skeleton, account["account_id"], "dep-000000001", "125.50")
     assert r.status_code == 200, r.text
     assert r.json()["balance_minor"] == 12550
 
@@ -154,7 +161,9 @@ async def test_deposit_travels_from_http_to_the_projection(
         headers["ce_dataschema"] == dataschema_for("zerocontact.skeleton.v1.SkeletonEvent").encode()
     )
     assert headers["ce_id"] and headers["ce_time"].endswith(b"Z")
-    assert trace_id(headers["traceparent"].decode()) == trace_id(parent)
+    # The event continues the caller's trace; the header names the relay's publish span.
+    assert trace_id(headers["traceparent"]) == hex_trace(caller)
+    assert span_id(headers["traceparent"]) != format(caller.get_span_context().span_id, "016x")
     event = events_pb2.SkeletonEvent.FromString(deposited.value)
     assert event.deposit_recorded.amount.minor_units == 12550
     assert event.deposit_recorded.amount.currency_code == "CNY"
@@ -163,9 +172,16 @@ async def test_deposit_travels_from_http_to_the_projection(
     assert opened_event.account_opened.holder_phone == "+86*******5678"
     assert PHONE.encode() not in opened.value
 
-    # The second app applied it.
+    # The second app applied it, in a process span that is the publish span's child.
     got = await eventually(lambda: _balance_is(skeleton, account["account_id"], 12550))
     assert got["deposits"] == 1
+    in_trace = [s for s in spans.get_finished_spans() if hex_trace(s) == hex_trace(caller)]
+    publish = next(s for s in in_trace if s.name == f"{skeleton.topic} publish")
+    process = next(s for s in in_trace if s.name == f"{skeleton.topic} process")
+    assert format(publish.context.span_id, "016x") == span_id(headers["traceparent"])
+    assert process.parent is not None and process.parent.span_id == publish.context.span_id
+    server = next(s for s in in_trace if s.kind is trace.SpanKind.SERVER)
+    assert publish.parent is not None and publish.parent.span_id == server.context.span_id
     metrics = (await skeleton.accounts.client.get("/metrics")).text
     assert 'zc_outbox_published_total{collection="accounts"}' in metrics
     metrics = (await skeleton.projection.client.get("/metrics")).text

@@ -50,7 +50,7 @@ def test_tree_heads_and_party_events_on_identity_events_are_keyed_as_cataloged()
     head = TreeHead(tree_size=3, timestamp_ms=1_780_000_000_000, root_hash=b"r", signature=b"s")
     signed = trust_events.contract_signed(
         contract_id="c-1", customer_id="cust-1", template_id="t", contract_sha256="00",
-        leaf_index=2, tree_size=3, at=at, topic="identity.events.v1", traceparent=None,
+        leaf_index=2, tree_size=3, at=at, topic="identity.events.v1",
     )  # fmt: skip
     for item in (trust_events.tree_head_signed(head, topic="identity.events.v1"), signed):
         record = (item.key.encode(), item.event.headers(), item.event.data)

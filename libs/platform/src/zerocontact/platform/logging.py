@@ -1,8 +1,8 @@
 """Structured JSON logs on stdout, one object per line, with personal data masked.
 
-Every line has ``ts`` (UTC ISO-8601), ``level``, ``logger``, ``message`` and ``service``, then
-the record's ``extra`` fields, then ``exc`` when an exception is attached. A filter on the
-handler masks resident ID numbers, bank card numbers and phone numbers in the message, in the
+Every line has ``ts`` (UTC ISO-8601), ``level``, ``logger``, ``message`` and ``service``,
+``trace_id`` and ``span_id`` when it was written inside a span, then the record's ``extra``
+fields, then ``exc`` when an exception is attached. A filter on the handler masks resident ID numbers, bank card numbers and phone numbers in the message, in the
 extra fields and in exception text before any formatter sees them.
 """
 
@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from zerocontact.platform.pii import mask_card, mask_national_id, mask_phone
+from zerocontact.platform.telemetry import current_ids
 
 __all__ = ["JsonFormatter", "PersonalDataFilter", "configure_logging", "mask_personal_data"]
 
@@ -24,7 +25,7 @@ __all__ = ["JsonFormatter", "PersonalDataFilter", "configure_logging", "mask_per
 _STANDARD_ATTRS = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
 )
-_RESERVED = ("ts", "level", "logger", "message", "service", "exc", "stack")
+_RESERVED = ("ts", "level", "logger", "message", "service", "trace_id", "span_id", "exc", "stack")
 
 # One pass over candidate tokens, classified in _mask_token: 18-char resident IDs, E.164
 # numbers, 11-digit CN mobiles, and 13-19 digit card numbers (also in 4-digit groups).
@@ -126,6 +127,9 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "service": self._service,
         }
+        ids = current_ids()
+        if ids is not None:
+            line["trace_id"], line["span_id"] = ids
         for key, value in vars(record).items():
             if key in _STANDARD_ATTRS:
                 continue

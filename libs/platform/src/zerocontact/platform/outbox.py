@@ -39,6 +39,7 @@ from zerocontact.platform.ids import new_id
 from zerocontact.platform.kafka.cloudevents import CloudEvent, dataschema_for
 from zerocontact.platform.kafka.consumer import TransientError
 from zerocontact.platform.kafka.producer import EventPublisher
+from zerocontact.platform.telemetry import current_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,8 @@ def protobuf_event(
     ``ce_type`` is the full proto name of the event set in the wrapper, as every consumer
     checks; ``ce_dataschema`` names the wrapper (what the value decodes as) and the contracts
     release. The id is a fresh UUIDv7 unless ``event_id`` fixes it (derived ids make a
-    re-emitted event recognisable as the same one).
+    re-emitted event recognisable as the same one). The event keeps the active span's context
+    (or ``traceparent``, a context stored earlier), so its publish continues that trace.
     """
     kind = wrapper.WhichOneof("event")
     if kind is None:
@@ -97,7 +99,7 @@ def protobuf_event(
         subject=key if subject is None else subject,
         data=wrapper.SerializeToString(),
         time=time or datetime.now(UTC),
-        traceparent=traceparent,
+        traceparent=traceparent or current_traceparent(),
         dataschema=dataschema_for(wrapper.DESCRIPTOR.full_name),
     )
     return OutboxEvent(topic=topic, key=key, event=event)

@@ -27,6 +27,7 @@ from zerocontact.platform.logging import configure_logging
 from zerocontact.platform.metrics import ENGINE_POLL_S, HttpMetrics, engine_poll
 from zerocontact.platform.mongo import Document, create_mongo_client, mongo_ready
 from zerocontact.platform.settings import ServiceSettings
+from zerocontact.platform.telemetry import instrument_app, shutdown_tracing
 
 __all__ = ["Component", "Runtime", "service_app"]
 
@@ -154,10 +155,12 @@ def service_app(
     ``setup`` starts what the service owns and puts what its routes need on ``app.state``.
     """
     configure_logging(settings.service_name, settings.log_level)
+    settings.configure_tracing()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            stack.callback(shutdown_tracing)  # last out: export the spans of the shutdown too
             runtime = Runtime(settings, stack)
             app.state.runtime = runtime
             await setup(runtime, app)
@@ -182,4 +185,5 @@ def service_app(
     readiness: dict[str, ReadinessCheck] = {"kafka": kafka, "mongodb": mongodb}
     install_operational_routes(app, checks=readiness, timeout_s=settings.readiness_timeout_s)
     app.add_middleware(HttpMetrics)  # zc_http_requests_total, zc_http_request_duration_seconds
+    instrument_app(app)
     return app

@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from zerocontact.platform.kafka.connection import KafkaConnection, KafkaSettingsError
 from zerocontact.platform.pii import FieldCipher, decode_key
+from zerocontact.platform.telemetry import configure_tracing
 
 
 class ServiceSettings(BaseSettings):
@@ -60,6 +61,20 @@ class ServiceSettings(BaseSettings):
     consumer_group: str = "zerocontact"
     # How long a readiness probe waits for an engine before calling the service not ready.
     readiness_timeout_s: float = Field(default=2.0, gt=0)
+    # Tracing: the OpenTelemetry SDK's own variables, read without the service's prefix so an
+    # SRE sets them as for any workload; the sampling ratio of new traces is per service.
+    otel_sdk_disabled: bool = Field(
+        default=False, validation_alias=AliasChoices("OTEL_SDK_DISABLED", "otel_sdk_disabled")
+    )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "otel_exporter_otlp_endpoint",
+        ),
+    )
+    trace_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _kafka_security_is_complete(self) -> Self:
@@ -75,6 +90,15 @@ class ServiceSettings(BaseSettings):
             sasl_username=self.kafka_sasl_username,
             sasl_password=self.kafka_sasl_password,
             ssl_cafile=self.kafka_ssl_cafile,
+        )
+
+    def configure_tracing(self) -> None:
+        """Install this process's tracing from these settings (once per process)."""
+        configure_tracing(
+            self.service_name,
+            enabled=not self.otel_sdk_disabled,
+            sample_ratio=self.trace_sample_ratio,
+            endpoint=self.otel_exporter_otlp_endpoint or None,
         )
 
 

@@ -30,6 +30,4 @@ async def apply_identity_event(consumed: ConsumedEvent, *, ctx: IdentityContext)
         changed.party.kind == party_pb2.PartyRef.PARTY_KIND_CUSTOMER
         and changed.to_level == events_pb2.KYC_LEVEL_VERIFIED
     ):
-        await kyc.follow_representative(
-            changed.party.party_id, ctx=ctx, traceparent=consumed.event.traceparent
-        )
+        await kyc.follow_representative(changed.party.party_id, ctx=ctx)

@@ -53,7 +53,6 @@ class SmsCodeRequest:
     template: str
     expires_at: datetime
     requested_at: datetime
-    traceparent: str | None
 
 
 class Notifier(Protocol):

@@ -48,7 +48,6 @@ def _wrap(
     subject: str,
     moment: datetime,
     topic: str,
-    traceparent: str | None,
 ) -> OutboxEvent:
     return protobuf_event(
         wrapper,
@@ -57,7 +56,6 @@ def _wrap(
         source=SOURCE,
         subject=subject,
         time=moment,
-        traceparent=traceparent,
     )
 
 
@@ -66,7 +64,7 @@ def _reasons(target: object, reasons: Sequence[Reason]) -> None:
         target.add(code=reason.code, description=reason.description)  # type: ignore[attr-defined]
 
 
-def application_submitted(app: Application, *, topic: str, traceparent: str | None) -> OutboxEvent:
+def application_submitted(app: Application, *, topic: str) -> OutboxEvent:
     """LoanApplicationSubmitted: the signals answer it with a RiskAssessment."""
     wrapper = events_pb2.LoanEvent()
     e = wrapper.loan_application_submitted
@@ -85,13 +83,10 @@ def application_submitted(app: Application, *, topic: str, traceparent: str | No
         subject=app.id,
         moment=app.submitted_at,
         topic=topic,
-        traceparent=traceparent,
     )
 
 
-def decided(
-    app: Application, decision: Decision, *, now: datetime, topic: str, traceparent: str | None
-) -> OutboxEvent:
+def decided(app: Application, decision: Decision, *, now: datetime, topic: str) -> OutboxEvent:
     """LoanApproved or LoanDeclined, with the reasons."""
     wrapper = events_pb2.LoanEvent()
     if decision.approved:
@@ -123,11 +118,10 @@ def decided(
         subject=app.id,
         moment=now,
         topic=topic,
-        traceparent=traceparent,
     )
 
 
-def offer_accepted(app: Application, *, topic: str, traceparent: str | None) -> OutboxEvent:
+def offer_accepted(app: Application, *, topic: str) -> OutboxEvent:
     """LoanOfferAccepted."""
     assert app.loan_id is not None and app.accepted_at is not None
     wrapper = events_pb2.LoanEvent()
@@ -142,13 +136,10 @@ def offer_accepted(app: Application, *, topic: str, traceparent: str | None) -> 
         subject=app.loan_id,
         moment=app.accepted_at,
         topic=topic,
-        traceparent=traceparent,
     )
 
 
-def disbursed(
-    loan: Loan, funders: Sequence[FunderPart], *, topic: str, traceparent: str | None
-) -> OutboxEvent:
+def disbursed(loan: Loan, funders: Sequence[FunderPart], *, topic: str) -> OutboxEvent:
     """LoanDisbursed, with each funder's part."""
     assert loan.disbursed_at is not None and loan.rail_reference is not None
     wrapper = events_pb2.LoanEvent()
@@ -169,7 +160,6 @@ def disbursed(
         subject=loan.id,
         moment=loan.disbursed_at,
         topic=topic,
-        traceparent=traceparent,
     )
 
 
@@ -181,7 +171,6 @@ def repayment_received(
     amount: Money,
     now: datetime,
     topic: str,
-    traceparent: str | None,
 ) -> OutboxEvent:
     """RepaymentReceived, with its allocation to penalty, interest and principal."""
     wrapper = events_pb2.LoanEvent()
@@ -202,13 +191,10 @@ def repayment_received(
         subject=loan.id,
         moment=now,
         topic=topic,
-        traceparent=traceparent,
     )
 
 
-def settled(
-    loan: Loan, *, early_payoff: bool, now: datetime, topic: str, traceparent: str | None
-) -> OutboxEvent:
+def settled(loan: Loan, *, early_payoff: bool, now: datetime, topic: str) -> OutboxEvent:
     """LoanSettled."""
     wrapper = events_pb2.LoanEvent()
     e = wrapper.loan_settled
@@ -222,7 +208,6 @@ def settled(
         subject=loan.id,
         moment=now,
         topic=topic,
-        traceparent=traceparent,
     )
 
 
@@ -252,7 +237,6 @@ def overdue(
         subject=loan.id,
         moment=now,
         topic=topic,
-        traceparent=None,
     )
 
 
@@ -266,7 +250,6 @@ def revenue_reported(
     period_end: datetime,
     now: datetime,
     topic: str,
-    traceparent: str | None,
 ) -> OutboxEvent:
     """MerchantRevenueReported (input to the risk signals)."""
     wrapper = events_pb2.LoanEvent()
@@ -284,5 +267,4 @@ def revenue_reported(
         subject=report_id,
         moment=now,
         topic=topic,
-        traceparent=traceparent,
     )

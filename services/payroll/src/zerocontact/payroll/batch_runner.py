@@ -23,6 +23,11 @@ that also serializes the ledger's writes (docs/payroll.md, "Benchmark").
 When every chunk is done, the unused reserve is released and the batch completes. Start-up
 recovery and the scheduler resume every batch left EXECUTING (a run that failed on an engine
 outage); each step above is safe to repeat.
+
+A run is a ``payroll.batch.run`` span continuing the trace of the batch's submission (stored
+with the batch; the approving request that started the run is linked), with one
+``payroll.batch.chunk`` span per chunk: the SalaryPaid / SalaryPaymentFailed events and the
+BatchCompleted continue the submission's trace. A run that has nothing to do makes no span.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from zerocontact.platform.money import Money
 from zerocontact.platform.mongo import Document
 from zerocontact.platform.outbox import OutboxRelay
 from zerocontact.platform.pii import FieldCipher
+from zerocontact.platform.telemetry import deferred_span, tracer
 
 log = logging.getLogger(__name__)
 
@@ -158,9 +164,19 @@ class BatchRunner:
                 return
 
     async def _run(self, batch_id: str) -> None:
-        batch = await self._repo.batch(batch_id)
-        if batch is None or batch.state not in (BatchState.APPROVED, BatchState.EXECUTING):
+        found = await self._repo.batch_with_trace(batch_id)
+        if found is None or found[0].state not in (BatchState.APPROVED, BatchState.EXECUTING):
             return
+        batch, submitted_in = found
+        with deferred_span(
+            "payroll.batch.run",
+            traceparent=submitted_in,
+            attributes={"payroll.batch_id": batch_id, "payroll.chunks": batch.chunks},
+        ):
+            await self._run_batch(batch)
+
+    async def _run_batch(self, batch: Batch) -> None:
+        batch_id = batch.batch_id
         if batch.state == BatchState.APPROVED:
             await self._repo.start_executing(batch_id)
         done = batch.chunks_done
@@ -195,6 +211,20 @@ class BatchRunner:
         attempts: Counter[str],
     ) -> list[Document]:
         """Pay one chunk's open items and settle it; returns the chunk's outcomes."""
+        with tracer().start_as_current_span(
+            "payroll.batch.chunk",
+            attributes={"payroll.batch_id": batch.batch_id, "payroll.chunk": chunk},
+        ):
+            return await self._pay_chunk(batch, chunk, gate, decided, attempts)
+
+    async def _pay_chunk(
+        self,
+        batch: Batch,
+        chunk: int,
+        gate: asyncio.Semaphore,
+        decided: list[Document],
+        attempts: Counter[str],
+    ) -> list[Document]:
         batch_id = batch.batch_id
         retry = self._config.retry
         async with gate:  # bounds concurrent reads as it bounds rail requests

@@ -41,7 +41,6 @@ def outbox_event(
     field: str,
     message: Message,
     subject: str,
-    traceparent: str | None = None,
     event_id: str | None = None,
     time: datetime | None = None,
 ) -> OutboxEvent:
@@ -55,7 +54,6 @@ def outbox_event(
         source=SOURCE,
         subject=subject,
         time=time,
-        traceparent=traceparent,
         event_id=event_id,
     )
 

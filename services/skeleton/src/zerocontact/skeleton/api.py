@@ -11,7 +11,6 @@ from pydantic import BaseModel, Field
 from zerocontact.platform.deps import IdempotencyKey
 from zerocontact.platform.errors import Invalid, NotFound
 from zerocontact.platform.money import InvalidAmount, Money, UnknownCurrency, currency_exponent
-from zerocontact.platform.tracing import child_traceparent
 from zerocontact.skeleton import domain, handlers
 
 AccountId = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")]
@@ -57,10 +56,6 @@ class InvalidMoney(Invalid):
 accounts_router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
 
 
-def _traceparent(request: Request) -> str:
-    return child_traceparent(request.headers.get("traceparent"))
-
-
 @accounts_router.post("", status_code=201)
 async def open_account(
     body: OpenAccountRequest, key: IdempotencyKey, request: Request
@@ -76,7 +71,6 @@ async def open_account(
         cipher=deps.cipher,
         relay=deps.relay,
         topic=deps.settings.topic,
-        traceparent=_traceparent(request),
     )
     return AccountView.of(account)
 
@@ -95,7 +89,6 @@ async def record_deposit(
         repo=deps.repo,
         relay=deps.relay,
         topic=deps.settings.topic,
-        traceparent=_traceparent(request),
     )
     return AccountView.of(account)
 

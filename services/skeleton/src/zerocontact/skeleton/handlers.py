@@ -42,7 +42,7 @@ def _timestamp(moment: datetime) -> Timestamp:
 
 
 def to_cloud_event(
-    event: domain.AccountOpened | domain.DepositRecorded, *, topic: str, traceparent: str | None
+    event: domain.AccountOpened | domain.DepositRecorded, *, topic: str
 ) -> OutboxEvent:
     """The protobuf CloudEvent for a domain event, keyed by the account."""
     wrapper = events_pb2.SkeletonEvent()
@@ -67,7 +67,6 @@ def to_cloud_event(
         key=event.account_id,
         source=SOURCE,
         time=moment,
-        traceparent=traceparent,
     )
 
 
@@ -78,7 +77,6 @@ async def open_account(
     cipher: FieldCipher,
     relay: OutboxRelay,
     topic: str,
-    traceparent: str | None,
 ) -> domain.Account:
     """Open an account; the same key with the same request returns the first account."""
     request = domain.fingerprint(cmd.holder_name, cmd.holder_phone, cmd.currency)
@@ -91,7 +89,7 @@ async def open_account(
             currency=cmd.currency,
             now=datetime.now(UTC),
         )
-        event = to_cloud_event(opened, topic=topic, traceparent=traceparent)
+        event = to_cloud_event(opened, topic=topic)
         added = await repo.add(
             account,
             open_key=cmd.open_key,
@@ -119,7 +117,6 @@ async def record_deposit(
     repo: AccountRepository,
     relay: OutboxRelay,
     topic: str,
-    traceparent: str | None,
 ) -> domain.Account:
     """Credit a deposit exactly once per deposit id."""
     for _ in range(MAX_ATTEMPTS):
@@ -131,7 +128,7 @@ async def record_deposit(
         )
         if recorded is None:
             return account  # a retry of a deposit already recorded
-        event = to_cloud_event(recorded, topic=topic, traceparent=traceparent)
+        event = to_cloud_event(recorded, topic=topic)
         try:
             await repo.save_deposit(account, deposit_id=cmd.deposit_id, events=[event])
         except ConcurrentUpdate:

@@ -25,6 +25,7 @@ from zerocontact.platform.kafka.cloudevents import CloudEvent
 from zerocontact.platform.kafka.connection import KafkaConnection, as_connection
 from zerocontact.platform.kafka.producer import EventPublisher
 from zerocontact.platform.metrics import DEAD_LETTERS
+from zerocontact.platform.telemetry import consume_span
 
 log = logging.getLogger(__name__)
 
@@ -214,15 +215,24 @@ class ConsumerRunner:
     async def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
             event = CloudEvent.from_record(record.headers, record.value)
-            await self._handler(
-                ConsumedEvent(
-                    event=event,
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                    key=record.key.decode(errors="replace") if record.key is not None else None,
+            with consume_span(
+                record.topic,
+                group=self._group,
+                partition=record.partition,
+                offset=record.offset,
+                event_id=event.id,
+                event_type=event.type,
+                traceparent=event.traceparent,
+            ):
+                await self._handler(
+                    ConsumedEvent(
+                        event=event,
+                        topic=record.topic,
+                        partition=record.partition,
+                        offset=record.offset,
+                        key=record.key.decode(errors="replace") if record.key is not None else None,
+                    )
                 )
-            )
         except TRANSIENT_ERRORS:
             raise
         except Exception as exc:  # poison: anything the handler cannot apply, however often tried

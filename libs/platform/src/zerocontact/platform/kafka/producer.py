@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Sequence
 
@@ -11,6 +12,7 @@ from aiokafka.structs import RecordMetadata
 
 from zerocontact.platform.kafka.cloudevents import CloudEvent
 from zerocontact.platform.kafka.connection import KafkaConnection, as_connection
+from zerocontact.platform.telemetry import publish_span
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +79,7 @@ class EventPublisher:
 
     async def publish(self, topic: str, key: str, event: CloudEvent) -> RecordMetadata:
         """Publish one event and wait for the broker's acknowledgement."""
-        producer = await self._ready_producer()
-        return await producer.send_and_wait(
-            topic, event.data, key=key.encode(), headers=event.headers()
-        )
+        return (await self.publish_in_order([(topic, key, event)]))[0]
 
     async def publish_in_order(
         self, items: Sequence[tuple[str, str, CloudEvent]]
@@ -89,13 +88,33 @@ class EventPublisher:
 
         The idempotent producer keeps the order of sends to one partition even when
         batches are retried, so one aggregate's events arrive in the order they were written.
+        Each event gets a ``<topic> publish`` span, child of the context stored with it, and
+        the record carries that span's ``traceparent``.
         """
         producer = await self._ready_producer()
-        futures = [
-            await producer.send(topic, event.data, key=key.encode(), headers=event.headers())
-            for topic, key, event in items
-        ]
-        return list(await asyncio.gather(*futures))
+        spans = []
+        futures = []
+        try:
+            for topic, key, event in items:
+                span, traceparent = publish_span(
+                    topic, event_id=event.id, event_type=event.type, traceparent=event.traceparent
+                )
+                spans.append(span)
+                sent = dataclasses.replace(event, traceparent=traceparent)
+                futures.append(
+                    await producer.send(topic, sent.data, key=key.encode(), headers=sent.headers())
+                )
+            results = list(await asyncio.gather(*futures))
+        except BaseException as exc:
+            for span in spans:
+                span.record_exception(exc)
+                span.end()
+            raise
+        for span, result in zip(spans, results, strict=True):
+            span.set_attribute("messaging.destination.partition.id", str(result.partition))
+            span.set_attribute("messaging.kafka.offset", result.offset)
+            span.end()
+        return results
 
     async def publish_raw(
         self,

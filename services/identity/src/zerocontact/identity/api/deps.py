@@ -24,7 +24,6 @@ from zerocontact.identity.handlers.authentication import Client
 from zerocontact.identity.handlers.context import IdentityContext
 from zerocontact.identity.repository import IdempotencyStore
 from zerocontact.platform.auth import shared_credential
-from zerocontact.platform.tracing import child_traceparent
 
 DeviceId = Annotated[
     str,
@@ -78,23 +77,14 @@ def source_address(request: Request, trusted_proxies: Sequence[IPv4Network | IPv
 
 
 def client(request: Request, device_id: DeviceId, ctx: Ctx) -> Client:
-    """Source address, device id and trace context of the request."""
+    """Source address and device id of the request."""
     return Client(
         source_address=source_address(request, ctx.settings.trusted_proxies),
         device_id=device_id,
-        traceparent=child_traceparent(request.headers.get("traceparent")),
     )
 
 
 RequestClient = Annotated[Client, Depends(client)]
-
-
-def traceparent(request: Request) -> str:
-    """A child of the caller's trace context (or a new trace)."""
-    return child_traceparent(request.headers.get("traceparent"))
-
-
-Traceparent = Annotated[str, Depends(traceparent)]
 
 
 def _credential_check(header: str, setting: str) -> Callable[..., Awaitable[None]]:

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 
-from zerocontact.identity.api.deps import Ctx, Traceparent, idempotent, operator_only
+from zerocontact.identity.api.deps import Ctx, idempotent, operator_only
 from zerocontact.identity.api.schemas import (
     ChangePhoneRequest,
     CustomerView,
@@ -31,7 +31,6 @@ async def register_customer(
     key: IdempotencyKey,
     request: Request,
     ctx: Ctx,
-    trace: Traceparent,
 ) -> JSONResponse:
     """Register an individual customer (KYC BASIC once the data validates)."""
 
@@ -46,7 +45,6 @@ async def register_customer(
                 body.password,
             ),
             ctx=ctx,
-            traceparent=trace,
         )
         return CustomerView.of(customer)
 
@@ -93,14 +91,11 @@ async def change_phone(
 @router.post("/v1/customers/{customer_id}/kyc/verification", response_model=CustomerView)
 async def verify_customer(
     customer_id: PartyId, key: IdempotencyKey, request: Request, caller: Caller, ctx: Ctx,
-    trace: Traceparent,
 ) -> JSONResponse:  # fmt: skip
     """KYC BASIC -> VERIFIED by the customer's own recent two-factor authentication."""
 
     async def run() -> CustomerView:
-        return CustomerView.of(
-            await kyc.verify_customer(customer_id, principal=caller, ctx=ctx, traceparent=trace)
-        )
+        return CustomerView.of(await kyc.verify_customer(customer_id, principal=caller, ctx=ctx))
 
     return await idempotent(
         request,
@@ -114,7 +109,7 @@ async def verify_customer(
 @router.post("/v1/enterprises", status_code=201, response_model=EnterpriseView)
 async def register_enterprise(
     body: RegisterEnterpriseRequest, key: IdempotencyKey, request: Request, caller: Caller,
-    ctx: Ctx, trace: Traceparent,
+    ctx: Ctx,
 ) -> JSONResponse:  # fmt: skip
     """Register an enterprise; the caller must be its legal representative."""
 
@@ -124,7 +119,7 @@ async def register_enterprise(
                 body.name, body.credit_code, body.legal_representative_id, body.business_category,
                 body.registered_capital.money(),
             ),
-            principal=caller, ctx=ctx, traceparent=trace,
+            principal=caller, ctx=ctx,
         )  # fmt: skip
         return EnterpriseView.of(enterprise)
 
@@ -150,7 +145,7 @@ async def get_enterprise(enterprise_id: PartyId, caller: Caller, ctx: Ctx) -> En
 )
 async def operator_transition(
     party_id: PartyId, body: OperatorTransitionRequest, key: IdempotencyKey, request: Request,
-    ctx: Ctx, trace: Traceparent,
+    ctx: Ctx,
 ) -> JSONResponse:  # fmt: skip
     """A KYC reviewer moves a customer or enterprise one level (X-Operator-Key, X-Operator-Id)."""
     operator = request.headers.get("X-Operator-Id", "").strip()
@@ -160,7 +155,7 @@ async def operator_transition(
     async def run() -> CustomerView | EnterpriseView:
         common = {
             "actor": f"operator:{operator}", "reason": body.reason, "evidence": body.evidence,
-            "ctx": ctx, "traceparent": trace,
+            "ctx": ctx,
         }  # fmt: skip
         if await ctx.parties.get_enterprise(party_id) is not None:
             return EnterpriseView.of(

@@ -14,6 +14,7 @@ from zerocontact.identity.v1 import events_pb2, notifications_pb2
 from zerocontact.platform.ids import new_id
 from zerocontact.platform.kafka.cloudevents import CloudEvent, dataschema_for
 from zerocontact.platform.outbox import OutboxEvent, protobuf_event
+from zerocontact.platform.telemetry import current_traceparent
 
 SOURCE = "/zerocontact/identity"
 
@@ -100,15 +101,11 @@ def _fill(wrapper: events_pb2.IdentityEvent, event: ev.IdentityDomainEvent) -> t
     return event.customer_id, event.at
 
 
-def to_cloud_event(
-    event: ev.IdentityDomainEvent, *, topic: str, traceparent: str | None
-) -> OutboxEvent:
+def to_cloud_event(event: ev.IdentityDomainEvent, *, topic: str) -> OutboxEvent:
     """The CloudEvent for a domain event; ``ce_type`` is the inner message's full name."""
     wrapper = events_pb2.IdentityEvent()
     key, moment = _fill(wrapper, event)
-    return protobuf_event(
-        wrapper, topic=topic, key=key, source=SOURCE, time=moment, traceparent=traceparent
-    )
+    return protobuf_event(wrapper, topic=topic, key=key, source=SOURCE, time=moment)
 
 
 def sms_code_requested(
@@ -120,7 +117,6 @@ def sms_code_requested(
     expires_at: datetime,
     requested_at: datetime,
     topic: str,
-    traceparent: str | None,
 ) -> OutboxEvent:
     """The reference-only notification for the SMS team (never the code)."""
     wrapper = notifications_pb2.IdentityNotification()
@@ -140,7 +136,7 @@ def sms_code_requested(
         subject=customer_id,
         data=wrapper.SerializeToString(),
         time=requested_at,
-        traceparent=traceparent,
+        traceparent=current_traceparent(),  # built here, not by protobuf_event: capture it
         dataschema=dataschema_for(wrapper.DESCRIPTOR.full_name),
     )
     return OutboxEvent(topic=topic, key=customer_id, event=cloud)

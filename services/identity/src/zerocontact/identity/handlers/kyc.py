@@ -27,7 +27,7 @@ class Busy(DomainError):
 
 
 async def verify_customer(
-    customer_id: str, *, principal: Principal, ctx: IdentityContext, traceparent: str | None
+    customer_id: str, *, principal: Principal, ctx: IdentityContext
 ) -> parties.Customer:
     """BASIC -> VERIFIED on the customer's own recent two-factor authentication."""
     if principal.subject != customer_id:
@@ -43,7 +43,6 @@ async def verify_customer(
         reason="verified by a strong factor (two-factor authentication)",
         evidence=evidence,
         ctx=ctx,
-        traceparent=traceparent,
     )
 
 
@@ -55,7 +54,6 @@ async def change_customer_level(
     reason: str,
     evidence: str,
     ctx: IdentityContext,
-    traceparent: str | None,
 ) -> parties.Customer:
     """Apply one recorded KYC transition with its KycLevelChanged event (version-guarded)."""
     for _ in range(MAX_ATTEMPTS):
@@ -70,7 +68,7 @@ async def change_customer_level(
             customer.kyc_level, target, actor=actor, reason=reason, evidence=evidence,
             now=datetime.now(UTC),
         )  # fmt: skip
-        event = _record_step(customer, step, enterprise=False, ctx=ctx, traceparent=traceparent)
+        event = _record_step(customer, step, enterprise=False, ctx=ctx)
         try:
             await ctx.parties.save_customer(record, [event])
         except ConcurrentUpdate:
@@ -87,7 +85,6 @@ def _record_step(
     *,
     enterprise: bool,
     ctx: IdentityContext,
-    traceparent: str | None,
 ) -> OutboxEvent:
     """Apply ``step`` to the party (level, audit history, version) and make its event."""
     party.kyc_level = step.to_level
@@ -96,7 +93,6 @@ def _record_step(
     return to_cloud_event(
         ev.KycLevelChanged(party.id, enterprise, step),
         topic=ctx.settings.events_topic,
-        traceparent=traceparent,
     )
 
 
@@ -108,7 +104,6 @@ async def change_enterprise_level(
     reason: str,
     evidence: str,
     ctx: IdentityContext,
-    traceparent: str | None,
 ) -> parties.Enterprise:
     """Apply one recorded KYB transition; VERIFIED and above need a VERIFIED representative."""
     for _ in range(MAX_ATTEMPTS):
@@ -121,7 +116,7 @@ async def change_enterprise_level(
             enterprise.kyc_level, target, representative_level=rep_level, actor=actor,
             reason=reason, evidence=evidence, now=datetime.now(UTC),
         )  # fmt: skip
-        event = _record_step(enterprise, step, enterprise=True, ctx=ctx, traceparent=traceparent)
+        event = _record_step(enterprise, step, enterprise=True, ctx=ctx)
         try:
             await ctx.parties.save_enterprise(enterprise, [event])
         except ConcurrentUpdate:
@@ -132,9 +127,7 @@ async def change_enterprise_level(
     raise Busy(f"enterprise {enterprise_id} is being changed concurrently, retry", retry=True)
 
 
-async def follow_representative(
-    customer_id: str, *, ctx: IdentityContext, traceparent: str | None
-) -> list[str]:
+async def follow_representative(customer_id: str, *, ctx: IdentityContext) -> list[str]:
     """The representative reached VERIFIED: promote their BASIC enterprises. Idempotent:
     an enterprise already VERIFIED is left alone, so a redelivered event changes nothing."""
     promoted = []
@@ -149,7 +142,6 @@ async def follow_representative(
                 reason="legal representative is VERIFIED",
                 evidence=f"representative={customer_id}",
                 ctx=ctx,
-                traceparent=traceparent,
             )
         except KycTransitionRefused:
             continue  # moved meanwhile (e.g. a reviewer promoted it): nothing left to do

@@ -30,7 +30,6 @@ class OutboxDeliveryStore:
             expires_at=request.expires_at,
             requested_at=request.requested_at,
             topic=self._topic,
-            traceparent=request.traceparent,
         )
         await self._challenges.add_delivery(
             delivery_id=delivery_id,

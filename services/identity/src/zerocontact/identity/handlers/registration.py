@@ -39,9 +39,7 @@ class RegisterEnterprise:
     registered_capital: Money
 
 
-async def register_customer(
-    cmd: RegisterCustomer, *, ctx: IdentityContext, traceparent: str | None
-) -> parties.Customer:
+async def register_customer(cmd: RegisterCustomer, *, ctx: IdentityContext) -> parties.Customer:
     """Validate, refuse duplicates, store encrypted, emit CustomerRegistered + KycLevelChanged."""
     now = datetime.now(UTC)
     customer = parties.register_customer(
@@ -77,11 +75,10 @@ async def register_customer(
         )
         topic = ctx.settings.events_topic
         events = [
-            to_cloud_event(ev.CustomerRegistered(customer), topic=topic, traceparent=traceparent),
+            to_cloud_event(ev.CustomerRegistered(customer), topic=topic),
             to_cloud_event(
                 ev.KycLevelChanged(customer.id, False, customer.kyc_history[-1]),
                 topic=topic,
-                traceparent=traceparent,
             ),
         ]
         if await ctx.parties.add_customer(record, events):
@@ -102,7 +99,6 @@ async def register_enterprise(
     *,
     principal: Principal,
     ctx: IdentityContext,
-    traceparent: str | None,
 ) -> parties.Enterprise:
     """Register an enterprise; only its legal representative may do so, for themselves."""
     if principal.subject != cmd.representative_id:
@@ -127,13 +123,9 @@ async def register_enterprise(
         now=now,
     )
     topic = ctx.settings.events_topic
-    events = [
-        to_cloud_event(ev.EnterpriseRegistered(enterprise), topic=topic, traceparent=traceparent)
-    ]
+    events = [to_cloud_event(ev.EnterpriseRegistered(enterprise), topic=topic)]
     events += [
-        to_cloud_event(
-            ev.KycLevelChanged(enterprise.id, True, t), topic=topic, traceparent=traceparent
-        )
+        to_cloud_event(ev.KycLevelChanged(enterprise.id, True, t), topic=topic)
         for t in enterprise.kyc_history
     ]
     if not await ctx.parties.add_enterprise(enterprise, events):

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from zerocontact.identity.api.deps import Traceparent, idempotent, operator_only
+from zerocontact.identity.api.deps import idempotent, operator_only
 from zerocontact.identity.trust import domain, handlers, liveness
 from zerocontact.identity.trust.errors import SigningPending
 from zerocontact.identity.trust.handlers import TrustContext
@@ -160,7 +160,7 @@ def _sha(*parts: str | None) -> str:
 @router.post("/v1/customers/{customer_id}/face", status_code=201, response_model=JsonView)
 async def enrol_face(
     customer_id: PartyId, body: EnrolFaceRequest, key: IdempotencyKey, request: Request,
-    caller: Caller, ctx: Trust, trace: Traceparent,
+    caller: Caller, ctx: Trust,
 ) -> JSONResponse:  # fmt: skip
     """Enrol (or replace) the face template; needs a recent two-factor authentication."""
     photo = _decode(body.photo) or b""
@@ -168,7 +168,6 @@ async def enrol_face(
     async def run() -> JsonView:
         result = await handlers.enrol_face(
             customer_id, photo=photo, keep_image=body.keep_image, principal=caller, ctx=ctx,
-            traceparent=trace,
         )  # fmt: skip
         return _view(result)
 
@@ -184,7 +183,7 @@ async def enrol_face(
 )
 async def verify_face(
     customer_id: PartyId, body: VerifyFaceRequest, key: IdempotencyKey, request: Request,
-    caller: Caller, ctx: Trust, trace: Traceparent,
+    caller: Caller, ctx: Trust,
 ) -> JSONResponse:  # fmt: skip
     """Compare a probe photo (and a liveness video) with the template; a live match makes a
     BASIC customer VERIFIED."""
@@ -195,7 +194,6 @@ async def verify_face(
         result = await handlers.verify_face(
             customer_id, photo=_decode(body.photo) or b"", video=_decode(body.video),
             challenge=body.challenge, requested=requested, principal=caller, ctx=ctx,
-            traceparent=trace,
         )  # fmt: skip
         return _view(result, drop=("customer_id",))
 
@@ -211,7 +209,7 @@ async def verify_face(
 )
 async def store_dual_recording(
     customer_id: PartyId, body: DualRecordingRequest, key: IdempotencyKey, request: Request,
-    caller: Caller, ctx: Trust, trace: Traceparent,
+    caller: Caller, ctx: Trust,
 ) -> JSONResponse:  # fmt: skip
     """Store the video recording of a sale (双录) with its evidence."""
     steps = [domain.ScriptStep(s.step_id, s.acknowledged_at_ms) for s in body.steps]
@@ -219,7 +217,7 @@ async def store_dual_recording(
     async def run() -> JsonView:
         doc = await handlers.store_dual_recording(
             customer_id, video=_decode(body.video) or b"", template_id=body.template_id,
-            steps=steps, principal=caller, ctx=ctx, traceparent=trace,
+            steps=steps, principal=caller, ctx=ctx,
         )  # fmt: skip
         return _view(doc, drop=("file_id",))
 
@@ -276,14 +274,11 @@ async def get_contract(contract_id: ObjectId, caller: Caller, ctx: Trust) -> Jso
 @router.post("/v1/contracts/{contract_id}/signature", status_code=201, response_model=JsonView)
 async def sign_contract(
     contract_id: ObjectId, key: IdempotencyKey, request: Request, caller: Caller, ctx: Trust,
-    trace: Traceparent,
 ) -> JSONResponse:  # fmt: skip
     """Sign (AAL2 and a recent live face verification); returns the log receipt."""
 
     async def run() -> JsonView:
-        result = await handlers.sign_contract(
-            contract_id, principal=caller, ctx=ctx, traceparent=trace
-        )
+        result = await handlers.sign_contract(contract_id, principal=caller, ctx=ctx)
         return JsonView(**result)
 
     try:

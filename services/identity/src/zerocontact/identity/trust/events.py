@@ -22,26 +22,24 @@ def _ts(moment: datetime) -> Timestamp:
     return ts
 
 
-def _wrap(wrapper: events_pb2.IdentityEvent, *, topic: str, key: str, at: datetime,
-          traceparent: str | None) -> OutboxEvent:  # fmt: skip
-    return protobuf_event(
-        wrapper, topic=topic, key=key, source=SOURCE, time=at, traceparent=traceparent
-    )
+def _wrap(wrapper: events_pb2.IdentityEvent, *, topic: str, key: str, at: datetime) -> OutboxEvent:
+    """The event in the active trace context (a request's, or a deferred span's)."""
+    return protobuf_event(wrapper, topic=topic, key=key, source=SOURCE, time=at)
 
 
 def face_enrolled(*, customer_id: str, template_id: str, image_kept: bool, at: datetime,
-                  topic: str, traceparent: str | None) -> OutboxEvent:  # fmt: skip
+                  topic: str) -> OutboxEvent:  # fmt: skip
     """FaceEnrolled (no embedding, no image)."""
     w = events_pb2.IdentityEvent()
     m = w.face_enrolled
     m.customer_id, m.template_id, m.image_kept = customer_id, template_id, image_kept
     m.enrolled_at.CopyFrom(_ts(at))
-    return _wrap(w, topic=topic, key=customer_id, at=at, traceparent=traceparent)
+    return _wrap(w, topic=topic, key=customer_id, at=at)
 
 
 def face_verified(*, customer_id: str, verification_id: str, matched: bool, distance: float,
                   liveness_checked: bool, liveness_passed: bool, challenge: str, at: datetime,
-                  topic: str, traceparent: str | None) -> OutboxEvent:  # fmt: skip
+                  topic: str) -> OutboxEvent:  # fmt: skip
     """FaceVerified with the liveness result."""
     w = events_pb2.IdentityEvent()
     m = w.face_verified
@@ -49,13 +47,12 @@ def face_verified(*, customer_id: str, verification_id: str, matched: bool, dist
     m.distance, m.liveness_checked, m.liveness_passed = distance, liveness_checked, liveness_passed
     m.liveness_challenge = challenge
     m.verified_at.CopyFrom(_ts(at))
-    return _wrap(w, topic=topic, key=customer_id, at=at, traceparent=traceparent)
+    return _wrap(w, topic=topic, key=customer_id, at=at)
 
 
 def dual_recording_stored(*, recording_id: str, customer_id: str, product_code: str,
                           content_sha256: str, duration_ms: int, steps: int, face_matched: bool,
-                          retain_until: datetime, at: datetime, topic: str,
-                          traceparent: str | None) -> OutboxEvent:  # fmt: skip
+                          retain_until: datetime, at: datetime, topic: str) -> OutboxEvent:  # fmt: skip
     """DualRecordingStored."""
     w = events_pb2.IdentityEvent()
     m = w.dual_recording_stored
@@ -64,7 +61,7 @@ def dual_recording_stored(*, recording_id: str, customer_id: str, product_code: 
     m.face_matched = face_matched
     m.retain_until.CopyFrom(_ts(retain_until))
     m.stored_at.CopyFrom(_ts(at))
-    return _wrap(w, topic=topic, key=customer_id, at=at, traceparent=traceparent)
+    return _wrap(w, topic=topic, key=customer_id, at=at)
 
 
 def dual_recording_purged(*, recording_id: str, customer_id: str, product_code: str,
@@ -77,19 +74,18 @@ def dual_recording_purged(*, recording_id: str, customer_id: str, product_code: 
     m.content_sha256 = content_sha256
     m.retain_until.CopyFrom(_ts(retain_until))
     m.purged_at.CopyFrom(_ts(at))
-    return _wrap(w, topic=topic, key=customer_id, at=at, traceparent=None)
+    return _wrap(w, topic=topic, key=customer_id, at=at)
 
 
 def contract_signed(*, contract_id: str, customer_id: str, template_id: str, contract_sha256: str,
-                    leaf_index: int, tree_size: int, at: datetime, topic: str,
-                    traceparent: str | None) -> OutboxEvent:  # fmt: skip
+                    leaf_index: int, tree_size: int, at: datetime, topic: str) -> OutboxEvent:  # fmt: skip
     """ContractSigned."""
     w = events_pb2.IdentityEvent()
     m = w.contract_signed
     m.contract_id, m.customer_id, m.template_id = contract_id, customer_id, template_id
     m.contract_sha256, m.leaf_index, m.tree_size = contract_sha256, leaf_index, tree_size
     m.signed_at.CopyFrom(_ts(at))
-    return _wrap(w, topic=topic, key=customer_id, at=at, traceparent=traceparent)
+    return _wrap(w, topic=topic, key=customer_id, at=at)
 
 
 def tree_head_signed(head: TreeHead, *, topic: str) -> OutboxEvent:
@@ -99,4 +95,4 @@ def tree_head_signed(head: TreeHead, *, topic: str) -> OutboxEvent:
     m = w.tree_head_signed
     m.tree_size, m.root_hash, m.signature = head.tree_size, head.root_hash, head.signature
     m.signed_at.CopyFrom(_ts(at))
-    return _wrap(w, topic=topic, key=TREE_HEAD_KEY, at=at, traceparent=None)
+    return _wrap(w, topic=topic, key=TREE_HEAD_KEY, at=at)

@@ -35,6 +35,7 @@ from pymongo.errors import DuplicateKeyError
 from zerocontact.identity import metrics
 from zerocontact.identity.trust.log import ConcurrentWriter, MerkleLog
 from zerocontact.platform.jobs import PeriodicJob
+from zerocontact.platform.telemetry import deferred_span
 
 log = logging.getLogger(__name__)
 QUEUE = "trust_log_queue"
@@ -204,13 +205,22 @@ class Sequencer:
         if not batch:
             return 0
         ids = [str(d["_id"]) for d in batch]
-        # Until the marks are written these leaves look pending: if anything below fails, the
-        # next step marks them from the state's last_batch instead of integrating them again.
-        self._unmarked = True
-        first = await self.log.append_batch([bytes(d["leaf"]) for d in batch], ids=ids)
-        await self._publish_head()  # before the marks: a marked leaf always has its head
-        await self.queue.mark(ids, first, tree_size=first + len(ids))
-        self._unmarked = False
+        # The integration continues the trace of the oldest leaf's signing request and links
+        # the others' (only a tick that has leaves to integrate makes a span).
+        with deferred_span(
+            "trust.log.sequence",
+            traceparent=batch[0].get("traceparent"),
+            links=[d.get("traceparent") for d in batch[1:]],
+            attributes={"zerocontact.trust.leaves": len(ids)},
+        ):
+            # Until the marks are written these leaves look pending: if anything below fails,
+            # the next step marks them from the state's last_batch instead of integrating
+            # them again.
+            self._unmarked = True
+            first = await self.log.append_batch([bytes(d["leaf"]) for d in batch], ids=ids)
+            await self._publish_head()  # before the marks: a marked leaf always has its head
+            await self.queue.mark(ids, first, tree_size=first + len(ids))
+            self._unmarked = False
         self._resolve(ids)
         return len(ids)
 

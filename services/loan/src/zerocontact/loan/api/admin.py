@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 
 from zerocontact.loan import handlers
-from zerocontact.loan.api.deps import ResourceId, child_trace, deps_of, money_of, operator
+from zerocontact.loan.api.deps import ResourceId, deps_of, money_of, operator
 from zerocontact.loan.api.schemas import LoanView, OverdueScanRequest, RepaymentView, RepayRequest
 from zerocontact.platform.deps import IdempotencyKey
 
@@ -55,7 +55,6 @@ async def repay_as_of(
         amount=money_of(body.amount, body.currency, "body.amount"),
         subject=None,
         deps=deps_of(request),
-        traceparent=child_trace(request),
         as_of=as_of,
     )
     return RepaymentView.of(result)

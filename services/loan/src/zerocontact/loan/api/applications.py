@@ -9,7 +9,6 @@ from zerocontact.loan.api.deps import (
     Authenticated,
     ResourceId,
     SteppedUpCaller,
-    child_trace,
     deps_of,
     money_of,
 )
@@ -43,7 +42,6 @@ async def apply(
             or (request.client.host if request.client else "unknown"),
         ),
         deps=deps,
-        traceparent=child_trace(request),
     )
     return ApplicationView.of(app)
 
@@ -74,6 +72,5 @@ async def accept(
         application_id=application_id,
         subject=who.subject,
         deps=deps_of(request),
-        traceparent=child_trace(request),
     )
     return LoanView.of(loan)

@@ -1,5 +1,5 @@
 """What the loan routes share: the handlers' dependencies, the caller, the operator credential,
-path ids, money from a request body and the trace context."""
+path ids and money from a request body."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from zerocontact.platform.auth import shared_credential
 from zerocontact.platform.deps import BearerToken
 from zerocontact.platform.errors import Forbidden, Invalid
 from zerocontact.platform.money import InvalidAmount, Money, UnknownCurrency
-from zerocontact.platform.tracing import child_traceparent
 
 __all__ = [
     "Authenticated",
@@ -24,7 +23,6 @@ __all__ = [
     "ResourceId",
     "SteppedUpCaller",
     "caller",
-    "child_trace",
     "deps_of",
     "money_of",
     "operator",
@@ -93,8 +91,3 @@ def money_of(amount: Decimal, currency: str, field: str) -> Money:
     except InvalidAmount as exc:
         # The message names the rule, never the value (422 bodies do not echo input).
         raise InvalidMoney(f"more decimal places than {currency} has", field=field) from exc
-
-
-def child_trace(request: Request) -> str:
-    """The traceparent for what this request causes (a child of the caller's, or a new one)."""
-    return child_traceparent(request.headers.get("traceparent"))

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request
 
 from zerocontact.loan import handlers
-from zerocontact.loan.api.deps import Authenticated, ResourceId, child_trace, deps_of, money_of
+from zerocontact.loan.api.deps import Authenticated, ResourceId, deps_of, money_of
 from zerocontact.loan.api.schemas import LoanView, RepaymentView, RepayRequest
 from zerocontact.platform.deps import IdempotencyKey
 from zerocontact.platform.errors import NotFound
@@ -60,6 +60,5 @@ async def repay(
         amount=money_of(body.amount, body.currency, "body.amount"),
         subject=who.subject,
         deps=deps_of(request),
-        traceparent=child_trace(request),
     )
     return RepaymentView.of(result)

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from zerocontact.loan import handlers
-from zerocontact.loan.api.deps import child_trace, deps_of, money_of
+from zerocontact.loan.api.deps import deps_of, money_of
 from zerocontact.loan.api.schemas import RevenueReportRequest
 from zerocontact.platform.deps import IdempotencyKey
 
@@ -28,6 +28,5 @@ async def report_revenue(
         period_start=body.period_start,
         period_end=body.period_end,
         deps=deps_of(request),
-        traceparent=child_trace(request),
     )
     return {"report_id": body.report_id, "accepted": True, "duplicate": not added}

@@ -18,6 +18,7 @@ from zerocontact.platform.errors import DomainError
 from zerocontact.platform.ids import new_id
 from zerocontact.platform.kafka.consumer import TransientError
 from zerocontact.platform.money import Money
+from zerocontact.platform.telemetry import current_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class SubmitApplication:
 
 
 async def submit_application(
-    cmd: SubmitApplication, *, deps: LoanDeps, traceparent: str | None, now: datetime | None = None
+    cmd: SubmitApplication, *, deps: LoanDeps, now: datetime | None = None
 ) -> Application:
     """Validate, store AWAITING_RISK with LoanApplicationSubmitted; the same key returns it."""
     moment = now or datetime.now(UTC)
@@ -67,9 +68,11 @@ async def submit_application(
             source_address=cmd.source_address,
             submitted_at=moment,
         )
-        event = events.application_submitted(app, topic=deps.topic, traceparent=traceparent)
+        event = events.application_submitted(app, topic=deps.topic)
         await deps.repo.note_application(cmd.party_id, app.id)
-        if await deps.repo.add_application(app, idem_key=key, request=request, events=[event]):
+        if await deps.repo.add_application(
+            app, idem_key=key, request=request, events=[event], traceparent=current_traceparent()
+        ):
             deps.relay.nudge(APPLICATIONS, app.id)
             return app
         existing = await deps.repo.application_by_key(key)
@@ -120,7 +123,7 @@ async def decide_application(
             assessment_event_id=assessment.event_id,
             now=moment,
         )
-        event = events.decided(app, decision, now=moment, topic=deps.topic, traceparent=None)
+        event = events.decided(app, decision, now=moment, topic=deps.topic)
         try:
             await deps.repo.save_application(app, events=[event])
         except ConcurrentUpdate:

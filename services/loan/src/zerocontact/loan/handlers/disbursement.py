@@ -16,6 +16,7 @@ from zerocontact.loan.repository import APPLICATIONS, LOANS, ConcurrentUpdate
 from zerocontact.platform.errors import NotFound
 from zerocontact.platform.ids import new_id
 from zerocontact.platform.ledger import InsufficientFunds, LedgerContention, Side
+from zerocontact.platform.telemetry import current_traceparent, deferred_span
 
 log = logging.getLogger(__name__)
 
@@ -25,22 +26,37 @@ async def accept_offer(
     application_id: str,
     subject: str,
     deps: LoanDeps,
-    traceparent: str | None,
     now: datetime | None = None,
 ) -> Loan:
     """Accept the offer (the caller passed a step-up), book the loan and disburse it.
 
     Accepting again returns the same loan: the application holds one loan id, the loan
     document is unique per application, and every money movement has a deterministic id.
+    The acceptance, booking and payout continue the application's trace (submission → risk
+    assessment → decision → disbursement), linked to the accepting request's.
     """
-    for _ in range(MAX_ATTEMPTS):
-        app = await deps.repo.application(application_id)
-        if app is None:
-            raise NotFound(f"application {application_id} does not exist")
-        await authorize(deps, party_id=app.party_id, subject=subject)
+    found = await deps.repo.application_with_trace(application_id)
+    if found is None:
+        raise NotFound(f"application {application_id} does not exist")
+    app, submitted_in = found
+    await authorize(deps, party_id=app.party_id, subject=subject)
+    with deferred_span(
+        "loan.disbursement", traceparent=submitted_in, attributes={"loan.application_id": app.id}
+    ):
+        return await _accept(app, deps=deps, now=now)
+
+
+async def _accept(app: Application, *, deps: LoanDeps, now: datetime | None) -> Loan:
+    application_id = app.id
+    for attempt in range(MAX_ATTEMPTS):
+        if attempt:  # reload after a concurrent write
+            reloaded = await deps.repo.application(application_id)
+            if reloaded is None:
+                raise NotFound(f"application {application_id} does not exist")
+            app = reloaded
         moment = now or datetime.now(UTC)
         if domain.accept_offer(app, loan_id=new_id(), now=moment):
-            event = events.offer_accepted(app, topic=deps.topic, traceparent=traceparent)
+            event = events.offer_accepted(app, topic=deps.topic)
             try:
                 await deps.repo.save_application(app, events=[event])
             except ConcurrentUpdate:
@@ -48,13 +64,7 @@ async def accept_offer(
             deps.relay.nudge(APPLICATIONS, app.id)
         loan = await book_loan(app, deps=deps)
         try:
-            return await disburse_loan(
-                loan.id,
-                deps=deps,
-                traceparent=traceparent,
-                booked=loan,
-                applied_at=app.submitted_at,
-            )
+            return await disburse_loan(loan.id, deps=deps, booked=loan, applied_at=app.submitted_at)
         except LedgerContention:
             # Booked and accepted: the recovery sweep finishes the payout, once.
             log.warning(
@@ -65,22 +75,19 @@ async def accept_offer(
 
 
 async def book_loan(app: Application, *, deps: LoanDeps) -> Loan:
-    """The accepted application's loan document (created once)."""
+    """The accepted application's loan document (created once). It keeps the active trace
+    context, so a payout the recovery sweep finishes continues it."""
     assert app.loan_id is not None and app.accepted_at is not None
     product = deps.product(app.product_id)
     loan = await deps.repo.add_loan(
-        domain.book_loan(app, product, loan_id=app.loan_id, now=app.accepted_at)
+        domain.book_loan(app, product, loan_id=app.loan_id, now=app.accepted_at),
+        traceparent=current_traceparent(),
     )
     return loan
 
 
 async def disburse_loan(
-    loan_id: str,
-    *,
-    deps: LoanDeps,
-    traceparent: str | None = None,
-    booked: Loan | None = None,
-    applied_at: datetime | None = None,
+    loan_id: str, *, deps: LoanDeps, booked: Loan | None = None, applied_at: datetime | None = None
 ) -> Loan:
     """Pay a BOOKED loan out exactly once: reserve, rail, settle (or reverse), then record.
 
@@ -141,9 +148,7 @@ async def disburse_loan(
             current, product, rail_reference=receipt.rail_reference, now=datetime.now(UTC)
         ):
             return current
-        event = events.disbursed(
-            current, current.funders, topic=deps.topic, traceparent=traceparent
-        )
+        event = events.disbursed(current, current.funders, topic=deps.topic)
         try:
             await deps.repo.save_loan(current, events=[event])
         except ConcurrentUpdate:

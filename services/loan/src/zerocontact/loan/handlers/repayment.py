@@ -28,6 +28,7 @@ from zerocontact.platform.errors import Invalid, NotFound
 from zerocontact.platform.ledger import IdempotencyConflict as LedgerIdempotencyConflict
 from zerocontact.platform.ledger import InsufficientFunds, Leg, Side
 from zerocontact.platform.money import Money
+from zerocontact.platform.telemetry import current_traceparent
 
 
 class RepaymentRefused(Invalid):
@@ -86,7 +87,6 @@ async def repay(
     amount: Money,
     subject: str | None,
     deps: LoanDeps,
-    traceparent: str | None,
     as_of: date | None = None,
 ) -> RepaymentResult:
     """Apply a repayment exactly once per ``repayment_id`` (see docs/loan.md: intent, ledger
@@ -110,7 +110,7 @@ async def repay(
                 raise Busy("another repayment of this loan is being applied", retry=True)
             if pending["request"] != request:
                 raise IdempotencyConflict(f"repayment {repayment_id} was for another amount")
-            return await complete_repayment(loan, pending, deps=deps, traceparent=traceparent)
+            return await complete_repayment(loan, pending, deps=deps)
         if loan.state is not LoanState.DISBURSED or loan.disbursed_on is None:
             raise LoanNotRepayable(f"loan {loan_id} is {loan.state}", state=str(loan.state))
         if amount.currency != loan.principal.currency:
@@ -146,17 +146,18 @@ async def repay(
             subsidy_account=product.discount.subsidy_account if product.discount else None,
         )
         intent = _intent_doc(repayment_id, request, amount, allocation, subsidy, legs, day)
+        intent["traceparent"] = current_traceparent()  # a recovered repayment continues it
         loan.version += 1
         try:
             await deps.repo.save_loan(loan, events=[], extra={"pending_repayment": intent})
         except ConcurrentUpdate:
             continue
-        return await complete_repayment(loan, intent, deps=deps, traceparent=traceparent)
+        return await complete_repayment(loan, intent, deps=deps)
     raise Busy(f"loan {loan_id} kept changing")
 
 
 async def complete_repayment(
-    loan: Loan, intent: dict[str, Any], *, deps: LoanDeps, traceparent: str | None
+    loan: Loan, intent: dict[str, Any], *, deps: LoanDeps
 ) -> RepaymentResult:
     """Post a stored repayment intent and record its allocation (a retry or the recovery
     sweep resumes here; the ledger posting's id makes the money move once)."""
@@ -204,7 +205,6 @@ async def complete_repayment(
             amount=amount,
             now=now,
             topic=deps.topic,
-            traceparent=traceparent,
         )
     ]
     if allocation.settled:
@@ -216,7 +216,6 @@ async def complete_repayment(
                 early_payoff=allocation.early_payoff,
                 now=now,
                 topic=deps.topic,
-                traceparent=traceparent,
             )
         )
     loan.version += 1

@@ -21,7 +21,6 @@ async def report_revenue(
     period_start: datetime,
     period_end: datetime,
     deps: LoanDeps,
-    traceparent: str | None,
 ) -> bool:
     """Emit MerchantRevenueReported once per (platform, report id); False for a retry."""
     facts = await deps.repo.party_facts(
@@ -42,7 +41,6 @@ async def report_revenue(
         period_end=period_end,
         now=now,
         topic=deps.topic,
-        traceparent=traceparent,
     )
     key = f"{platform_id}:{report_id}"
     added, first = await deps.repo.add_revenue_report(

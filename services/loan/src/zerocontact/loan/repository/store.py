@@ -83,9 +83,16 @@ class LoanRepository:
     # applications
 
     async def add_application(
-        self, app: Application, *, idem_key: str, request: str, events: Sequence[OutboxEvent]
+        self,
+        app: Application,
+        *,
+        idem_key: str,
+        request: str,
+        events: Sequence[OutboxEvent],
+        traceparent: str | None = None,
     ) -> bool:
-        """Insert a new application; False if ``idem_key`` was used already."""
+        """Insert a new application; False if ``idem_key`` was used already. ``traceparent``:
+        the submission's trace context, which the acceptance and payout continue."""
         doc: Document = {
             "_id": app.id,
             "party_id": app.party_id,
@@ -100,6 +107,7 @@ class LoanRepository:
             "idem_key": idem_key,
             "request": request,
             "submission_event_id": events[0].event.id if events else None,
+            "traceparent": traceparent,
             **application_fields(app),
             **outbox_document(events, version=app.version),
         }
@@ -113,6 +121,13 @@ class LoanRepository:
         """The application, or None."""
         doc = await self.applications.find_one({"_id": application_id})
         return application_of(doc) if doc else None
+
+    async def application_with_trace(
+        self, application_id: str
+    ) -> tuple[Application, str | None] | None:
+        """The application and the trace context of its submission, or None (one read)."""
+        doc = await self.applications.find_one({"_id": application_id})
+        return (application_of(doc), doc.get("traceparent")) if doc else None
 
     async def application_by_key(self, idem_key: str) -> tuple[Application, str] | None:
         """The application created under ``idem_key`` and that request's fingerprint."""
@@ -138,9 +153,10 @@ class LoanRepository:
 
     async def accepted_without_loan(
         self, older_than: datetime, *, window: timedelta
-    ) -> list[Application]:
+    ) -> list[tuple[Application, str | None]]:
         """Applications accepted in ``window`` before ``older_than`` whose loan document a
-        crash did not write (reads only: the hot path writes no marker for the sweep)."""
+        crash did not write (reads only: the hot path writes no marker for the sweep), with
+        the trace context of their submission."""
         cursor = self.applications.find(
             {
                 "state": str(ApplicationState.ACCEPTED),
@@ -150,13 +166,14 @@ class LoanRepository:
         found = []
         async for doc in cursor:
             if await self.loans.find_one({"application_id": doc["_id"]}, {"_id": 1}) is None:
-                found.append(application_of(doc))
+                found.append((application_of(doc), doc.get("traceparent")))
         return found
 
     # loans
 
-    async def add_loan(self, loan: Loan) -> Loan:
-        """Insert a new loan; the application's existing loan if one was booked already."""
+    async def add_loan(self, loan: Loan, *, traceparent: str | None = None) -> Loan:
+        """Insert a new loan; the application's existing loan if one was booked already.
+        ``traceparent``: the booking's trace context, which a resumed payout continues."""
         doc: Document = {
             "_id": loan.id,
             "application_id": loan.application_id,
@@ -179,6 +196,7 @@ class LoanRepository:
             ],
             "booked_at": loan.booked_at,
             "pending_repayment": None,
+            "traceparent": traceparent,
             **loan_fields(loan),
             **outbox_document([], version=loan.version),
         }
@@ -216,12 +234,15 @@ class LoanRepository:
         if result.matched_count != 1:
             raise ConcurrentUpdate(loan.id)
 
-    async def loans_in_state(self, state: LoanState, *, older_than: datetime) -> list[str]:
-        """Ids of loans in ``state`` booked before ``older_than`` (recovery sweep)."""
+    async def loans_in_state(
+        self, state: LoanState, *, older_than: datetime
+    ) -> list[tuple[str, str | None]]:
+        """Ids of loans in ``state`` booked before ``older_than`` (recovery sweep), with the
+        trace context of their booking."""
         cursor = self.loans.find(
-            {"state": str(state), "booked_at": {"$lt": older_than}}, {"_id": 1}
+            {"state": str(state), "booked_at": {"$lt": older_than}}, {"_id": 1, "traceparent": 1}
         )
-        return [doc["_id"] async for doc in cursor]
+        return [(doc["_id"], doc.get("traceparent")) async for doc in cursor]
 
     async def loans_with_pending_repayment(self) -> list[str]:
         """Ids of loans whose repayment a crash left half done."""

@@ -32,6 +32,7 @@ from zerocontact.payroll.repository import BATCHES, ConcurrentUpdate
 from zerocontact.platform.auth import Principal
 from zerocontact.platform.errors import NotFound
 from zerocontact.platform.ledger import InsufficientFunds, Side
+from zerocontact.platform.telemetry import current_traceparent
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,10 @@ async def submit_batch(ctx: Context, cmd: SubmitBatch, *, principal: Principal) 
         at=now,
     )
     chunks = chunk_count(len(report.instructions), ctx.chunk_size)
-    if await ctx.repo.add_batch(replace(submitted, chunks=chunks), [event]):
+    # The batch keeps the submission's trace context: the runner pays it later (after the
+    # approval, or when scheduled) and its payments continue that trace.
+    stored = replace(submitted, chunks=chunks)
+    if await ctx.repo.add_batch(stored, [event], traceparent=current_traceparent()):
         ctx.relay.nudge(BATCHES, batch_id)
     return await batch(ctx, batch_id)
 

@@ -168,9 +168,20 @@ class PayrollRepository(ItemStore):
         doc = await self.batches.find_one({"_id": batch_id})
         return None if doc is None else batch_from_document(doc)
 
-    async def add_batch(self, batch: Batch, events: Sequence[OutboxEvent]) -> bool:
-        """Store a new (refused or submitted) batch with its events; False if it exists."""
-        return await insert_aggregate(self.batches, batch_document(batch), events)
+    async def add_batch(
+        self, batch: Batch, events: Sequence[OutboxEvent], *, traceparent: str | None = None
+    ) -> bool:
+        """Store a new (refused or submitted) batch with its events; False if it exists.
+        ``traceparent``: the submission's trace context, which the batch's run continues."""
+        doc = batch_document(batch)
+        if traceparent is not None:
+            doc["traceparent"] = traceparent
+        return await insert_aggregate(self.batches, doc, events)
+
+    async def batch_with_trace(self, batch_id: str) -> tuple[Batch, str | None] | None:
+        """A stored batch and the trace context of its submission (one read)."""
+        doc = await self.batches.find_one({"_id": batch_id})
+        return None if doc is None else (batch_from_document(doc), doc.get("traceparent"))
 
     async def batches_in_state(self, state: BatchState) -> list[Batch]:
         """Every batch in ``state``."""

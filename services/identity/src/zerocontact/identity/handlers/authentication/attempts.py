@@ -37,7 +37,6 @@ class Client:
 
     source_address: str
     device_id: str
-    traceparent: str | None = None
 
 
 class Busy(DomainError):
@@ -57,11 +56,8 @@ async def load_customer(ctx: IdentityContext, customer_id: str) -> CustomerRecor
 def outbox_events(
     ctx: IdentityContext, items: list[ev.IdentityDomainEvent], client: Client
 ) -> list[OutboxEvent]:
-    """The domain events as CloudEvents on identity's topic, in the client's trace."""
-    return [
-        to_cloud_event(e, topic=ctx.settings.events_topic, traceparent=client.traceparent)
-        for e in items
-    ]
+    """The domain events as CloudEvents on identity's topic (in the request's trace)."""
+    return [to_cloud_event(e, topic=ctx.settings.events_topic) for e in items]
 
 
 async def check_source(ctx: IdentityContext, client: Client, now: datetime) -> None:

@@ -131,7 +131,6 @@ async def start_sms_challenge(
             template="step_up_code",
             expires_at=expires_at,
             requested_at=now,
-            traceparent=client.traceparent,
         )
     )
     log.info(

@@ -17,6 +17,7 @@ from zerocontact.identity.trust.treehead import Receipt, TreeHead, canonical_jso
 from zerocontact.platform.auth import Principal, check_step_up
 from zerocontact.platform.errors import NotFound
 from zerocontact.platform.ids import new_id
+from zerocontact.platform.telemetry import current_traceparent, deferred_span
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ async def draft_contract(
 
 
 async def sign_contract(
-    contract_id: str, *, principal: Principal, ctx: TrustContext, traceparent: str | None
+    contract_id: str, *, principal: Principal, ctx: TrustContext
 ) -> dict[str, Any]:
     """Sign: AAL2 recent, a recent live face verification; the evidence package is queued as
     a leaf of the log, and once the sequencer (any replica) has integrated it the customer
@@ -81,7 +82,7 @@ async def sign_contract(
         raise NotFound(f"contract {contract_id} does not exist")
     own(principal, contract["customer_id"])
     if contract["status"] == "DRAFT" and queued is None:
-        await _queue_leaf(contract, principal=principal, ctx=ctx, traceparent=traceparent)
+        await _queue_leaf(contract, principal=principal, ctx=ctx)
     elif contract["status"] != "SIGNING" and queued is None:
         domain.ensure_draft(contract["status"])  # SIGNED: 409
     # SIGNING (a retry after 202, or a concurrent double submission): the leaf is queued
@@ -96,9 +97,7 @@ async def sign_contract(
     return await complete_signing(ctx, doc, contract_id=contract_id)
 
 
-async def _queue_leaf(
-    contract: dict[str, Any], *, principal: Principal, ctx: TrustContext, traceparent: str | None
-) -> None:
+async def _queue_leaf(contract: dict[str, Any], *, principal: Principal, ctx: TrustContext) -> None:
     contract_id, customer_id = contract["_id"], contract["customer_id"]
     settings = ctx.identity.settings
     check_step_up(principal, settings.step_up_max_age_s)
@@ -119,10 +118,12 @@ async def _queue_leaf(
         face=facts, dual_recording_sha256=contract.get("dual_recording_sha256"), signed_at=now,
     )  # fmt: skip
     # The queued leaf, keyed by the contract, is the claim: a double submission inserts
-    # nothing (duplicate key) and waits for the same leaf, so a contract has one leaf.
+    # nothing (duplicate key) and waits for the same leaf, so a contract has one leaf. The
+    # leaf keeps the request's trace context: the sequencer integrates it later (maybe on
+    # another replica) and its completion continues that trace.
     await ctx.queue.enqueue(
         {"_id": contract_id, "leaf": canonical_json(evidence), "queued_at": now,
-         "signed_at": now, "traceparent": traceparent}
+         "signed_at": now, "traceparent": current_traceparent()}
     )  # fmt: skip
     # Informational for readers of the contract (GET shows SIGNING while the leaf is queued);
     # losing this race or crashing before it is harmless: completion accepts DRAFT too.
@@ -135,7 +136,20 @@ async def complete_signing(
     """Finish the contract of an integrated queued leaf: receipt (inclusion proof under the
     head the sequencer published at the leaf's batch), SIGNED with ``ContractSigned`` in one
     write, then drop the queued leaf. Idempotent: a contract completed meanwhile (by the
-    sweep, or by the request on another replica) answers with its stored receipt."""
+    sweep, or by the request on another replica) answers with its stored receipt. The
+    completion continues the trace of the request that queued the leaf (the sweep's, or a
+    retried request's, is linked to it)."""
+    with deferred_span(
+        "trust.contract.complete",
+        traceparent=(queued or {}).get("traceparent"),
+        attributes={"zerocontact.contract_id": str(contract_id or (queued or {}).get("_id"))},
+    ):
+        return await _complete_signing(ctx, queued, contract_id=contract_id)
+
+
+async def _complete_signing(
+    ctx: TrustContext, queued: dict[str, Any] | None, *, contract_id: str | None
+) -> dict[str, Any]:
     contract_id = contract_id or (queued or {}).get("_id")
     contract = await ctx.repo.get_contract(str(contract_id))
     if contract is None:
@@ -159,7 +173,6 @@ async def complete_signing(
         contract_id=contract["_id"], customer_id=contract["customer_id"],
         template_id=contract["template_id"], contract_sha256=contract["contract_sha256"],
         leaf_index=index, tree_size=tree_size, at=signed_at, topic=ctx.topic,
-        traceparent=queued.get("traceparent"),
     )  # fmt: skip
     fields = {"evidence": evidence, "leaf_index": index, "receipt": receipt.to_json()}
     try:

@@ -43,7 +43,7 @@ async def face_template(ctx: TrustContext, customer_id: str) -> tuple[dict[str, 
 
 async def enrol_face(
     customer_id: str, *, photo: bytes, keep_image: bool, principal: Principal,
-    ctx: TrustContext, traceparent: str | None,
+    ctx: TrustContext,
 ) -> dict[str, Any]:  # fmt: skip
     """Enrol (or replace) the customer's face template; needs a recent AAL2 authentication."""
     own(principal, customer_id)
@@ -58,7 +58,7 @@ async def enrol_face(
         image_id = await ctx.repo.store_file(ctx.repo.face_images, template_id, sealed)
     event = events.face_enrolled(
         customer_id=customer_id, template_id=template_id, image_kept=keep_image, at=now,
-        topic=ctx.topic, traceparent=traceparent,
+        topic=ctx.topic,
     )  # fmt: skip
     doc = {
         "_id": customer_id,
@@ -74,7 +74,7 @@ async def enrol_face(
 
 async def verify_face(
     customer_id: str, *, photo: bytes, video: bytes | None, challenge: liveness.Challenge,
-    requested: int, principal: Principal, ctx: TrustContext, traceparent: str | None,
+    requested: int, principal: Principal, ctx: TrustContext,
 ) -> dict[str, Any]:  # fmt: skip
     """Compare a probe (and a liveness video) with the template; a live match raises
     a BASIC customer to VERIFIED with the verification as evidence."""
@@ -96,7 +96,7 @@ async def verify_face(
     event = events.face_verified(
         customer_id=customer_id, verification_id=verification_id, matched=matched,
         distance=dist, liveness_checked=live is not None, liveness_passed=passed,
-        challenge=label, at=now, topic=ctx.topic, traceparent=traceparent,
+        challenge=label, at=now, topic=ctx.topic,
     )  # fmt: skip
     summary = {
         "id": verification_id, "at": now, "matched": matched, "distance": dist,
@@ -110,13 +110,11 @@ async def verify_face(
     await ctx.repo.add_verification(doc, [event], customer_id=customer_id, summary=summary)
     ctx.identity.relay.nudge(FACE_VERIFICATIONS, verification_id)
     metrics.face_verified(matched=matched, live=passed)
-    level = await _raise_kyc(customer_id, doc, ctx=ctx, traceparent=traceparent)
+    level = await _raise_kyc(customer_id, doc, ctx=ctx)
     return {**doc, "id": verification_id, "kyc_level": level}
 
 
-async def _raise_kyc(
-    customer_id: str, verification: dict[str, Any], *, ctx: TrustContext, traceparent: str | None
-) -> str:
+async def _raise_kyc(customer_id: str, verification: dict[str, Any], *, ctx: TrustContext) -> str:
     current = await ctx.identity.parties.get_customer_doc(customer_id)
     level = KycLevel(current["kyc_level"]) if current else KycLevel.NONE
     if not (verification["matched"] and verification["liveness_passed"]):
@@ -130,6 +128,6 @@ async def _raise_kyc(
     customer = await change_customer_level(
         customer_id, KycLevel.VERIFIED, actor=f"party:{customer_id}",
         reason="verified by face recognition with liveness", evidence=evidence,
-        ctx=ctx.identity, traceparent=traceparent,
+        ctx=ctx.identity,
     )  # fmt: skip
     return str(customer.kyc_level)

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 async def store_dual_recording(
     customer_id: str, *, video: bytes, template_id: str, steps: list[domain.ScriptStep],
-    principal: Principal, ctx: TrustContext, traceparent: str | None,
+    principal: Principal, ctx: TrustContext,
 ) -> dict[str, Any]:  # fmt: skip
     """Keep a dual recording in GridFS (encrypted) with its hash, duration, acknowledged
     script steps and whether the enrolled customer is the one on the sampled frames."""
@@ -45,7 +45,6 @@ async def store_dual_recording(
         recording_id=recording_id, customer_id=customer_id, product_code=tmpl["product_code"],
         content_sha256=digest, duration_ms=duration_ms, steps=len(steps),
         face_matched=face_matched, retain_until=keep_until, at=now, topic=ctx.topic,
-        traceparent=traceparent,
     )  # fmt: skip
     doc = {
         "_id": recording_id, "customer_id": customer_id, "template_id": template_id,
