@@ -48,13 +48,20 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def start_signals_worker(
-    engines: Engines, *, app_id: str, data_dir: Path, log: Path, topics: Mapping[str, str]
+    engines: Engines,
+    *,
+    app_id: str,
+    data_dir: Path,
+    log: Path,
+    topics: Mapping[str, str],
+    level: str = "warn",
 ) -> tuple[subprocess.Popen[bytes], int]:
     """The real signals worker (``python -m zerocontact.signals worker``) as a subprocess.
 
     ``topics`` maps its topic settings to names, e.g. ``{"loan": ..., "identity": ...,
     "risk": ..., "marketing": ..., "engagement": ...}`` (``ZC_SIGNALS_<NAME>_TOPIC``); any not
-    given keeps the catalog's name. Returns the process and its web port (/readyz).
+    given keeps the catalog's name; ``level`` is its log level. Returns the process and its
+    web port (/readyz).
     """
     port = free_port()
     env = {
@@ -69,7 +76,7 @@ def start_signals_worker(
     }
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "zerocontact.signals", "worker", "-l", "warn"],
+            [sys.executable, "-m", "zerocontact.signals", "worker", "-l", level],
             cwd=ROOT,
             env=env,
             stdout=sink,

@@ -37,6 +37,7 @@ from zerocontact.gateway.servicers import (
 )
 from zerocontact.gateway.settings import GatewaySettings
 from zerocontact.gateway.store import IdempotencyStore, OwnershipStore, PartnerStore, prepare
+from zerocontact.gateway.tracing import ServerSpans
 from zerocontact.gateway.v1 import (
     identity_pb2,
     identity_pb2_grpc,
@@ -52,6 +53,7 @@ from zerocontact.platform.http import install_operational_routes
 from zerocontact.platform.jobs import PeriodicJob
 from zerocontact.platform.metrics import ENGINE_POLL_S, engine_poll
 from zerocontact.platform.mongo import create_mongo_client, mongo_ready
+from zerocontact.platform.telemetry import shutdown_tracing
 
 log = logging.getLogger(__name__)
 
@@ -165,14 +167,16 @@ def purge_job(gateway: Gateway, settings: GatewaySettings) -> PeriodicJob:
 def grpc_server(
     settings: GatewaySettings, gateway: Gateway
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
-    """The four services, health and reflection on one server (not started, no port yet)."""
+    """The four services, health and reflection on one server (not started, no port yet); a
+    SERVER span per partner call unless tracing is off (OTEL_SDK_DISABLED)."""
     server = grpc.aio.server(
+        interceptors=None if settings.otel_sdk_disabled else [ServerSpans()],
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
             ("grpc.max_concurrent_streams", 1000),
             ("grpc.keepalive_permit_without_calls", 1),
-        ]
+        ],
     )
     identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityServicer(gateway), server)
     loan_pb2_grpc.add_LoanServiceServicer_to_server(LoanServicer(gateway), server)
@@ -196,9 +200,11 @@ async def running(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
     (or a failure half-way through start-up) stops it in reverse: health NOT_SERVING first,
     then the operational HTTP, the gRPC server (in-flight calls get a 5 s grace), the purge
     job, the audit sink (what is queued is published), the event hub, the backends' pools and
-    MongoDB last.
+    MongoDB last; the spans still buffered are exported after all that.
     """
+    settings.configure_tracing()  # once per process (a second call keeps the first provider)
     async with contextlib.AsyncExitStack() as stack:
+        stack.callback(shutdown_tracing)
         mongo = create_mongo_client(settings.mongodb_uri, app_name="gateway")
         stack.push_async_callback(mongo.close)
         db = mongo[settings.mongodb_database]

@@ -48,7 +48,8 @@ def cny(amount_minor: int) -> money_pb2.Money:
 
 
 def error_details(error: grpc.aio.AioRpcError) -> list[object]:
-    """The google.rpc details (ErrorInfo, BadRequest, RetryInfo) of a failed call, unpacked."""
+    """The google.rpc details (ErrorInfo, BadRequest, RetryInfo, RequestInfo) of a failed call,
+    unpacked."""
     from google.rpc import error_details_pb2  # type: ignore[import-untyped]
 
     status = rpc_status.from_call(error)
@@ -58,12 +59,21 @@ def error_details(error: grpc.aio.AioRpcError) -> list[object]:
             error_details_pb2.ErrorInfo,
             error_details_pb2.BadRequest,
             error_details_pb2.RetryInfo,
+            error_details_pb2.RequestInfo,
         ):
             if detail.Is(kind.DESCRIPTOR):
                 message = kind()
                 detail.Unpack(message)
                 out.append(message)
     return out
+
+
+def request_id_of(error: grpc.aio.AioRpcError) -> str | None:
+    """The request id (``x-request-id`` trailer) of a failed call: quote it to support."""
+    for key, value in error.trailing_metadata() or ():
+        if key == "x-request-id" and isinstance(value, str):
+            return value
+    return None
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """gRPC errors with rich details (google.rpc): ErrorInfo with a stable reason on every error,
-BadRequest field violations for bad input, RetryInfo when retrying later helps.
+BadRequest field violations for bad input, RetryInfo when retrying later helps, and RequestInfo
+with the call's request id (its trace id, also in the ``x-request-id`` trailer) for support.
 
 The services answer RFC 9457 problems; :func:`from_problem` maps them once, here (one table
 by HTTP status, refined by the problem's code). The gateway's own refusals that recur (a
@@ -17,6 +18,23 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2  # type: ignore[i
 from grpc_status import rpc_status  # type: ignore[import-untyped]
 
 DOMAIN = "gateway.zerocontact"
+# The call's request id (its trace id) in every response's metadata; partners quote it.
+REQUEST_ID_HEADER = "x-request-id"
+
+
+@dataclass(frozen=True)
+class _Status(grpc.Status):
+    """A grpc.Status (what ``abort_with_status`` takes)."""
+
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
+
+
+def request_info(request_id: str, serving_data: str) -> error_details_pb2.RequestInfo:
+    """The google.rpc.RequestInfo of a refused call: the request id a partner quotes to support,
+    and ``serving_data`` (short, no personal data: which gateway method answered)."""
+    return error_details_pb2.RequestInfo(request_id=request_id, serving_data=serving_data)
 
 
 @dataclass
@@ -33,8 +51,9 @@ class GatewayError(Exception):
     def __post_init__(self) -> None:
         super().__init__(self.message)
 
-    def status(self) -> grpc.Status:
-        """As a grpc.Status carrying google.rpc.Status details (grpc-status-details-bin)."""
+    def status(self, request_id: str | None = None, serving_data: str = "") -> grpc.Status:
+        """As a grpc.Status carrying google.rpc.Status details (grpc-status-details-bin); with
+        ``request_id``, a RequestInfo detail and the ``x-request-id`` trailer too."""
         details: list[any_pb2.Any] = []
         info = any_pb2.Any()
         info.Pack(
@@ -57,10 +76,20 @@ class GatewayError(Exception):
             packed = any_pb2.Any()
             packed.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
             details.append(packed)
+        if request_id is not None:
+            packed = any_pb2.Any()
+            packed.Pack(request_info(request_id, serving_data))
+            details.append(packed)
         status: grpc.Status = rpc_status.to_status(
             status_pb2.Status(code=self.code.value[0], message=self.message, details=details)
         )
-        return status
+        if request_id is None:
+            return status
+        return _Status(
+            status.code,
+            status.details,
+            (*status.trailing_metadata, (REQUEST_ID_HEADER, request_id)),
+        )
 
 
 def invalid(field_name: str, description: str) -> GatewayError:
@@ -164,6 +193,7 @@ def from_problem(
 
 __all__ = [
     "DOMAIN",
+    "REQUEST_ID_HEADER",
     "GatewayError",
     "code_pb2",
     "deadline_exceeded",
@@ -171,4 +201,5 @@ __all__ = [
     "invalid",
     "invalid_fields",
     "not_found",
+    "request_info",
 ]

@@ -9,12 +9,13 @@ app :func:`build_app` makes, and neither imports this module:
 - :mod:`zerocontact.signals.engagement` — marketing events in, engagement signals out on
   ``signals.engagement.v1``.
 
-The worker's web pages (health, readiness, a party's features) are :mod:`.web`.
+The worker's web pages (health, readiness, a party's features) are :mod:`.web`; its Faust
+``Worker`` (JSON logs, tracing) is :mod:`.worker`, and how a record's trace runs through the
+agents is :mod:`.tracing`.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import faust
@@ -24,6 +25,7 @@ from zerocontact.signals import engagement, risk
 from zerocontact.signals.engagement import EngagementSettings
 from zerocontact.signals.settings import SignalsSettings
 from zerocontact.signals.web import install_pages
+from zerocontact.signals.worker import worker_class
 
 __all__ = ["app", "build_app", "settings"]
 
@@ -114,6 +116,7 @@ def _faust_app(settings: SignalsSettings) -> faust.App:
         web_port=settings.http_port,
         web_bind=settings.http_host,
         web_host=settings.http_host,
+        Worker=worker_class(settings),
     )
 
 
@@ -124,20 +127,6 @@ def build_app(
     connects yet). ``engagement_settings`` come from the environment unless given."""
     app = _faust_app(settings)
     tables = risk.register(app, settings)
-
-    @app.task  # type: ignore[untyped-decorator]
-    async def restore_log_level() -> None:
-        """Undo the DEBUG level Faust's terminal spinner puts on the root logger.
-
-        The spinner wants every record; with it, every ``log.debug`` in Faust's and aiokafka's
-        per-message paths builds a LogRecord: 10 % of the worker's CPU when profiled.
-        """
-        root = logging.getLogger()
-        spinner = [h for h in root.handlers if type(h).__name__ == "SpinnerHandler"]
-        for handler in spinner:
-            root.removeHandler(handler)
-        levels = [h.level for h in root.handlers if h.level]
-        root.setLevel(min(levels) if levels else logging.INFO)
 
     install_pages(app, tables, settings)
     app.signals_tables = tables  # type: ignore[attr-defined]  # for the support page's tests and the unit tests

@@ -37,8 +37,10 @@ from pydantic_settings import SettingsConfigDict
 from zerocontact.marketing.v1 import events_pb2 as marketing_pb
 from zerocontact.platform.kafka.cloudevents import CloudEvent, MalformedEvent, dataschema_for
 from zerocontact.platform.settings import ServiceSettings
+from zerocontact.platform.telemetry import consume_span
 from zerocontact.signals import metrics
 from zerocontact.signals.settings import SignalsSettings
+from zerocontact.signals.tracing import continued, publish
 from zerocontact.signals.v1 import engagement_pb2
 
 log = logging.getLogger(__name__)
@@ -198,10 +200,25 @@ async def _interactions(
             yield event, cloud, found
 
 
+def _span(event: Any, cloud: CloudEvent, group: str) -> Any:
+    """The ``<topic> process`` span of one marketing record (docs/observability.md)."""
+    message = event.message
+    return consume_span(
+        message.topic,
+        group=group,
+        partition=message.partition,
+        offset=message.offset,
+        event_id=cloud.id,
+        event_type=cloud.type,
+        traceparent=cloud.traceparent,
+    )
+
+
 @dataclass(frozen=True)
 class _Topology:
     """The engagement topics and tables on the app, shared by its three agents."""
 
+    group: str  # the Faust app id: the consumer group
     half_life_s: float
     marketing: Any
     out: Any
@@ -221,6 +238,7 @@ def register(
     partitions = settings.topic_partitions
     tables: dict[str, Any] = {"partitions": partitions, "key_type": bytes, "value_type": bytes}
     t = _Topology(
+        group=settings.app_id,
         half_life_s=engagement.engagement_half_life_s,
         marketing=app.topic(engagement.marketing_topic, **RAW),
         out=app.topic(engagement.engagement_topic, **RAW),
@@ -247,96 +265,107 @@ def _party_agent(app: faust.App, t: _Topology) -> None:
             if not found.party_id:
                 metrics.count(PARTY_AGENT, "ignored")
                 continue
-            at = cloud.time.timestamp()
-            outcome = "forwarded"  # no score to keep: on to the campaign and session agents
-            if found.weight_key is not None:
-                key = found.party_id.encode()
-                state, fresh = add(
-                    _load(t.party_scores.get(key)),
-                    cloud.id,
-                    WEIGHTS[found.weight_key],
-                    at,
-                    t.half_life_s,
-                )
-                if fresh:
-                    t.party_scores[key] = _dump(state)
-                    out = engagement_pb2.EngagementEvent()
-                    s = out.engagement_score
-                    s.party_id = found.party_id
-                    s.score_milli = round(state["score"] * 1000)
-                    s.half_life_seconds = round(t.half_life_s)
-                    s.as_of.CopyFrom(_ts(state["as_of"]))
-                    value, headers = _record(out, found.party_id, state["as_of"], cloud.id)
-                    await t.out.send(key=key, value=value, headers=headers)
-                    metrics.produced(PARTY_AGENT, at)
-                outcome = "scored" if fresh else "duplicate"
-            headers_in = [
-                (str(k), bytes(v))
-                for k, v in (
-                    event.message.headers.items()
-                    if hasattr(event.message.headers, "items")
-                    else event.message.headers or []
-                )
-            ]
-            if found.campaign_id and found.funnel_stage:
-                await t.by_campaign.send(
-                    key=found.campaign_id.encode(), value=event.message.value, headers=headers_in
-                )
-            if found.session_id and found.studio_kind in ("joined", "left"):
-                await t.by_session.send(
-                    key=found.session_id.encode(), value=event.message.value, headers=headers_in
-                )
-            metrics.count(PARTY_AGENT, outcome)
+            with _span(event, cloud, t.group):
+                at = cloud.time.timestamp()
+                outcome = "forwarded"  # no score to keep: on to the campaign and session agents
+                if found.weight_key is not None:
+                    key = found.party_id.encode()
+                    state, fresh = add(
+                        _load(t.party_scores.get(key)),
+                        cloud.id,
+                        WEIGHTS[found.weight_key],
+                        at,
+                        t.half_life_s,
+                    )
+                    if fresh:
+                        t.party_scores[key] = _dump(state)
+                        out = engagement_pb2.EngagementEvent()
+                        s = out.engagement_score
+                        s.party_id = found.party_id
+                        s.score_milli = round(state["score"] * 1000)
+                        s.half_life_seconds = round(t.half_life_s)
+                        s.as_of.CopyFrom(_ts(state["as_of"]))
+                        value, headers = _record(out, found.party_id, state["as_of"], cloud.id)
+                        await publish(t.out, key=key, value=value, headers=headers)
+                        metrics.produced(PARTY_AGENT, at)
+                    outcome = "scored" if fresh else "duplicate"
+                headers_in = [
+                    (str(k), bytes(v))
+                    for k, v in (
+                        event.message.headers.items()
+                        if hasattr(event.message.headers, "items")
+                        else event.message.headers or []
+                    )
+                ]
+                if found.campaign_id and found.funnel_stage:
+                    await t.by_campaign.send(
+                        key=found.campaign_id.encode(),
+                        value=event.message.value,
+                        headers=continued(headers_in),
+                    )
+                if found.session_id and found.studio_kind in ("joined", "left"):
+                    await t.by_session.send(
+                        key=found.session_id.encode(),
+                        value=event.message.value,
+                        headers=continued(headers_in),
+                    )
+                metrics.count(PARTY_AGENT, outcome)
 
 
 def _campaign_agent(app: faust.App, t: _Topology) -> None:
     @app.agent(t.by_campaign, name=CAMPAIGN_AGENT)
     async def on_campaign_event(stream: Any) -> None:
         """Count the campaign's funnel and publish it."""
-        async for _, cloud, found in _interactions(stream):
+        async for event, cloud, found in _interactions(stream):
             if not found.funnel_stage:
                 metrics.count(CAMPAIGN_AGENT, "ignored")
                 continue
-            key = found.campaign_id.encode()
-            funnel = _load(t.campaign_funnels.get(key)) or dict.fromkeys(FUNNEL_STAGES, 0)
-            funnel[found.funnel_stage] += 1
-            t.campaign_funnels[key] = _dump(funnel)
-            out = engagement_pb2.EngagementEvent()
-            f = out.campaign_funnel
-            f.campaign_id = found.campaign_id
-            f.sent, f.delivered, f.opened = funnel["sent"], funnel["delivered"], funnel["opened"]
-            f.clicked, f.converted = funnel["clicked"], funnel["converted"]
-            at = cloud.time.timestamp()
-            f.as_of.CopyFrom(_ts(at))
-            value, headers = _record(out, found.campaign_id, at, cloud.id)
-            await t.out.send(key=key, value=value, headers=headers)
-            metrics.count(CAMPAIGN_AGENT, "counted")
-            metrics.produced(CAMPAIGN_AGENT, at)
+            with _span(event, cloud, t.group):
+                key = found.campaign_id.encode()
+                funnel = _load(t.campaign_funnels.get(key)) or dict.fromkeys(FUNNEL_STAGES, 0)
+                funnel[found.funnel_stage] += 1
+                t.campaign_funnels[key] = _dump(funnel)
+                out = engagement_pb2.EngagementEvent()
+                f = out.campaign_funnel
+                f.campaign_id = found.campaign_id
+                f.sent, f.delivered, f.opened = (
+                    funnel["sent"],
+                    funnel["delivered"],
+                    funnel["opened"],
+                )
+                f.clicked, f.converted = funnel["clicked"], funnel["converted"]
+                at = cloud.time.timestamp()
+                f.as_of.CopyFrom(_ts(at))
+                value, headers = _record(out, found.campaign_id, at, cloud.id)
+                await publish(t.out, key=key, value=value, headers=headers)
+                metrics.count(CAMPAIGN_AGENT, "counted")
+                metrics.produced(CAMPAIGN_AGENT, at)
 
 
 def _session_agent(app: faust.App, t: _Topology) -> None:
     @app.agent(t.by_session, name=SESSION_AGENT)
     async def on_session_event(stream: Any) -> None:
         """Track who is in a studio session and publish the concurrent viewers."""
-        async for _, cloud, found in _interactions(stream):
-            key = found.session_id.encode()
-            present = set((_load(t.session_viewers.get(key)) or {}).get("present", []))
-            before = len(present)
-            if found.studio_kind == "joined":
-                present.add(found.party_id)
-            else:
-                present.discard(found.party_id)
-            if len(present) == before:
-                metrics.count(SESSION_AGENT, "unchanged")
-                continue  # a repeated join or a leave without a join: nothing changed
-            t.session_viewers[key] = _dump({"present": sorted(present)})
-            out = engagement_pb2.EngagementEvent()
-            v = out.studio_viewers
-            v.studio_id, v.session_id = found.studio_id, found.session_id
-            v.concurrent = len(present)
-            at = cloud.time.timestamp()
-            v.as_of.CopyFrom(_ts(at))
-            value, headers = _record(out, found.session_id, at, cloud.id)
-            await t.out.send(key=key, value=value, headers=headers)
-            metrics.count(SESSION_AGENT, "counted")
-            metrics.produced(SESSION_AGENT, at)
+        async for event, cloud, found in _interactions(stream):
+            with _span(event, cloud, t.group):
+                key = found.session_id.encode()
+                present = set((_load(t.session_viewers.get(key)) or {}).get("present", []))
+                before = len(present)
+                if found.studio_kind == "joined":
+                    present.add(found.party_id)
+                else:
+                    present.discard(found.party_id)
+                if len(present) == before:
+                    metrics.count(SESSION_AGENT, "unchanged")
+                    continue  # a repeated join or a leave without a join: nothing changed
+                t.session_viewers[key] = _dump({"present": sorted(present)})
+                out = engagement_pb2.EngagementEvent()
+                v = out.studio_viewers
+                v.studio_id, v.session_id = found.studio_id, found.session_id
+                v.concurrent = len(present)
+                at = cloud.time.timestamp()
+                v.as_of.CopyFrom(_ts(at))
+                value, headers = _record(out, found.session_id, at, cloud.id)
+                await publish(t.out, key=key, value=value, headers=headers)
+                metrics.count(SESSION_AGENT, "counted")
+                metrics.produced(SESSION_AGENT, at)

@@ -41,6 +41,7 @@ from zerocontact.signals.features import (
 from zerocontact.signals.scorecard import RULES, score
 from zerocontact.signals.settings import SignalsSettings
 from zerocontact.signals.tables import FeatureTables, window_of
+from zerocontact.signals.tracing import continued, process_span, publish
 from zerocontact.signals.v1 import risk_pb2
 
 __all__ = ["DUPLICATE_HEADER", "RAW", "register"]
@@ -148,47 +149,47 @@ def _party_stage(app: faust.App, p: _Pipeline) -> None:
     @app.agent(p.party_events, name=PARTY_AGENT)
     async def on_party_event(stream: Any) -> None:
         async for event in stream.events():
-            message = event.message
-            if message.topic == settings.identity_topic:
-                metrics.count(PARTY_AGENT, await on_identity_event(event))
-                continue
-            try:
-                envelope = records.envelope(message.headers)
-                loan_event = records.decode_loan(message.value)
-            except records.MalformedEvent as exc:
-                await p.dead_letter(event, p.loan_dlq, settings.loan_topic, exc)
-                metrics.count(PARTY_AGENT, "dead_lettered")
-                continue
-            if loan_event.WhichOneof("event") != "loan_application_submitted":
-                _apply_party_loan_event(tables, loan_event, envelope)
-                metrics.count(PARTY_AGENT, "applied")
-                continue
-            application = loan_event.loan_application_submitted
-            if envelope.type != records.APPLICATION_TYPE or not application.application_id:
-                metrics.count(PARTY_AGENT, "ignored")
-                continue
-            at = message.timestamp
-            party = application.party_id
-            # A duplicate (outbox republishing, redelivery) still flows on, marked: the last
-            # stage decides whether it was assessed already; no stage counts it twice.
-            # One write: the count and the id that guards it go to the party's bucket.
-            fresh = not tables.seen(FeatureKey.PARTY, party, envelope.id, at)
-            if fresh:
-                tables.record(FeatureKey.PARTY, party, at, count=APPLICATIONS, event_id=envelope.id)
-            headers = [
-                *_header_pairs(message.headers),
-                records.features_header("party", tables.party_features(party, at).values),
-            ]
-            if not fresh:
-                headers.append((DUPLICATE_HEADER, b"1"))
-            await event.forward(
-                p.by_device,
-                # Without a device the application still flows on; keyed by party it spreads.
-                key=application.device_id or f"no-device:{party}",
-                headers=headers,
-                timestamp=at,
-            )
-            metrics.count(PARTY_AGENT, "forwarded" if fresh else "duplicate")
+            with process_span(event, settings.app_id):
+                metrics.count(PARTY_AGENT, await on_party_record(event))
+
+    async def on_party_record(event: Any) -> str:
+        message = event.message
+        if message.topic == settings.identity_topic:
+            return await on_identity_event(event)
+        try:
+            envelope = records.envelope(message.headers)
+            loan_event = records.decode_loan(message.value)
+        except records.MalformedEvent as exc:
+            await p.dead_letter(event, p.loan_dlq, settings.loan_topic, exc)
+            return "dead_lettered"
+        if loan_event.WhichOneof("event") != "loan_application_submitted":
+            _apply_party_loan_event(tables, loan_event, envelope)
+            return "applied"
+        application = loan_event.loan_application_submitted
+        if envelope.type != records.APPLICATION_TYPE or not application.application_id:
+            return "ignored"
+        at = message.timestamp
+        party = application.party_id
+        # A duplicate (outbox republishing, redelivery) still flows on, marked: the last
+        # stage decides whether it was assessed already; no stage counts it twice.
+        # One write: the count and the id that guards it go to the party's bucket.
+        fresh = not tables.seen(FeatureKey.PARTY, party, envelope.id, at)
+        if fresh:
+            tables.record(FeatureKey.PARTY, party, at, count=APPLICATIONS, event_id=envelope.id)
+        headers = [
+            *_header_pairs(message.headers),
+            records.features_header("party", tables.party_features(party, at).values),
+        ]
+        if not fresh:
+            headers.append((DUPLICATE_HEADER, b"1"))
+        await event.forward(
+            p.by_device,
+            # Without a device the application still flows on; keyed by party it spreads.
+            key=application.device_id or f"no-device:{party}",
+            headers=continued(headers),  # the next stage continues this stage's span
+            timestamp=at,
+        )
+        return "forwarded" if fresh else "duplicate"
 
     async def on_identity_event(event: Any) -> str:
         """Count a failed authentication (alert on too many); returns the outcome."""
@@ -216,27 +217,31 @@ def _device_stage(app: faust.App, p: _Pipeline) -> None:
     @app.agent(p.by_device, name=DEVICE_AGENT)
     async def applications_by_device(stream: Any) -> None:
         async for event in stream.events():
-            message = event.message
-            headers = _header_pairs(message.headers)
-            application = _application(message.value)
-            device = application.device_id
-            at = message.timestamp
-            if device and not _has(headers, DUPLICATE_HEADER):
-                tables.record(
-                    FeatureKey.DEVICE, device, at, count=APPLICATIONS, member=application.party_id
-                )
-            if device:
-                values = tables.keyed_values(FeatureKey.DEVICE, device, at)
-                await _maybe_alert_device(tables, p.risk, application, values, at)
-            else:
-                values = dict.fromkeys(_DEVICE_FEATURES, 0)
-            await event.forward(
-                p.by_address,
-                key=application.source_address or f"no-address:{application.party_id}",
-                headers=[*headers, records.features_header("device", values)],
-                timestamp=at,
+            with process_span(event, p.settings.app_id):
+                await on_device_record(event)
+
+    async def on_device_record(event: Any) -> None:
+        message = event.message
+        headers = _header_pairs(message.headers)
+        application = _application(message.value)
+        device = application.device_id
+        at = message.timestamp
+        if device and not _has(headers, DUPLICATE_HEADER):
+            tables.record(
+                FeatureKey.DEVICE, device, at, count=APPLICATIONS, member=application.party_id
             )
-            metrics.count(DEVICE_AGENT, "forwarded")
+        if device:
+            values = tables.keyed_values(FeatureKey.DEVICE, device, at)
+            await _maybe_alert_device(tables, p.risk, application, values, at)
+        else:
+            values = dict.fromkeys(_DEVICE_FEATURES, 0)
+        await event.forward(
+            p.by_address,
+            key=application.source_address or f"no-address:{application.party_id}",
+            headers=continued([*headers, records.features_header("device", values)]),
+            timestamp=at,
+        )
+        metrics.count(DEVICE_AGENT, "forwarded")
 
 
 def _address_stage(app: faust.App, p: _Pipeline) -> None:
@@ -246,46 +251,54 @@ def _address_stage(app: faust.App, p: _Pipeline) -> None:
     @app.agent(p.by_address, name=ADDRESS_AGENT)
     async def applications_by_address(stream: Any) -> None:
         async for event in stream.events():
-            message = event.message
-            headers = _header_pairs(message.headers)
-            envelope = records.envelope(headers)
-            at = message.timestamp
-            application = _application(message.value)
-            address = application.source_address
-            # The record's key: the address, or a per-party stand-in (the guard needs a key).
-            guard_key = address or f"no-address:{application.party_id}"
-            # Checked first: an internal redelivery of this stage's input (a crash between
-            # the previous stage's send and its commit) is dropped before it counts again.
-            if tables.seen(FeatureKey.SOURCE_ADDRESS, guard_key, envelope.id, at):
-                log.info("duplicate application ignored", extra={"ce_id": envelope.id})
-                metrics.count(ADDRESS_AGENT, "duplicate")
-                continue
-            # One write: the count (unless a marked duplicate or no address) and the id.
-            counted = bool(address) and not _has(headers, DUPLICATE_HEADER)
-            tables.record(
-                FeatureKey.SOURCE_ADDRESS,
-                guard_key,
-                at,
-                count=APPLICATIONS if counted else None,
-                event_id=envelope.id,
-            )
-            values = records.read_features_header(headers)
-            if address:
-                counts = tables.keyed_values(FeatureKey.SOURCE_ADDRESS, address, at)
-                values.update((name, Decimal(v)) for name, v in counts.items())
-            else:
-                values.update((name, Decimal(0)) for name in _ADDRESS_FEATURES)
-            scored = score(values)
-            value, out_headers, _ = records.assessment_record(
-                application=application,
-                application_event_id=envelope.id,
-                features=_listed(values),
-                scored=scored,
-                assessed_at=datetime.now(UTC),
-            )
-            await p.risk.send(key=application.party_id, value=value, headers=out_headers)
-            metrics.count(ADDRESS_AGENT, "assessed")
-            metrics.produced(ADDRESS_AGENT, at)
+            with process_span(event, p.settings.app_id):
+                await on_address_record(event)
+
+    async def on_address_record(event: Any) -> None:
+        message = event.message
+        headers = _header_pairs(message.headers)
+        envelope = records.envelope(headers)
+        at = message.timestamp
+        application = _application(message.value)
+        address = application.source_address
+        # The record's key: the address, or a per-party stand-in (the guard needs a key).
+        guard_key = address or f"no-address:{application.party_id}"
+        # Checked first: an internal redelivery of this stage's input (a crash between
+        # the previous stage's send and its commit) is dropped before it counts again.
+        if tables.seen(FeatureKey.SOURCE_ADDRESS, guard_key, envelope.id, at):
+            log.info("duplicate application ignored", extra={"ce_id": envelope.id})
+            metrics.count(ADDRESS_AGENT, "duplicate")
+            return
+        # One write: the count (unless a marked duplicate or no address) and the id.
+        counted = bool(address) and not _has(headers, DUPLICATE_HEADER)
+        tables.record(
+            FeatureKey.SOURCE_ADDRESS,
+            guard_key,
+            at,
+            count=APPLICATIONS if counted else None,
+            event_id=envelope.id,
+        )
+        values = records.read_features_header(headers)
+        if address:
+            counts = tables.keyed_values(FeatureKey.SOURCE_ADDRESS, address, at)
+            values.update((name, Decimal(v)) for name, v in counts.items())
+        else:
+            values.update((name, Decimal(0)) for name in _ADDRESS_FEATURES)
+        scored = score(values)
+        value, out_headers, assessment_id = records.assessment_record(
+            application=application,
+            application_event_id=envelope.id,
+            features=_listed(values),
+            scored=scored,
+            assessed_at=datetime.now(UTC),
+        )
+        log.debug(
+            "application assessed",
+            extra={"assessment_id": assessment_id, "score": scored.score, "band": scored.band.name},
+        )
+        await publish(p.risk, key=application.party_id, value=value, headers=out_headers)
+        metrics.count(ADDRESS_AGENT, "assessed")
+        metrics.produced(ADDRESS_AGENT, at)
 
 
 def _application(value: bytes | None) -> Any:
@@ -347,7 +360,7 @@ async def _maybe_alert_device(
         reasons=scored.triggered,
         device_id=application.device_id,
     )
-    await risk_topic.send(key=application.party_id, value=value, headers=headers)
+    await publish(risk_topic, key=application.party_id, value=value, headers=headers)
 
 
 async def _maybe_alert_login(
@@ -365,7 +378,7 @@ async def _maybe_alert_login(
         window_key=f"{party}:{window_start:.0f}",
         reasons=scored.triggered,
     )
-    await risk_topic.send(key=party, value=value, headers=headers)
+    await publish(risk_topic, key=party, value=value, headers=headers)
 
 
 def _listed(values: dict[str, Decimal]) -> list[tuple[str, Decimal, str]]:

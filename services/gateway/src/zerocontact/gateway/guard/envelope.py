@@ -1,6 +1,12 @@
 """The call envelope: servicer methods are decorated with :func:`unary` or :func:`streaming`,
 which open the call (:meth:`Gateway.open`), bound its deadline, run it (idempotently when
-mutating; in a watch slot when streaming), map how it ended to a gRPC status and record it."""
+mutating; in a watch slot when streaming), map how it ended to a gRPC status and record it.
+
+Every response carries the call's request id (:func:`~zerocontact.gateway.tracing.request_id`,
+the trace id) in the ``x-request-id`` trailer; a stream also sends it in its initial metadata
+once accepted, and a refusal carries it in a ``google.rpc.RequestInfo`` detail. (A unary
+success has it in the trailers only: grpc.aio sends a unary call's initial metadata with the
+response, empty, unless the handler sends it first in a batch of its own.)"""
 
 from __future__ import annotations
 
@@ -15,11 +21,13 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import Message
+from opentelemetry import trace
 
-from zerocontact.gateway.errors import GatewayError, deadline_exceeded
+from zerocontact.gateway.errors import REQUEST_ID_HEADER, GatewayError, deadline_exceeded
 from zerocontact.gateway.guard.caller import Caller
 from zerocontact.gateway.guard.gateway import Gateway
 from zerocontact.gateway.guard.record import _audit
+from zerocontact.gateway.tracing import request_id
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +64,9 @@ def unary(
                             caller, method, request, response, lambda: fn(self, request, caller)
                         )
                         if audited.replayed:
-                            context.set_trailing_metadata(((REPLAYED_HEADER, "true"),))
+                            context.set_trailing_metadata(
+                                ((REQUEST_ID_HEADER, audited.request_id), (REPLAYED_HEADER, "true"))
+                            )
                     else:
                         result = await fn(self, request, caller)
                 return result
@@ -83,6 +93,7 @@ def _ending(exc: Exception, method: str) -> GatewayError:
 class _Audited:
     """What the audit record of a call learns while the call runs."""
 
+    request_id: str
     partner_id: str = ""
     replayed: bool = False
 
@@ -96,12 +107,14 @@ async def _audited(
 ) -> AsyncIterator[_Audited]:
     """How a call's body ends, for both envelopes: ``cancelled`` is audited as CANCELLED, an
     abort passes, any other exception becomes its status (:func:`_ending`); every call, however
-    it ended, gets its metrics and audit record."""
+    it ended, gets its metrics and audit record. The request id goes in the trailers now (a
+    refusal's status replaces them with its own, which carry it too)."""
     started, started_at = time.perf_counter(), datetime.now(UTC)
     # Read while the call is alive: grpc.aio's context of a cancelled or finished call
     # must not be touched from `finally` (context.peer() there crashed the process).
     peer = context.peer()
-    audited = _Audited()
+    audited = _Audited(request_id())
+    context.set_trailing_metadata(((REQUEST_ID_HEADER, audited.request_id),))
     outcome, reason = "OK", ""
     try:
         yield audited
@@ -115,8 +128,12 @@ async def _audited(
         outcome, reason = error.code.name, error.reason
         # a refused credential: audit under the partner the certificate names
         audited.partner_id = audited.partner_id or error.metadata.get("partner_id", "")
-        await context.abort_with_status(error.status())
+        await context.abort_with_status(
+            error.status(audited.request_id, serving_data=method.rpartition(".")[2])
+        )
     finally:
+        if audited.partner_id:  # the call's span: support finds a partner's calls by it
+            trace.get_current_span().set_attribute("zerocontact.partner_id", audited.partner_id)
         _audit(gateway, method, audited.partner_id, outcome, reason, started, started_at,
                peer, audited.replayed)  # fmt: skip
 
@@ -143,6 +160,8 @@ def streaming(
                 caller = await gateway.open(context, scope, stream=True)
                 audited.partner_id = caller.partner.partner_id
                 with gateway.watcher_slot(caller.partner):
+                    # Accepted: the partner has the request id before the first event.
+                    await context.send_initial_metadata(((REQUEST_ID_HEADER, audited.request_id),))
                     async with asyncio.timeout(max(caller.remaining(), 0.001)):
                         async for item in fn(self, request, caller):
                             yield item
