@@ -17,7 +17,14 @@ soon as the approval is seen, and the LoanDisbursed record (apply→disbursed; i
 client's acceptance round trip). A raw Kafka round trip (bench/kafka_roundtrip.py's function)
 is measured in the same run and the p99s are given as ratios of it. The last line is JSON.
 
+Tracing (``--tracing``): ``off`` runs the processes with ``OTEL_SDK_DISABLED=true``; ``on``
+samples every trace (ratio 1.0) and exports it over OTLP to ``--otlp-endpoint`` (the local
+Jaeger of ``make up``; the bench refuses to start without it); ``compare`` runs the same load
+twice in one invocation, off then on, and prints CPU per loan of each and their ratio (with
+and without the collector's own CPU).
+
     .venv/bin/python bench/loan_310.py [--rate 50] [--seconds 20] [--risk signals|responder]
+        [--tracing off|on|compare] [--otlp-endpoint http://127.0.0.1:4317]
 """
 
 from __future__ import annotations
@@ -264,11 +271,23 @@ async def responder(run: Run, stop: asyncio.Event) -> None:
         await consumer.stop()
 
 
+def tracing_env(service: str, tracing: str, endpoint: str) -> dict[str, str]:
+    """The OpenTelemetry settings of a bench process: off, or every trace exported."""
+    if tracing == "off":
+        return {"OTEL_SDK_DISABLED": "true"}
+    return {
+        "OTEL_SDK_DISABLED": "false",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        f"ZC_{service.upper()}_TRACE_SAMPLE_RATIO": "1.0",
+    }
+
+
 def start_loan(
-    run: Run, port: int, jwks_port: int, rail_latency_ms: float, log: Path
+    run: Run, port: int, jwks_port: int, rail_latency_ms: float, log: Path, tracing: dict[str, str]
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
+        **tracing,
         "KAFKA_BOOTSTRAP_SERVERS": run.bootstrap,
         "MONGODB_URI": run.mongodb_uri,
         "ZC_LOAN_MONGODB_DATABASE": run.database,
@@ -310,9 +329,12 @@ def start_loan(
         )
 
 
-def start_signals(run: Run, port: int, data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
+def start_signals(
+    run: Run, port: int, data_dir: Path, log: Path, tracing: dict[str, str]
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
+        **tracing,
         "KAFKA_BOOTSTRAP_SERVERS": run.bootstrap,
         "ZC_SIGNALS_APP_ID": f"bench-signals-{run.token}",
         "ZC_SIGNALS_LOAN_TOPIC": run.loan,
@@ -354,7 +376,7 @@ def stop_process(process: subprocess.Popen[bytes] | None) -> None:
             process.kill()
 
 
-async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
+async def run_bench(args: argparse.Namespace, tracing: str) -> dict[str, Any]:
     run = Run(
         os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
         os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27017/"),
@@ -417,11 +439,20 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         print(f"    p50 {raw['p50_ms']} ms  p99 {raw['p99_ms']} ms", flush=True)
 
         loan_proc = start_loan(
-            run, loan_port, jwks_port, args.rail_latency_ms, workdir / "loan.log"
+            run,
+            loan_port,
+            jwks_port,
+            args.rail_latency_ms,
+            workdir / "loan.log",
+            tracing_env("loan", tracing, args.otlp_endpoint),
         )
         if risk_side == "signals":
             signals_proc = start_signals(
-                run, signals_port, workdir / "signals-data", workdir / "signals.log"
+                run,
+                signals_port,
+                workdir / "signals-data",
+                workdir / "signals.log",
+                tracing_env("signals", tracing, args.otlp_endpoint),
             )
         else:
             responder_task = asyncio.create_task(responder(run, stop))
@@ -567,6 +598,9 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 "signals app": signals_proc.pid if signals_proc else None,
                 "FerretDB": port_owner(urlsplit(run.mongodb_uri).port or 27017),
                 "Kafka": port_owner(int(run.bootstrap.split(",")[0].rsplit(":", 1)[1])),
+                "trace collector (Jaeger)": port_owner(_port_of(args.otlp_endpoint))
+                if tracing == "on"
+                else None,
             }
         )
         meter.start()
@@ -622,6 +656,7 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             print(f"    {name}: p50 {figures.get('p50_ms')} ms  p99 {figures.get('p99_ms')} ms")
         result = {
             "bench": "loan_310",
+            "tracing": tracing,
             "risk_side": "signals-app" if signals_proc else "in-bench-responder",
             "rate_per_s": args.rate,
             "applications": total,
@@ -665,7 +700,7 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         )
         cpu = result["cpu"]
         print(
-            f"CPU per disbursed loan over {cpu['window_s']} s (ms): "
+            f"[tracing {tracing}] CPU per disbursed loan over {cpu['window_s']} s (ms): "
             + ", ".join(f"{n} {ms}" for n, ms in cpu["cpu_ms_per_loan"].items())
             + f"; total {cpu['cpu_ms_per_loan_total']} ms, so {cpu['cores']} cores fully busy "
             f"would carry {cpu['loans_per_s_if_cores_fully_used']} loans/s"
@@ -689,6 +724,35 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         print(f"logs: {workdir}", flush=True)
 
 
+def _port_of(endpoint: str) -> int:
+    return urlsplit(endpoint if "//" in endpoint else f"//{endpoint}").port or 4317
+
+
+def _collector_listens(endpoint: str) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(("127.0.0.1", _port_of(endpoint))) == 0
+
+
+def _without(per_loan: dict[str, float], name: str) -> float:
+    return round(sum(ms for n, ms in per_loan.items() if n != name), 1)
+
+
+def compare(off: dict[str, Any], on: dict[str, Any]) -> dict[str, Any]:
+    """CPU per loan with tracing on over off: the suite's processes, and with the collector."""
+    collector = "trace collector (Jaeger)"
+    off_ms = off["cpu"]["cpu_ms_per_loan_total"]
+    on_all = on["cpu"]["cpu_ms_per_loan_total"]
+    on_suite = _without(on["cpu"]["cpu_ms_per_loan"], collector)
+    return {
+        "cpu_ms_per_loan_off": off_ms,
+        "cpu_ms_per_loan_on_suite": on_suite,
+        "cpu_ms_per_loan_on_with_collector": on_all,
+        "on_over_off_suite": round(on_suite / off_ms, 3) if off_ms else None,
+        "on_over_off_with_collector": round(on_all / off_ms, 3) if off_ms else None,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=50.0, help="applications per second")
@@ -696,10 +760,31 @@ def main() -> int:
     parser.add_argument("--risk", choices=["signals", "responder"], default="signals")
     parser.add_argument("--rail-latency-ms", type=float, default=15.0)
     parser.add_argument("--roundtrip-samples", type=int, default=500)
+    parser.add_argument("--tracing", choices=["off", "on", "compare"], default="off")
+    parser.add_argument("--otlp-endpoint", default="http://127.0.0.1:4317")
     args = parser.parse_args()
-    result = asyncio.run(run_bench(args))
-    print(json.dumps(result, sort_keys=True))
-    return 0 if result["errors"] == 0 else 1
+    if args.tracing != "off" and not _collector_listens(args.otlp_endpoint):
+        print(
+            f"nothing listens on {args.otlp_endpoint}: start the local Jaeger (make up) or "
+            "pass --otlp-endpoint",
+            file=sys.stderr,
+        )
+        return 2
+    if args.tracing != "compare":
+        result = asyncio.run(run_bench(args, args.tracing))
+        print(json.dumps(result, sort_keys=True))
+        return 0 if result["errors"] == 0 else 1
+    off = asyncio.run(run_bench(args, "off"))
+    on = asyncio.run(run_bench(args, "on"))
+    ratio = compare(off, on)
+    print(
+        f"tracing CPU per disbursed loan: off {ratio['cpu_ms_per_loan_off']} ms, on "
+        f"{ratio['cpu_ms_per_loan_on_suite']} ms (x{ratio['on_over_off_suite']}); with the "
+        f"collector's own CPU {ratio['cpu_ms_per_loan_on_with_collector']} ms "
+        f"(x{ratio['on_over_off_with_collector']})"
+    )
+    print(json.dumps({"bench": "loan_310", "off": off, "on": on, "tracing": ratio}, sort_keys=True))
+    return 0 if off["errors"] == 0 and on["errors"] == 0 else 1
 
 
 if __name__ == "__main__":
