@@ -170,3 +170,20 @@ def test_log_lines_inside_a_span_carry_its_ids(spans: InMemorySpanExporter) -> N
     assert (inside["trace_id"], inside["span_id"]) == ids
     assert "6222021234567890123" not in inside["message"]
     assert "trace_id" not in outside
+
+
+def test_no_trace_starts_from_a_client_span_outside_any_request(
+    spans: InMemorySpanExporter,
+) -> None:
+    spans.clear()
+    work = trace.get_tracer("test")
+    # a periodic job's database command at rest: nothing recorded
+    with work.start_as_current_span("find", kind=trace.SpanKind.CLIENT) as idle:
+        assert not idle.is_recording()
+    # the same command inside a request is part of its trace
+    with (
+        work.start_as_current_span("GET /v1/loans/{loan_id}", kind=trace.SpanKind.SERVER),
+        work.start_as_current_span("find", kind=trace.SpanKind.CLIENT) as inside,
+    ):
+        assert inside.is_recording()
+    assert [s.name for s in spans.get_finished_spans()] == ["find", "GET /v1/loans/{loan_id}"]

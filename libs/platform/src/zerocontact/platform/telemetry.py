@@ -16,7 +16,7 @@ ends before our handler runs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Final
 
@@ -25,12 +25,19 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from opentelemetry.trace import Link, Span, SpanKind
+from opentelemetry.sdk.trace.sampling import (
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
+from opentelemetry.trace import Link, Span, SpanKind, TraceState
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import Attributes
 
 __all__ = [
+    "RequestRootedSampler",
     "configure_tracing",
     "consume_span",
     "context_of",
@@ -48,6 +55,43 @@ log = logging.getLogger(__name__)
 _PROPAGATOR: Final = TraceContextTextMapPropagator()
 _EXCLUDED_URLS: Final = "healthz,readyz,metrics"
 _state: dict[str, object] = {}
+
+
+class RequestRootedSampler(Sampler):
+    """Parent-based ratio sampling that never starts a trace from a client span.
+
+    A database command or an outgoing call made outside any request or consumed event is a
+    periodic job's tick (outbox sweeps, lease renewals, schedulers): a trace per idle tick
+    would cost CPU at rest and bury the traces that matter. Work a job actually does runs in
+    its own span (or continues a stored context), and its client calls are children of that.
+    """
+
+    def __init__(self, ratio: float) -> None:
+        self._inner = ParentBased(TraceIdRatioBased(ratio))
+
+    def should_sample(
+        self,
+        parent_context: otel_context.Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        """Drop a root client span; otherwise the parent's decision or the ratio."""
+        if kind is SpanKind.CLIENT and not (
+            trace.get_current_span(parent_context).get_span_context().is_valid
+        ):
+            return SamplingResult(Decision.DROP)
+        return self._inner.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        """How it samples, for the SDK's diagnostics."""
+        inner: str = self._inner.get_description()  # type: ignore[no-untyped-call]
+        return f"RequestRooted{{{inner}}}"
 
 
 def configure_tracing(
@@ -71,7 +115,7 @@ def configure_tracing(
         return existing
     provider = TracerProvider(
         resource=Resource.create({"service.name": service, "service.namespace": "zerocontact"}),
-        sampler=ParentBased(TraceIdRatioBased(sample_ratio)),
+        sampler=RequestRootedSampler(sample_ratio),
     )
     if endpoint:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
