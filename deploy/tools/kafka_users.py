@@ -18,7 +18,9 @@ under which group). For each service:
 Run ``.venv/bin/python deploy/tools/kafka_users.py`` after changing the catalog or the consumer
 table: it writes ``deploy/k8s/components/distributed-engines/kafka-service-users.yaml`` (one
 KafkaUser per service) and ``deploy/k8s/overlays/prod/kafka-scram.yaml`` (each Deployment on
-the ``scram`` listener as its own user). ``--check`` writes nothing and exits 1 when either is
+the ``scram`` listener as its own user), and ``deploy/k8s/overlays/prod/lag-exporter-kafka.yaml``
+(the consumer-lag exporter's user: DESCRIBE on every topic and every service's group).
+``--check`` writes nothing and exits 1 when any is
 stale (``make lint-deploy`` and ``tests/unit/test_kafka_principals.py``).
 """
 
@@ -45,6 +47,10 @@ USERS_OUTPUT: Final = (
     ROOT / "deploy" / "k8s" / "components" / "distributed-engines" / "kafka-service-users.yaml"
 )
 PROD_PATCH_OUTPUT: Final = ROOT / "deploy" / "k8s" / "overlays" / "prod" / "kafka-scram.yaml"
+LAG_EXPORTER_OUTPUT: Final = (
+    ROOT / "deploy" / "k8s" / "overlays" / "prod" / "lag-exporter-kafka.yaml"
+)
+LAG_EXPORTER_USER: Final = "kafka-lag-exporter"  # components/monitoring's consumer-lag exporter
 CLUSTER: Final = "zerocontact"  # the Strimzi Kafka resource (kafka.yaml)
 SCRAM_BOOTSTRAP: Final = f"{CLUSTER}-kafka-bootstrap:9094"
 CA_SECRET: Final = f"{CLUSTER}-cluster-ca-cert"  # written by Strimzi: ca.crt
@@ -189,6 +195,33 @@ def kafka_user(access: ServiceAccess) -> dict[str, object]:
     }
 
 
+def lag_exporter_user(
+    accesses: dict[str, ServiceAccess], catalog: TopicCatalog
+) -> dict[str, object]:
+    """The consumer-lag exporter's ``KafkaUser``: DESCRIBE only, on every catalog topic (end
+    offsets) and every service's consumer group (committed offsets); it reads no record."""
+    groups = sorted({g for access in accesses.values() for g in access.groups})
+    acls = [_acl("topic", spec.name, "literal", "Describe") for spec in catalog]
+    acls += [_acl("group", g, "literal", "Describe") for g in groups]
+    return {
+        "apiVersion": "kafka.strimzi.io/v1beta2",
+        "kind": "KafkaUser",
+        "metadata": {
+            "name": LAG_EXPORTER_USER,
+            "labels": {
+                "strimzi.io/cluster": CLUSTER,
+                "app.kubernetes.io/name": LAG_EXPORTER_USER,
+                "app.kubernetes.io/part-of": "zerocontact",
+                "zerocontact.io/role": "monitoring",
+            },
+        },
+        "spec": {
+            "authentication": {"type": "scram-sha-512"},
+            "authorization": {"type": "simple", "acls": acls},
+        },
+    }
+
+
 def deployment_patch(deployment: str, access: ServiceAccess) -> dict[str, object]:
     """A strategic-merge patch: the Deployment connects to the scram listener as its user."""
     env = [
@@ -240,13 +273,18 @@ def _dump(documents: list[dict[str, object]]) -> str:
 
 def render(catalog: TopicCatalog | None = None) -> dict[Path, str]:
     """The generated files and their text, deterministic for a catalog and consumer table."""
+    catalog = catalog if catalog is not None else load_catalog()
     accesses = service_access(catalog)
     missing = accesses.keys() ^ DEPLOYMENTS.keys()
     if missing:
         raise SystemExit(f"services without Deployments or access: {sorted(missing)}")
     users = [kafka_user(a) for a in accesses.values()]
     patches = [deployment_patch(d, a) for a in accesses.values() for d in DEPLOYMENTS[a.service]]
-    return {USERS_OUTPUT: _dump(users), PROD_PATCH_OUTPUT: _dump(patches)}
+    return {
+        USERS_OUTPUT: _dump(users),
+        PROD_PATCH_OUTPUT: _dump(patches),
+        LAG_EXPORTER_OUTPUT: _dump([lag_exporter_user(accesses, catalog)]),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -281,13 +281,15 @@ def test_monitoring_resources_carry_the_fields_their_crds_require(overlay: str) 
             json.loads(text)
 
 
-def test_the_lag_exporter_describes_every_catalog_topic_in_prod() -> None:
+def test_the_lag_exporter_describes_every_catalog_topic_and_group_in_prod() -> None:
     objects = rendered("prod")
     (user,) = [u for u in of_kind(objects, "KafkaUser")
                if u["metadata"]["name"] == "kafka-lag-exporter"]  # fmt: skip
     acls = user["spec"]["authorization"]["acls"]
     described = {a["resource"]["name"] for a in acls if a["resource"]["type"] == "topic"}
     assert described == set(load_catalog().names)
+    groups = {a["resource"]["name"] for a in acls if a["resource"]["type"] == "group"}
+    assert {"loan", "zc-signals-risk"} <= groups  # committed offsets of every service's group
     assert all(a["operations"] == ["Describe"] for a in acls)
 
 
