@@ -190,6 +190,13 @@ def start(
             kept = [s for s in load_services() if s.name in ours and s.name not in asked]
             write_configs(layout, java, services + kept)
             sup.ctl("update")  # picks up added/changed programs
+            # update stops a program whose configuration changed and starts it again only if
+            # it autostarts (none does): what ran before (the engines another session uses,
+            # say, when only Jaeger and Prometheus were asked for) must not be left stopped.
+            after = sup.processes()
+            for name, info in ours.items():
+                if info.get("statename") == "RUNNING" and name in after:
+                    sup.start_process(name)
         else:
             if stray := leftovers(layout):
                 log(f"stopping {len(stray)} processes left behind by a killed supervisord")
