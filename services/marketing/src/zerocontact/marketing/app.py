@@ -59,9 +59,8 @@ def create_app(
     async def setup(runtime: Runtime, app: FastAPI) -> None:
         repo = Repository(runtime.database())
         await runtime.ensure(repo.create_indexes)
-        if s.demo_catalog:
-            if seeded := await seed_demo_catalog(repo):
-                log.info("demo catalog seeded", extra={"ids": seeded})
+        if s.demo_catalog and (seeded := await seed_demo_catalog(repo)):
+            log.info("demo catalog seeded", extra={"ids": seeded})
         # linger 1 ms: the trigger path publishes one event at a time and waits for none.
         publisher = await runtime.start_publisher(linger_ms=1)
         relay = await runtime.start(
