@@ -15,7 +15,8 @@ Certificates: ``zerocontact gateway certs dev --partner shop-a``; the credential
 ``zerocontact gateway partners register shop-a --scope identity:write --scope identity:read
 --scope loans:write --scope loans:read``.
 
-Against ``make up``'s suite, as the demo partner it registers (``make up`` prints this):
+Against ``make up``'s suite, as the demo partner it registers (``make up`` prints the same
+command with the certificates' paths spelled out):
 
     .venv/bin/python examples/partner_310.py --credential-file .cache/run/demo-partner.json
 
