@@ -74,6 +74,17 @@ up: $(STAMP) proto ## start Kafka, FerretDB, Jaeger, Prometheus and every servic
 down: ## stop everything `make up` started
 	@[ -x $(PY) ] && $(ENGINES) down || true
 
+# The demo partner `make up` registers (deploy/local/services.toml): its credential and the
+# paths of its certificates, for the examples (docs/gateway.md, "Quick start").
+DEMO_PARTNER := $(or $(ZC_LOCAL_HOME),.cache)/run/demo-partner.json
+.PHONY: demo
+demo: $(STAMP) ## the 310 and payroll journeys through the gateway of the running suite (make up), with their timelines
+	@[ -f $(DEMO_PARTNER) ] || { echo "error: $(DEMO_PARTNER) not found: start the suite with make up"; exit 1; }
+	@echo "== 310 loan: apply, approve, accept, disburse =="
+	$(PY) examples/partner_310.py --credential-file $(DEMO_PARTNER)
+	@echo "== payroll: employer, wallet, batch of five salaries, approval, paid =="
+	$(PY) examples/partner_payroll.py --credential-file $(DEMO_PARTNER)
+
 status: $(STAMP) ## show what is running
 	$(ENGINES) status
 

@@ -14,12 +14,23 @@ the watch ends when the loan is disbursed.
 Certificates: ``zerocontact gateway certs dev --partner shop-a``; the credential:
 ``zerocontact gateway partners register shop-a --scope identity:write --scope identity:read
 --scope loans:write --scope loans:read``.
+
+Against ``make up``'s suite, as the demo partner it registers (``make up`` prints the same
+command with the certificates' paths spelled out):
+
+    .venv/bin/python examples/partner_310.py --credential-file .cache/run/demo-partner.json
+
+``--credential-file`` (or ``ZC_PARTNER_CREDENTIAL_FILE``) is the JSON ``zerocontact gateway
+partners dev`` writes: the credential, and the gateway's address and the certificates' paths
+as defaults for ``--target``, ``--ca``, ``--cert`` and ``--key``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import random
 import time
 import uuid
@@ -121,17 +132,42 @@ async def journey(args: argparse.Namespace) -> int:
     return 3
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--target", default="localhost:50051")
-    parser.add_argument("--ca", required=True)
-    parser.add_argument("--cert", required=True)
-    parser.add_argument("--key", required=True)
-    parser.add_argument("--credential", required=True)
+def partner_parser(description: str) -> argparse.ArgumentParser:
+    """The gateway connection's flags, shared by the examples."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--target", help="the gateway (default: localhost:50051)")
+    parser.add_argument("--ca")
+    parser.add_argument("--cert")
+    parser.add_argument("--key")
+    parser.add_argument("--credential")
+    parser.add_argument(
+        "--credential-file",
+        default=os.environ.get("ZC_PARTNER_CREDENTIAL_FILE"),
+        help="JSON of `zerocontact gateway partners dev`: the credential, and defaults for "
+        "--target, --ca, --cert and --key",
+    )
     parser.add_argument("--server-name", default=None, help="TLS name override (e.g. localhost)")
     parser.add_argument("--identity-url", default="http://127.0.0.1:8001")
+    return parser
+
+
+def partner_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parse; unset connection flags come from ``--credential-file``."""
+    args = parser.parse_args()
+    doc = json.loads(Path(args.credential_file).read_text()) if args.credential_file else {}
+    for name in ("target", "ca", "cert", "key", "credential"):
+        if getattr(args, name) is None:
+            setattr(args, name, doc.get(name))
+    args.target = args.target or "localhost:50051"
+    if missing := [f"--{n}" for n in ("ca", "cert", "key", "credential") if not getattr(args, n)]:
+        parser.error(f"{', '.join(missing)} required (or --credential-file)")
+    return args
+
+
+def main() -> int:
+    parser = partner_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--amount-fen", type=int, default=5_000_000)
-    return asyncio.run(journey(parser.parse_args()))
+    return asyncio.run(journey(partner_args(parser)))
 
 
 if __name__ == "__main__":

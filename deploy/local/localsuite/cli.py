@@ -23,6 +23,7 @@ import argparse
 import sys
 
 from .common import EngineError, log
+from .demo import print_demo
 from .fetch import fetch
 from .layout import ALERT_RULES, ROOT, Layout
 from .lifecycle import locked, start, status, stop
@@ -126,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "up":
             services = start(layout, engines_only=False, if_needed=False, timeout=args.timeout)
             print_table(endpoints(layout, services))
+            print_demo(layout)
         elif args.command in ("stop", "down"):
             only = ["jaeger", "prometheus"] if getattr(args, "observability_only", False) else None
             stop(layout, only=only)

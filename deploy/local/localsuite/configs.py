@@ -23,7 +23,7 @@ from .layout import (
     Layout,
 )
 from .observability import jaeger_command, prometheus_command, write_observability_configs
-from .services import Service, load_services, local_secrets
+from .services import Service, load_services, local_secrets, record_environment
 from .tls import ensure_broker_tls
 
 ADMIN_SECRET = "KAFKA_ADMIN_PASSWORD"
@@ -217,6 +217,9 @@ def write_configs(layout: Layout, java: str, services: list[Service]) -> None:
         "PYTHONUNBUFFERED": "1",
         **marker,
     }
+    record_environment(
+        layout, {k: v for k, v in engines_env.items() if k not in marker}, services
+    )  # for the zerocontact command
     secrets = local_secrets(layout, {name for service in services for name in service.secrets})
     for service in services:
         own_secrets = {name: secrets[name] for name in service.secrets}

@@ -11,7 +11,11 @@ import tomllib
 from dataclasses import dataclass, field
 
 from .common import EngineError
-from .layout import SERVICES_FILE, Layout
+from .layout import ROOT, SERVICES_FILE, Layout
+
+# What the services run with, for the ``zerocontact`` command (zerocontact.platform.cli_support
+# reads it when its own environment lacks a setting): run/suite-env.json.
+SUITE_ENV = "suite-env.json"
 
 
 @dataclass(frozen=True)
@@ -85,3 +89,30 @@ def load_services() -> list[Service]:
         secrets = [str(name) for name in entry.get("secrets", [])]
         services.append(Service(name, command, port, health, metrics, env, secrets))
     return services
+
+
+def record_environment(layout: Layout, engines: dict[str, str], services: list[Service]) -> None:
+    """run/suite-env.json: the engines' addresses and each service's environment, its secrets
+    by name only (their values stay in local-secrets.json). Relative ``*_FILE`` paths are made
+    absolute (the services run in the repository root); ``{home}`` is this cache."""
+
+    def value(key: str, raw: str) -> str:
+        raw = raw.replace("{home}", str(layout.home))
+        return str(ROOT / raw) if key.endswith("_FILE") and not os.path.isabs(raw) else raw
+
+    doc = {
+        "engines": engines,
+        "services": {
+            service.name: {
+                "env": {key: value(key, raw) for key, raw in service.env.items()},
+                "secrets": service.secrets,
+            }
+            for service in services
+        },
+    }
+    path = layout.run / SUITE_ENV
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{SUITE_ENV}.tmp")
+    tmp.touch(mode=0o600)
+    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)

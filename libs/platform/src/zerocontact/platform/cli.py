@@ -5,6 +5,9 @@ dead letters, ``kafka users`` gives a team a SCRAM user and least-privilege ACLs
 serves consumer-group lag to Prometheus. Each installed service adds its group through the ``zerocontact.cli`` entry-point
 group (``payroll = "zerocontact.payroll.cli:app"`` in its pyproject), so the platform never
 imports a service and an image with one service has only that service's commands.
+
+Settings come from the environment first, then from the local suite ``make up`` runs (its run
+directory, see :mod:`.cli_support`); a missing one is one error line naming it.
 """
 
 from __future__ import annotations
@@ -25,7 +28,14 @@ from rich.console import Console
 from rich.table import Table
 
 from .access_cli import kafka_app
-from .cli_support import connection_or_exit, err, fail, kafka_failures, run_admin
+from .cli_support import (
+    connection_or_exit,
+    err,
+    fail,
+    kafka_failures,
+    run_admin,
+    use_local_suite,
+)
 from .dlq import NotADeadLetterTopic, ReplayReport, replay_dead_letters
 from .lag_cli import lag_exporter
 from .tail import Decoder, StartAt, TopicNotFound, parse_since, render, tail
@@ -325,6 +335,9 @@ def add_service_commands() -> None:
 
 def main() -> None:
     """The ``zerocontact`` console script."""
+    # Unset engine addresses (KAFKA_BOOTSTRAP_SERVERS, MONGODB_URI) come from the running
+    # local suite, if one was started here; the environment wins (cli_support).
+    use_local_suite()
     add_service_commands()
     app()
 

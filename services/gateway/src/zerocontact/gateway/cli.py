@@ -1,8 +1,15 @@
-"""``zerocontact gateway ...``: development certificates and partner registration."""
+"""``zerocontact gateway ...``: development certificates and partner registration.
+
+The partner commands use the gateway's settings (``ZC_GATEWAY_*``, ``MONGODB_URI``) from the
+environment, and those it lacks from the running local suite (``make up``'s run directory,
+``zerocontact.platform.cli_support``); a setting found in neither is one error line.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
@@ -10,8 +17,10 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from zerocontact.gateway import certs
+from zerocontact.platform.cli_support import fail, local_home, settings_or_exit
 
 if TYPE_CHECKING:
+    from zerocontact.gateway.settings import GatewaySettings
     from zerocontact.gateway.store import PartnerStore
 
 T = TypeVar("T")
@@ -69,13 +78,23 @@ def issue_dev(
     typer.echo(f"wrote ca, server and {len(partner)} partner certificate(s) to {out}")
 
 
-def _with_partners(action: Callable[[PartnerStore], Awaitable[T]]) -> T:
-    """Run ``action`` on the partner registrations of the gateway configured by the environment."""
+def _gateway_settings() -> GatewaySettings:
     from zerocontact.gateway.settings import GatewaySettings
+
+    return settings_or_exit(GatewaySettings, service="gateway")
+
+
+def _with_partners(
+    action: Callable[[PartnerStore], Awaitable[T]], settings: GatewaySettings | None = None
+) -> T:
+    """Run ``action`` on the partner registrations of the gateway configured by the environment
+    (or the local suite); MongoDB trouble is one error line."""
+    from pymongo.errors import PyMongoError
+
     from zerocontact.gateway.store import PartnerStore
     from zerocontact.platform.mongo import create_mongo_client
 
-    settings = GatewaySettings()  # type: ignore[call-arg]  # from the environment
+    settings = settings or _gateway_settings()
 
     async def run() -> T:
         client = create_mongo_client(settings.mongodb_uri, app_name="gateway-cli")
@@ -88,7 +107,11 @@ def _with_partners(action: Callable[[PartnerStore], Awaitable[T]]) -> T:
         finally:
             await client.close()
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except PyMongoError as exc:
+        where = settings.mongodb_uri.rsplit("@", 1)[-1]  # never print a password
+        fail(f"MongoDB at {where} failed: {str(exc).splitlines()[0] if str(exc) else exc!r}")
 
 
 @partners_app.command("register")
@@ -111,3 +134,81 @@ def deactivate(
         typer.echo(f"no partner {partner_id} is registered", err=True)
         raise typer.Exit(1)
     typer.echo(f"partner {partner_id} deactivated")
+
+
+@partners_app.command("dev")
+def register_dev(
+    partner_id: Annotated[str, typer.Argument(help="the partner's id (its certificate's)")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="directory of <id>.json (default: the local suite's run/)"),
+    ] = None,
+    rate: Annotated[float, typer.Option(help="calls per second")] = 200.0,
+    rotate: Annotated[bool, typer.Option("--rotate", help="issue a new credential")] = False,
+) -> None:
+    """Register a development partner with every scope and keep what a client needs in
+    <out>/<id>.json (mode 0600): credential, gateway address and certificate paths.
+
+    Run again, it keeps the credential of the file (re-registered, so it also survives a wiped
+    database) unless --rotate; the gateway accepts a changed credential within 30 s.
+    """
+    from zerocontact.gateway.servicers.scopes import SCOPES
+
+    settings = _gateway_settings()
+    if out is None:
+        home = local_home()
+        if home is None:
+            fail("no local suite here (no checkout found): pass --out DIR")
+        out = home / "run"
+    path = out / f"{partner_id}.json"
+    kept = None if rotate else _stored_credential(path, partner_id)
+    credential = _with_partners(
+        lambda store: store.register(partner_id, list(SCOPES), rate_per_s=rate, credential=kept),
+        settings,
+    )
+    certs_dir = Path(settings.client_ca_file).resolve().parent
+    host = (
+        "localhost" if settings.grpc_host in ("0.0.0.0", "127.0.0.1", "::") else settings.grpc_host
+    )
+    _write_private(
+        path,
+        {
+            "partner_id": partner_id,
+            "credential": credential,
+            "scopes": list(SCOPES),
+            "target": f"{host}:{settings.grpc_port}",
+            "ca": str(certs_dir / "ca.crt"),
+            "cert": str(certs_dir / f"{partner_id}.crt"),
+            "key": str(certs_dir / f"{partner_id}.key"),
+        },
+    )
+    state = "kept" if kept else "new"
+    typer.echo(f"partner {partner_id} registered with every scope; {state} credential in {path}")
+
+
+def _stored_credential(path: Path, partner_id: str) -> str | None:
+    """The credential a previous ``partners dev`` kept in ``path`` (None if none usable)."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("partner_id") != partner_id:
+        return None
+    credential = doc.get("credential")
+    return credential if isinstance(credential, str) and credential.startswith("zcp_") else None
+
+
+def _write_private(path: Path, doc: dict[str, object]) -> None:
+    """Write ``doc`` as JSON readable by the owner only (0600), replacing ``path`` atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as file:
+            json.dump(doc, file, indent=2)
+            file.write("\n")
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

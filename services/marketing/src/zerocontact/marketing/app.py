@@ -16,6 +16,7 @@ from zerocontact.marketing.api import routers
 from zerocontact.marketing.book import Book
 from zerocontact.marketing.channels import Channel, ChannelSimulator
 from zerocontact.marketing.consumers import Projector, fire_due_reminders
+from zerocontact.marketing.demo import seed_demo_catalog
 from zerocontact.marketing.domain.contact import Caps
 from zerocontact.marketing.handlers.deps import MarketingDeps
 from zerocontact.marketing.outreach import Outreach
@@ -58,6 +59,8 @@ def create_app(
     async def setup(runtime: Runtime, app: FastAPI) -> None:
         repo = Repository(runtime.database())
         await runtime.ensure(repo.create_indexes)
+        if s.demo_catalog and (seeded := await seed_demo_catalog(repo)):
+            log.info("demo catalog seeded", extra={"ids": seeded})
         # linger 1 ms: the trigger path publishes one event at a time and waits for none.
         publisher = await runtime.start_publisher(linger_ms=1)
         relay = await runtime.start(

@@ -45,3 +45,6 @@ class MarketingSettings(ServiceSettings):
     # An Idempotency-Key whose first request has been in flight this long without an answer
     # (its process died) may be taken over by a retry.
     idempotency_lease_s: float = Field(default=60.0, gt=0)
+    # Insert the demo catalog and segment when absent (zerocontact.marketing.demo); on for the
+    # local suite (deploy/local/services.toml), off by default.
+    demo_catalog: bool = False
