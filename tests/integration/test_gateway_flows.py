@@ -80,25 +80,11 @@ async def test_the_310_journey_through_the_gateway(suite: Suite, audit: AuditRea
         assert "merchant-310" in {p.product_id for p in products}
         customer = await register_customer(suite, zc)
         token = customer.token
-
-        async def apply() -> loan_pb2.LoanApplication | None:
-            try:
-                return await zc.apply_for_loan(
-                    apply_request(customer.party_id, customer.device_id), token=token
-                )
-            except grpc.aio.AioRpcError as exc:
-                # loan learns of the party from identity's events: wait until it has
-                if exc.code() == grpc.StatusCode.PERMISSION_DENIED:
-                    await asyncio.sleep(0.3)
-                    return None
-                raise
-
-        application = None
-        for _ in range(60):
-            application = await apply()
-            if application:
-                break
-        assert application is not None and application.state == "AWAITING_RISK"
+        # At once, no retry loop: loan waits for identity's events about the party.
+        application = await zc.apply_for_loan(
+            apply_request(customer.party_id, customer.device_id), token=token
+        )
+        assert application.state == "AWAITING_RISK"
         updates = []
         accepted_loan = None
         async for update in zc.watch_loan_application(
@@ -375,26 +361,13 @@ async def test_payroll_journey_with_watch(suite: Suite) -> None:
         )  # fmt: skip
         assert enterprise.kyc_level == identity_pb2.KYC_LEVEL_VERIFIED
         employer_id = enterprise.party_id
-
-        async def onboard() -> payroll_pb2.OnboardEmployerResponse | None:
-            try:
-                response: payroll_pb2.OnboardEmployerResponse = await zc.payroll.OnboardEmployer(
-                    payroll_pb2.OnboardEmployerRequest(employer_id=employer_id),
-                    metadata=zc.metadata(token=rep.token, key=uuid.uuid4().hex),
-                )
-                return response
-            except grpc.aio.AioRpcError as exc:  # payroll learns of it from identity's events
-                if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND,
-                                  grpc.StatusCode.PERMISSION_DENIED):  # fmt: skip
-                    await asyncio.sleep(0.3)
-                    return None
-                raise
-
-        onboarded = None
-        for _ in range(60):
-            if onboarded := await onboard():
-                break
-        assert onboarded is not None and onboarded.employer.employer_id == employer_id
+        # At once, no retry loop: payroll waits for identity's events about the enterprise.
+        onboarded = await zc.payroll.OnboardEmployer(
+            payroll_pb2.OnboardEmployerRequest(employer_id=employer_id),
+            metadata=zc.metadata(token=rep.token, key=uuid.uuid4().hex),
+            timeout=zc.timeout_s,
+        )
+        assert onboarded.employer.employer_id == employer_id
         topped = await zc.payroll.TopUpWallet(
             payroll_pb2.TopUpWalletRequest(
                 employer_id=employer_id, rail_reference="IN-GW-0001", amount=cny(1_000_000)
@@ -552,14 +525,7 @@ async def test_risk_alerts_reach_only_the_partner_that_owns_the_party(suite: Sui
                 party_id=party.party_id, product_id="own-interest-first", amount=cny(100_000),
                 term_months=6, purpose="stock", device_id=device,
             )  # fmt: skip
-            for _ in range(100):
-                try:
-                    await a.apply_for_loan(request, token=started.access_token)
-                    break
-                except grpc.aio.AioRpcError as exc:
-                    if exc.code() != grpc.StatusCode.PERMISSION_DENIED:
-                        raise
-                    await asyncio.sleep(0.3)
+            await a.apply_for_loan(request, token=started.access_token)
             parties.append(party.party_id)
         for _ in range(600):
             if seen_a:
