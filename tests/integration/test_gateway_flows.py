@@ -30,6 +30,7 @@ from tests.integration.test_gateway_support import (
     start_suite,
 )
 from tests.integration.test_topics_tail import tail_json
+from zerocontact.gateway import convert
 from zerocontact.gateway.client import cny, error_details
 from zerocontact.gateway.v1 import loan_pb2, loan_pb2_grpc
 from zerocontact.platform.redact import personal_fields
@@ -85,6 +86,7 @@ async def test_the_310_journey_through_the_gateway(suite: Suite, audit: AuditRea
             apply_request(customer.party_id, customer.device_id), token=token
         )
         assert application.state == "AWAITING_RISK"
+        assert application.lifecycle_state == loan_pb2.LOAN_APPLICATION_STATE_AWAITING_RISK
         updates = []
         accepted_loan = None
         async for update in zc.watch_loan_application(
@@ -101,10 +103,18 @@ async def test_the_310_journey_through_the_gateway(suite: Suite, audit: AuditRea
         assert states[0][0] == "AWAITING_RISK", states
         assert ("APPROVED", "") in states, states
         assert updates[-1].terminal and updates[-1].loan.state == "DISBURSED", states
+        # the enum states say the same as the text on every update, folded ones included
+        for u in updates:
+            assert loan_pb2.LoanApplicationState.Name(u.application.lifecycle_state) == (
+                f"LOAN_APPLICATION_STATE_{u.application.state}"
+            )
+            if u.HasField("loan"):
+                assert u.loan.lifecycle_state == convert.loan_state(u.loan.state) != 0
         assert accepted_loan is not None
         assert updates[-1].loan.loan_id == accepted_loan.loan_id
         loan = await zc.get_loan(accepted_loan.loan_id, token=token)
         assert loan.state == "DISBURSED" and loan.principal.minor_units == 3_000_000
+        assert loan.lifecycle_state == loan_pb2.LOAN_STATE_DISBURSED
         assert len(loan.schedule) == 12
         suite.shared["loan"] = (loan.loan_id, token, customer)
     record = await audit.find(
@@ -403,6 +413,7 @@ async def test_payroll_journey_with_watch(suite: Suite) -> None:
         await asyncio.wait_for(watcher, 60)
         assert progress[0].batch.state == "SUBMITTED" and progress[0].event == ""
         assert progress[-1].terminal and progress[-1].batch.state == "COMPLETED"
+        assert progress[-1].batch.lifecycle_state == payroll_pb2.PAYROLL_BATCH_STATE_COMPLETED
         assert progress[-1].batch.paid_items == 5 and progress[-1].batch.status == "ACSC"
         assert len(progress) >= 2
     # partner B cannot read A's batch
@@ -567,6 +578,7 @@ async def test_reads_repayment_and_revenue_report_of_the_partner_s_own(suite: Su
         )
         assert repaid.principal.minor_units + repaid.interest.minor_units == 10_000
         assert repaid.loan_state == "DISBURSED"
+        assert repaid.loan_lifecycle_state == loan_pb2.LOAN_STATE_DISBURSED
         start, end = Timestamp(), Timestamp()
         start.FromSeconds(int(time.time()) - 30 * 86400)
         end.FromSeconds(int(time.time()))
