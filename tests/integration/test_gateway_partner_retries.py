@@ -33,6 +33,7 @@ from tests.integration.test_gateway_support import (
     register_customer,
     start_suite,
 )
+from zerocontact.gateway.app import running
 from zerocontact.gateway.client import PartnerClient, cny, error_details
 from zerocontact.gateway.v1 import loan_pb2
 
@@ -189,3 +190,70 @@ async def test_a_retry_applies_once_the_party_becomes_known(
     records = await attempts(audit, "late-party", APPLY, 3)
     assert [r.outcome for r in records] == ["UNAVAILABLE", "OK", "OK"], records
     assert [r.replayed for r in records] == [False, False, True]
+
+
+async def test_two_gateway_instances_admit_a_partner_s_rate_once_not_once_each(
+    suite: Suite, audit: AuditReader
+) -> None:
+    """Two more instances of the suite's gateway on its database, 4-second windows: a partner
+    limited to 10 calls/s (40 per window) sends 120 calls spread over both within one
+    window: 40 are admitted in all (per-instance limits would admit 80), the rest are
+    RESOURCE_EXHAUSTED with RetryInfo up to the window's end."""
+    window_s, rate = 4.0, 10.0
+    settings = suite.gateway.gateway.settings.model_copy(
+        update={"grpc_port": 0, "http_port": 0, "rate_limit_window_s": window_s}
+    )
+    partner = await suite.add_partner("limited-twice", ["loans:read"], rate=rate)
+    async with running(settings) as one, running(settings) as two:
+        clients = [
+            PartnerClient.connect(
+                f"127.0.0.1:{gw.port}",
+                ca=suite.ca.cert_pem,
+                cert=partner.cert,
+                key=partner.key,
+                credential=partner.credential,
+                server_name="localhost",
+            )
+            for gw in (one, two)
+        ]
+        for zc in clients:  # connected (TLS done) before the window starts
+            await zc.channel.channel_ready()
+        limiters = [one.gateway.shared_limiter, two.gateway.shared_limiter]
+        assert all(limiters)
+        now = time.time()
+        await asyncio.sleep((int(now / window_s) + 1) * window_s - now + 0.05)
+        started = time.time()
+
+        async def call(zc: PartnerClient) -> str:
+            try:
+                await zc.loans.ListLoanProducts(
+                    loan_pb2.ListLoanProductsRequest(), metadata=zc.metadata(), timeout=5
+                )
+                return "OK"
+            except grpc.aio.AioRpcError as exc:
+                assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, exc
+                reason, _, retry = reason_and_retry(exc)
+                assert reason == "RATE_LIMITED" and retry is not None and 0 < retry <= window_s
+                return "LIMITED"
+
+        outcomes = await asyncio.gather(*(call(clients[i % 2]) for i in range(120)))
+        per_instance = [
+            outcomes[i::2].count("OK") for i in range(2)
+        ]  # calls i, i+2, ... went to instance i
+        assert time.time() - started < window_s - 0.5, "the burst spilled into the next window"
+        assert outcomes.count("OK") == int(rate * window_s), (per_instance, outcomes)
+        assert all(n > 0 for n in per_instance), per_instance  # both admitted some
+        # the window is full: more calls are refused by each instance without a database call
+        writes = [lim.writes for lim in limiters if lim]
+        more = await asyncio.gather(*(call(clients[i % 2]) for i in range(10)))
+        assert more == ["LIMITED"] * 10
+        assert [lim.writes for lim in limiters if lim] == writes
+        # the next window admits again
+        now = time.time()
+        await asyncio.sleep((int(now / window_s) + 1) * window_s - now + 0.05)
+        assert await call(clients[0]) == "OK" and await call(clients[1]) == "OK"
+        for zc in clients:
+            await zc.channel.close()
+    await audit.find(
+        partner_id="limited-twice", outcome="RESOURCE_EXHAUSTED", reason="RATE_LIMITED"
+    )
