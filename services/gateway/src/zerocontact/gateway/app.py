@@ -244,6 +244,7 @@ async def running(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
                 db[RATE_WINDOWS],
                 window_s=settings.rate_limit_window_s,
                 timeout_s=settings.rate_limit_timeout_s,
+                max_chunk=settings.rate_limit_max_chunk,
             )
             if settings.rate_limit == "shared"
             else None,

@@ -58,6 +58,9 @@ class GatewaySettings(ServiceSettings, PersonalDataSettings):
     # back to the instance's own limiter.
     rate_limit_window_s: float = Field(default=1.0, gt=0, le=60)
     rate_limit_timeout_s: float = Field(default=0.5, gt=0, le=5)
+    # Slots one write may claim ahead for a partner of >= 100 calls per window (1: every
+    # admitted call is a write).
+    rate_limit_max_chunk: int = Field(default=20, ge=1, le=1000)
 
     # Idempotency records are kept at least this long, then purged by a periodic sweep.
     idempotency_ttl_s: float = Field(default=24 * 3600.0, ge=24 * 3600.0)

@@ -66,19 +66,21 @@ class SharedRateLimiter:
         *,
         window_s: float = 1.0,
         timeout_s: float = 0.5,
+        max_chunk: int = 20,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.windows = windows
         self.window_s = window_s
         self.timeout_s = timeout_s
+        self.max_chunk = max_chunk
         self.clock = clock
         self._local: dict[str, _Window] = {}
         self.writes = 0  # database round trips, for tests and the bench
 
-    @staticmethod
-    def chunk(limit: int) -> int:
-        """Slots claimed per write for a limit per window: 1 below 100, else ≤ 2 %, ≤ 20."""
-        return 1 if limit < 100 else min(limit // 50, 20)
+    def chunk(self, limit: int) -> int:
+        """Slots claimed per write for a limit per window: 1 below 100, else ≤ 2 % and at
+        most ``max_chunk`` (20)."""
+        return 1 if limit < 100 else max(1, min(limit // 50, self.max_chunk))
 
     async def admit(self, partner_id: str, rate_per_s: float) -> float | None:
         """None when the call is admitted, else the seconds until the partner's next window."""
