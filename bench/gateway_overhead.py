@@ -18,7 +18,14 @@ reflection when it is installed — a Python grpc.aio client at 64 callers burns
 itself — else the grpc.aio client; the output names the load generator. The direct HTTP
 saturation always uses aiohttp. Per phase, the CPU time each server process spent per call is
 printed too: unlike calls/s it hardly depends on what else the shared machine runs. The load
-average is printed at the start and the end. The last line is JSON.
+average is printed at the start and the end.
+
+Shared rate limit: sequential ListLoanProducts (the service reads no database, so the
+limiter's share shows) through three gateways on the same database, in alternating blocks:
+the default shared limiter (MongoDB windows; this partner's rate claims 20 slots per write),
+the shared limiter with a write for every call (``ZC_GATEWAY_RATE_LIMIT_MAX_CHUNK=1``: what a
+partner under 100 calls/s costs), and the per-instance limiter (``ZC_GATEWAY_RATE_LIMIT=local``,
+no database). p50/p99 of each and what each shared mode adds. The last line is JSON.
 
     .venv/bin/python bench/gateway_overhead.py [--calls 2000] [--concurrency 64] [--seconds 10]
         [--load-generator auto|ghz|python] [--connections 4]
@@ -149,6 +156,76 @@ async def audited_latencies_ms(bootstrap: str, topic: str, last: int) -> list[fl
     return sorted(ms for _, ms in sorted(found)[-last:])
 
 
+LIMITER_MODES = {
+    # the gateway's default: one count per partner across instances, in MongoDB
+    "shared": {"ZC_GATEWAY_RATE_LIMIT": "shared"},
+    # the same with a write for every call (what a partner under 100 calls/s costs)
+    "shared, write per call": {"ZC_GATEWAY_RATE_LIMIT": "shared",
+                               "ZC_GATEWAY_RATE_LIMIT_MAX_CHUNK": "1"},
+    # per instance, in memory (the limiter off, as far as MongoDB is concerned)
+    "local": {"ZC_GATEWAY_RATE_LIMIT": "local"},
+}  # fmt: skip
+
+
+async def limiter_latency(
+    args: argparse.Namespace,
+    env: dict[str, str],
+    workdir: Path,
+    ca: Any,
+    partner: Any,
+    credential: str,
+    shared_port: int,
+) -> dict[str, dict[str, float]]:
+    """Sequential ListLoanProducts (no service database read, so the limiter's share shows)
+    through one gateway per rate-limit mode, in alternating blocks; p50/p99 and what each
+    shared mode adds over the local limiter."""
+    procs, channels, stubs = [], [], {}
+    try:
+        for mode, extra in LIMITER_MODES.items():
+            port = shared_port if mode == "shared" else loan310.free_port()
+            if mode != "shared":  # the gateway started above runs the default (shared)
+                log = workdir / f"gateway-{extra['ZC_GATEWAY_RATE_LIMIT']}-{port}.log"
+                procs.append(start_gateway(
+                    {**env, **extra, "ZC_GATEWAY_GRPC_PORT": str(port)}, log
+                ))  # fmt: skip
+            channel = grpc.aio.secure_channel(
+                f"127.0.0.1:{port}",
+                grpc.ssl_channel_credentials(ca.cert_pem, partner.key_pem, partner.cert_pem),
+                options=[("grpc.ssl_target_name_override", "localhost")],
+            )
+            await asyncio.wait_for(channel.channel_ready(), 60)
+            channels.append(channel)
+            stubs[mode] = loan_pb2_grpc.LoanServiceStub(channel)
+        request = loan_pb2.ListLoanProductsRequest()
+        metadata = (("x-partner-credential", credential),)
+        lat: dict[str, list[float]] = {mode: [] for mode in stubs}
+        for stub in stubs.values():  # warm-up
+            for _ in range(200):
+                await stub.ListLoanProducts(request, metadata=metadata, timeout=10)
+        block = 250
+        for _ in range(max(1, args.calls // block)):
+            for mode, stub in stubs.items():
+                for _ in range(block):
+                    t0 = time.perf_counter()
+                    await stub.ListLoanProducts(request, metadata=metadata, timeout=10)
+                    lat[mode].append((time.perf_counter() - t0) * 1000)
+        local = sorted(lat["local"])
+        out: dict[str, dict[str, float]] = {}
+        for mode, values in lat.items():
+            ordered = sorted(values)
+            out[mode] = {"p50_ms": round(pct(ordered, 0.5), 3),
+                         "p99_ms": round(pct(ordered, 0.99), 3)}  # fmt: skip
+            if mode != "local":
+                out[mode]["added_p50_ms"] = round(pct(ordered, 0.5) - pct(local, 0.5), 3)
+                out[mode]["added_p99_ms"] = round(pct(ordered, 0.99) - pct(local, 0.99), 3)
+        return out
+    finally:
+        for channel in channels:
+            await channel.close()
+        for proc in procs:
+            loan310.stop_process(proc)
+
+
 async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     run = loan310.Run(
         os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
@@ -187,7 +264,10 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     loan_proc = gateway_proc = None
     try:
         print(f"load average at start: {loadavg()}", flush=True)
-        loan_proc = loan310.start_loan(run, loan_port, jwks_port, 5, workdir / "loan.log")
+        loan_proc = loan310.start_loan(
+            run, loan_port, jwks_port, 5, workdir / "loan.log",
+            loan310.tracing_env("loan", "off", ""),
+        )  # fmt: skip
         responder = asyncio.create_task(loan310.responder(run, stop))
         loan_url = f"http://127.0.0.1:{loan_port}"
         await loan310.wait_http(f"{loan_url}/readyz", 60, loan_proc, workdir / "loan.log")
@@ -357,6 +437,7 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         products_gateway_rate = await saturate(
             "products_gateway", products_via_gateway, ("ListLoanProducts", {}, credential_md)
         )
+        limiter = await limiter_latency(args, env, workdir, ca, partner, credential, grpc_port)
         await http.close()
         await channel.close()
         d, g, f = sorted(lat["direct"]), sorted(lat["gateway"]), sorted(lat["floor"])
@@ -375,6 +456,7 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             "products_direct_per_s": round(products_direct_rate),
             "products_gateway_rpc_per_s": round(products_gateway_rate),
             "cpu_ms_per_call": cpu_per_call,
+            "shared_rate_limit": limiter,
             "load_generator": generator,
             "concurrency": args.concurrency,
             "load_average_end": loadavg(),
@@ -397,6 +479,17 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             f"{result['products_gateway_rpc_per_s']} RPC/s\n"
             f"server CPU ms per call at saturation (loan, gateway): "
             + ", ".join(f"{k} {v['loan']}/{v['gateway']}" for k, v in cpu_per_call.items())
+            + "\n"
+            "shared rate limit, ListLoanProducts sequential (p50 / p99 ms; added vs local):\n"
+            + "\n".join(
+                f"  {mode:<24}: {v['p50_ms']} / {v['p99_ms']}"
+                + (
+                    f"  added {v['added_p50_ms']} / {v['added_p99_ms']}"
+                    if "added_p50_ms" in v
+                    else ""
+                )
+                for mode, v in limiter.items()
+            )
             + "\n"
             f"load average at end: {result['load_average_end']}",
             flush=True,

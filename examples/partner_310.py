@@ -105,18 +105,13 @@ async def journey(args: argparse.Namespace) -> int:
             term_months=12, purpose="inventory", device_id=device,
         )  # fmt: skip
         started = time.monotonic()
-        application = None
-        while application is None:  # the loan service learns of the party from identity
-            try:
-                application = await zc.apply_for_loan(request, token=token)
-            except grpc.aio.AioRpcError as exc:
-                if (
-                    exc.code() != grpc.StatusCode.PERMISSION_DENIED
-                    or time.monotonic() - started > 30
-                ):
-                    print(f"refused: {exc.code().name} {exc.details()} {error_details(exc)}")
-                    return 1
-                await asyncio.sleep(0.3)
+        # No retry loop: the loan service waits for identity's events about the party, and the
+        # client's service config retries UNAVAILABLE (PARTY_NOT_YET_KNOWN) with the same key.
+        try:
+            application = await zc.apply_for_loan(request, token=token)
+        except grpc.aio.AioRpcError as exc:
+            print(f"refused: {exc.code().name} {exc.details()} {error_details(exc)}")
+            return 1
         print(f"applied: {application.application_id} {application.state}")
         async for update in zc.watch_loan_application(application.application_id, token=token):
             loan_state = update.loan.state if update.HasField("loan") else "-"

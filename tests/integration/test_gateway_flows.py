@@ -30,6 +30,7 @@ from tests.integration.test_gateway_support import (
     start_suite,
 )
 from tests.integration.test_topics_tail import tail_json
+from zerocontact.gateway import convert
 from zerocontact.gateway.client import cny, error_details
 from zerocontact.gateway.v1 import loan_pb2, loan_pb2_grpc
 from zerocontact.platform.redact import personal_fields
@@ -80,25 +81,12 @@ async def test_the_310_journey_through_the_gateway(suite: Suite, audit: AuditRea
         assert "merchant-310" in {p.product_id for p in products}
         customer = await register_customer(suite, zc)
         token = customer.token
-
-        async def apply() -> loan_pb2.LoanApplication | None:
-            try:
-                return await zc.apply_for_loan(
-                    apply_request(customer.party_id, customer.device_id), token=token
-                )
-            except grpc.aio.AioRpcError as exc:
-                # loan learns of the party from identity's events: wait until it has
-                if exc.code() == grpc.StatusCode.PERMISSION_DENIED:
-                    await asyncio.sleep(0.3)
-                    return None
-                raise
-
-        application = None
-        for _ in range(60):
-            application = await apply()
-            if application:
-                break
-        assert application is not None and application.state == "AWAITING_RISK"
+        # At once, no retry loop: loan waits for identity's events about the party.
+        application = await zc.apply_for_loan(
+            apply_request(customer.party_id, customer.device_id), token=token
+        )
+        assert application.state == "AWAITING_RISK"
+        assert application.lifecycle_state == loan_pb2.LOAN_APPLICATION_STATE_AWAITING_RISK
         updates = []
         accepted_loan = None
         async for update in zc.watch_loan_application(
@@ -115,10 +103,18 @@ async def test_the_310_journey_through_the_gateway(suite: Suite, audit: AuditRea
         assert states[0][0] == "AWAITING_RISK", states
         assert ("APPROVED", "") in states, states
         assert updates[-1].terminal and updates[-1].loan.state == "DISBURSED", states
+        # the enum states say the same as the text on every update, folded ones included
+        for u in updates:
+            assert loan_pb2.LoanApplicationState.Name(u.application.lifecycle_state) == (
+                f"LOAN_APPLICATION_STATE_{u.application.state}"
+            )
+            if u.HasField("loan"):
+                assert u.loan.lifecycle_state == convert.loan_state(u.loan.state) != 0
         assert accepted_loan is not None
         assert updates[-1].loan.loan_id == accepted_loan.loan_id
         loan = await zc.get_loan(accepted_loan.loan_id, token=token)
         assert loan.state == "DISBURSED" and loan.principal.minor_units == 3_000_000
+        assert loan.lifecycle_state == loan_pb2.LOAN_STATE_DISBURSED
         assert len(loan.schedule) == 12
         suite.shared["loan"] = (loan.loan_id, token, customer)
     record = await audit.find(
@@ -375,26 +371,13 @@ async def test_payroll_journey_with_watch(suite: Suite) -> None:
         )  # fmt: skip
         assert enterprise.kyc_level == identity_pb2.KYC_LEVEL_VERIFIED
         employer_id = enterprise.party_id
-
-        async def onboard() -> payroll_pb2.OnboardEmployerResponse | None:
-            try:
-                response: payroll_pb2.OnboardEmployerResponse = await zc.payroll.OnboardEmployer(
-                    payroll_pb2.OnboardEmployerRequest(employer_id=employer_id),
-                    metadata=zc.metadata(token=rep.token, key=uuid.uuid4().hex),
-                )
-                return response
-            except grpc.aio.AioRpcError as exc:  # payroll learns of it from identity's events
-                if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND,
-                                  grpc.StatusCode.PERMISSION_DENIED):  # fmt: skip
-                    await asyncio.sleep(0.3)
-                    return None
-                raise
-
-        onboarded = None
-        for _ in range(60):
-            if onboarded := await onboard():
-                break
-        assert onboarded is not None and onboarded.employer.employer_id == employer_id
+        # At once, no retry loop: payroll waits for identity's events about the enterprise.
+        onboarded = await zc.payroll.OnboardEmployer(
+            payroll_pb2.OnboardEmployerRequest(employer_id=employer_id),
+            metadata=zc.metadata(token=rep.token, key=uuid.uuid4().hex),
+            timeout=zc.timeout_s,
+        )
+        assert onboarded.employer.employer_id == employer_id
         topped = await zc.payroll.TopUpWallet(
             payroll_pb2.TopUpWalletRequest(
                 employer_id=employer_id, rail_reference="IN-GW-0001", amount=cny(1_000_000)
@@ -430,6 +413,7 @@ async def test_payroll_journey_with_watch(suite: Suite) -> None:
         await asyncio.wait_for(watcher, 60)
         assert progress[0].batch.state == "SUBMITTED" and progress[0].event == ""
         assert progress[-1].terminal and progress[-1].batch.state == "COMPLETED"
+        assert progress[-1].batch.lifecycle_state == payroll_pb2.PAYROLL_BATCH_STATE_COMPLETED
         assert progress[-1].batch.paid_items == 5 and progress[-1].batch.status == "ACSC"
         assert len(progress) >= 2
     # partner B cannot read A's batch
@@ -552,14 +536,7 @@ async def test_risk_alerts_reach_only_the_partner_that_owns_the_party(suite: Sui
                 party_id=party.party_id, product_id="own-interest-first", amount=cny(100_000),
                 term_months=6, purpose="stock", device_id=device,
             )  # fmt: skip
-            for _ in range(100):
-                try:
-                    await a.apply_for_loan(request, token=started.access_token)
-                    break
-                except grpc.aio.AioRpcError as exc:
-                    if exc.code() != grpc.StatusCode.PERMISSION_DENIED:
-                        raise
-                    await asyncio.sleep(0.3)
+            await a.apply_for_loan(request, token=started.access_token)
             parties.append(party.party_id)
         for _ in range(600):
             if seen_a:
@@ -601,6 +578,7 @@ async def test_reads_repayment_and_revenue_report_of_the_partner_s_own(suite: Su
         )
         assert repaid.principal.minor_units + repaid.interest.minor_units == 10_000
         assert repaid.loan_state == "DISBURSED"
+        assert repaid.loan_lifecycle_state == loan_pb2.LOAN_STATE_DISBURSED
         start, end = Timestamp(), Timestamp()
         start.FromSeconds(int(time.time()) - 30 * 86400)
         end.FromSeconds(int(time.time()))

@@ -88,6 +88,7 @@ class Suite:
     payroll: RunningApp
     partners: dict[str, Partner] = field(default_factory=dict)
     shared: dict[str, Any] = field(default_factory=dict)  # what one test leaves for the next
+    dbs: dict[str, str] = field(default_factory=dict)  # the services' and gateway's databases
 
     @property
     def target(self) -> str:
@@ -281,7 +282,7 @@ async def start_suite(
         audit_topic=topics.audit,
     )  # type: ignore[arg-type]  # fmt: skip
     gw = await stack.enter_async_context(running(gateway_settings))
-    return Suite(engines, topics, certs_dir, ca, gw, identity, loan, payroll)
+    return Suite(engines, topics, certs_dir, ca, gw, identity, loan, payroll, dbs=dbs)
 
 
 class AuditReader:

@@ -4,6 +4,7 @@ disbursement, declines with reasons, exactly-once payouts, repayment and overdue
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
@@ -517,19 +518,30 @@ async def test_bad_input_is_refused_and_changes_nothing(env: LoanEnv) -> None:
         fields = [e["field"] for e in problem.get("errors", [])] or [problem.get("field")]
         assert field in fields, (change, problem)
         assert "5000.001" not in r.text and "-5.00" not in r.text
-    # A verified product needs a verified party; an unknown party is refused the same way.
+    # A verified product needs a verified party: refused once the bounded wait for a newer
+    # KYC level has passed (the partner must act), with how long identity's event may take.
+    wait_s = env.settings.party_wait_s
+    clock = time.monotonic()
     r = await env.app.client.post(
         "/v1/applications",
         json=base | {"product_id": "merchant-310", "term_months": 12},
         headers=headers,
     )
     assert r.status_code == 403 and r.json()["title"] == "party_not_verified"
+    assert r.json()["kyc_level"] == "BASIC" and r.json()["required_kyc_level"] == "VERIFIED"
+    assert r.json()["retry_after_s"] == wait_s and "Retry-After" not in r.headers
+    assert wait_s <= time.monotonic() - clock < wait_s + 1.5
+    # A party loan has never heard of: "not yet known" (retryable), after the same bounded wait.
+    clock = time.monotonic()
     r = await env.app.client.post(
         "/v1/applications",
         json=base | {"party_id": unverified},
         headers=env.tokens.headers(unverified, key="bad-input-0002", aal=Aal.AAL1),
     )
-    assert r.status_code == 403 and r.json()["title"] == "party_not_verified"
+    assert r.status_code == 503 and r.json()["title"] == "party_not_yet_known", r.text
+    assert r.json()["type"] == "urn:zerocontact:problem:party_not_yet_known"
+    assert r.headers["Retry-After"] == "1" and r.json()["party_id"] == unverified
+    assert wait_s <= time.monotonic() - clock < wait_s + 1.5
     # No token, someone else's party, no idempotency key.
     assert (
         await env.app.client.post(
@@ -579,7 +591,7 @@ async def test_bad_input_is_refused_and_changes_nothing(env: LoanEnv) -> None:
         | {"revenue": "1", "period_end": "2026-12-01T00:00:00Z", "party_id": unverified},
         headers={"Idempotency-Key": "bad-input-0008"},
     )
-    assert r.status_code == 422 and r.json()["title"] == "unknown_party"
+    assert r.status_code == 503 and r.json()["title"] == "party_not_yet_known"
     assert (await env.app.client.post("/v1/admin/overdue-scans", json={})).status_code == 403
     assert (
         await env.app.client.post(

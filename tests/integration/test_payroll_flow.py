@@ -4,7 +4,9 @@ failed and retried, completion, pain.002, payslips; the ledger balances after ev
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
 from typing import Any
 
 from lxml import etree
@@ -85,15 +87,33 @@ async def test_onboarding_needs_a_verified_enterprise_and_its_representative(
             return await env.db["parties"].find_one({"_id": enterprise})
 
         await eventually(known)
+        wait_s = env.settings.party_wait_s
+        # an enterprise payroll never heard of: "not yet known" after the bounded wait
+        clock = time.monotonic()
+        r = await client.post(
+            "/v1/employers",
+            headers=env.tokens.headers(rep),
+            json={"employer_id": "01900000-0000-7000-8000-00000000e0ff"},
+        )
+        assert r.status_code == 503 and r.json()["title"] == "party_not_yet_known", r.text
+        assert r.headers["Retry-After"] == "1"
+        assert wait_s <= time.monotonic() - clock < wait_s + 1.5
+        # known but not VERIFIED: refused after the same wait (the partner must act)
+        clock = time.monotonic()
         r = await client.post("/v1/employers", headers=env.tokens.headers(rep), json=body)
         assert r.status_code == 409 and r.json()["title"] == "enterprise_not_verified"
+        assert r.json()["retry_after_s"] == wait_s
+        assert wait_s <= time.monotonic() - clock < wait_s + 1.5
+        # verified while a request waits: identity's event ends the wait, the request succeeds
+        clock = time.monotonic()
+        waiting = asyncio.create_task(
+            client.post("/v1/employers", headers=env.tokens.headers(rep), json=body)
+        )
+        await asyncio.sleep(0.2)
         verified_id = await env.kyb(enterprise, identity_pb2.KYC_LEVEL_VERIFIED)
-
-        async def verified() -> Any:
-            doc = await env.db["parties"].find_one({"_id": enterprise})
-            return doc and doc["kyc_level"] == "KYC_LEVEL_VERIFIED"
-
-        await eventually(verified)
+        r = await waiting
+        assert r.status_code == 201, r.text
+        assert time.monotonic() - clock < wait_s
         # a redelivered (same ce_id) event changes nothing
         await env.kyb(enterprise, identity_pb2.KYC_LEVEL_VERIFIED, event_id=verified_id)
         r = await client.post(

@@ -3,6 +3,8 @@ credential digests and peer addresses."""
 
 from __future__ import annotations
 
+import json
+
 import grpc
 import pytest
 from cryptography import x509
@@ -10,7 +12,13 @@ from google.rpc import error_details_pb2, status_pb2
 
 from zerocontact.common.v1 import money_pb2
 from zerocontact.gateway import certs, convert
-from zerocontact.gateway.errors import GatewayError, from_problem
+from zerocontact.gateway.client import SERVICE_CONFIG, channel_options
+from zerocontact.gateway.errors import (
+    RETRIED_CODES,
+    RETRY_PUSHBACK_HEADER,
+    GatewayError,
+    from_problem,
+)
 from zerocontact.gateway.guard import _peer_address
 from zerocontact.gateway.store import credential_digest, new_credential
 
@@ -83,6 +91,56 @@ def test_a_throttled_problem_carries_retry_info() -> None:
     retry = _details(error)["RetryInfo"]
     assert isinstance(retry, error_details_pb2.RetryInfo)
     assert retry.retry_delay.seconds == 30
+
+
+def test_not_yet_known_is_unavailable_with_retry_info_and_a_pushback_for_grpc_retries() -> None:
+    body = {
+        "type": "urn:zerocontact:problem:party_not_yet_known", "title": "party_not_yet_known",
+        "status": 503, "detail": "loan has not yet heard of party p", "party_id": "p-1",
+        "retry_after_s": 1.0,
+    }  # fmt: skip
+    error = from_problem(503, body)
+    assert error.code is grpc.StatusCode.UNAVAILABLE and error.reason == "PARTY_NOT_YET_KNOWN"
+    details = _details(error)
+    info, retry = details["ErrorInfo"], details["RetryInfo"]
+    assert isinstance(info, error_details_pb2.ErrorInfo) and info.metadata["party_id"] == "p-1"
+    assert isinstance(retry, error_details_pb2.RetryInfo) and retry.retry_delay.seconds == 1
+    trailers = dict(error.status("ab" * 16).trailing_metadata)
+    assert trailers[RETRY_PUSHBACK_HEADER] == "1000"  # what gRPC's retry policy waits
+    # the service config retries exactly these codes; the JSON says the same
+    config = json.loads(SERVICE_CONFIG)
+    policy = config["methodConfig"][0]["retryPolicy"]
+    assert policy["retryableStatusCodes"] == [c.name for c in RETRIED_CODES]
+    assert 2 <= policy["maxAttempts"] <= 5
+
+
+def test_not_verified_is_failed_precondition_with_levels_and_retry_info_but_no_pushback() -> None:
+    body = {
+        "title": "party_not_verified", "detail": "identity is verified to level BASIC",
+        "kyc_level": "BASIC", "required_kyc_level": "VERIFIED", "retry_after_s": 2.0,
+    }  # fmt: skip
+    error = from_problem(403, body)
+    assert error.code is grpc.StatusCode.FAILED_PRECONDITION
+    info = _details(error)["ErrorInfo"]
+    assert isinstance(info, error_details_pb2.ErrorInfo)
+    assert dict(info.metadata) == {"kyc_level": "BASIC", "required_kyc_level": "VERIFIED"}
+    assert "RetryInfo" in _details(error)
+    assert RETRY_PUSHBACK_HEADER not in dict(error.status().trailing_metadata)
+
+
+def test_the_service_config_leaves_authentication_unretried() -> None:
+    config = json.loads(SERVICE_CONFIG)
+    retried, plain = config["methodConfig"]
+    assert {n["service"] for n in retried["name"]} == {
+        f"zerocontact.gateway.v1.{s}"
+        for s in ("IdentityService", "LoanService", "PayrollService", "SignalService")
+    }
+    assert "retryPolicy" not in plain
+    assert {n.get("method") for n in plain["name"]} == {
+        "StartAuthentication", "CompleteAuthentication"
+    }  # fmt: skip
+    assert ("grpc.enable_retries", 1) in channel_options()
+    assert ("grpc.service_config", SERVICE_CONFIG) in channel_options()
 
 
 def test_money_is_validated_and_converted_without_floats() -> None:

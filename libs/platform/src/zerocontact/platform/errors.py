@@ -16,6 +16,7 @@ __all__ = [
     "Forbidden",
     "Invalid",
     "NotFound",
+    "NotYetKnown",
     "Pending",
     "Throttled",
     "Unauthenticated",
@@ -76,6 +77,14 @@ class Unavailable(DomainError):
     """A transient condition: retrying the same request later can succeed."""
 
     code = "unavailable"
+
+
+class NotYetKnown(Unavailable):
+    """A party (or other fact) this service learns from another's events is not in its view
+    yet, after a bounded wait: identity may have just registered it. Retrying later can
+    succeed; ``retry_after_s`` says when (HTTP 503 with ``Retry-After``)."""
+
+    code = "party_not_yet_known"
 
 
 class Pending(DomainError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -108,4 +109,9 @@ def install_operational_routes(
 
     @app.exception_handler(DomainError)
     async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
-        return problem(http_status(exc), exc.code, exc.detail, **exc.context)
+        response = problem(http_status(exc), exc.code, exc.detail, **exc.context)
+        retry = exc.context.get("retry_after_s")
+        if isinstance(retry, int | float) and retry >= 0 and response.status_code in (429, 503):
+            # RFC 9110: whole seconds; the body's retry_after_s keeps the fraction
+            response.headers["Retry-After"] = str(math.ceil(retry))
+        return response

@@ -29,6 +29,8 @@ from pymongo import AsyncMongoClient
 from zerocontact.gateway.audit import AuditSink
 from zerocontact.gateway.backends import Backends
 from zerocontact.gateway.guard import Gateway
+from zerocontact.gateway.guard.ratelimit import COLLECTION as RATE_WINDOWS
+from zerocontact.gateway.guard.ratelimit import SharedRateLimiter
 from zerocontact.gateway.servicers import (
     IdentityServicer,
     LoanServicer,
@@ -164,6 +166,15 @@ def purge_job(gateway: Gateway, settings: GatewaySettings) -> PeriodicJob:
     return PeriodicJob("gateway-idempotency-purge", interval, purge, first_delay_s=interval)
 
 
+def rate_windows_purge_job(limiter: SharedRateLimiter) -> PeriodicJob:
+    """Deletes the shared rate limit's ended windows every minute (no TTL index on FerretDB)."""
+
+    async def purge() -> None:
+        await limiter.purge(older_than_s=60.0)
+
+    return PeriodicJob("gateway-rate-windows-purge", 60.0, purge, first_delay_s=60.0)
+
+
 def grpc_server(
     settings: GatewaySettings, gateway: Gateway
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
@@ -229,6 +240,14 @@ async def running(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
             backends=backends,
             hub=hub,
             audit=audit,
+            shared_limiter=SharedRateLimiter(
+                db[RATE_WINDOWS],
+                window_s=settings.rate_limit_window_s,
+                timeout_s=settings.rate_limit_timeout_s,
+                max_chunk=settings.rate_limit_max_chunk,
+            )
+            if settings.rate_limit == "shared"
+            else None,
         )
         await backends.start()
         stack.push_async_callback(backends.close)
@@ -238,6 +257,10 @@ async def running(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
         purge = purge_job(gateway, settings)
         purge.start()
         stack.push_async_callback(purge.stop)
+        if gateway.shared_limiter is not None:
+            windows_purge = rate_windows_purge_job(gateway.shared_limiter)
+            windows_purge.start()
+            stack.push_async_callback(windows_purge.stop)
 
         server, health_servicer = grpc_server(settings, gateway)
         port = server.add_secure_port(

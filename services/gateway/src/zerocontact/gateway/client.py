@@ -4,13 +4,21 @@ party's token and an idempotency key where a call needs them.
     async with PartnerClient.connect("gateway.example:50051", ca=..., cert=..., key=...,
                                      credential="zcp_...") as zc:
         products = await zc.list_loan_products()
+
+The channel carries the gateway's published gRPC service config (:data:`SERVICE_CONFIG`,
+``service_config.json`` beside this module): gRPC itself retries a call that ends
+``UNAVAILABLE`` (a party the service has not heard of yet, a service briefly unreachable) up to
+3 attempts within the call's deadline, waiting what the gateway's ``grpc-retry-pushback-ms``
+says. Mutations are safe to retry: each attempt carries the same idempotency key.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -35,6 +43,20 @@ if TYPE_CHECKING:  # the asyncio stubs exist in the generated .pyi only
     from zerocontact.gateway.v1.loan_pb2_grpc import LoanServiceAsyncStub
     from zerocontact.gateway.v1.payroll_pb2_grpc import PayrollServiceAsyncStub
     from zerocontact.gateway.v1.signals_pb2_grpc import SignalServiceAsyncStub
+
+
+SERVICE_CONFIG: str = (
+    resources.files("zerocontact.gateway").joinpath("service_config.json").read_text()
+)
+"""The gateway's gRPC service config (JSON): the retry policy for ``UNAVAILABLE``."""
+
+
+def channel_options(*, retries: bool = True) -> list[tuple[str, str | int]]:
+    """gRPC channel options that install :data:`SERVICE_CONFIG` (any grpc/grpc.aio channel)."""
+    if not retries:
+        return [("grpc.enable_retries", 0)]
+    json.loads(SERVICE_CONFIG)  # fail here, not inside gRPC core, if the file is broken
+    return [("grpc.service_config", SERVICE_CONFIG), ("grpc.enable_retries", 1)]
 
 
 def new_key() -> str:
@@ -95,14 +117,18 @@ class PartnerClient:
         credential: str,
         server_name: str | None = None,
         timeout_s: float = 10.0,
+        retries: bool = True,
     ) -> PartnerClient:
-        """An mTLS channel presenting the partner's certificate."""
+        """An mTLS channel presenting the partner's certificate, with the gateway's service
+        config (``retries=False``: every call is one attempt)."""
 
         def read(v: Path | bytes) -> bytes:
             return v if isinstance(v, bytes) else Path(v).read_bytes()
 
         creds = grpc.ssl_channel_credentials(read(ca), read(key), read(cert))
-        options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
+        options = channel_options(retries=retries)
+        if server_name:
+            options.append(("grpc.ssl_target_name_override", server_name))
         return cls(grpc.aio.secure_channel(target, creds, options=options), credential, timeout_s)
 
     async def __aenter__(self) -> Self:

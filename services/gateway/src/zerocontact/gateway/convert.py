@@ -19,6 +19,40 @@ UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 SAFE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
+def _states(enum: Any, prefix: str) -> dict[str, int]:
+    """A service's state name → the proto enum's value (``<PREFIX>_<NAME>``), UNSPECIFIED left
+    out: a state without a value maps to UNSPECIFIED (0), and tests/unit enumerates the
+    services' states so that never ships."""
+    return {name.removeprefix(prefix): number for name, number in enum.items() if number != 0}
+
+
+APPLICATION_STATES = _states(loan_pb2.LoanApplicationState, "LOAN_APPLICATION_STATE_")
+LOAN_STATES = _states(loan_pb2.LoanState, "LOAN_STATE_")
+BATCH_STATES = _states(payroll_pb2.PayrollBatchState, "PAYROLL_BATCH_STATE_")
+
+
+def application_state(state: str) -> loan_pb2.LoanApplicationState.ValueType:
+    """Loan's application state as the enum (UNSPECIFIED for a state the protos lack)."""
+    return APPLICATION_STATES.get(state, 0)  # type: ignore[return-value]
+
+
+def loan_state(state: str) -> loan_pb2.LoanState.ValueType:
+    """Loan's loan state as the enum (UNSPECIFIED for a state the protos lack)."""
+    return LOAN_STATES.get(state, 0)  # type: ignore[return-value]
+
+
+def batch_state(state: str) -> payroll_pb2.PayrollBatchState.ValueType:
+    """Payroll's batch state as the enum (UNSPECIFIED for a state the protos lack)."""
+    return BATCH_STATES.get(state, 0)  # type: ignore[return-value]
+
+
+def sync_states(app: loan_pb2.LoanApplication, loan: loan_pb2.Loan | None) -> None:
+    """Set the enum states from the text ones (after a watch folded an event into them)."""
+    app.lifecycle_state = application_state(app.state)
+    if loan is not None:
+        loan.lifecycle_state = loan_state(loan.state)
+
+
 def require_uuid(value: str, field: str) -> str:
     """The value when it is a lower-case UUID, else INVALID_ARGUMENT naming ``field``."""
     if not UUID.match(value):
@@ -162,6 +196,7 @@ def application(view: dict[str, Any]) -> loan_pb2.LoanApplication:
         amount=money(view["amount"], view["currency"]),
         term_months=view["term_months"],
         state=view["state"],
+        lifecycle_state=application_state(view["state"]),
         annual_rate=view.get("annual_rate") or "",
         risk_score=view.get("risk_score") or 0,
         risk_band=view.get("risk_band") or "",
@@ -185,6 +220,7 @@ def loan(view: dict[str, Any]) -> loan_pb2.Loan:
         party_id=view["party_id"],
         product_id=view["product_id"],
         state=view["state"],
+        lifecycle_state=loan_state(view["state"]),
         principal=money(view["principal"], currency),
         annual_rate=view["annual_rate"],
         term_months=view["term_months"],
@@ -213,6 +249,7 @@ def batch(view: dict[str, Any]) -> payroll_pb2.PayrollBatch:
         batch_id=view["batch_id"],
         employer_id=view["employer_id"],
         state=view["state"],
+        lifecycle_state=batch_state(view["state"]),
         status=view["status"],
         item_count=view["item_count"],
         control_sum=money(view["control_sum"], view["currency"]),

@@ -20,6 +20,10 @@ from grpc_status import rpc_status  # type: ignore[import-untyped]
 DOMAIN = "gateway.zerocontact"
 # The call's request id (its trace id) in every response's metadata; partners quote it.
 REQUEST_ID_HEADER = "x-request-id"
+# gRPC retry pushback (gRFC A6): the server's delay before a retry, in milliseconds.
+RETRY_PUSHBACK_HEADER = "grpc-retry-pushback-ms"
+# The codes the published service config retries (service_config.json).
+RETRIED_CODES = frozenset({grpc.StatusCode.UNAVAILABLE})
 
 
 @dataclass(frozen=True)
@@ -83,13 +87,16 @@ class GatewayError(Exception):
         status: grpc.Status = rpc_status.to_status(
             status_pb2.Status(code=self.code.value[0], message=self.message, details=details)
         )
-        if request_id is None:
+        trailers = tuple(status.trailing_metadata)
+        if self.retry_after_s is not None and self.code in RETRIED_CODES:
+            # gRPC's own retry policy (service_config.json) waits this long before the next
+            # attempt instead of its random back-off: RetryInfo is for people and libraries.
+            trailers += ((RETRY_PUSHBACK_HEADER, str(max(int(self.retry_after_s * 1000), 0))),)
+        if request_id is not None:
+            trailers += ((REQUEST_ID_HEADER, request_id),)
+        if request_id is None and len(trailers) == len(status.trailing_metadata):
             return status
-        return _Status(
-            status.code,
-            status.details,
-            (*status.trailing_metadata, (REQUEST_ID_HEADER, request_id)),
-        )
+        return _Status(status.code, status.details, trailers)
 
 
 def invalid(field_name: str, description: str) -> GatewayError:
@@ -141,7 +148,16 @@ _BY_CODE = {
     "insufficient_funds": grpc.StatusCode.FAILED_PRECONDITION,
     "repayment_exceeds_payoff": grpc.StatusCode.FAILED_PRECONDITION,
     "offer_not_available": grpc.StatusCode.FAILED_PRECONDITION,
+    # The party is known but below the product's KYC level: the partner must act
+    # (VerifyCustomer), so not a permission the caller lacks. Unknown yet is a 503 from the
+    # service: UNAVAILABLE / PARTY_NOT_YET_KNOWN, which the service config retries.
+    "party_not_verified": grpc.StatusCode.FAILED_PRECONDITION,
 }
+# Problem fields copied into ErrorInfo.metadata (identifiers and levels; never personal data).
+_METADATA_KEYS = frozenset(
+    ("state", "required_aal", "current_aal", "max_age_s", "party_id", "kyc_level",
+     "required_kyc_level")
+)  # fmt: skip
 # Services' field paths ("body.amount") → the gRPC request's field names.
 _FIELD_PREFIXES = ("body.", "query.", "path.", "header.")
 
@@ -176,11 +192,7 @@ def from_problem(
     detail = str(body.get("detail") or code_name) if status < 500 else "the service failed"
     if violations:
         detail = f"{detail}: " + ", ".join(f"{f} ({d})" for f, d in violations)
-    metadata = {
-        k: str(v)
-        for k, v in body.items()
-        if k in ("state", "required_aal", "current_aal", "max_age_s") and v is not None
-    }
+    metadata = {k: str(v) for k, v in body.items() if k in _METADATA_KEYS and v is not None}
     return GatewayError(
         grpc_code,
         code_name.upper(),
@@ -194,6 +206,8 @@ def from_problem(
 __all__ = [
     "DOMAIN",
     "REQUEST_ID_HEADER",
+    "RETRIED_CODES",
+    "RETRY_PUSHBACK_HEADER",
     "GatewayError",
     "code_pb2",
     "deadline_exceeded",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
@@ -49,6 +51,16 @@ class GatewaySettings(ServiceSettings, PersonalDataSettings):
     max_watchers_per_partner: int = Field(default=100, ge=1)
     # Default per-partner rate (a partner's registration may set its own).
     default_rate_per_s: float = Field(default=200.0, gt=0)
+    # "shared": one count per partner across every instance (windows in MongoDB,
+    # guard/ratelimit.py); "local": each instance its own (effective rate x replicas).
+    rate_limit: Literal["shared", "local"] = "shared"
+    # The shared limiter's window, and how long it waits for MongoDB before this call falls
+    # back to the instance's own limiter.
+    rate_limit_window_s: float = Field(default=1.0, gt=0, le=60)
+    rate_limit_timeout_s: float = Field(default=0.5, gt=0, le=5)
+    # Slots one write may claim ahead for a partner of >= 100 calls per window (1: every
+    # admitted call is a write).
+    rate_limit_max_chunk: int = Field(default=20, ge=1, le=1000)
 
     # Idempotency records are kept at least this long, then purged by a periodic sweep.
     idempotency_ttl_s: float = Field(default=24 * 3600.0, ge=24 * 3600.0)

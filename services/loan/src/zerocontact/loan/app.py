@@ -30,6 +30,7 @@ from zerocontact.loan.settings import LoanSettings
 from zerocontact.platform.jobs import PeriodicJob
 from zerocontact.platform.kafka.consumer import ConsumedEvent
 from zerocontact.platform.ledger import Ledger
+from zerocontact.platform.projection import ProjectionWaits
 from zerocontact.platform.runtime import Runtime, service_app
 
 
@@ -82,6 +83,9 @@ def create_app(
             topic=settings.events_topic,
             alert_window=timedelta(days=settings.alert_window_days),
             rail_max_attempts=settings.rail_max_attempts,
+            party_waits=ProjectionWaits(
+                within_s=settings.party_wait_s, poll_s=settings.party_wait_poll_s
+            ),
         )
         await runtime.ensure(lambda: prepare_ledger(loan))
 

@@ -68,7 +68,9 @@ async def apply_identity_event(consumed: ConsumedEvent, *, deps: LoanDeps) -> bo
         return False  # authentication events and newer kinds: not needed for lending
     if not party_id:
         raise MismatchedEvent(f"{kind} without a party id")
-    return await apply_once(parties, doc_id=party_id, event_id=consumed.event.id, update=update)
+    applied = await apply_once(parties, doc_id=party_id, event_id=consumed.event.id, update=update)
+    deps.party_waits.changed(party_id)  # requests waiting for this party re-read it now
+    return applied
 
 
 async def apply_risk_event(consumed: ConsumedEvent, *, deps: LoanDeps) -> bool:

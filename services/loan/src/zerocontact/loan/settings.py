@@ -40,6 +40,12 @@ class LoanSettings(ServiceSettings):
     rail_closed_accounts: list[str] = Field(default_factory=list)
     rail_max_attempts: int = Field(default=3, ge=1)
 
+    # A request naming a party loan has not heard of from identity (or not at the product's
+    # KYC level) waits this long for identity's events, then answers 503 party_not_yet_known
+    # (or 403 party_not_verified). The consumer wakes waiters at once; other replicas' waiters
+    # re-read every party_wait_poll_s.
+    party_wait_s: float = Field(default=2.0, ge=0, le=10)
+    party_wait_poll_s: float = Field(default=0.25, gt=0, le=5)
     # A risk alert keeps blocking new loans for this long after it was raised.
     alert_window_days: int = Field(default=30, ge=1)
     # Recovery sweep: finish acceptances, disbursements and repayments a crash interrupted.

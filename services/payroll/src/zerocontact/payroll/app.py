@@ -24,6 +24,7 @@ from zerocontact.platform.kafka.consumer import ConsumedEvent
 from zerocontact.platform.ledger import Ledger
 from zerocontact.platform.money import Money
 from zerocontact.platform.outbox import OutboxRelay
+from zerocontact.platform.projection import ProjectionWaits
 from zerocontact.platform.runtime import Runtime, service_app
 
 log = logging.getLogger(__name__)
@@ -91,10 +92,13 @@ def create_app(
             mmf_annual_rate=settings.mmf_annual_rate,
             redeem_lead_time=timedelta(seconds=settings.redeem_lead_time_s),
             retry=retry,
+            party_waits=ProjectionWaits(
+                within_s=settings.party_wait_s, poll_s=settings.party_wait_poll_s
+            ),
         )
 
         async def on_identity_event(consumed: ConsumedEvent) -> None:
-            await apply_identity_event(consumed, repo=repo)
+            await apply_identity_event(consumed, repo=repo, waits=ctx.party_waits)
 
         await runtime.start_consumer(topics=[settings.identity_topic], handler=on_identity_event)
         # registered after the consumer, so batches stop before it (and the relay) at shutdown

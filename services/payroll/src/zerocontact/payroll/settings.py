@@ -39,6 +39,12 @@ class PayrollSettings(ServiceSettings, PersonalDataSettings):
     rail_simulator_database: str = "zc_rail_simulator"
     rail_simulator_latency_s: float = Field(default=0.02, ge=0)
 
+    # OnboardEmployer for an enterprise payroll has not heard of from identity (or not yet
+    # VERIFIED) waits this long for identity's events, then answers 503 party_not_yet_known
+    # (or 409 enterprise_not_verified); waiters on other replicas re-read every poll.
+    party_wait_s: float = Field(default=2.0, ge=0, le=10)
+    party_wait_poll_s: float = Field(default=0.25, gt=0, le=5)
+
     # Batch execution.
     chunk_size: int = Field(default=1000, ge=1, le=1000)  # items per rail request (Nium: 1,000)
     rail_concurrency: int = Field(default=4, ge=1, le=64)  # rail requests in flight per batch

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import logging
 import re
 import time
 from collections import defaultdict
@@ -17,15 +18,19 @@ from typing import Any, TypeVar
 import grpc
 from aiolimiter import AsyncLimiter
 from google.protobuf.message import Message
+from pymongo.errors import PyMongoError
 
 from zerocontact.gateway.audit import AuditSink
 from zerocontact.gateway.backends import Backends
 from zerocontact.gateway.certs import PARTNER_URI_PREFIX
 from zerocontact.gateway.errors import GatewayError, invalid, not_found
 from zerocontact.gateway.guard.caller import Caller, _peer_address
+from zerocontact.gateway.guard.ratelimit import SharedRateLimiter
 from zerocontact.gateway.settings import GatewaySettings
 from zerocontact.gateway.store import IdempotencyStore, OwnershipStore, Partner, PartnerStore
 from zerocontact.gateway.watch import EventHub
+
+log = logging.getLogger(__name__)
 
 CREDENTIAL_HEADER = "x-partner-credential"
 IDEMPOTENCY_HEADER = "idempotency-key"
@@ -47,6 +52,7 @@ class Gateway:
         backends: Backends,
         hub: EventHub,
         audit: AuditSink,
+        shared_limiter: SharedRateLimiter | None = None,
     ) -> None:
         self.settings = settings
         self.partners = partners
@@ -55,6 +61,8 @@ class Gateway:
         self.backends = backends
         self.hub = hub
         self.audit = audit
+        self.shared_limiter = shared_limiter
+        # per instance: when the shared limiter is off, and while MongoDB does not answer
         self._limiters: dict[str, AsyncLimiter] = {}
         self._watchers: dict[str, int] = defaultdict(int)
 
@@ -107,7 +115,25 @@ class Gateway:
             )
 
     async def rate_limit(self, partner: Partner) -> None:
-        """RESOURCE_EXHAUSTED with RetryInfo when the partner's rate is used up."""
+        """RESOURCE_EXHAUSTED with RetryInfo when the partner's rate is used up: counted across
+        every instance (:class:`SharedRateLimiter`), or per instance when it is off or MongoDB
+        does not answer in time."""
+        if self.shared_limiter is not None:
+            try:
+                retry_after = await self.shared_limiter.admit(
+                    partner.partner_id, partner.rate_per_s
+                )
+            except (PyMongoError, TimeoutError):
+                log.warning("shared rate limit unavailable: this instance's limit applies")
+            else:
+                if retry_after is None:
+                    return
+                raise GatewayError(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    "RATE_LIMITED",
+                    f"rate limit of {partner.rate_per_s:g} calls/s reached",
+                    retry_after_s=max(retry_after, 0.01),
+                )
         limiter = self._limiters.get(partner.partner_id)
         if limiter is None or limiter.max_rate != partner.rate_per_s:
             # time_period 1 s: the burst equals the per-second rate

@@ -177,6 +177,7 @@ class LoanServicer(loan_pb2_grpc.LoanServiceServicer):
             penalty=convert.money(view["penalty"], currency),
             settled=bool(view["settled"]),
             loan_state=view["loan_state"],
+            loan_lifecycle_state=convert.loan_state(view["loan_state"]),
         )
 
     @unary(LOANS_WRITE, mutating=True, response=loan_pb2.ReportMerchantRevenueResponse)
@@ -263,6 +264,7 @@ def _apply_loan_event(
         loan.disbursed_at.CopyFrom(e.disbursed_at)
     elif notice.kind == "loan_settled" and loan is not None:
         loan.state = "SETTLED"
+    convert.sync_states(app, loan)
     return loan
 
 

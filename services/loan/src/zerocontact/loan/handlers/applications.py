@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from zerocontact.loan import events, metrics
 from zerocontact.loan.domain import loans as domain
 from zerocontact.loan.domain.decisions import Assessment, PartyFacts, decide
-from zerocontact.loan.domain.errors import IdempotencyConflict
+from zerocontact.loan.domain.errors import IdempotencyConflict, PartyNotVerified
 from zerocontact.loan.domain.loans import Application
 from zerocontact.loan.domain.products import KycLevel
-from zerocontact.loan.handlers.context import MAX_ATTEMPTS, LoanDeps
+from zerocontact.loan.handlers.context import MAX_ATTEMPTS, LoanDeps, not_yet_known
 from zerocontact.loan.repository import APPLICATIONS, ConcurrentUpdate
 from zerocontact.platform.errors import DomainError
 from zerocontact.platform.ids import new_id
@@ -52,6 +52,31 @@ async def submit_application(
     existing = None
     try:
         domain.validate_application(product, party, amount=cmd.amount, term_months=cmd.term_months)
+    except PartyNotVerified:
+        existing = await deps.repo.application_by_key(key)  # a retry may find its first answer
+        if existing is None:
+            # Identity's events may still be on their way (registered or verified a moment
+            # ago): wait for them, bounded, instead of refusing what a retry would accept.
+            waited = await deps.party_waits.until(
+                cmd.party_id,
+                lambda: deps.repo.party_facts(
+                    cmd.party_id, now=moment, alert_window=deps.alert_window
+                ),
+                lambda facts: (
+                    facts is not None and facts.kyc_level.rank >= product.min_kyc_level.rank
+                ),
+            )
+            if waited.value is None:
+                raise not_yet_known(deps, cmd.party_id) from None
+            try:
+                domain.validate_application(
+                    product, waited.value, amount=cmd.amount, term_months=cmd.term_months
+                )
+            except PartyNotVerified as exc:
+                # The partner must act (verify the customer); if it just did, a retry after
+                # this long finds identity's event applied.
+                exc.context["retry_after_s"] = deps.party_waits.within_s
+                raise
     except DomainError:
         existing = await deps.repo.application_by_key(key)  # a retry may find its first answer
         if existing is None:

@@ -14,7 +14,9 @@ from zerocontact.loan.domain.products import Product
 from zerocontact.loan.rail import PaymentRail
 from zerocontact.loan.relays import ShardedRelay
 from zerocontact.loan.repository import LoanRepository
+from zerocontact.platform.errors import NotYetKnown
 from zerocontact.platform.ledger import Ledger, Side
+from zerocontact.platform.projection import ProjectionWaits
 
 MAX_ATTEMPTS = 10
 
@@ -31,6 +33,9 @@ class LoanDeps:
     topic: str
     alert_window: timedelta = timedelta(days=30)
     rail_max_attempts: int = 3
+    # Requests naming a party loan has not heard of (or not at the needed KYC level) wait this
+    # long for identity's events before answering (the consumer wakes them).
+    party_waits: ProjectionWaits = field(default_factory=ProjectionWaits)
     _accounts: set[str] = field(default_factory=set)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
@@ -73,9 +78,28 @@ async def prepare_ledger(deps: LoanDeps) -> None:
 
 
 async def authorize(deps: LoanDeps, *, party_id: str, subject: str) -> None:
-    """The caller acts for ``party_id``: it is the party, or its legal representative."""
+    """The caller acts for ``party_id``: it is the party, or its legal representative.
+
+    A party loan has not heard of yet is waited for (bounded), then ``party_not_yet_known``."""
     if subject == party_id:
         return
-    if await deps.repo.representative_of(party_id) == subject:
+    waited = await deps.party_waits.until(
+        party_id, lambda: deps.repo.party_known(party_id), lambda known: known[0]
+    )
+    known, representative = waited.value
+    if not known:
+        raise not_yet_known(deps, party_id)
+    if representative == subject:
         return
     raise NotYourApplication("the authenticated person may not act for this party")
+
+
+def not_yet_known(deps: LoanDeps, party_id: str) -> NotYetKnown:
+    """503 ``party_not_yet_known``: identity's events about the party have not reached loan
+    within the bounded wait; the same request can succeed shortly (``Retry-After``)."""
+    return NotYetKnown(
+        f"loan has not yet heard of party {party_id} from identity "
+        f"(waited {deps.party_waits.within_s:g} s); retry shortly",
+        party_id=party_id,
+        retry_after_s=1.0,
+    )

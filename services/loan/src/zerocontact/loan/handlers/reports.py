@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 from zerocontact.loan import events
 from zerocontact.loan.domain import loans as domain
-from zerocontact.loan.domain.errors import IdempotencyConflict, UnknownParty
-from zerocontact.loan.handlers.context import LoanDeps
+from zerocontact.loan.domain.errors import IdempotencyConflict
+from zerocontact.loan.handlers.context import LoanDeps, not_yet_known
 from zerocontact.loan.repository import REVENUE_REPORTS
 from zerocontact.platform.money import Money
 
@@ -23,11 +23,11 @@ async def report_revenue(
     deps: LoanDeps,
 ) -> bool:
     """Emit MerchantRevenueReported once per (platform, report id); False for a retry."""
-    facts = await deps.repo.party_facts(
-        party_id, now=datetime.now(UTC), alert_window=deps.alert_window
+    known = await deps.party_waits.until(
+        party_id, lambda: deps.repo.party_known(party_id), lambda k: k[0]
     )
-    if facts is None:
-        raise UnknownParty(f"party {party_id} is not known to identity", field="body.party_id")
+    if not known.value[0]:
+        raise not_yet_known(deps, party_id)
     request = domain.fingerprint(
         party_id, revenue, period_start.isoformat(), period_end.isoformat()
     )

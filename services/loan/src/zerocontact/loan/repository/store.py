@@ -342,6 +342,11 @@ class LoanRepository:
         doc = await self.parties.find_one({"_id": party_id}, {"representative_id": 1})
         return (doc or {}).get("representative_id")
 
+    async def party_known(self, party_id: str) -> tuple[bool, str | None]:
+        """Whether identity's events told loan of the party, and its legal representative."""
+        doc = await self.parties.find_one({"_id": party_id}, {"kind": 1, "representative_id": 1})
+        return (doc is not None and "kind" in doc), (doc or {}).get("representative_id")
+
     # revenue reports
 
     async def add_revenue_report(

@@ -19,6 +19,7 @@ from zerocontact.platform.ledger import Ledger
 from zerocontact.platform.money import Money
 from zerocontact.platform.outbox import OutboxRelay
 from zerocontact.platform.pii import FieldCipher
+from zerocontact.platform.projection import ProjectionWaits
 
 
 @dataclass
@@ -40,6 +41,9 @@ class Context:
     mmf_annual_rate: Decimal = Decimal("0.018")
     redeem_lead_time: timedelta = timedelta(days=1)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # Requests naming an enterprise payroll has not heard of (or not VERIFIED yet) wait for
+    # identity's events, bounded; the identity consumer wakes them.
+    party_waits: ProjectionWaits = field(default_factory=ProjectionWaits)
 
 
 def fingerprint(payload: Any) -> str:

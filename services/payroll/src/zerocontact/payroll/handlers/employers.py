@@ -11,7 +11,7 @@ from zerocontact.payroll.domain.errors import NotVerified
 from zerocontact.payroll.handlers.context import Context
 from zerocontact.payroll.repository import EMPLOYERS
 from zerocontact.platform.auth import Principal
-from zerocontact.platform.errors import Forbidden, NotFound
+from zerocontact.platform.errors import Forbidden, NotFound, NotYetKnown
 from zerocontact.platform.ledger import Side
 from zerocontact.platform.money import Money
 
@@ -46,11 +46,25 @@ async def onboard_employer(
     sweep_threshold: Money | None,
 ) -> Employer:
     """Open the wallet of a VERIFIED enterprise; only its legal representative may ask."""
-    party = await ctx.repo.party(employer_id)
+    # Identity's events may still be on their way (registered or verified a moment ago):
+    # wait for them, bounded, instead of refusing what a retry would accept.
+    waited = await ctx.party_waits.until(
+        employer_id,
+        lambda: ctx.repo.party(employer_id),
+        lambda p: p is not None and p.kind == "enterprise" and p.verified,
+    )
+    party = waited.value
     if party is None or party.kind != "enterprise":
-        raise NotVerified("payroll has not heard of this enterprise from identity")
+        raise NotYetKnown(
+            f"payroll has not yet heard of enterprise {employer_id} from identity "
+            f"(waited {ctx.party_waits.within_s:g} s); retry shortly",
+            party_id=employer_id,
+            retry_after_s=1.0,
+        )
     if not party.verified:
-        raise NotVerified("the enterprise is not VERIFIED yet")
+        raise NotVerified(
+            "the enterprise is not VERIFIED yet", retry_after_s=ctx.party_waits.within_s
+        )
     if party.legal_representative_id != principal.subject:
         raise Forbidden("only the enterprise's legal representative may onboard it")
     for account in (
