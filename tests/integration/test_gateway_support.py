@@ -208,6 +208,7 @@ async def start_suite(
     stack: AsyncExitStack,
     *,
     with_signals: bool = True,
+    gateway_overrides: dict[str, Any] | None = None,
 ) -> Suite:
     topics = await make_topics(admin)
     tag = uuid.uuid4().hex[:8]
@@ -279,7 +280,8 @@ async def start_suite(
         pii_key=random_key(), pii_index_key=random_key(),
         identity_url=identity.url, loan_url=loan.url, payroll_url=payroll.url,
         loan_topic=topics.loan, payroll_topic=topics.payroll, risk_topic=topics.risk,
-        audit_topic=topics.audit,
+        audit_topic=topics.audit, webhook_consumer_group=f"t{RUN_ID}-gw-hooks-{tag}",
+        **(gateway_overrides or {}),
     )  # type: ignore[arg-type]  # fmt: skip
     gw = await stack.enter_async_context(running(gateway_settings))
     return Suite(engines, topics, certs_dir, ca, gw, identity, loan, payroll, dbs=dbs)

@@ -31,12 +31,14 @@ from zerocontact.gateway.backends import Backends
 from zerocontact.gateway.guard import Gateway
 from zerocontact.gateway.guard.ratelimit import COLLECTION as RATE_WINDOWS
 from zerocontact.gateway.guard.ratelimit import SharedRateLimiter
+from zerocontact.gateway.resume import ResumeTokens
 from zerocontact.gateway.servicers import (
     IdentityServicer,
     LoanServicer,
     PayrollServicer,
     SignalServicer,
 )
+from zerocontact.gateway.servicers.webhooks import WebhookServicer
 from zerocontact.gateway.settings import GatewaySettings
 from zerocontact.gateway.store import IdempotencyStore, OwnershipStore, PartnerStore, prepare
 from zerocontact.gateway.tracing import ServerSpans
@@ -49,12 +51,17 @@ from zerocontact.gateway.v1 import (
     payroll_pb2_grpc,
     signals_pb2,
     signals_pb2_grpc,
+    webhooks_pb2,
+    webhooks_pb2_grpc,
 )
 from zerocontact.gateway.watch import EventHub
+from zerocontact.gateway.webhooks.dispatcher import WebhookDispatcher
+from zerocontact.gateway.webhooks.store import INDEXES as WEBHOOK_INDEXES
+from zerocontact.gateway.webhooks.store import WebhookStore
 from zerocontact.platform.http import install_operational_routes
 from zerocontact.platform.jobs import PeriodicJob
 from zerocontact.platform.metrics import ENGINE_POLL_S, engine_poll
-from zerocontact.platform.mongo import create_mongo_client, mongo_ready
+from zerocontact.platform.mongo import create_mongo_client, ensure_indexes, mongo_ready
 from zerocontact.platform.telemetry import shutdown_tracing
 
 log = logging.getLogger(__name__)
@@ -64,6 +71,7 @@ SERVICE_NAMES = [
     loan_pb2.DESCRIPTOR.services_by_name["LoanService"].full_name,
     payroll_pb2.DESCRIPTOR.services_by_name["PayrollService"].full_name,
     signals_pb2.DESCRIPTOR.services_by_name["SignalService"].full_name,
+    webhooks_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
 ]
 
 
@@ -176,7 +184,9 @@ def rate_windows_purge_job(limiter: SharedRateLimiter) -> PeriodicJob:
 
 
 def grpc_server(
-    settings: GatewaySettings, gateway: Gateway
+    settings: GatewaySettings,
+    gateway: Gateway,
+    webhooks: WebhookServicer | None = None,
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
     """The four services, health and reflection on one server (not started, no port yet); a
     SERVER span per partner call unless tracing is off (OTEL_SDK_DISABLED)."""
@@ -193,6 +203,8 @@ def grpc_server(
     loan_pb2_grpc.add_LoanServiceServicer_to_server(LoanServicer(gateway), server)
     payroll_pb2_grpc.add_PayrollServiceServicer_to_server(PayrollServicer(gateway), server)
     signals_pb2_grpc.add_SignalServiceServicer_to_server(SignalServicer(gateway), server)
+    if webhooks is not None:
+        webhooks_pb2_grpc.add_WebhookServiceServicer_to_server(webhooks, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -220,12 +232,14 @@ async def running(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
         stack.push_async_callback(mongo.close)
         db = mongo[settings.mongodb_database]
         await prepare(db)
+        await ensure_indexes(db, WEBHOOK_INDEXES)
         backends = Backends(settings.identity_url, settings.loan_url, settings.payroll_url)
         hub = EventHub(
             settings.kafka_connection(),
             loan_topic=settings.loan_topic,
             payroll_topic=settings.payroll_topic,
             risk_topic=settings.risk_topic,
+            tokens=ResumeTokens(settings.credential_pepper.get_secret_value().encode()),
         )
         audit = AuditSink(settings.kafka_connection(), settings.audit_topic)
         gateway = Gateway(
@@ -261,8 +275,15 @@ async def running(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
             windows_purge = rate_windows_purge_job(gateway.shared_limiter)
             windows_purge.start()
             stack.push_async_callback(windows_purge.stop)
+        webhook_store = WebhookStore(db, settings.field_cipher())
+        dispatcher = None
+        if settings.webhooks_enabled:
+            dispatcher = WebhookDispatcher(settings, webhook_store, gateway.owners)
+            await dispatcher.start()
+            stack.push_async_callback(dispatcher.stop)
+        webhooks = WebhookServicer(gateway, webhook_store, dispatcher)
 
-        server, health_servicer = grpc_server(settings, gateway)
+        server, health_servicer = grpc_server(settings, gateway, webhooks)
         port = server.add_secure_port(
             f"{settings.grpc_host}:{settings.grpc_port}", server_credentials(settings)
         )

@@ -14,14 +14,17 @@ says. Mutations are safe to retry: each attempt carries the same idempotency key
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import grpc
 from grpc_status import rpc_status  # type: ignore[import-untyped]
@@ -36,6 +39,7 @@ from zerocontact.gateway.v1 import (
     payroll_pb2_grpc,
     signals_pb2,
     signals_pb2_grpc,
+    webhooks_pb2_grpc,
 )
 
 if TYPE_CHECKING:  # the asyncio stubs exist in the generated .pyi only
@@ -43,6 +47,47 @@ if TYPE_CHECKING:  # the asyncio stubs exist in the generated .pyi only
     from zerocontact.gateway.v1.loan_pb2_grpc import LoanServiceAsyncStub
     from zerocontact.gateway.v1.payroll_pb2_grpc import PayrollServiceAsyncStub
     from zerocontact.gateway.v1.signals_pb2_grpc import SignalServiceAsyncStub
+    from zerocontact.gateway.v1.webhooks_pb2_grpc import WebhookServiceAsyncStub
+
+RESUME_TOKEN_HEADER = "x-resume-token"
+SIGNATURE_HEADER = "Zerocontact-Signature"
+
+
+class WebhookSignatureError(ValueError):
+    """A webhook whose signature does not verify (or is too old): answer 400, do not act."""
+
+
+def verify_webhook(
+    body: bytes, header: str, secret: str, *, tolerance_s: float = 300, now: float | None = None
+) -> dict[str, object]:
+    """The event of a webhook delivery, after checking its ``Zerocontact-Signature`` header.
+
+    Verify the raw body bytes as received (before any JSON parsing). The header is
+    ``t=<unix seconds>,v1=<hex HMAC-SHA256(secret, f"{t}.{body}")>`` (several ``v1`` during a
+    secret rotation); a timestamp further than ``tolerance_s`` from now is refused (replay
+    protection). Then dedupe by the event's ``id``: a delivery can arrive more than once."""
+    parts = [p.partition("=") for p in header.split(",")]
+    stamps = [v for k, _, v in parts if k.strip() == "t"]
+    signatures = [v.strip() for k, _, v in parts if k.strip() == "v1"]
+    if len(stamps) != 1 or not stamps[0].strip().isdigit() or not signatures:
+        raise WebhookSignatureError("malformed signature header")
+    stamp = int(stamps[0])
+    if abs((time.time() if now is None else now) - stamp) > tolerance_s:
+        raise WebhookSignatureError("timestamp outside the tolerance")
+    expected = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+    if not any(hmac.compare_digest(expected, s) for s in signatures):
+        raise WebhookSignatureError("signature mismatch")
+    event: dict[str, object] = json.loads(body)
+    return event
+
+
+@dataclass
+class Resume:
+    """Where a watch stream is: pass the same object to a watch again after a disconnect and
+    it resumes after the last message it delivered (keep ``token`` somewhere durable to
+    resume across restarts). Tokens are opaque, bound to the partner and the watched stream."""
+
+    token: str = ""
 
 
 SERVICE_CONFIG: str = (
@@ -159,6 +204,11 @@ class PartnerClient:
         """Raw stub (pass :meth:`metadata`)."""
         return signals_pb2_grpc.SignalServiceStub(self.channel)
 
+    @property
+    def webhooks(self) -> WebhookServiceAsyncStub:
+        """Raw stub (pass :meth:`metadata`; mutating calls need ``key=``)."""
+        return webhooks_pb2_grpc.WebhookServiceStub(self.channel)
+
     def metadata(
         self, *, token: str | None = None, key: str | None = None
     ) -> tuple[tuple[str, str], ...]:
@@ -256,15 +306,22 @@ class PartnerClient:
         return r.application
 
     async def watch_loan_application(
-        self, application_id: str, *, token: str, timeout_s: float = 120.0
+        self,
+        application_id: str,
+        *,
+        token: str,
+        timeout_s: float = 120.0,
+        resume: Resume | None = None,
     ) -> AsyncIterator[loan_pb2.WatchLoanApplicationResponse]:
-        """Every state change until a terminal state."""
+        """Every state change until a terminal state (after ``resume``'s position, if any)."""
         call = self.loans.WatchLoanApplication(
-            loan_pb2.WatchLoanApplicationRequest(application_id=application_id),
+            loan_pb2.WatchLoanApplicationRequest(
+                application_id=application_id, resume_token=resume.token if resume else ""
+            ),
             metadata=self.metadata(token=token),
             timeout=timeout_s,
         )
-        async for update in call:
+        async for update in _resumed(call, resume):
             yield update
 
     async def accept_loan_offer(
@@ -290,25 +347,48 @@ class PartnerClient:
     # -- payroll and signals --------------------------------------------------------------
 
     async def watch_payroll_batch(
-        self, batch_id: str, *, token: str, timeout_s: float = 120.0
+        self,
+        batch_id: str,
+        *,
+        token: str,
+        timeout_s: float = 120.0,
+        resume: Resume | None = None,
     ) -> AsyncIterator[payroll_pb2.WatchPayrollBatchResponse]:
-        """Progress until the batch ends."""
+        """Progress until the batch ends (after ``resume``'s position, if any)."""
         call = self.payroll.WatchPayrollBatch(
-            payroll_pb2.WatchPayrollBatchRequest(batch_id=batch_id),
+            payroll_pb2.WatchPayrollBatchRequest(
+                batch_id=batch_id, resume_token=resume.token if resume else ""
+            ),
             metadata=self.metadata(token=token),
             timeout=timeout_s,
         )
-        async for update in call:
+        async for update in _resumed(call, resume):
             yield update
 
     async def watch_risk_alerts(
-        self, party_id: str = "", *, timeout_s: float | None = None
+        self, party_id: str = "", *, timeout_s: float | None = None, resume: Resume | None = None
     ) -> AsyncIterator[signals_pb2.WatchRiskAlertsResponse]:
-        """Alerts about the partner's parties."""
+        """Alerts about the partner's parties; with ``resume``, those raised since its
+        position first (and ``resume.token`` follows every alert delivered)."""
         call = self.signals.WatchRiskAlerts(
-            signals_pb2.WatchRiskAlertsRequest(party_id=party_id),
+            signals_pb2.WatchRiskAlertsRequest(
+                party_id=party_id, resume_token=resume.token if resume else ""
+            ),
             metadata=self.metadata(),
             timeout=timeout_s,
         )
-        async for alert in call:
+        async for alert in _resumed(call, resume):
             yield alert
+
+
+async def _resumed(call: Any, resume: Resume | None) -> AsyncIterator[Any]:
+    """The stream's messages; ``resume.token`` follows the stream's start position (initial
+    metadata) and then every message, as the caller takes it."""
+    if resume is not None:
+        for key, value in await call.initial_metadata() or ():
+            if key == RESUME_TOKEN_HEADER and isinstance(value, str) and value:
+                resume.token = value
+    async for message in call:
+        if resume is not None and message.resume_token:
+            resume.token = message.resume_token
+        yield message

@@ -67,3 +67,24 @@ class GatewaySettings(ServiceSettings, PersonalDataSettings):
     idempotency_purge_interval_s: float = Field(default=600.0, gt=0)
     # A record still in flight after this long is considered abandoned (crashed instance).
     idempotency_in_flight_timeout_s: float = Field(default=60.0, gt=0)
+
+    # Webhooks (docs/gateway.md "Webhooks"): one consumer group per gateway deployment feeds
+    # the delivery log; a periodic sender claims due deliveries (one indexed query per tick).
+    webhooks_enabled: bool = True
+    webhook_consumer_group: str = "zerocontact-gateway-webhooks"
+    webhook_tick_s: float = Field(default=1.0, gt=0)
+    webhook_retry_base_s: float = Field(default=10.0, gt=0)
+    webhook_retry_max_s: float = Field(default=3600.0, gt=0)
+    webhook_max_age_s: float = Field(default=3 * 24 * 3600.0, gt=0)
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    # A claimed delivery whose instance died is taken over after this long (> the timeout).
+    webhook_lease_s: float = Field(default=60.0, gt=0)
+    webhook_claims_per_tick: int = Field(default=100, ge=1)
+    webhook_concurrency: int = Field(default=16, ge=1)
+    # How long an event waits for its resource's ownership record (written by the gateway
+    # right after the service answered, which may be after the service's event is read).
+    webhook_owner_grace_s: float = Field(default=10.0, ge=0)
+    webhook_endpoint_cache_s: float = Field(default=5.0, gt=0)
+    webhook_max_endpoints_per_partner: int = Field(default=16, ge=1)
+    # http:// endpoints (development and tests only; partners' endpoints are https).
+    webhook_allow_http: bool = False

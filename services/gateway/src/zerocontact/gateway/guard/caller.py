@@ -4,6 +4,7 @@ instead of the raw servicer context."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,9 @@ class Caller:
     idempotency_key: str | None
     metadata: dict[str, str]
     context: grpc.aio.ServicerContext[Any, Any]
+    # A stream's acceptance: sends its initial metadata (the request id, plus what a
+    # resumable stream adds, e.g. its start position's resume token) once; set by the envelope.
+    accept: Callable[..., Awaitable[None]] | None = None
 
     def remaining(self) -> float:
         """Seconds left before the call's deadline."""

@@ -139,7 +139,7 @@ async def _audited(
 
 
 def streaming(
-    scope: str,
+    scope: str, *, resumable: bool = False
 ) -> Callable[
     [Streaming], Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
 ]:
@@ -160,10 +160,25 @@ def streaming(
                 caller = await gateway.open(context, scope, stream=True)
                 audited.partner_id = caller.partner.partner_id
                 with gateway.watcher_slot(caller.partner):
-                    # Accepted: the partner has the request id before the first event.
-                    await context.send_initial_metadata(((REQUEST_ID_HEADER, audited.request_id),))
+                    # Accepted: the partner has the request id before the first event. A
+                    # resumable stream accepts itself once subscribed (its initial metadata
+                    # then carries its start position's resume token too).
+                    sent = False
+
+                    async def accept(*extra: tuple[str, str]) -> None:
+                        nonlocal sent
+                        if not sent:
+                            sent = True
+                            await context.send_initial_metadata(
+                                ((REQUEST_ID_HEADER, audited.request_id), *extra)
+                            )
+
+                    caller.accept = accept
+                    if not resumable:
+                        await accept()
                     async with asyncio.timeout(max(caller.remaining(), 0.001)):
                         async for item in fn(self, request, caller):
+                            await accept()
                             yield item
 
         handler.__name__ = name

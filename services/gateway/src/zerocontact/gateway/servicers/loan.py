@@ -11,7 +11,7 @@ from zerocontact.gateway.errors import invalid_fields
 from zerocontact.gateway.guard import Caller, Gateway, streaming, unary
 from zerocontact.gateway.servicers.scopes import LOANS_READ, LOANS_WRITE
 from zerocontact.gateway.v1 import loan_pb2, loan_pb2_grpc
-from zerocontact.gateway.watch import Notice
+from zerocontact.gateway.watch import RESUME_TOKEN_HEADER, Notice, Resumable
 from zerocontact.signals.v1 import risk_pb2
 
 LOAN_TERMINAL = {"DISBURSED", "DISBURSEMENT_FAILED", "SETTLED"}
@@ -82,50 +82,79 @@ class LoanServicer(loan_pb2_grpc.LoanServiceServicer):
         view = await self._application(application_id, caller)
         return loan_pb2.GetLoanApplicationResponse(application=convert.application(view))
 
-    @streaming(LOANS_READ)
+    @streaming(LOANS_READ, resumable=True)
     async def WatchLoanApplication(
         self, request: loan_pb2.WatchLoanApplicationRequest, caller: Caller
     ) -> AsyncIterator[loan_pb2.WatchLoanApplicationResponse]:
-        """The current state, then every change (from loan.events.v1) until a terminal state.
+        """The current state, then every change (from loan.events.v1) until a terminal state;
+        with ``resume_token``, the changes since that token instead of the current state.
 
         After the first read, states are built from the events themselves: the party's token
-        (5 minutes) need not outlive the watch."""
+        (5 minutes) need not outlive the watch. A token carries the state the stream had
+        folded (application state, loan state, loan id), so a resumed stream folds the missed
+        events from where the partner was."""
         application_id = require_uuid(request.application_id, "application_id")
         await self.gateway.require_owner("application", application_id, caller.partner)
         caller.require_token()
         hub = self.gateway.hub
-        with hub.watch(f"application:{application_id}") as queue:
+        key = f"application:{application_id}"
+        with hub.watch(key) as queue:
+            stream = Resumable(hub, hub.loan_topic, key, caller.partner.partner_id)
+            stream.resume(request.resume_token)
+            assert caller.accept is not None
+            await caller.accept((RESUME_TOKEN_HEADER, stream.token(stream.state)))
             app = convert.application(await self._application(application_id, caller))
             loan: loan_pb2.Loan | None = None
+            keys = [key]
+            followed: set[str] = set()  # the loan's key, once known
             if app.loan_id:
+                keys.append(f"loan:{app.loan_id}")
+                followed.add(f"loan:{app.loan_id}")
                 hub.add_key(queue, f"loan:{app.loan_id}")
+            resumed = stream.state  # (application state, loan state, loan id) at the token
+            if resumed:
+                app.state = resumed[0]
+                app.loan_id = resumed[2] if len(resumed) > 2 else ""
+            if app.loan_id:
                 loan = convert.loan(
                     await self.gateway.backends.loan.request(
                         "GET", f"/v1/loans/{app.loan_id}", caller.call()
                     )
                 )
+                if resumed:
+                    loan.state = resumed[1]
+            replayed = await stream.replay(keys)
             try:
                 terminal = _loan_terminal(app, loan)
-                yield loan_pb2.WatchLoanApplicationResponse(
-                    application=app, loan=loan, terminal=terminal
-                )
-                last = (app.state, loan.state if loan else "")
+
+                def state() -> tuple[str, ...]:
+                    return (app.state, loan.state if loan else "", app.loan_id)
+
+                if not resumed:
+                    yield loan_pb2.WatchLoanApplicationResponse(
+                        application=app, loan=loan, terminal=terminal,
+                        resume_token=stream.token(state()),
+                    )  # fmt: skip
+                last = state()
                 while not terminal:
-                    notice = await queue.get()
+                    notice = replayed.pop(0) if replayed else await queue.get()
+                    if not stream.take(notice):
+                        continue
                     loan = _apply_loan_event(app, loan, notice)
-                    if app.loan_id:
+                    if app.loan_id and f"loan:{app.loan_id}" not in followed:
+                        followed.add(f"loan:{app.loan_id}")
                         hub.add_key(queue, f"loan:{app.loan_id}")
-                    state = (app.state, loan.state if loan else "")
-                    if state == last:
+                    if state() == last:
                         continue  # a duplicate, or an event that changes no state
-                    last = state
+                    last = state()
                     terminal = _loan_terminal(app, loan)
                     yield loan_pb2.WatchLoanApplicationResponse(
-                        application=app, loan=loan, event=notice.kind, terminal=terminal
-                    )
+                        application=app, loan=loan, event=notice.kind, terminal=terminal,
+                        event_id=notice.event_id, resume_token=stream.token(last),
+                    )  # fmt: skip
             finally:
-                if app.loan_id:
-                    hub.remove_key(queue, f"loan:{app.loan_id}")
+                for loan_key in followed:
+                    hub.remove_key(queue, loan_key)
 
     @unary(LOANS_WRITE, mutating=True, response=loan_pb2.AcceptLoanOfferResponse)
     async def AcceptLoanOffer(

@@ -16,6 +16,7 @@ from zerocontact.gateway.errors import invalid, invalid_fields
 from zerocontact.gateway.guard import Caller, Gateway, streaming, unary
 from zerocontact.gateway.servicers.scopes import PAYROLL_READ, PAYROLL_WRITE
 from zerocontact.gateway.v1 import payroll_pb2, payroll_pb2_grpc
+from zerocontact.gateway.watch import RESUME_TOKEN_HEADER, Resumable
 
 BATCH_TERMINAL = {"COMPLETED", "REFUSED"}
 
@@ -133,38 +134,58 @@ class PayrollServicer(payroll_pb2_grpc.PayrollServiceServicer):
         caller.require_token()
         return payroll_pb2.GetPayrollBatchResponse(batch=await self._batch(batch_id, caller))
 
-    @streaming(PAYROLL_READ)
+    @streaming(PAYROLL_READ, resumable=True)
     async def WatchPayrollBatch(
         self, request: payroll_pb2.WatchPayrollBatchRequest, caller: Caller
     ) -> AsyncIterator[payroll_pb2.WatchPayrollBatchResponse]:
-        """The batch now, then its progress as payroll.events.v1 reports it, until it ends.
+        """The batch now, then its progress as payroll.events.v1 reports it, until it ends;
+        with ``resume_token``, the batch now only if events were missed since the token.
 
         Each burst of events (coalesced over 200 ms) triggers one read of the batch, so a
         10,000-item batch costs a few reads a second, not one per salary."""
         batch_id = require_uuid(request.batch_id, "batch_id")
         await self.gateway.require_owner("batch", batch_id, caller.partner)
         caller.require_token()
-        with self.gateway.hub.watch(f"batch:{batch_id}") as queue:
+        hub = self.gateway.hub
+        key = f"batch:{batch_id}"
+        with hub.watch(key) as queue:
+            stream = Resumable(hub, hub.payroll_topic, key, caller.partner.partner_id)
+            stream.resume(request.resume_token)
+            assert caller.accept is not None
+            await caller.accept((RESUME_TOKEN_HEADER, stream.token()))
+            replayed = await stream.replay([key])
+            kind, event_id = "", ""
+            for notice in replayed:
+                stream.take(notice)
+                kind, event_id = notice.kind, notice.event_id
             batch = await self._batch(batch_id, caller)
-            yield _progress(batch, "")
+            if not request.resume_token or replayed:
+                yield _progress(batch, kind, event_id, stream.token())
             last = batch.SerializeToString(deterministic=True)
             while batch.state not in BATCH_TERMINAL:
                 notice = await queue.get()
-                kind = notice.kind
+                if not stream.take(notice):
+                    continue
+                kind, event_id = notice.kind, notice.event_id
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(0.2):
                         while True:
-                            kind = (await queue.get()).kind
+                            more = await queue.get()
+                            if stream.take(more):
+                                kind, event_id = more.kind, more.event_id
                 batch = await self._batch(batch_id, caller)
                 now = batch.SerializeToString(deterministic=True)
                 if now != last:
                     last = now
-                    yield _progress(batch, kind)
+                    yield _progress(batch, kind, event_id, stream.token())
 
 
-def _progress(batch: payroll_pb2.PayrollBatch, kind: str) -> payroll_pb2.WatchPayrollBatchResponse:
+def _progress(
+    batch: payroll_pb2.PayrollBatch, kind: str, event_id: str, token: str
+) -> payroll_pb2.WatchPayrollBatchResponse:
     observed = Timestamp()
     observed.FromDatetime(datetime.now(UTC))
     return payroll_pb2.WatchPayrollBatchResponse(
-        batch=batch, event=kind, terminal=batch.state in BATCH_TERMINAL, observed_at=observed
-    )
+        batch=batch, event=kind, terminal=batch.state in BATCH_TERMINAL, observed_at=observed,
+        event_id=event_id, resume_token=token,
+    )  # fmt: skip

@@ -9,7 +9,9 @@ LOANS_READ = "loans:read"
 PAYROLL_WRITE = "payroll:write"
 PAYROLL_READ = "payroll:read"
 SIGNALS_READ = "signals:read"
+WEBHOOKS_WRITE = "webhooks:write"
+WEBHOOKS_READ = "webhooks:read"
 SCOPES = (
     IDENTITY_WRITE, IDENTITY_READ, LOANS_WRITE, LOANS_READ, PAYROLL_WRITE, PAYROLL_READ,
-    SIGNALS_READ,
+    SIGNALS_READ, WEBHOOKS_WRITE, WEBHOOKS_READ,
 )  # fmt: skip

@@ -1,0 +1,1 @@
+"""Signed webhooks: events, the delivery log, the dispatcher and signatures."""
