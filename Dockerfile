@@ -39,7 +39,8 @@ WORKDIR /src
 FROM uv AS manifests
 COPY libs ./libs
 COPY services ./services
-RUN find libs services -mindepth 2 -maxdepth 2 ! -name pyproject.toml -exec rm -rf {} +
+COPY clients/python ./clients/python
+RUN find libs services clients -mindepth 2 -maxdepth 2 ! -name pyproject.toml -exec rm -rf {} +
 
 FROM uv AS contracts
 COPY pyproject.toml uv.lock ./
@@ -65,6 +66,7 @@ RUN test -n "$SERVICE" -a -f "services/$SERVICE/pyproject.toml" \
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync -q --frozen --no-dev --no-editable --no-install-workspace --package "zerocontact-$SERVICE"
 COPY libs ./libs
+COPY clients/python ./clients/python
 COPY services/${SERVICE} ./services/${SERVICE}
 COPY --from=contracts /src/libs/contracts/src ./libs/contracts/src
 RUN --mount=type=cache,target=/root/.cache/uv \
