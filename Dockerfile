@@ -66,7 +66,6 @@ RUN test -n "$SERVICE" -a -f "services/$SERVICE/pyproject.toml" \
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync -q --frozen --no-dev --no-editable --no-install-workspace --package "zerocontact-$SERVICE"
 COPY libs ./libs
-COPY clients/python ./clients/python
 COPY services/${SERVICE} ./services/${SERVICE}
 COPY --from=contracts /src/libs/contracts/src ./libs/contracts/src
 RUN --mount=type=cache,target=/root/.cache/uv \

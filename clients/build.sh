@@ -59,9 +59,9 @@ build_java() {
   protoc_v=$(pom_property protobuf.version)
   grpc_v=$(pom_property grpc.version)
   if [[ "$(cat "$BIN/.java-generators" 2>/dev/null)" != "$protoc_v $grpc_v" ]]; then
-    mvn -q -B -f clients/java/pom.xml dependency:copy -DoutputDirectory="$BIN" -Dmdep.stripVersion=true \
+    mvn -q -B -Dstyle.color=never -f clients/java/pom.xml dependency:copy -DoutputDirectory="$BIN" -Dmdep.stripVersion=true \
       -Dartifact="com.google.protobuf:protoc:$protoc_v:exe:linux-x86_64"
-    mvn -q -B -f clients/java/pom.xml dependency:copy -DoutputDirectory="$BIN" -Dmdep.stripVersion=true \
+    mvn -q -B -Dstyle.color=never -f clients/java/pom.xml dependency:copy -DoutputDirectory="$BIN" -Dmdep.stripVersion=true \
       -Dartifact="io.grpc:protoc-gen-grpc-java:$grpc_v:exe:linux-x86_64"
     mv -f "$BIN/protoc-linux-x86_64.exe" "$BIN/protoc"
     mv -f "$BIN/protoc-gen-grpc-java-linux-x86_64.exe" "$BIN/protoc-gen-grpc-java"
@@ -69,7 +69,7 @@ build_java() {
     echo "$protoc_v $grpc_v" > "$BIN/.java-generators"
   fi
   "$BUF" generate --template buf.gen.java.yaml
-  mvn -q -B -f clients/java/pom.xml package
+  mvn -q -B -Dstyle.color=never -f clients/java/pom.xml package
 }
 
 build_ts() {

@@ -29,7 +29,8 @@ from pymongo import AsyncMongoClient
 from tests.integration.harness import Engines
 from tests.integration.test_gateway_support import Suite, start_suite
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
+# A cold build (no Go, Maven or npm caches) takes minutes: more than the default 300 s.
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(1200)]
 ROOT = Path(__file__).resolve().parents[2]
 SCOPES = ["identity:write", "identity:read", "loans:write", "loans:read"]
 TOOLCHAINS = {"go": "go", "java": "mvn", "ts": "npm"}

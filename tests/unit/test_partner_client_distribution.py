@@ -1,6 +1,5 @@
 """zerocontact-partner-client (clients/python) is its own distribution: it needs only the
-contracts, grpcio and protobuf, never a service or the platform, and the gateway's old import
-path still gives the same objects."""
+contracts, grpcio and protobuf, never a service or the platform."""
 
 from __future__ import annotations
 
@@ -40,12 +39,3 @@ def test_the_client_may_import_the_contracts(graph: grimp.ImportGraph) -> None: 
         graph,
         ("zerocontact.partner_client", "zerocontact.gateway.v1.loan_pb2"),
     )
-
-
-def test_the_gateways_old_import_path_re_exports_it() -> None:
-    from zerocontact import partner_client
-    from zerocontact.gateway import client
-
-    for name in client.__all__:
-        assert getattr(client, name) is getattr(partner_client, name)
-    assert partner_client.cny(1234).minor_units == 1234

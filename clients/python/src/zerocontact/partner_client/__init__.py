@@ -2,7 +2,7 @@
 channel, the partner credential on every call, the party's token and an idempotency key where
 a call needs them, the request id of a call and the google.rpc details of a refusal. Its own
 distribution (clients/python): it needs grpcio, protobuf and zerocontact-contracts, no service
-(docs/clients.md). ``zerocontact.gateway.client`` re-exports it for older imports.
+(docs/clients.md). It was ``zerocontact.gateway.client`` before: the gateway no longer ships it.
 
     async with PartnerClient.connect("gateway.example:50051", ca=..., cert=..., key=...,
                                      credential="zcp_...") as zc:
@@ -98,14 +98,20 @@ class PartnerClient:
         credential: str,
         server_name: str | None = None,
         timeout_s: float = 10.0,
+        service_config: str | None = None,
     ) -> PartnerClient:
-        """An mTLS channel presenting the partner's certificate."""
+        """An mTLS channel presenting the partner's certificate; ``service_config`` is a gRPC
+        service config (JSON: retry policy, timeouts) for the channel, if given."""
 
         def read(v: Path | bytes) -> bytes:
             return v if isinstance(v, bytes) else Path(v).read_bytes()
 
         creds = grpc.ssl_channel_credentials(read(ca), read(key), read(cert))
-        options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
+        options: list[tuple[str, str | int]] = []
+        if server_name:
+            options.append(("grpc.ssl_target_name_override", server_name))
+        if service_config:
+            options += [("grpc.service_config", service_config), ("grpc.enable_retries", 1)]
         return cls(grpc.aio.secure_channel(target, creds, options=options), credential, timeout_s)
 
     async def __aenter__(self) -> Self:
