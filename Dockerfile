@@ -39,7 +39,8 @@ WORKDIR /src
 FROM uv AS manifests
 COPY libs ./libs
 COPY services ./services
-RUN find libs services -mindepth 2 -maxdepth 2 ! -name pyproject.toml -exec rm -rf {} +
+COPY clients/python ./clients/python
+RUN find libs services clients -mindepth 2 -maxdepth 2 ! -name pyproject.toml -exec rm -rf {} +
 
 FROM uv AS contracts
 COPY pyproject.toml uv.lock ./

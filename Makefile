@@ -15,12 +15,12 @@ PROMTOOL := $(or $(ZC_LOCAL_HOME),.cache)/bin/promtool
 ALERT_RULES := deploy/monitoring/alerts.yaml
 ALERT_TESTS := deploy/monitoring/alerts.test.yaml
 
-.PHONY: help venv lock proto contracts fetch promtool up down status lint lint-deploy asyncapi image-sizes test test-unit test-integration bench buf-lint buf-breaking clean
+.PHONY: help venv lock proto contracts fetch promtool up down status lint lint-deploy asyncapi image-sizes test test-unit test-integration bench buf-lint buf-breaking clients clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-MEMBERS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+MEMBERS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml clients/python/pyproject.toml)
 
 $(STAMP): pyproject.toml uv.lock $(MEMBERS)
 	@command -v $(PYTHON_BOOT) >/dev/null || { echo "error: $(PYTHON_BOOT) not found: install Python 3.11+"; exit 1; }
@@ -58,6 +58,12 @@ contracts: proto ## build dist/: the zerocontact-contracts wheel and its descrip
 
 buf-lint: node_modules/.bin/buf ## buf lint (STANDARD)
 	node_modules/.bin/buf lint
+
+# The partner clients (docs/clients.md): Go, Java and TypeScript generated from proto/ by buf
+# (buf.gen.{go,java,ts}.yaml, local plugins) into git-ignored folders and built, each skipped
+# while its inputs are unchanged. `bash clients/build.sh go` (or java, ts) builds one.
+clients: $(STAMP) node_modules/.bin/buf ## generate and build the Go, Java and TypeScript partner clients and their journeys
+	bash clients/build.sh
 
 buf-breaking: node_modules/.bin/buf ## buf breaking against the previous commit of main
 	bash .ci/buf-breaking
@@ -122,3 +128,4 @@ bench: $(STAMP) proto fetch ## benchmarks under bench/ (engines started if neede
 
 clean: down ## remove generated code and caches (keeps the engine cache)
 	rm -rf libs/contracts/src/zerocontact/*/v1 .pytest_cache .mypy_cache .ruff_cache
+	rm -rf clients/go/gen clients/java/gen clients/java/target clients/ts/src/gen clients/ts/dist .cache/clients/*.stamp

@@ -17,8 +17,8 @@ from pathlib import Path
 import grpc
 from partner_310 import partner_args, partner_parser
 
-from zerocontact.gateway.client import PartnerClient, error_details, request_id_of
 from zerocontact.gateway.v1 import loan_pb2
+from zerocontact.partner_client import PartnerClient, error_details, request_id_of
 
 
 async def first_call(target: str, ca: str, cert: str, key: str, credential: str) -> int:

@@ -42,8 +42,8 @@ import httpx
 import pyotp
 from stdnum.cn import ric
 
-from zerocontact.gateway.client import PartnerClient, cny, error_details
 from zerocontact.gateway.v1 import identity_pb2, loan_pb2
+from zerocontact.partner_client import PartnerClient, cny, error_details
 
 PASSWORD = "correct horse battery staple"
 

@@ -25,8 +25,8 @@ import grpc
 from partner_310 import PASSWORD, enrol_totp, partner_args, partner_parser, sample_customer
 from stdnum.cn import uscc
 
-from zerocontact.gateway.client import PartnerClient, cny, error_details, new_key
 from zerocontact.gateway.v1 import identity_pb2, payroll_pb2
+from zerocontact.partner_client import PartnerClient, cny, error_details, new_key
 
 SALARY_FEN = 850_000  # 8,500.00 CNY each
 # Not yet known to payroll right after RegisterEnterprise (it learns of the enterprise from

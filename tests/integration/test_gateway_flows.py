@@ -31,8 +31,8 @@ from tests.integration.test_gateway_support import (
 )
 from tests.integration.test_topics_tail import tail_json
 from zerocontact.gateway import convert
-from zerocontact.gateway.client import cny, error_details
 from zerocontact.gateway.v1 import loan_pb2, loan_pb2_grpc
+from zerocontact.partner_client import cny, error_details
 from zerocontact.platform.redact import personal_fields
 from zerocontact.platform.topics import message_class
 

@@ -31,7 +31,9 @@ from pymongo import AsyncMongoClient
 from tests.integration.harness import Engines, free_port
 from tests.integration.test_gateway_support import ALL_SCOPES, Suite, start_suite
 from tests.integration.test_identity_service import PASSWORD, Person
-from zerocontact.gateway.client import (
+from zerocontact.gateway.v1 import identity_pb2, loan_pb2, webhooks_pb2
+from zerocontact.gateway.webhooks.events import EVENT_TYPES
+from zerocontact.partner_client import (
     PartnerClient,
     Resume,
     WebhookSignatureError,
@@ -40,8 +42,6 @@ from zerocontact.gateway.client import (
     new_key,
     verify_webhook,
 )
-from zerocontact.gateway.v1 import identity_pb2, loan_pb2, webhooks_pb2
-from zerocontact.gateway.webhooks.events import EVENT_TYPES
 from zerocontact.platform.kafka.cloudevents import CloudEvent
 from zerocontact.signals import records
 from zerocontact.signals.scorecard import RULES, score

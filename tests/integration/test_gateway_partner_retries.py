@@ -34,8 +34,8 @@ from tests.integration.test_gateway_support import (
     start_suite,
 )
 from zerocontact.gateway.app import running
-from zerocontact.gateway.client import PartnerClient, cny, error_details
 from zerocontact.gateway.v1 import loan_pb2
+from zerocontact.partner_client import PartnerClient, cny, error_details
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 APPLY = "/zerocontact.gateway.v1.LoanService/ApplyForLoan"

@@ -29,8 +29,8 @@ from pymongo import AsyncMongoClient
 
 from tests.integration.harness import Engines, eventually
 from tests.integration.test_gateway_support import ALL_SCOPES, Suite, start_suite
-from zerocontact.gateway.client import cny, error_details, request_id_of
 from zerocontact.gateway.v1 import loan_pb2, signals_pb2
+from zerocontact.partner_client import cny, error_details, request_id_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 HEX32 = re.compile(r"^[0-9a-f]{32}$")

@@ -37,7 +37,6 @@ from tests.integration.harness import (
 from tests.integration.test_identity_service import PASSWORD, Person, credit_code
 from zerocontact.gateway import certs
 from zerocontact.gateway.app import RunningGateway, running
-from zerocontact.gateway.client import PartnerClient, new_key
 from zerocontact.gateway.settings import GatewaySettings
 from zerocontact.gateway.v1 import audit_pb2, identity_pb2
 from zerocontact.identity.app import create_app as identity_app
@@ -45,6 +44,7 @@ from zerocontact.identity.notifier import SmsGatewaySimulator
 from zerocontact.identity.settings import IdentitySettings
 from zerocontact.loan.app import create_app as loan_app
 from zerocontact.loan.settings import LoanSettings
+from zerocontact.partner_client import PartnerClient, new_key
 from zerocontact.payroll.app import create_app as payroll_app
 from zerocontact.payroll.settings import PayrollSettings
 

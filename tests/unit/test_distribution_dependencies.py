@@ -1,6 +1,6 @@
 """Each workspace member declares what its code imports, and imports what it declares.
 
-For every member (libs/*, services/*) the imports in its ``src/`` are read from the syntax tree
+For every member (libs/*, services/*, clients/python) the imports in its ``src/`` are read from the syntax tree
 (every ``import`` statement, in functions and under ``TYPE_CHECKING`` too: an image built from the
 member's wheel alone must be able to run and type-check it). Each third-party top-level name is
 mapped to its distributions with :func:`importlib.metadata.packages_distributions` (this venv has
@@ -75,7 +75,7 @@ class Member:
 def members() -> list[Member]:
     found = []
     for pyproject in sorted(ROOT.glob("*/*/pyproject.toml")):
-        if pyproject.parent.parent.name not in ("libs", "services"):
+        if pyproject.parent.parent.name not in ("libs", "services", "clients"):
             continue
         project = tomllib.loads(pyproject.read_text())["project"]
         src = pyproject.parent / "src" / "zerocontact"

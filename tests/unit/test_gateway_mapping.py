@@ -12,7 +12,6 @@ from google.rpc import error_details_pb2, status_pb2
 
 from zerocontact.common.v1 import money_pb2
 from zerocontact.gateway import certs, convert
-from zerocontact.gateway.client import SERVICE_CONFIG, channel_options
 from zerocontact.gateway.errors import (
     RETRIED_CODES,
     RETRY_PUSHBACK_HEADER,
@@ -21,6 +20,7 @@ from zerocontact.gateway.errors import (
 )
 from zerocontact.gateway.guard import _peer_address
 from zerocontact.gateway.store import credential_digest, new_credential
+from zerocontact.partner_client import SERVICE_CONFIG, channel_options
 
 
 def _details(error: GatewayError) -> dict[str, object]:

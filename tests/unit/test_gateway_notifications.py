@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 import grpc
 import pytest
 
-from zerocontact.gateway.client import WebhookSignatureError, verify_webhook
 from zerocontact.gateway.errors import GatewayError
 from zerocontact.gateway.resume import Position, ResumeTokens
 from zerocontact.gateway.watch import Cursor, Notice
@@ -17,6 +16,7 @@ from zerocontact.gateway.webhooks.dispatcher import backoff
 from zerocontact.gateway.webhooks.events import EVENT_TYPES, body
 from zerocontact.gateway.webhooks.signing import new_secret, signature
 from zerocontact.loan.v1 import events_pb2 as loan_pb2
+from zerocontact.partner_client import WebhookSignatureError, verify_webhook
 
 PEPPER = b"p" * 32
 

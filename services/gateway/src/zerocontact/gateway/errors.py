@@ -22,7 +22,7 @@ DOMAIN = "gateway.zerocontact"
 REQUEST_ID_HEADER = "x-request-id"
 # gRPC retry pushback (gRFC A6): the server's delay before a retry, in milliseconds.
 RETRY_PUSHBACK_HEADER = "grpc-retry-pushback-ms"
-# The codes the published service config retries (service_config.json).
+# The codes the published service config retries (clients/python/.../partner_client/service_config.json).
 RETRIED_CODES = frozenset({grpc.StatusCode.UNAVAILABLE})
 
 
@@ -89,7 +89,7 @@ class GatewayError(Exception):
         )
         trailers = tuple(status.trailing_metadata)
         if self.retry_after_s is not None and self.code in RETRIED_CODES:
-            # gRPC's own retry policy (service_config.json) waits this long before the next
+            # gRPC's own retry policy (clients/python/.../partner_client/service_config.json) waits this long before the next
             # attempt instead of its random back-off: RetryInfo is for people and libraries.
             trailers += ((RETRY_PUSHBACK_HEADER, str(max(int(self.retry_after_s * 1000), 0))),)
         if request_id is not None:

@@ -1,6 +1,6 @@
 """Webhook signatures (Stripe-style): ``Zerocontact-Signature: t=<unix>,v1=<hex>`` where the
 hex is HMAC-SHA256 under the endpoint's signing secret of ``f"{t}.{body}"``. Receivers verify
-with :func:`zerocontact.gateway.client.verify_webhook` (or the snippet in docs/gateway.md)."""
+with :func:`zerocontact.partner_client.verify_webhook` (or the snippet in docs/gateway.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""A small typed client for partners: mTLS channel, the partner credential on every call, the
-party's token and an idempotency key where a call needs them.
+"""zerocontact-partner-client: a small typed asyncio client for the partner gateway: an mTLS
+channel, the partner credential on every call, the party's token and an idempotency key where
+a call needs them, the request id of a call and the google.rpc details of a refusal. Its own
+distribution (clients/python): it needs grpcio, protobuf and zerocontact-contracts, no service
+(docs/clients.md). It was ``zerocontact.partner_client`` before: the gateway no longer ships it.
 
     async with PartnerClient.connect("gateway.example:50051", ca=..., cert=..., key=...,
                                      credential="zcp_...") as zc:
@@ -90,9 +93,7 @@ class Resume:
     token: str = ""
 
 
-SERVICE_CONFIG: str = (
-    resources.files("zerocontact.gateway").joinpath("service_config.json").read_text()
-)
+SERVICE_CONFIG: str = resources.files(__name__).joinpath("service_config.json").read_text()
 """The gateway's gRPC service config (JSON): the retry policy for ``UNAVAILABLE``."""
 
 
