@@ -23,7 +23,7 @@ from .layout import (
     Layout,
 )
 from .observability import jaeger_command, prometheus_command, write_observability_configs
-from .services import Service, load_services, local_secrets
+from .services import Service, expand, load_services, local_secrets
 from .tls import ensure_broker_tls
 
 ADMIN_SECRET = "KAFKA_ADMIN_PASSWORD"
@@ -220,10 +220,11 @@ def write_configs(layout: Layout, java: str, services: list[Service]) -> None:
     secrets = local_secrets(layout, {name for service in services for name in service.secrets})
     for service in services:
         own_secrets = {name: secrets[name] for name in service.secrets}
+        env = {key: expand(value, layout) for key, value in service.env.items()}
         programs.append(
             _program(
                 service.name,
-                service.command,
+                [expand(part, layout) for part in service.command],
                 # Started by engines.py once the engines answer, not by supervisord at boot.
                 {
                     "directory": ROOT,
@@ -233,7 +234,7 @@ def write_configs(layout: Layout, java: str, services: list[Service]) -> None:
                     "startretries": 3,
                     "stopwaitsecs": 15,
                     "autorestart": "true",
-                    "environment": _environment({**engines_env, **service.env, **own_secrets}),
+                    "environment": _environment({**engines_env, **env, **own_secrets}),
                 },
                 layout.logs,
             )
