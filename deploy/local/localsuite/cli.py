@@ -8,7 +8,7 @@ project's venv interpreter, because supervisord is looked up next to ``sys.execu
     .venv/bin/python deploy/local/engines.py start [--engines-only [--observability]]
         [--observability-only] [--if-needed] [--timeout 90]
     .venv/bin/python deploy/local/engines.py up | status | down
-    .venv/bin/python deploy/local/engines.py stop [--observability-only]
+    .venv/bin/python deploy/local/engines.py stop [--observability-only | --services-only]
 
 Environment: ``ZC_KAFKA_PORT`` (9092), ``ZC_KAFKA_CONTROLLER_PORT`` (9093),
 ``ZC_KAFKA_SASL_PORT`` (9094), ``ZC_MONGODB_PORT`` (27017), ``ZC_JAEGER_UI_PORT`` (16686),
@@ -27,7 +27,7 @@ from .demo import print_demo
 from .fetch import fetch
 from .layout import ALERT_RULES, ROOT, Layout
 from .lifecycle import locked, start, status, stop
-from .services import Service
+from .services import Service, load_services
 
 
 def endpoints(layout: Layout, services: list[Service]) -> list[tuple[str, str, str]]:
@@ -104,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="stop Jaeger and Prometheus only (supervisord too if nothing else runs)",
     )
+    stop_cmd.add_argument(
+        "--services-only",
+        action="store_true",
+        help="stop the programs of services.toml only, leave the engines running",
+    )
     commands.add_parser("down", help="same as stop")
     commands.add_parser("status", help="supervisorctl status")
     args = parser.parse_args(argv)
@@ -129,7 +134,13 @@ def main(argv: list[str] | None = None) -> int:
             print_table(endpoints(layout, services))
             print_demo(layout)
         elif args.command in ("stop", "down"):
-            only = ["jaeger", "prometheus"] if getattr(args, "observability_only", False) else None
+            only: list[str] | None = None
+            if getattr(args, "observability_only", False) and getattr(args, "services_only", False):
+                parser.error("--observability-only and --services-only exclude each other")
+            if getattr(args, "observability_only", False):
+                only = ["jaeger", "prometheus"]
+            elif getattr(args, "services_only", False):
+                only = [service.name for service in load_services()]
             stop(layout, only=only)
         elif args.command == "status":
             return status(layout)

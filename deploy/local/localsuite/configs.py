@@ -23,7 +23,7 @@ from .layout import (
     Layout,
 )
 from .observability import jaeger_command, prometheus_command, write_observability_configs
-from .services import Service, load_services, local_secrets, record_environment
+from .services import Service, expand, load_services, local_secrets, record_environment
 from .tls import ensure_broker_tls
 
 ADMIN_SECRET = "KAFKA_ADMIN_PASSWORD"
@@ -223,10 +223,11 @@ def write_configs(layout: Layout, java: str, services: list[Service]) -> None:
     secrets = local_secrets(layout, {name for service in services for name in service.secrets})
     for service in services:
         own_secrets = {name: secrets[name] for name in service.secrets}
+        env = {key: expand(value, layout) for key, value in service.env.items()}
         programs.append(
             _program(
                 service.name,
-                service.command,
+                [expand(part, layout) for part in service.command],
                 # Started by engines.py once the engines answer, not by supervisord at boot.
                 {
                     "directory": ROOT,
@@ -236,7 +237,7 @@ def write_configs(layout: Layout, java: str, services: list[Service]) -> None:
                     "startretries": 3,
                     "stopwaitsecs": 15,
                     "autorestart": "true",
-                    "environment": _environment({**engines_env, **service.env, **own_secrets}),
+                    "environment": _environment({**engines_env, **env, **own_secrets}),
                 },
                 layout.logs,
             )

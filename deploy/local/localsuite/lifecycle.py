@@ -31,7 +31,7 @@ from .layout import ROOT, SERVICES_FILE, Layout
 from .ports import cmdline, require_free
 from .prerequisites import require_java
 from .probes import http_ready, kafka_ready, mongodb_ready, otlp_http_ready
-from .services import Service, load_services, load_setup
+from .services import Service, expand, load_services, load_setup
 from .supervisor import Supervisor
 
 
@@ -262,7 +262,7 @@ def run_setup(layout: Layout) -> None:
         "KAFKA_BOOTSTRAP_SERVERS": layout.kafka_bootstrap,
         "MONGODB_URI": layout.mongodb_uri,
     }
-    for command in load_setup():
+    for command in ([expand(part, layout) for part in setup] for setup in load_setup()):
         with timed("setup: " + " ".join(shlex.quote(part) for part in command[1:])):
             out = subprocess.run(
                 command, capture_output=True, text=True, env=env, cwd=ROOT, check=False
@@ -312,9 +312,12 @@ def stop_programs(layout: Layout, names: list[str]) -> None:
     if sup.pid() is None:
         log(f"supervisord is not running for {layout.home}")
         return
+    stopping = []
     for name in names:
+        # Without waiting: a program may take longer to stop (its stopwaitsecs, up to 30 s)
+        # than one XML-RPC call may (10 s); all of them stop at once and are awaited below.
         try:
-            sup.rpc().supervisor.stopProcess(name, True)
+            sup.rpc().supervisor.stopProcess(name, False)
         except xmlrpc.client.Fault as fault:
             # NOT_RUNNING (70) and BAD_NAME (10: never configured here) leave nothing to stop.
             if fault.faultCode not in (10, 70):
@@ -322,9 +325,19 @@ def stop_programs(layout: Layout, names: list[str]) -> None:
                     f"supervisord could not stop {name} ({fault.faultString})"
                 ) from None
         else:
+            stopping.append(name)
+    done = {"STOPPED", "EXITED", "FATAL"}
+    deadline = time.monotonic() + 45  # supervisord SIGKILLs a program after its stopwaitsecs
+    while stopping:
+        infos = sup.processes()
+        for name in [n for n in stopping if str(infos.get(n, {}).get("statename")) in done]:
+            stopping.remove(name)
             log(f"{name}: stopped")
+        if stopping and time.monotonic() > deadline:
+            raise EngineError(f"{', '.join(stopping)} did not stop within 45 s")
+        time.sleep(0.1)
     states = {str(info.get("statename")) for info in sup.processes().values()}
-    if not states - {"STOPPED", "EXITED", "FATAL"}:
+    if not states - done:
         shutdown(layout, quiet=True)
 
 

@@ -31,6 +31,15 @@ class Service:
     secrets: list[str] = field(default_factory=list)
 
 
+HOME_PLACEHOLDER = "{home}"
+
+
+def expand(value: str, layout: Layout) -> str:
+    """``{home}`` in a command or environment value of services.toml: this ZC_LOCAL_HOME, so
+    what setup writes there (the gateway's development certificates) stays with this cache."""
+    return value.replace(HOME_PLACEHOLDER, str(layout.home))
+
+
 def load_setup() -> list[list[str]]:
     """Commands run once the engines answer and before any service starts (e.g. topics)."""
     if not SERVICES_FILE.exists():
