@@ -29,14 +29,6 @@ from zerocontact.gateway.v1 import identity_pb2, payroll_pb2
 from zerocontact.partner_client import PartnerClient, cny, error_details, new_key
 
 SALARY_FEN = 850_000  # 8,500.00 CNY each
-# Not yet known to payroll right after RegisterEnterprise (it learns of the enterprise from
-# identity's events): answered as one of these until then.
-NOT_YET = {
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.PERMISSION_DENIED,
-    grpc.StatusCode.FAILED_PRECONDITION,
-    grpc.StatusCode.NOT_FOUND,
-}
 
 
 def credit_code() -> str:
@@ -90,18 +82,15 @@ async def journey(args: argparse.Namespace) -> int:
         employer_id = enterprise.party_id
         say(f"enterprise {employer_id} {identity_pb2.KycLevel.Name(enterprise.kyc_level)}")
         onboard = payroll_pb2.OnboardEmployerRequest(employer_id=employer_id)
-        key = new_key()  # one key: a retry of the same onboarding
-        while True:
-            try:
-                await zc.payroll.OnboardEmployer(
-                    onboard, metadata=zc.metadata(token=token, key=key)
-                )
-                break
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() not in NOT_YET or time.monotonic() - started > 30:
-                    print(f"refused: {exc.code().name} {exc.details()} {error_details(exc)}")
-                    return 1
-                await asyncio.sleep(0.3)
+        # No retry loop: payroll waits (bounded) for identity's events about the enterprise, and
+        # the client's service config retries UNAVAILABLE (PARTY_NOT_YET_KNOWN) with the same key.
+        try:
+            await zc.payroll.OnboardEmployer(
+                onboard, metadata=zc.metadata(token=token, key=new_key())
+            )
+        except grpc.aio.AioRpcError as exc:
+            print(f"refused: {exc.code().name} {exc.details()} {error_details(exc)}")
+            return 1
         say("employer onboarded")
         items = [
             payroll_pb2.PayrollItem(

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ENGINES = ROOT / "deploy" / "local" / "engines.py"
 ALL_SCOPES = {
     "identity:write", "identity:read", "loans:write", "loans:read", "payroll:write",
-    "payroll:read", "signals:read",
+    "payroll:read", "signals:read", "webhooks:write", "webhooks:read",
 }  # fmt: skip
 MARKETING_URL = "http://127.0.0.1:8004"
 

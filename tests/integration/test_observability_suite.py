@@ -48,8 +48,8 @@ from tests.integration.conftest import _WATCHDOG, ObservabilityEngines
 from tests.integration.harness import RUN_ID, Engines
 from tests.integration.test_identity_service import PASSWORD, Person
 from zerocontact.gateway import certs
-from zerocontact.gateway.client import PartnerClient, cny, new_key
 from zerocontact.gateway.v1 import identity_pb2, loan_pb2
+from zerocontact.partner_client import PartnerClient, cny, new_key
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINES = ROOT / "deploy" / "local" / "engines.py"

@@ -180,9 +180,10 @@ def start(
             ):
                 log(f"already running under supervisord pid {supervisord_pid}")
                 return services
-            # Engines it does not run yet (e.g. Jaeger next to a running Kafka) need their ports.
+            # Engines it does not run yet (e.g. Jaeger next to a running Kafka) need their ports;
+            # one still STARTING (within its startsecs) is ours already and holds its ports.
             for target in engines:
-                if ours.get(target.name, {}).get("statename") != "RUNNING":
+                if ours.get(target.name, {}).get("statename") not in ("RUNNING", "STARTING"):
                     for variable, port in layout.program_ports[target.name].items():
                         require_free(port, variable)
             # Services configured by an earlier start stay configured (update would remove them).
