@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -141,3 +142,21 @@ def load(directory: Path, name: str) -> Issued:
     return Issued(
         (directory / f"{name}.crt").read_bytes(), (directory / f"{name}.key").read_bytes()
     )
+
+
+def still_valid(
+    directory: Path, name: str, *, issuer: Issued | None = None, margin_days: int = 30
+) -> Issued | None:
+    """``<name>.crt``/``.key`` of ``directory`` if both are there, parse, stay valid for
+    ``margin_days`` more and (given an ``issuer``) were signed by it; None otherwise."""
+    try:
+        found = load(directory, name)
+        cert = x509.load_pem_x509_certificate(found.cert_pem)
+        serialization.load_pem_private_key(found.key_pem, password=None)
+        if issuer is not None:
+            cert.verify_directly_issued_by(x509.load_pem_x509_certificate(issuer.cert_pem))
+    except (OSError, ValueError, TypeError, InvalidSignature):  # missing, unreadable, other CA
+        return None
+    if cert.not_valid_after_utc < datetime.now(UTC) + timedelta(days=margin_days):
+        return None
+    return found

@@ -68,14 +68,30 @@ def issue_partner(
 def issue_dev(
     partner: Annotated[list[str], typer.Option(help="partner id (repeat)")],
     out: OutDir = Path(".cache/gateway-certs"),
+    renew: Annotated[
+        bool, typer.Option("--renew", help="a new CA and certificates even if these are valid")
+    ] = False,
 ) -> None:
-    """A CA, the server certificate and one certificate per partner, in one go."""
-    ca = certs.issue_ca()
-    ca.write(out, "ca")
-    certs.issue_server(ca).write(out, "server")
+    """A CA, the server certificate and one certificate per partner, in one go.
+
+    Certificates still valid (30 days or more, signed by the CA there) are kept: `make up`
+    runs this on every start, and a gateway already running keeps trusting what it loaded.
+    """
+    ca = None if renew else certs.still_valid(out, "ca")
+    issued: list[str] = []
+    if ca is None:
+        ca = certs.issue_ca()
+        ca.write(out, "ca")
+        issued.append("ca")
+    if certs.still_valid(out, "server", issuer=ca) is None:
+        certs.issue_server(ca).write(out, "server")
+        issued.append("server")
     for partner_id in partner:
-        certs.issue_partner(ca, partner_id).write(out, partner_id)
-    typer.echo(f"wrote ca, server and {len(partner)} partner certificate(s) to {out}")
+        if certs.still_valid(out, partner_id, issuer=ca) is None:
+            certs.issue_partner(ca, partner_id).write(out, partner_id)
+            issued.append(partner_id)
+    kept = len(partner) + 2 - len(issued)
+    typer.echo(f"{out}: issued {', '.join(issued) or 'nothing'}; kept {kept} still valid")
 
 
 def _gateway_settings() -> GatewaySettings:
