@@ -18,22 +18,18 @@ restarting engines, so they can run in any order.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.integration.harness import RUN_ID, Engines
-
-ROOT = Path(__file__).resolve().parents[2]
-ENGINES = ROOT / "deploy" / "local" / "engines.py"
+from tests.integration.harness import RUN_ID, Engines, engines_started
 
 
 def _docker_answers() -> bool:
@@ -71,55 +67,16 @@ def engines() -> Iterator[Engines]:
         ):
             yield Engines(kc.get_bootstrap_server(), mc.get_connection_url(), "testcontainers")
         return
-    started = subprocess.run(
-        [sys.executable, str(ENGINES), "start", "--engines-only", "--if-needed"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if started.returncode != 0:
-        pytest.exit(f"embedded engines did not start: {started.stderr.strip()}", returncode=3)
-    we_started = "started" in started.stdout
-    # If this process dies (a crash never runs the teardown below), a watchdog stops the
-    # engines it started instead of leaving them to answer the next run on the same ports.
-    watchdog = (
-        subprocess.Popen(
-            [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(ENGINES)],
-            cwd=ROOT,
-            start_new_session=True,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        if we_started
-        else None
-    )
-    try:
+
+    def refused(error: str) -> NoReturn:
+        pytest.exit(f"embedded engines did not start: {error}", returncode=3)
+
+    with engines_started(["--engines-only", "--if-needed"], [], refused=refused):
         yield Engines(
             f"127.0.0.1:{os.environ.get('ZC_KAFKA_PORT', '9092')}",
             f"mongodb://127.0.0.1:{os.environ.get('ZC_MONGODB_PORT', '27017')}/",
             "embedded",
         )
-    finally:
-        if watchdog is not None:
-            watchdog.kill()  # a normal end: stop them here, and nobody else later
-            watchdog.wait()
-        if we_started:
-            subprocess.run([sys.executable, str(ENGINES), "stop"], cwd=ROOT, check=False)
-
-
-_WATCHDOG = """
-import os, subprocess, sys, time
-pid, engines = int(sys.argv[1]), sys.argv[2]
-while True:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        break
-    time.sleep(0.5)
-subprocess.run([sys.executable, engines, "stop", *sys.argv[3:]], check=False)
-"""
 
 
 @dataclass(frozen=True)
@@ -143,42 +100,19 @@ def observability_engines() -> Iterator[ObservabilityEngines]:
     Stopped at the end only if this run started them (Kafka and FerretDB are left alone). The
     first start builds both with Go when ``make fetch`` has not (a few minutes).
     """
-    started = subprocess.run(
-        [sys.executable, str(ENGINES), "start", "--observability-only", "--if-needed"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if started.returncode != 0:
-        pytest.fail(f"Jaeger and Prometheus did not start: {started.stderr.strip()}")
-    we_started = "started" in started.stdout
-    stop = [sys.executable, str(ENGINES), "stop", "--observability-only"]
-    watchdog = (
-        subprocess.Popen(
-            [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(ENGINES), *stop[3:]],
-            cwd=ROOT,
-            start_new_session=True,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        if we_started
-        else None
-    )
-    try:
+
+    def refused(error: str) -> NoReturn:
+        pytest.fail(f"Jaeger and Prometheus did not start: {error}")
+
+    with engines_started(
+        ["--observability-only", "--if-needed"], ["--observability-only"], refused=refused
+    ):
         yield ObservabilityEngines(
             jaeger_url=f"http://127.0.0.1:{_port_env('ZC_JAEGER_UI_PORT', 16686)}",
             otlp_endpoint=f"http://127.0.0.1:{_port_env('ZC_OTLP_PORT', 4317)}",
             otlp_http_endpoint=f"http://127.0.0.1:{_port_env('ZC_OTLP_HTTP_PORT', 4318)}",
             prometheus_url=f"http://127.0.0.1:{_port_env('ZC_PROMETHEUS_PORT', 9090)}",
         )
-    finally:
-        if watchdog is not None:
-            watchdog.kill()
-            watchdog.wait()
-        if we_started:
-            subprocess.run(stop, cwd=ROOT, check=False)
 
 
 @pytest.fixture

@@ -10,10 +10,11 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
 import uvicorn
@@ -45,6 +46,55 @@ def free_port() -> int:
 
 
 ROOT = Path(__file__).resolve().parents[2]
+ENGINES = ROOT / "deploy" / "local" / "engines.py"
+
+# Stops what a test session started if the session dies first (a crash runs no teardown), so
+# nothing is left answering the next run on the same ports.
+_WATCHDOG = """
+import os, subprocess, sys, time
+pid, engines = int(sys.argv[1]), sys.argv[2]
+while True:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(0.5)
+subprocess.run([sys.executable, engines, "stop", *sys.argv[3:]], check=False)
+"""
+
+
+def local_home() -> Path:
+    """The cache engines.py runs in (``ZC_LOCAL_HOME``, else the checkout's ``.cache``)."""
+    return Path(os.environ.get("ZC_LOCAL_HOME") or ROOT / ".cache").expanduser().resolve()
+
+
+@contextmanager
+def engines_started(
+    start: list[str], stop: list[str], *, refused: Callable[[str], NoReturn]
+) -> Iterator[None]:
+    """``engines.py start <start>``; what it started is stopped with ``engines.py stop <stop>``
+    at the end, or by a watchdog should this process die first. ``refused`` gets the one-line
+    error of a failed start."""
+    started = subprocess.run(
+        [sys.executable, str(ENGINES), "start", *start],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if started.returncode != 0:
+        refused(started.stderr.strip())
+    if "started" not in started.stdout:  # it was all running already: someone else's to stop
+        yield
+        return
+    watchdog = subprocess.Popen(
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(ENGINES), *stop],
+        cwd=ROOT, start_new_session=True,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield
+    finally:
+        watchdog.kill()  # a normal end: stop them here, and nobody else later
+        watchdog.wait()
+        subprocess.run([sys.executable, str(ENGINES), "stop", *stop], cwd=ROOT, check=False)
 
 
 def start_signals_worker(

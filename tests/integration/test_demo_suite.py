@@ -27,15 +27,15 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
 import pytest
 from pymongo import MongoClient
 
-from tests.integration.harness import Engines
+from tests.integration.harness import Engines, engines_started, local_home
 
 ROOT = Path(__file__).resolve().parents[2]
-ENGINES = ROOT / "deploy" / "local" / "engines.py"
 ALL_SCOPES = {
     "identity:write", "identity:read", "loans:write", "loans:read", "payroll:write",
     "payroll:read", "signals:read", "webhooks:write", "webhooks:read",
@@ -57,37 +57,17 @@ class RunningSuite:
         return secrets[name]
 
 
-def _home() -> Path:
-    return Path(os.environ.get("ZC_LOCAL_HOME") or ROOT / ".cache").expanduser().resolve()
-
-
 @pytest.fixture(scope="module")
 def suite(engines: Engines) -> Iterator[RunningSuite]:
     if engines.origin != "embedded":
         pytest.skip(f"the suite runs on the embedded engines, not {engines.origin} ones")
-    started = subprocess.run(
-        [sys.executable, str(ENGINES), "start", "--if-needed", "--timeout", "180"],
-        cwd=ROOT, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if started.returncode != 0:
-        pytest.fail(f"the suite did not start: {started.stderr.strip()}")
-    we_started = "started" in started.stdout
-    try:
-        yield RunningSuite(engines, _home())
-    finally:
-        if we_started:  # the services only: the session's engines serve the other modules
-            subprocess.run([sys.executable, "-c", STOP_SERVICES], cwd=ROOT, check=False)
 
+    def refused(error: str) -> NoReturn:
+        pytest.fail(f"the suite did not start: {error}")
 
-# Stops the programs of services.toml under this cache's supervisord, leaving the engines.
-STOP_SERVICES = """
-import sys
-sys.path.insert(0, "deploy/local")
-from localsuite.layout import Layout
-from localsuite.lifecycle import stop_programs
-from localsuite.services import load_services
-stop_programs(Layout.from_env(), [service.name for service in load_services()])
-"""
+    # the services only at the end: the session's engines serve the other modules
+    with engines_started(["--if-needed", "--timeout", "180"], ["--services-only"], refused=refused):
+        yield RunningSuite(engines, local_home())
 
 
 def _run(

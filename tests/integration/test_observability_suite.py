@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 import httpx
@@ -44,15 +44,14 @@ from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from deploy.tools.prometheus_rule import metric_names_in_rules_and_dashboards
-from tests.integration.conftest import _WATCHDOG, ObservabilityEngines
-from tests.integration.harness import RUN_ID, Engines
+from tests.integration.conftest import ObservabilityEngines
+from tests.integration.harness import RUN_ID, Engines, engines_started, local_home
 from tests.integration.test_identity_service import PASSWORD, Person
 from zerocontact.gateway import certs
 from zerocontact.gateway.v1 import identity_pb2, loan_pb2
 from zerocontact.partner_client import PartnerClient, cny, new_key
 
 ROOT = Path(__file__).resolve().parents[2]
-ENGINES = ROOT / "deploy" / "local" / "engines.py"
 SERVICES = ROOT / "deploy" / "local" / "services.toml"
 ALL_SCOPES = [
     "identity:write", "identity:read", "loans:write", "loans:read", "payroll:write",
@@ -94,47 +93,19 @@ class RunningSuite:
         return Supervisor(Layout.from_env())
 
 
-def _home() -> Path:
-    return Path(os.environ.get("ZC_LOCAL_HOME") or ROOT / ".cache").expanduser().resolve()
-
-
 @pytest.fixture(scope="module")
 def suite(engines: Engines, observability_engines: ObservabilityEngines) -> Iterator[RunningSuite]:
     if engines.origin != "embedded":
         # engines.py runs the services next to the engines of its own cache only.
         pytest.skip(f"the suite runs on the embedded engines, not {engines.origin} ones")
-    started = subprocess.run(
-        [sys.executable, str(ENGINES), "start", "--if-needed", "--timeout", "180"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if started.returncode != 0:
-        pytest.fail(f"the suite did not start: {started.stderr.strip()}")
-    we_started = "started" in started.stdout
-    stop = [sys.executable, str(ENGINES), "stop", "--services-only"]
-    watchdog = (
-        subprocess.Popen(
-            [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(ENGINES), *stop[3:]],
-            cwd=ROOT,
-            start_new_session=True,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        if we_started
-        else None
-    )
+
+    def refused(error: str) -> NoReturn:
+        pytest.fail(f"the suite did not start: {error}")
+
     services = tomllib.loads(SERVICES.read_text())["service"]
-    try:
-        yield RunningSuite(engines, observability_engines, _home(), services)
-    finally:
-        if watchdog is not None:
-            watchdog.kill()
-            watchdog.wait()
-        if we_started:
-            subprocess.run(stop, cwd=ROOT, check=False)
+    # the services only at the end: the session's engines serve the other modules
+    with engines_started(["--if-needed", "--timeout", "180"], ["--services-only"], refused=refused):
+        yield RunningSuite(engines, observability_engines, local_home(), services)
 
 
 async def _eventually(

@@ -135,26 +135,13 @@ def fetch_ferretdb(layout: Layout) -> None:
     layout.logs.mkdir(parents=True, exist_ok=True)
     fetch_log = layout.logs / "fetch-ferretdb.log"
     with timed(f"ferretdb {FERRETDB_VERSION}: downloading the module source"):
-        out = run_captured(
-            [go, "mod", "download", "-json", f"{FERRETDB_MODULE}@{FERRETDB_VERSION}"]
-        )
-        fetch_log.write_text(out.stdout + out.stderr)
-        info: dict[str, str] = {}
-        with contextlib.suppress(json.JSONDecodeError):
-            info = json.loads(out.stdout)
-        if out.returncode != 0 or not info.get("Dir"):
-            text = out.stdout + out.stderr
-            hint = "check the network or GOPROXY" if NETWORK_ERROR.search(text) else "see the log"
-            raise EngineError(
-                f"go could not download {FERRETDB_MODULE}@{FERRETDB_VERSION} "
-                f"({info.get('Error') or first_error_line(text)}): {hint}; log: {fetch_log}"
-            )
+        module_dir = _go_download(go, FERRETDB_MODULE, FERRETDB_VERSION, fetch_log)
     src = layout.ferretdb_src
     shutil.rmtree(src, ignore_errors=True)
     src.parent.mkdir(parents=True, exist_ok=True)
     # The module zip lacks the generated build/version/version.txt, without which the binary
     # panics at start ("Invalid build/version/version.txt"); build from a writable copy with it.
-    shutil.copytree(info["Dir"], src)
+    shutil.copytree(module_dir, src)
     for path in [src, *src.rglob("*")]:
         path.chmod(path.stat().st_mode | 0o200)
     (src / "build" / "version" / "version.txt").write_text(FERRETDB_VERSION + "\n")
