@@ -193,7 +193,7 @@ async def limiter_latency(
                 grpc.ssl_channel_credentials(ca.cert_pem, partner.key_pem, partner.cert_pem),
                 options=[("grpc.ssl_target_name_override", "localhost")],
             )
-            await asyncio.wait_for(channel.channel_ready(), 60)
+            await asyncio.wait_for(channel.channel_ready(), 300)
             channels.append(channel)
             stubs[mode] = loan_pb2_grpc.LoanServiceStub(channel)
         request = loan_pb2.ListLoanProductsRequest()
@@ -270,7 +270,7 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         )  # fmt: skip
         responder = asyncio.create_task(loan310.responder(run, stop))
         loan_url = f"http://127.0.0.1:{loan_port}"
-        await loan310.wait_http(f"{loan_url}/readyz", 60, loan_proc, workdir / "loan.log")
+        await loan310.wait_http(f"{loan_url}/readyz", 300, loan_proc, workdir / "loan.log")
         producer = AIOKafkaProducer(bootstrap_servers=run.bootstrap, acks="all")
         await producer.start()
         await loan310.identity_events(producer, run, [party])
@@ -303,6 +303,8 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             "ZC_GATEWAY_LOAN_URL": loan_url, "ZC_GATEWAY_LOAN_TOPIC": run.loan,
             "ZC_GATEWAY_RISK_TOPIC": run.risk, "ZC_GATEWAY_PAYROLL_TOPIC": payroll_topic,
             "ZC_GATEWAY_AUDIT_TOPIC": audit_topic, "ZC_GATEWAY_LOG_LEVEL": "WARNING",
+            "ZC_GATEWAY_JWKS_URL": f"http://127.0.0.1:{jwks_port}/.well-known/jwks.json",
+            "ZC_GATEWAY_JWT_ISSUER": loan310.ISSUER, "ZC_GATEWAY_JWT_AUDIENCE": loan310.AUDIENCE,
         }  # fmt: skip
         gateway_proc = start_gateway(env, workdir / "gateway.log")
         channel = grpc.aio.secure_channel(
@@ -310,7 +312,7 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             grpc.ssl_channel_credentials(ca.cert_pem, partner.key_pem, partner.cert_pem),
             options=[("grpc.ssl_target_name_override", "localhost")],
         )
-        await asyncio.wait_for(channel.channel_ready(), 60)
+        await asyncio.wait_for(channel.channel_ready(), 300)
         stub = loan_pb2_grpc.LoanServiceStub(channel)
         request = loan_pb2.GetLoanRequest(loan_id=loan_id)
         metadata = (("x-partner-credential", credential), ("authorization", f"Bearer {token}"))
@@ -370,10 +372,11 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             rpc: str, data: dict[str, str], call_metadata: dict[str, str]
         ) -> tuple[int, float]:
             """OK calls and seconds of a ghz run (Go, mTLS, the method by server reflection)."""
+            method = rpc if "/" in rpc else f"zerocontact.gateway.v1.LoanService/{rpc}"
             process = await asyncio.create_subprocess_exec(
                 str(GHZ), "--cacert", str(workdir / "ca.crt"),
                 "--cert", str(workdir / "partner.crt"), "--key", str(workdir / "partner.key"),
-                "--cname", "localhost", "--call", f"zerocontact.gateway.v1.LoanService/{rpc}",
+                "--cname", "localhost", "--call", method,
                 "-d", json.dumps(data), "-m", json.dumps(call_metadata),
                 "-c", str(args.concurrency), "--connections", str(args.connections),
                 "-z", f"{args.seconds}s", "--duration-stop", "ignore", "-O", "json",
@@ -437,6 +440,10 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         products_gateway_rate = await saturate(
             "products_gateway", products_via_gateway, ("ListLoanProducts", {}, credential_md)
         )
+        # The floor: a call that runs no gateway code (gRPC, TLS and HTTP/2 in Python).
+        health_rate = await saturate(
+            "health_gateway", grpc_floor, ("grpc.health.v1.Health/Check", {}, {})
+        )
         limiter = await limiter_latency(args, env, workdir, ca, partner, credential, grpc_port)
         await http.close()
         await channel.close()
@@ -455,6 +462,7 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             "gateway_saturation_rpc_per_s": round(gateway_rate),
             "products_direct_per_s": round(products_direct_rate),
             "products_gateway_rpc_per_s": round(products_gateway_rate),
+            "health_check_gateway_rpc_per_s": round(health_rate),
             "cpu_ms_per_call": cpu_per_call,
             "shared_rate_limit": limiter,
             "load_generator": generator,
@@ -477,6 +485,8 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             f"ListLoanProducts (no database read) saturation: direct "
             f"{result['products_direct_per_s']} req/s, gateway "
             f"{result['products_gateway_rpc_per_s']} RPC/s\n"
+            f"grpc.health Check (no gateway code) saturation: "
+            f"{result['health_check_gateway_rpc_per_s']} RPC/s\n"
             f"server CPU ms per call at saturation (loan, gateway): "
             + ", ".join(f"{k} {v['loan']}/{v['gateway']}" for k, v in cpu_per_call.items())
             + "\n"

@@ -31,6 +31,7 @@ from zerocontact.gateway.backends import Backends
 from zerocontact.gateway.guard import Gateway
 from zerocontact.gateway.guard.ratelimit import COLLECTION as RATE_WINDOWS
 from zerocontact.gateway.guard.ratelimit import SharedRateLimiter
+from zerocontact.gateway.readmodel import ReadModel
 from zerocontact.gateway.resume import ResumeTokens
 from zerocontact.gateway.servicers import (
     IdentityServicer,
@@ -58,6 +59,7 @@ from zerocontact.gateway.watch import EventHub
 from zerocontact.gateway.webhooks.dispatcher import WebhookDispatcher
 from zerocontact.gateway.webhooks.store import INDEXES as WEBHOOK_INDEXES
 from zerocontact.gateway.webhooks.store import WebhookStore
+from zerocontact.platform.auth import TokenVerifier
 from zerocontact.platform.http import install_operational_routes
 from zerocontact.platform.jobs import PeriodicJob
 from zerocontact.platform.metrics import ENGINE_POLL_S, engine_poll
@@ -242,6 +244,8 @@ async def running(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
             tokens=ResumeTokens(settings.credential_pepper.get_secret_value().encode()),
         )
         audit = AuditSink(settings.kafka_connection(), settings.audit_topic)
+        views = ReadModel(max_age_s=settings.read_model_max_age_s)
+        hub.on_change(views.changed)
         gateway = Gateway(
             settings,
             partners=PartnerStore(db, settings.credential_pepper.get_secret_value().encode()),
@@ -262,6 +266,12 @@ async def running(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
             )
             if settings.rate_limit == "shared"
             else None,
+            views=views,
+            tokens=TokenVerifier.remote(
+                settings.jwks_url or f"{settings.identity_url.rstrip('/')}/.well-known/jwks.json",
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+            ),
         )
         await backends.start()
         stack.push_async_callback(backends.close)

@@ -38,6 +38,17 @@ class GatewaySettings(ServiceSettings, PersonalDataSettings):
     loan_url: str = "http://127.0.0.1:8002"
     payroll_url: str = "http://127.0.0.1:8003"
 
+    # The read model (readmodel.py): how long a view read from a service may be served again
+    # while no event or mutation of the partner says it changed (0: every read goes to the
+    # service), and how long the product catalogue is (0: not kept).
+    read_model_max_age_s: float = Field(default=2.0, ge=0, le=60)
+    products_cache_s: float = Field(default=30.0, ge=0, le=3600)
+    # Identity's key set, to verify a party's token before serving it a view from the read
+    # model (empty: <identity_url>/.well-known/jwks.json); issuer and audience as the services.
+    jwks_url: str = ""
+    jwt_issuer: str = "https://identity.zerocontact.internal"
+    jwt_audience: str = "zerocontact"
+
     loan_topic: str = "loan.events.v1"
     payroll_topic: str = "payroll.events.v1"
     risk_topic: str = "signals.risk.v1"

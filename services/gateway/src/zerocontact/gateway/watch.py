@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -120,6 +120,12 @@ class EventHub:
         self._task: asyncio.Task[None] | None = None
         # topic → partition → the next offset to hand out (everything before it was)
         self._positions: dict[str, dict[int, int]] = defaultdict(dict)
+        # told every key an event names, watched or not (the read model drops its views)
+        self._listeners: list[Callable[[str], None]] = []
+
+    def on_change(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener`` with every key an event names (``loan:<id>``, ...), as read."""
+        self._listeners.append(listener)
 
     async def start(self) -> None:
         """Assign every partition of the three topics and seek to their ends."""
@@ -204,6 +210,9 @@ class EventHub:
         )  # fmt: skip
         if not pairs:
             return
+        for key, _ in pairs:
+            for listener in self._listeners:
+                listener(key)
         notice = positioned(topic, record, pairs[0][1])
         for key, _ in pairs:
             self._deliver(key, notice)

@@ -26,15 +26,19 @@ from zerocontact.gateway.certs import PARTNER_URI_PREFIX
 from zerocontact.gateway.errors import GatewayError, invalid, not_found
 from zerocontact.gateway.guard.caller import Caller, _peer_address
 from zerocontact.gateway.guard.ratelimit import SharedRateLimiter
+from zerocontact.gateway.readmodel import ReadModel
 from zerocontact.gateway.settings import GatewaySettings
 from zerocontact.gateway.store import IdempotencyStore, OwnershipStore, Partner, PartnerStore
 from zerocontact.gateway.watch import EventHub
+from zerocontact.platform.auth import InvalidToken, TokenVerifier
 
 log = logging.getLogger(__name__)
 
 CREDENTIAL_HEADER = "x-partner-credential"
 IDEMPOTENCY_HEADER = "idempotency-key"
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+# After identity's key set did not answer, party tokens are left to the services this long.
+TOKENS_BACKOFF_S = 10.0
 
 Resp = TypeVar("Resp", bound=Message)
 
@@ -53,6 +57,8 @@ class Gateway:
         hub: EventHub,
         audit: AuditSink,
         shared_limiter: SharedRateLimiter | None = None,
+        views: ReadModel | None = None,
+        tokens: TokenVerifier | None = None,
     ) -> None:
         self.settings = settings
         self.partners = partners
@@ -62,6 +68,9 @@ class Gateway:
         self.hub = hub
         self.audit = audit
         self.shared_limiter = shared_limiter
+        self.views = views or ReadModel(max_age_s=0)
+        self.tokens = tokens
+        self._tokens_down_until = float("-inf")
         # per instance: when the shared limiter is off, and while MongoDB does not answer
         self._limiters: dict[str, AsyncLimiter] = {}
         self._watchers: dict[str, int] = defaultdict(int)
@@ -161,6 +170,20 @@ class Gateway:
         except PermissionError as exc:
             raise not_found(kind) from exc
 
+    async def party_of(self, token: str) -> str | None:
+        """The party a token verified here acts as, or None when this instance cannot say
+        (invalid, or identity's key set unreachable): the service behind then decides."""
+        if self.tokens is None or time.monotonic() < self._tokens_down_until:
+            return None
+        try:
+            return (await self.tokens.verify(token)).subject
+        except InvalidToken:
+            return None
+        except Exception:
+            log.warning("identity's key set unavailable: party tokens go to the services")
+            self._tokens_down_until = time.monotonic() + TOKENS_BACKOFF_S
+            return None
+
     # -- the call envelope ---------------------------------------------------------------
 
     async def open(
@@ -237,6 +260,9 @@ class Gateway:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.idempotency.release(record_id))
             raise
+        finally:
+            # read-your-writes: nothing the read model held for the partner is served again
+            self.views.mutated(caller.partner.partner_id)
         await self.idempotency.complete(record_id, response.SerializeToString(deterministic=True))
         return response, False
 

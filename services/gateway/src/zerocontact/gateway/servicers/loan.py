@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,16 +25,25 @@ class LoanServicer(loan_pb2_grpc.LoanServiceServicer):
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        # (loop time it expires, the response): the catalogue is the loan service's
+        # configuration, the same for every partner
+        self._products: tuple[float, loan_pb2.ListLoanProductsResponse] | None = None
 
     @unary(LOANS_READ)
     async def ListLoanProducts(
         self, request: loan_pb2.ListLoanProductsRequest, caller: Caller
     ) -> loan_pb2.ListLoanProductsResponse:
-        """The catalogue."""
+        """The catalogue (kept ``products_cache_s``)."""
+        now = asyncio.get_running_loop().time()
+        if self._products is not None and now < self._products[0]:
+            return self._products[1]
         views = await self.gateway.backends.loan.request(
             "GET", "/v1/products", caller.call(with_token=False)
         )
-        return loan_pb2.ListLoanProductsResponse(products=[convert.product(v) for v in views])
+        response = loan_pb2.ListLoanProductsResponse(products=[convert.product(v) for v in views])
+        if self.gateway.settings.products_cache_s > 0:
+            self._products = (now + self.gateway.settings.products_cache_s, response)
+        return response
 
     @unary(LOANS_WRITE, mutating=True, response=loan_pb2.ApplyForLoanResponse)
     async def ApplyForLoan(
@@ -174,14 +184,25 @@ class LoanServicer(loan_pb2_grpc.LoanServiceServicer):
     async def GetLoan(
         self, request: loan_pb2.GetLoanRequest, caller: Caller
     ) -> loan_pb2.GetLoanResponse:
-        """A loan of the partner."""
+        """A loan of the partner: from the read model when it holds a view it may serve and
+        the party's token, verified here, is the borrower's; else from the loan service (which
+        also decides for a borrower's representative)."""
         loan_id = require_uuid(request.loan_id, "loan_id")
         await self.gateway.require_owner("loan", loan_id, caller.partner)
-        caller.require_token()
+        token = caller.require_token()
+        views, partner_id, key = self.gateway.views, caller.partner.partner_id, f"loan:{loan_id}"
+        if views.enabled:
+            held = views.get(key, partner_id)
+            if held is not None and await self.gateway.party_of(token) == held[0]:
+                response: loan_pb2.GetLoanResponse = held[1]
+                return response
+        stamp = views.begin(key, partner_id)
         view = await self.gateway.backends.loan.request(
             "GET", f"/v1/loans/{loan_id}", caller.call()
         )
-        return loan_pb2.GetLoanResponse(loan=convert.loan(view))
+        response = loan_pb2.GetLoanResponse(loan=convert.loan(view))
+        views.store(key, (view["party_id"], response), stamp)
+        return response
 
     @unary(LOANS_WRITE, mutating=True, response=loan_pb2.RepayLoanResponse)
     async def RepayLoan(
