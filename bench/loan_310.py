@@ -56,6 +56,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from fastapi import FastAPI
 from google.protobuf.timestamp_pb2 import Timestamp
+from prometheus_client.parser import text_string_to_metric_families
 from pymongo import AsyncMongoClient
 
 from zerocontact.common.v1 import party_pb2
@@ -164,6 +165,34 @@ class CpuMeter:
             "cores": cores,
             "loans_per_s_if_cores_fully_used": round(cores * 1000 / total, 1) if total else None,
         }
+
+
+async def mongo_commands(client: httpx.AsyncClient) -> dict[str, float]:
+    """The loan service's MongoDB commands so far, by command (its ``/metrics``): on the 310
+    path it is the only process that talks to MongoDB, so these are all of the path's."""
+    text = (await client.get("/metrics")).text
+    return {
+        sample.labels["command"]: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "zc_mongodb_commands"
+        for sample in family.samples
+        if sample.name == "zc_mongodb_commands_total"
+    }
+
+
+def per_loan(before: dict[str, float], after: dict[str, float], loans: int) -> dict[str, float]:
+    """Commands per loan by command (most first), from two :func:`mongo_commands` readings."""
+    used = {c: n - before.get(c, 0.0) for c, n in after.items()}
+    return {
+        c: round(n / max(loans, 1), 2)
+        for c, n in sorted(used.items(), key=lambda item: -item[1])
+        if n > 0
+    }
+
+
+def loadavg() -> str:
+    """The 1/5/15-minute load averages (the machine may be shared: say how busy it was)."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 @dataclass
@@ -457,11 +486,13 @@ async def run_bench(args: argparse.Namespace, tracing: str) -> dict[str, Any]:
             )
         else:
             responder_task = asyncio.create_task(responder(run, stop))
-        await wait_http(f"http://127.0.0.1:{loan_port}/readyz", 60, loan_proc, workdir / "loan.log")
+        await wait_http(
+            f"http://127.0.0.1:{loan_port}/readyz", 300, loan_proc, workdir / "loan.log"
+        )
         if signals_proc is not None:
             await wait_http(
                 f"http://127.0.0.1:{signals_port}/healthz",
-                60,
+                300,
                 signals_proc,
                 workdir / "signals.log",
             )
@@ -604,6 +635,8 @@ async def run_bench(args: argparse.Namespace, tracing: str) -> dict[str, Any]:
                 else None,
             }
         )
+        load_before = loadavg()
+        commands_before = await mongo_commands(client)
         meter.start()
         print(f"driving {total} applications at {args.rate}/s...", flush=True)
         interval = 1.0 / args.rate
@@ -625,6 +658,8 @@ async def run_bench(args: argparse.Namespace, tracing: str) -> dict[str, Any]:
             await asyncio.sleep(0.2)
         await asyncio.gather(*accept_tasks, return_exceptions=True)
         meter.stop()
+        commands_after = await mongo_commands(client)
+        load_after = loadavg()
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
@@ -677,6 +712,11 @@ async def run_bench(args: argparse.Namespace, tracing: str) -> dict[str, Any]:
             "decision_to_disbursed": summary(accept_to_disbursed),
             "breakdown": breakdown,
             "cpu": meter.report(sum(1 for t in timings.values() if t.disbursed)),
+            "mongodb_commands_per_loan": per_loan(
+                commands_before, commands_after, sum(1 for t in timings.values() if t.disbursed)
+            ),
+            "load_average_before": load_before,
+            "load_average_after": load_after,
             "decision_p99_over_kafka_p99": round(d["p99_ms"] / raw["p99_ms"], 1)
             if d.get("count")
             else None,
@@ -706,6 +746,13 @@ async def run_bench(args: argparse.Namespace, tracing: str) -> dict[str, Any]:
             + f"; total {cpu['cpu_ms_per_loan_total']} ms, so {cpu['cores']} cores fully busy "
             f"would carry {cpu['loans_per_s_if_cores_fully_used']} loans/s"
         )
+        commands = result["mongodb_commands_per_loan"]
+        print(
+            f"MongoDB commands per disbursed loan: {round(sum(commands.values()), 1)} ("
+            + ", ".join(f"{c} {n}" for c, n in commands.items())
+            + ")"
+        )
+        print(f"load average (1/5/15 min) before {load_before}, after {load_after}")
         return result
     finally:
         stop.set()
