@@ -172,7 +172,7 @@ async def mongo_commands(client: httpx.AsyncClient) -> dict[str, float]:
     path it is the only process that talks to MongoDB, so these are all of the path's."""
     text = (await client.get("/metrics")).text
     return {
-        sample.labels["command"]: sample.value
+        f"{sample.labels['command']} {sample.labels['collection']}".strip(): sample.value
         for family in text_string_to_metric_families(text)
         if family.name == "zc_mongodb_commands"
         for sample in family.samples

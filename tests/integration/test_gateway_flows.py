@@ -612,7 +612,7 @@ async def test_get_loan_from_the_read_model_sees_the_partner_s_own_repayment_at_
     suite: Suite,
 ) -> None:
     loan_id, token, _ = suite.shared["loan"]
-    views = suite.gw.gateway.views
+    views = suite.gateway.gateway.views
     async with suite.client("shop-a") as zc:
         for _ in range(50):  # an earlier test's repayment event may still drop the view
             before = await zc.get_loan(loan_id, token=token)

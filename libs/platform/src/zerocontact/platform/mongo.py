@@ -15,20 +15,25 @@ Document = dict[str, Any]
 
 # What a unit of work costs the database, in commands (bench/loan_310.py reads it per loan).
 COMMANDS = Counter(
-    "zc_mongodb_commands_total", "MongoDB commands this process sent, by command", ["command"]
+    "zc_mongodb_commands_total",
+    "MongoDB commands this process sent, by command and collection",
+    ["command", "collection"],
 )
 
 
 class CommandCounter(monitoring.CommandListener):
-    """Counts every command sent (:data:`COMMANDS`); label children cached per command."""
+    """Counts every command sent (:data:`COMMANDS`); label children cached per pair."""
 
     def __init__(self) -> None:
-        self._children: dict[str, Any] = {}
+        self._children: dict[tuple[str, str], Any] = {}
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        child = self._children.get(event.command_name)
+        name = event.command_name
+        target = event.command.get(name)  # the collection, for the CRUD commands
+        key = (name, target if isinstance(target, str) else "")
+        child = self._children.get(key)
         if child is None:
-            child = self._children[event.command_name] = COMMANDS.labels(event.command_name)
+            child = self._children[key] = COMMANDS.labels(*key)
         child.inc()
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
