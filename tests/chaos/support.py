@@ -451,12 +451,16 @@ RETRYABLE = {500, 502, 503, 504}
 
 
 def _retry_later(r: httpx.Response) -> bool:
-    if r.status_code != 409:
+    """A refusal the service marks as passing: 409 ``"retry": true`` (the first try with this
+    key still runs) or a ``retry_after_s`` (e.g. a KYC change identity has published and this
+    service has not read yet)."""
+    if r.status_code not in (403, 409):
         return False
     try:
-        return bool(r.json().get("retry"))
+        body = r.json()
     except ValueError:
         return False
+    return bool(body.get("retry")) or "retry_after_s" in body
 
 
 async def call(
@@ -485,7 +489,6 @@ async def call(
             if r.status_code in ok:
                 stats.latencies.append((time.monotonic(), op, (time.perf_counter() - began) * 1000))
                 return r
-            # 409 "request_in_progress" (retry: true): the first try with this key still runs.
             if r.status_code not in RETRYABLE and not _retry_later(r):
                 raise RuntimeError(f"{op}: {r.status_code} {r.text[:300]}")
         if time.monotonic() > deadline:
