@@ -259,12 +259,13 @@ async def scenario(args: argparse.Namespace) -> int:
             await load.close()
         suite.stop()
         engines.stop()
-        shutil.rmtree(engines.home, ignore_errors=True)
+        if not findings.failures:  # otherwise its data stays for a look (printed below)
+            shutil.rmtree(engines.home, ignore_errors=True)
     row = Row(
         "kill9", kills, findings.operations, findings.lost, findings.duplicated, recover, detail
     )
     if findings.failures:
-        print(f"logs kept in {workdir}", file=sys.stderr)
+        print(f"logs kept in {workdir}, the engines' data in {engines.home}", file=sys.stderr)
     else:
         shutil.rmtree(workdir, ignore_errors=True)
     return report([row], findings.failures)
