@@ -106,9 +106,6 @@ def _faust_app(settings: SignalsSettings) -> faust.App:
         stream_buffer_maxsize=settings.stream_buffer_maxsize,
         table_cleanup_interval=settings.table_cleanup_interval_s,
         consumer_auto_offset_reset="earliest",
-        # The wheel's compiled stream iterator and conductor, with their fast paths (take what
-        # is already queued; decode a record once for every channel): opt-in in 0.15.x.
-        cython_optimizations=True,
         # The repartition topics are declared at start-up; if the first assignment runs before
         # the broker shows them, Faust's assignor skips them ("Ignoring missing topic") and
         # nothing consumes them until the next metadata refresh (aiokafka default: 5 min).
