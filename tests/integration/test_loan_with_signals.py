@@ -96,7 +96,7 @@ async def test_the_310_path_with_the_signals_app(
             return False
         return r.status_code == 200 and not r.json().get("recovering")
 
-    await eventually(signals_ready, within_s=60, interval=0.2)
+    await eventually(signals_ready, within_s=120, interval=0.2)
     database = unique_name("loan").replace("-", "_")[:60]
     tokens = Tokens()
     bus = EventBus(engines.kafka_bootstrap, topics)

@@ -163,8 +163,13 @@ def shutdown_tracing() -> None:
 
 
 def tracer() -> trace.Tracer:
-    """The tracer of the platform's own spans."""
-    return trace.get_tracer("zerocontact.platform")
+    """The tracer of the platform's own spans (one per tracer provider: consumers ask for it
+    per record, and ``get_tracer`` builds a new one each time)."""
+    provider = trace.get_tracer_provider()
+    cached = _state.get("tracer")
+    if not (isinstance(cached, tuple) and cached[0] is provider):
+        cached = _state["tracer"] = (provider, provider.get_tracer("zerocontact.platform"))
+    return cached[1]  # type: ignore[no-any-return]
 
 
 def current_traceparent() -> str | None:

@@ -12,8 +12,8 @@ record, 10 % of the worker's CPU when profiled) and is quiet
 (the worker's own ``say`` writes text); the startup banner is the command's, which
 ``python -m zerocontact.signals`` runs with ``--quiet``. Python warnings go to the log too.
 
-It also installs the process's tracing (service ``signals``) and exports what is buffered when
-the worker stops.
+It also installs the process's tracing (service ``signals``), creates the app's topics
+before its consumer joins (:mod:`.topics`), and exports what is buffered when the worker stops.
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ from typing import Any
 import faust
 
 from zerocontact.platform.logging import configure_logging
-from zerocontact.platform.settings import ServiceSettings
 from zerocontact.platform.telemetry import shutdown_tracing
+from zerocontact.signals.settings import SignalsSettings
+from zerocontact.signals.topics import declare_app_topics
 
 __all__ = ["worker_class"]
 
 
-def worker_class(settings: ServiceSettings) -> type[faust.Worker]:
+def worker_class(settings: SignalsSettings) -> type[faust.Worker]:
     """The Faust Worker class of a process with these settings."""
 
     class SignalsWorker(faust.Worker):
@@ -46,6 +47,11 @@ def worker_class(settings: ServiceSettings) -> type[faust.Worker]:
             logger.handlers.clear()  # mode's coloured text handler
             configure_logging(settings.service_name, logging.getLevelName(level or logging.INFO))
             logging.captureWarnings(True)
+
+        async def on_first_start(self) -> None:
+            # Before the app (and its consumer) starts: see zerocontact.signals.topics.
+            await declare_app_topics(self.app, settings)
+            await super().on_first_start()
 
         async def on_shutdown(self) -> None:
             await super().on_shutdown()
