@@ -6,6 +6,10 @@ missing reference created), replaying puts the records back on their original to
 original key, value and headers (the ``dlq_*`` headers removed). Consumers are idempotent by
 ``ce_id``, so a record replayed twice is applied once.
 
+A record whose only fault was a header its producer left out (``ce_specversion``, say) is
+repaired on the way: ``default_headers`` are added to each replayed record that lacks them, and
+never replace a header a record has.
+
 The replayer reads with its own consumer group and commits after the broker acknowledged the
 republished records, so a replay that is interrupted and run again resumes instead of
 republishing everything; records that arrive in the DLQ later are replayed by the next run.
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -53,9 +57,15 @@ def original_topic(record: ConsumerRecord[bytes, bytes], dlq_topic: str) -> str:
     return dlq_topic.removesuffix(".dlq")
 
 
-def replay_headers(headers: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
-    """The record's own headers, without those the dead-lettering added."""
-    return [(k, v) for k, v in headers if not k.startswith(DLQ_HEADER_PREFIX)]
+def replay_headers(
+    headers: Sequence[tuple[str, bytes]], defaults: Mapping[str, str] | None = None
+) -> list[tuple[str, bytes]]:
+    """The record's own headers, without those the dead-lettering added, plus any of
+    ``defaults`` it lacks (a non-empty header of the record always wins)."""
+    own = [(k, v) for k, v in headers if not k.startswith(DLQ_HEADER_PREFIX)]
+    present = {k for k, v in own if v}
+    added = [(k, v.encode()) for k, v in (defaults or {}).items() if k not in present]
+    return [*[(k, v) for k, v in own if v or k not in (defaults or {})], *added]
 
 
 async def replay_dead_letters(
@@ -65,8 +75,13 @@ async def replay_dead_letters(
     limit: int | None = None,
     dry_run: bool = False,
     group_id: str | None = None,
+    default_headers: Mapping[str, str] | None = None,
 ) -> ReplayReport:
-    """Republish the records of ``dlq_topic`` not replayed before (at most ``limit``)."""
+    """Republish the records of ``dlq_topic`` not replayed before (at most ``limit``), each
+    with the ``default_headers`` it lacks."""
+    bad = [name for name in default_headers or {} if not name or name.startswith(DLQ_HEADER_PREFIX)]
+    if bad:
+        raise ValueError(f"default headers may not be empty or start with {DLQ_HEADER_PREFIX}")
     if (
         not dlq_topic.endswith(".dlq")
         or dead_letter_topic(dlq_topic.removesuffix(".dlq")) != dlq_topic
@@ -108,7 +123,7 @@ async def replay_dead_letters(
                                 target,
                                 record.value,
                                 key=record.key,
-                                headers=replay_headers(record.headers),
+                                headers=replay_headers(record.headers, default_headers),
                             )
                         )
                 if not dry_run:
