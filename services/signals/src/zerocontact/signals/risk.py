@@ -204,7 +204,13 @@ def _party_stage(app: faust.App, p: _Pipeline) -> None:
             return "dead_lettered"
         party = failed.customer_id or _text(message.key)
         at = message.timestamp
-        tables.record(FeatureKey.PARTY, party, at, count=FAILED_AUTHENTICATIONS)
+        # A redelivery (a rebalance or a crash before the commit, a DLQ replay) counts once:
+        # the count and the id that guards it go to the party's bucket in one write.
+        if tables.seen(FeatureKey.PARTY, party, envelope.id, at):
+            return "duplicate"
+        tables.record(
+            FeatureKey.PARTY, party, at, count=FAILED_AUTHENTICATIONS, event_id=envelope.id
+        )
         observed = Decimal(tables.windowed_value(FAILED_LOGINS, party, at))
         await _maybe_alert_login(tables, p.risk, party, observed, at)
         return "applied"
