@@ -335,6 +335,12 @@ def replay(
         fail(str(exc))
     verb = "would replay" if dry_run else "replayed"
     out.print(f"{topic}: {verb} {report.total} records", highlight=False)
+    if report.unrecoverable:
+        err.print(
+            f"{topic}: {report.unrecoverable} dead letters went without their value and their"
+            " original record is gone (retention): skipped",
+            highlight=False,
+        )
     if report.replayed:
         table = Table("to topic", "records")
         for target, count in sorted(report.replayed.items()):

@@ -12,7 +12,9 @@ never replace a header a record has.
 
 The replayer reads with its own consumer group and commits after the broker acknowledged the
 republished records, so a replay that is interrupted and run again resumes instead of
-republishing everything; records that arrive in the DLQ later are replayed by the next run.
+republishing everything; records that arrive in the DLQ later are replayed by the next run. A
+dead letter that went without its value (a record at the broker's size limit,
+``dlq_value_dropped``) is replayed with the value read back from its original topic and offset.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient
 
 from zerocontact.platform.kafka.connection import KafkaConnection, as_connection
-from zerocontact.platform.kafka.consumer import dead_letter_topic
+from zerocontact.platform.kafka.consumer import VALUE_DROPPED, dead_letter_topic
 
 DLQ_HEADER_PREFIX = "dlq_"
 
@@ -42,6 +44,8 @@ class ReplayReport:
     dead_letter_topic: str
     replayed: Counter[str] = field(default_factory=Counter)  # original topic -> records
     dry_run: bool = False
+    # Dead letters without their value whose original record is gone (retention): skipped.
+    unrecoverable: int = 0
 
     @property
     def total(self) -> int:
@@ -116,12 +120,18 @@ async def replay_dead_letters(
                 sends = []
                 for record in records:
                     target = original_topic(record, dlq_topic)
+                    value = record.value
+                    if any(name == VALUE_DROPPED for name, _ in record.headers):
+                        value = await _original_value(connection, record)
+                        if value is None:
+                            report.unrecoverable += 1
+                            continue
                     report.replayed[target] += 1
                     if not dry_run:
                         sends.append(
                             await producer.send(
                                 target,
-                                record.value,
+                                value,
                                 key=record.key,
                                 headers=replay_headers(record.headers, default_headers),
                             )
@@ -134,6 +144,28 @@ async def replay_dead_letters(
         await producer.stop()
         await consumer.stop()
     return report
+
+
+async def _original_value(
+    connection: KafkaConnection, record: ConsumerRecord[bytes, bytes]
+) -> bytes | None:
+    """The value of a dead letter that went without it, read back from where it came from."""
+    where = {k: v.decode() for k, v in record.headers if k.startswith(DLQ_HEADER_PREFIX)}
+    try:
+        tp = TopicPartition(where["dlq_original_topic"], int(where["dlq_original_partition"]))
+        offset = int(where["dlq_original_offset"])
+    except (KeyError, ValueError):
+        return None
+    reader = AIOKafkaConsumer(**connection.client_kwargs(), enable_auto_commit=False)
+    await reader.start()
+    try:
+        reader.assign([tp])
+        reader.seek(tp, offset)
+        batch = await reader.getmany(tp, timeout_ms=5000, max_records=1)
+        found = [r for r in batch.get(tp, []) if r.offset == offset]
+    finally:
+        await reader.stop()
+    return found[0].value if found else None
 
 
 async def _partitions(connection: KafkaConnection, topic: str) -> set[int]:

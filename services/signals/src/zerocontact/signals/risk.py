@@ -29,6 +29,7 @@ from typing import Any
 
 import faust
 
+from zerocontact.platform.kafka.consumer import dead_letter_record
 from zerocontact.platform.metrics import DEAD_LETTERS
 from zerocontact.signals import features, metrics, records
 from zerocontact.signals.features import (
@@ -95,7 +96,9 @@ class _Pipeline:
             ("dlq_original_offset", str(message.offset).encode()),
             ("dlq_consumer_group", self.settings.app_id.encode()),
         ]
-        await topic.send(key=message.key, value=message.value, headers=headers)
+        # A record at the size limit goes without its value (it stays on its topic).
+        value, headers = dead_letter_record(message.key, message.value, headers)
+        await topic.send(key=message.key, value=value, headers=headers)
         DEAD_LETTERS.labels(self.settings.app_id, source).inc()
 
 
