@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -65,7 +66,10 @@ def finish(rows: list[Row]) -> int:
 
 @contextmanager
 def chaos_engines() -> Iterator[Engines]:
-    """The runner's engines, or the embedded ones started for this run."""
+    """The runner's engines, or the embedded ones started for this run.
+
+    SIGTERM ends the scenario like Ctrl-C does, so it stops the processes it started."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     kafka, mongo = os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), os.environ.get("MONGODB_URI")
     if kafka and mongo:
         yield Engines(kafka, mongo, "external")
