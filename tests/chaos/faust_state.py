@@ -296,6 +296,21 @@ async def run(engines: Engines, *, parties: int, kills: int) -> list[Row]:
     kill_row, rebalance_row = Row(f"{SCENARIO}:kill9"), Row(f"{SCENARIO}:rebalance")
     recoveries: list[float] = []
     rebalance_s: float | None = None
+    logins = [r for r in records if r.topic == "identity"]
+    records = [r for r in records if r.topic != "identity"]
+    failed = {party: sum(1 for r in logins if r.party == party) for party in names}
+
+    async def logins_applied(p: Pipeline) -> None:
+        async def counted() -> bool:
+            async with httpx.AsyncClient(timeout=30) as http:
+                for party, n in failed.items():
+                    if n and (await p.features(http, party)).get(
+                        "failed_authentications_1h"
+                    ) != str(n):
+                        return False
+            return True
+
+        await eventually(counted, within_s=300, interval=1.0)
 
     async def all_assessed(p: Pipeline) -> bool:
         return applications <= set(p.assessments())
@@ -316,6 +331,12 @@ async def run(engines: Engines, *, parties: int, kills: int) -> list[Row]:
             await p.start_reading()
         await asyncio.gather(*(timed_ready(w) for w in first))
 
+        # Identity's records first, applied before any application arrives: the two topics
+        # are not ordered against each other, so a party's failed logins would otherwise be
+        # counted before or after its applications at random, in any run.
+        for p in (baseline, killed):
+            await send(producer, p.topics, logins)
+        await asyncio.gather(*(logins_applied(p) for p in (baseline, killed)))
         await send(producer, baseline.topics, records)
         # kill -9: the worker dies while records arrive, `kills` times, each restart from an
         # empty data directory (tables from the changelogs only).
@@ -334,7 +355,7 @@ async def run(engines: Engines, *, parties: int, kills: int) -> list[Row]:
             kill_row.faults += 1
         base_features = await settled(baseline)
         compare(kill_row, baseline, killed, applications, base_features, await settled(killed))
-        kill_row.operations = len(records)
+        kill_row.operations = len(records) + len(logins)
         baseline.stop()
         killed.stop()
 
@@ -343,7 +364,9 @@ async def run(engines: Engines, *, parties: int, kills: int) -> list[Row]:
             leader = rebalanced.worker()
             leader.start()
             await timed_ready(leader)
-            rate = max(5.0, len(records) / 60)  # ~60 s of traffic: both changes happen under it
+            await send(producer, rebalanced.topics, logins)
+            await logins_applied(rebalanced)
+            rate = max(1.0, len(records) / 150)  # ~150 s of traffic: both changes under it
             feeding = asyncio.create_task(send(producer, rebalanced.topics, records, per_s=rate))
             await asyncio.sleep(3)
             second = rebalanced.worker()
@@ -360,7 +383,7 @@ async def run(engines: Engines, *, parties: int, kills: int) -> list[Row]:
             await feeding
             features = await settled(rebalanced)
             compare(rebalance_row, baseline, rebalanced, applications, base_features, features)
-            rebalance_row.operations = len(records)
+            rebalance_row.operations = len(records) + len(logins)
         except Exception as exc:  # the kill -9 row still counts; this one says what broke
             rebalance_row.fail(f"rebalance phase did not finish: {exc!r}")
     finally:
