@@ -105,12 +105,14 @@ def start_signals_worker(
     log: Path,
     topics: Mapping[str, str],
     level: str = "warn",
+    session_timeout_s: float = 6,
 ) -> tuple[subprocess.Popen[bytes], int]:
     """The real signals worker (``python -m zerocontact.signals worker``) as a subprocess.
 
     ``topics`` maps its topic settings to names, e.g. ``{"loan": ..., "identity": ...,
     "risk": ..., "marketing": ..., "engagement": ...}`` (``ZC_SIGNALS_<NAME>_TOPIC``); any not
-    given keeps the catalog's name; ``level`` is its log level. Returns the process and its
+    given keeps the catalog's name; ``level`` is its log level; ``session_timeout_s`` is short
+    by default so a killed worker's partitions move on quickly. Returns the process and its
     web port (/readyz).
     """
     port = free_port()
@@ -121,7 +123,7 @@ def start_signals_worker(
         "ZC_SIGNALS_DATA_DIR": str(data_dir),
         "ZC_SIGNALS_HTTP_PORT": str(port),
         "ZC_SIGNALS_PRODUCER_LINGER_MS": "1",
-        "ZC_SIGNALS_SESSION_TIMEOUT_S": "6",
+        "ZC_SIGNALS_SESSION_TIMEOUT_S": str(session_timeout_s),
         **{f"ZC_SIGNALS_{name.upper()}_TOPIC": topic for name, topic in topics.items()},
     }
     with log.open("wb") as sink:

@@ -112,3 +112,44 @@ async def test_cli_replays_and_refuses_a_topic_that_is_not_a_dlq(
         await replay_dead_letters(
             bootstrap=engines.kafka_bootstrap, dlq_topic=f"{topic}-missing.dlq"
         )
+
+
+async def test_cli_repairs_a_header_the_producer_left_out(
+    engines: Engines, topic_with_dlq: str
+) -> None:
+    topic = topic_with_dlq
+    producer = AIOKafkaProducer(bootstrap_servers=engines.kafka_bootstrap)
+    await producer.start()
+    try:
+        for i, specversion in enumerate([None, b"1.0"]):
+            own = [(k, v) for k, v in CE if k != "ce_specversion"]
+            if specversion is not None:
+                own.append(("ce_specversion", specversion))
+            await producer.send_and_wait(
+                f"{topic}.dlq",
+                f"value-{i}".encode(),
+                key=b"party-1",
+                headers=[
+                    *own,
+                    ("ce_id", f"id-{i}".encode()),
+                    ("dlq_original_topic", topic.encode()),
+                ],
+            )
+    finally:
+        await producer.stop()
+    cli = [sys.executable, "-m", "zerocontact.platform.cli", "dlq", "replay", f"{topic}.dlq",
+           "--bootstrap", engines.kafka_bootstrap]  # fmt: skip
+    refused = await asyncio.to_thread(
+        subprocess.run, [*cli, "--default-header", "dlq_error=x"], capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "NAME=VALUE" in refused.stderr
+    done = await asyncio.to_thread(
+        subprocess.run, [*cli, "--default-header", "ce_specversion=1.0"], capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    records = await read_topic(engines.kafka_bootstrap, topic, 2)
+    for record in records:
+        specversions = [v for k, v in record.headers if k == "ce_specversion"]
+        assert specversions == [b"1.0"]  # added where missing, never doubled

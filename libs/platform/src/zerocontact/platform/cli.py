@@ -301,14 +301,32 @@ def replay(
         bool, typer.Option("--dry-run", help="Count what would be replayed; publish nothing.")
     ] = False,
     timeout: Timeout = 10.0,
+    default_header: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--default-header",
+            help="NAME=VALUE added to each replayed record that lacks NAME (repeatable), "
+            "e.g. ce_specversion=1.0 for records their producer sent without it.",
+        ),
+    ] = None,
 ) -> None:
     """Republish a DLQ's records (not replayed before) to their original topics."""
 
     connection = connection_or_exit(bootstrap)
+    defaults: dict[str, str] = {}
+    for item in default_header or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or name.startswith("dlq_"):
+            fail(f"--default-header takes NAME=VALUE (not a dlq_ header), not {item!r}")
+        defaults[name.strip()] = value
 
     async def work(_: AIOKafkaAdminClient) -> ReplayReport:
         return await replay_dead_letters(
-            bootstrap=connection, dlq_topic=topic, limit=limit, dry_run=dry_run
+            bootstrap=connection,
+            dlq_topic=topic,
+            limit=limit,
+            dry_run=dry_run,
+            default_headers=defaults,
         )
 
     try:
@@ -317,6 +335,12 @@ def replay(
         fail(str(exc))
     verb = "would replay" if dry_run else "replayed"
     out.print(f"{topic}: {verb} {report.total} records", highlight=False)
+    if report.unrecoverable:
+        err.print(
+            f"{topic}: {report.unrecoverable} dead letters went without their value and their"
+            " original record is gone (retention): skipped",
+            highlight=False,
+        )
     if report.replayed:
         table = Table("to topic", "records")
         for target, count in sorted(report.replayed.items()):

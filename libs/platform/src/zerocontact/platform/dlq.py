@@ -6,23 +6,29 @@ missing reference created), replaying puts the records back on their original to
 original key, value and headers (the ``dlq_*`` headers removed). Consumers are idempotent by
 ``ce_id``, so a record replayed twice is applied once.
 
+A record whose only fault was a header its producer left out (``ce_specversion``, say) is
+repaired on the way: ``default_headers`` are added to each replayed record that lacks them, and
+never replace a header a record has.
+
 The replayer reads with its own consumer group and commits after the broker acknowledged the
 republished records, so a replay that is interrupted and run again resumes instead of
-republishing everything; records that arrive in the DLQ later are replayed by the next run.
+republishing everything; records that arrive in the DLQ later are replayed by the next run. A
+dead letter that went without its value (a record at the broker's size limit,
+``dlq_value_dropped``) is replayed with the value read back from its original topic and offset.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from zerocontact.platform.kafka.connection import KafkaConnection, as_connection
-from zerocontact.platform.kafka.consumer import dead_letter_topic
+from zerocontact.platform.kafka.consumer import VALUE_DROPPED, dead_letter_topic
 
 DLQ_HEADER_PREFIX = "dlq_"
 
@@ -38,6 +44,8 @@ class ReplayReport:
     dead_letter_topic: str
     replayed: Counter[str] = field(default_factory=Counter)  # original topic -> records
     dry_run: bool = False
+    # Dead letters without their value whose original record is gone (retention): skipped.
+    unrecoverable: int = 0
 
     @property
     def total(self) -> int:
@@ -53,9 +61,15 @@ def original_topic(record: ConsumerRecord[bytes, bytes], dlq_topic: str) -> str:
     return dlq_topic.removesuffix(".dlq")
 
 
-def replay_headers(headers: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
-    """The record's own headers, without those the dead-lettering added."""
-    return [(k, v) for k, v in headers if not k.startswith(DLQ_HEADER_PREFIX)]
+def replay_headers(
+    headers: Sequence[tuple[str, bytes]], defaults: Mapping[str, str] | None = None
+) -> list[tuple[str, bytes]]:
+    """The record's own headers, without those the dead-lettering added, plus any of
+    ``defaults`` it lacks (a non-empty header of the record always wins)."""
+    own = [(k, v) for k, v in headers if not k.startswith(DLQ_HEADER_PREFIX)]
+    present = {k for k, v in own if v}
+    added = [(k, v.encode()) for k, v in (defaults or {}).items() if k not in present]
+    return [*[(k, v) for k, v in own if v or k not in (defaults or {})], *added]
 
 
 async def replay_dead_letters(
@@ -65,8 +79,13 @@ async def replay_dead_letters(
     limit: int | None = None,
     dry_run: bool = False,
     group_id: str | None = None,
+    default_headers: Mapping[str, str] | None = None,
 ) -> ReplayReport:
-    """Republish the records of ``dlq_topic`` not replayed before (at most ``limit``)."""
+    """Republish the records of ``dlq_topic`` not replayed before (at most ``limit``), each
+    with the ``default_headers`` it lacks."""
+    bad = [name for name in default_headers or {} if not name or name.startswith(DLQ_HEADER_PREFIX)]
+    if bad:
+        raise ValueError(f"default headers may not be empty or start with {DLQ_HEADER_PREFIX}")
     if (
         not dlq_topic.endswith(".dlq")
         or dead_letter_topic(dlq_topic.removesuffix(".dlq")) != dlq_topic
@@ -101,14 +120,20 @@ async def replay_dead_letters(
                 sends = []
                 for record in records:
                     target = original_topic(record, dlq_topic)
+                    value = record.value
+                    if any(name == VALUE_DROPPED for name, _ in record.headers):
+                        value = await _original_value(connection, record)
+                        if value is None:
+                            report.unrecoverable += 1
+                            continue
                     report.replayed[target] += 1
                     if not dry_run:
                         sends.append(
                             await producer.send(
                                 target,
-                                record.value,
+                                value,
                                 key=record.key,
-                                headers=replay_headers(record.headers),
+                                headers=replay_headers(record.headers, default_headers),
                             )
                         )
                 if not dry_run:
@@ -119,6 +144,28 @@ async def replay_dead_letters(
         await producer.stop()
         await consumer.stop()
     return report
+
+
+async def _original_value(
+    connection: KafkaConnection, record: ConsumerRecord[bytes, bytes]
+) -> bytes | None:
+    """The value of a dead letter that went without it, read back from where it came from."""
+    where = {k: v.decode() for k, v in record.headers if k.startswith(DLQ_HEADER_PREFIX)}
+    try:
+        tp = TopicPartition(where["dlq_original_topic"], int(where["dlq_original_partition"]))
+        offset = int(where["dlq_original_offset"])
+    except (KeyError, ValueError):
+        return None
+    reader = AIOKafkaConsumer(**connection.client_kwargs(), enable_auto_commit=False)
+    await reader.start()
+    try:
+        reader.assign([tp])
+        reader.seek(tp, offset)
+        batch = await reader.getmany(tp, timeout_ms=5000, max_records=1)
+        found = [r for r in batch.get(tp, []) if r.offset == offset]
+    finally:
+        await reader.stop()
+    return found[0].value if found else None
 
 
 async def _partitions(connection: KafkaConnection, topic: str) -> set[int]:

@@ -16,7 +16,8 @@ FerretDB 1.24 lacks the positional ``$`` operator and ignores ``$pull`` conditio
 The relay is nudged right after each write (latency) and sweeps every few seconds for
 whatever a crash left behind (recovery). Delivery is at least once: a crash between the
 broker's acknowledgement and the ``$unset`` republishes the same events with the same
-``ce_id``, which idempotent consumers ignore.
+``ce_id``, which idempotent consumers ignore. Both crashes can be injected for the reliability
+suite (:mod:`zerocontact.platform.faults`, off unless a test process arms them).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
+from zerocontact.platform.faults import AFTER_PUBLISH, AFTER_STATE_WRITE, CrashPoints, crash_points
 from zerocontact.platform.ids import new_id
 from zerocontact.platform.kafka.cloudevents import CloudEvent, dataschema_for
 from zerocontact.platform.kafka.consumer import TransientError
@@ -217,8 +219,11 @@ class OutboxRelay:
         collections: Sequence[AsyncCollection[Document]],
         sweep_interval_s: float = 5.0,
         batch_size: int = 64,
+        faults: CrashPoints | None = None,
     ) -> None:
         self._publisher = publisher
+        # None: the environment's (off unless a test process arms them: platform.faults).
+        self._faults = crash_points() if faults is None else faults
         self._collections = {c.name: c for c in collections}
         self._sweep_interval = sweep_interval_s
         self._batch_size = batch_size
@@ -290,7 +295,9 @@ class OutboxRelay:
             return 0
         keys = sorted(pending)
         events = [_stored_event(pending[k]) for k in keys]
+        self._faults.reached(AFTER_STATE_WRITE)  # stored, unpublished: the next sweep publishes
         await self._publisher.publish_in_order([(e.topic, e.key, e.event) for e in events])
+        self._faults.reached(AFTER_PUBLISH)  # published, not cleared: republished, same ce_id
         unset = {f"{OUTBOX}.{k}": "" for k in keys}
         token = doc.get(WRITTEN)
         if token is not None:

@@ -7,6 +7,7 @@ from typing import Self
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from zerocontact.platform.faults import crash_points
 from zerocontact.platform.kafka.connection import KafkaConnection, KafkaSettingsError
 from zerocontact.platform.pii import FieldCipher, decode_key
 from zerocontact.platform.telemetry import configure_tracing
@@ -79,6 +80,11 @@ class ServiceSettings(BaseSettings):
     @model_validator(mode="after")
     def _kafka_security_is_complete(self) -> Self:
         self.kafka_connection()  # raises KafkaSettingsError (one line) when incomplete
+        return self
+
+    @model_validator(mode="after")
+    def _crash_points_are_allowed(self) -> Self:
+        crash_points()  # raises FaultInjectionRefused (one line) where they may not be armed
         return self
 
     def kafka_connection(self) -> KafkaConnection:

@@ -29,6 +29,7 @@ from typing import Any
 
 import faust
 
+from zerocontact.platform.kafka.consumer import dead_letter_record
 from zerocontact.platform.metrics import DEAD_LETTERS
 from zerocontact.signals import features, metrics, records
 from zerocontact.signals.features import (
@@ -95,7 +96,9 @@ class _Pipeline:
             ("dlq_original_offset", str(message.offset).encode()),
             ("dlq_consumer_group", self.settings.app_id.encode()),
         ]
-        await topic.send(key=message.key, value=message.value, headers=headers)
+        # A record at the size limit goes without its value (it stays on its topic).
+        value, headers = dead_letter_record(message.key, message.value, headers)
+        await topic.send(key=message.key, value=value, headers=headers)
         DEAD_LETTERS.labels(self.settings.app_id, source).inc()
 
 
@@ -204,7 +207,13 @@ def _party_stage(app: faust.App, p: _Pipeline) -> None:
             return "dead_lettered"
         party = failed.customer_id or _text(message.key)
         at = message.timestamp
-        tables.record(FeatureKey.PARTY, party, at, count=FAILED_AUTHENTICATIONS)
+        # A redelivery (a rebalance or a crash before the commit, a DLQ replay) counts once:
+        # the count and the id that guards it go to the party's bucket in one write.
+        if tables.seen(FeatureKey.PARTY, party, envelope.id, at):
+            return "duplicate"
+        tables.record(
+            FeatureKey.PARTY, party, at, count=FAILED_AUTHENTICATIONS, event_id=envelope.id
+        )
         observed = Decimal(tables.windowed_value(FAILED_LOGINS, party, at))
         await _maybe_alert_login(tables, p.risk, party, observed, at)
         return "applied"

@@ -66,6 +66,29 @@ def dead_letter_topic(topic: str) -> str:
     return f"{topic}.dlq"
 
 
+# A dead letter is its record plus the dlq_* headers, so a record at the broker's size limit
+# cannot go to the DLQ as it is (the producer refuses it: a partition held back forever, a
+# Faust agent crashed). Below this many bytes (under aiokafka's 1 MiB and Faust's 1,000,000
+# byte request limits) it goes whole; above, without its value, which stays on its topic.
+MAX_DEAD_LETTER_BYTES = 990_000
+VALUE_DROPPED = "dlq_value_dropped"
+
+
+def dead_letter_record(
+    key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]
+) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+    """The value and headers of a dead letter for a record and its ``dlq_*`` headers.
+
+    A record too large to carry them keeps its value on its original topic: the dead letter
+    has an empty value and ``dlq_value_dropped`` (the value's size), and a replay reads it back
+    from ``dlq_original_topic/partition/offset``.
+    """
+    size = len(key or b"") + len(value or b"") + sum(len(k) + len(v) for k, v in headers)
+    if size <= MAX_DEAD_LETTER_BYTES:
+        return value, list(headers)
+    return b"", [*headers, (VALUE_DROPPED, str(len(value or b"")).encode())]
+
+
 class ConsumerRunner:
     """Runs one consumer group over ``topics`` until stopped."""
 
@@ -261,8 +284,9 @@ class ConsumerRunner:
             ("dlq_original_offset", str(record.offset).encode()),
             ("dlq_consumer_group", self._group.encode()),
         ]
+        value, headers = dead_letter_record(record.key, record.value, headers)
         await self._publisher.publish_raw(
-            dead_letter_topic(record.topic), key=record.key, value=record.value, headers=headers
+            dead_letter_topic(record.topic), key=record.key, value=value, headers=headers
         )
 
     async def _sleep(self, seconds: float) -> None:
