@@ -15,7 +15,7 @@ PROMTOOL := $(or $(ZC_LOCAL_HOME),.cache)/bin/promtool
 ALERT_RULES := deploy/monitoring/alerts.yaml
 ALERT_TESTS := deploy/monitoring/alerts.test.yaml
 
-.PHONY: help venv lock proto contracts fetch promtool up down status lint lint-deploy asyncapi image-sizes test test-unit test-integration bench buf-lint buf-breaking clients clean
+.PHONY: help venv lock proto contracts fetch promtool up down status lint lint-deploy asyncapi image-sizes test test-unit test-integration bench chaos chaos-quick buf-lint buf-breaking clients clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -125,6 +125,12 @@ test: lint fetch ## lint, unit and integration tests (starts the embedded engine
 
 bench: $(STAMP) proto fetch ## benchmarks under bench/ (engines started if needed)
 	$(PY) bench/run.py
+
+chaos: $(STAMP) proto fetch ## the reliability and security scenarios of tests/chaos/, full size, and their table (docs/reliability.md)
+	$(PY) bench/chaos.py
+
+chaos-quick: $(STAMP) proto fetch ## the same scenarios, smaller (about 10 minutes; run by .ci/run)
+	$(PY) bench/chaos.py --quick
 
 clean: down ## remove generated code and caches (keeps the engine cache)
 	rm -rf libs/contracts/src/zerocontact/*/v1 .pytest_cache .mypy_cache .ruff_cache
