@@ -500,7 +500,7 @@ async def idempotency_cross_partner(world: World, bodies: Bodies) -> Row:
             second = await call
             replayed = dict(await call.trailing_metadata() or ()).get("idempotent-replayed")
             bodies.add("gateway RegisterCustomer (B, A's key)", second)
-            if second.party_id == first.party_id or replayed:
+            if second.party.party_id == first.party.party_id or replayed:
                 row.succeeded.append("RegisterCustomer: B got A's response")
         except grpc.aio.AioRpcError as err:
             row.notes.append(f"RegisterCustomer by B: {err.code().name}")
