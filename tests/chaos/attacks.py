@@ -368,10 +368,12 @@ async def mass_assignment(world: World, bodies: Bodies) -> Row:
 
 
 def _wallet(r: httpx.Response) -> str:
+    """The employer view's wallet fields, for the row's detail."""
     try:
-        return str(r.json().get("wallet", {}).get("amount"))
+        doc = r.json()
     except ValueError:
         return "?"
+    return json.dumps({k: v for k, v in doc.items() if "wallet" in k}, ensure_ascii=False)
 
 
 # -- API2: tokens ----------------------------------------------------------------------------
