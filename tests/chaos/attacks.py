@@ -46,8 +46,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("ZC_LOG_LEVEL", "WARNING")  # the services' JSON logs share our stdout
-
 import grpc
 import httpx
 import jwt
@@ -692,7 +690,14 @@ async def run(quick: bool) -> list[Row]:
     return rows
 
 
+def quiet_services() -> None:
+    """The services run in this process: their JSON logs would share the rows' stdout."""
+    for service in ("IDENTITY", "LOAN", "PAYROLL", "MARKETING", "GATEWAY", "SIGNALS"):
+        os.environ.setdefault(f"ZC_{service}_LOG_LEVEL", "WARNING")
+
+
 def main(argv: list[str] | None = None) -> int:
+    quiet_services()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the same attacks (they are few)")
     args = parser.parse_args(argv)

@@ -40,8 +40,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("ZC_LOG_LEVEL", "WARNING")  # the services' JSON logs share our stdout
-
 import grpc
 import schemathesis
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
@@ -421,7 +419,14 @@ async def services_rows(budget: Budget, parts: set[str]) -> list[Row]:
             return rows
 
 
+def quiet_services() -> None:
+    """The services run in this process: their JSON logs would share the rows' stdout."""
+    for service in ("IDENTITY", "LOAN", "PAYROLL", "MARKETING", "GATEWAY", "SIGNALS"):
+        os.environ.setdefault(f"ZC_{service}_LOG_LEVEL", "WARNING")
+
+
 def main(argv: list[str] | None = None) -> int:
+    quiet_services()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small budgets (CI)")
     parser.add_argument("--only", default="http,grpc,parsers", help="comma-separated parts")
