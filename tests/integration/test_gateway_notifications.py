@@ -427,3 +427,46 @@ async def test_resume_token_replays_the_missed_alerts_then_goes_on_live(suite: S
         assert caught.value.code() == grpc.StatusCode.OUT_OF_RANGE
         assert _reason(caught.value)[0] == "RESUME_POSITION_EXPIRED"
         assert "Get" in (caught.value.details() or "")
+
+
+async def test_another_partner_s_endpoint_is_not_found_in_deliveries_and_replays(
+    suite: Suite,
+) -> None:
+    """Found by tests/chaos/attacks.py (BOLA): naming another partner's endpoint answered an
+    empty page and 0 replayed instead of NOT_FOUND like any other partner's object."""
+    async with suite.client("hook-a") as za:
+        created = await za.webhooks.CreateWebhookEndpoint(
+            webhooks_pb2.CreateWebhookEndpointRequest(
+                url="https://partner-a.example/hooks", event_types=["*"]
+            ),
+            metadata=za.metadata(key=new_key()),
+        )
+        endpoint_id = created.endpoint.endpoint_id
+        async with suite.client("hook-b") as zb:
+            calls = [
+                zb.webhooks.ListWebhookDeliveries(
+                    webhooks_pb2.ListWebhookDeliveriesRequest(endpoint_id=endpoint_id),
+                    metadata=zb.metadata(),
+                ),
+                zb.webhooks.ReplayWebhooks(
+                    webhooks_pb2.ReplayWebhooksRequest(endpoint_id=endpoint_id, event_ids=["e-1"]),
+                    metadata=zb.metadata(key=new_key()),
+                ),
+            ]
+            for call in calls:
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await call
+                assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+                assert "WEBHOOK_ENDPOINT_NOT_FOUND" in str(refused.value.debug_error_string()) or (
+                    refused.value.details() == "no such webhook_endpoint"
+                )
+        # the owner still reads and replays by its endpoint
+        page = await za.webhooks.ListWebhookDeliveries(
+            webhooks_pb2.ListWebhookDeliveriesRequest(endpoint_id=endpoint_id),
+            metadata=za.metadata(),
+        )
+        assert list(page.deliveries) == []
+        await za.webhooks.DeleteWebhookEndpoint(
+            webhooks_pb2.DeleteWebhookEndpointRequest(endpoint_id=endpoint_id),
+            metadata=za.metadata(key=new_key()),
+        )

@@ -89,6 +89,7 @@ class Suite:
     partners: dict[str, Partner] = field(default_factory=dict)
     shared: dict[str, Any] = field(default_factory=dict)  # what one test leaves for the next
     dbs: dict[str, str] = field(default_factory=dict)  # the services' and gateway's databases
+    signals_port: int = 0  # the signals worker's web port (0: started without it)
 
     @property
     def target(self) -> str:
@@ -249,6 +250,7 @@ async def start_suite(
     )  # type: ignore[arg-type]  # fmt: skip
     payroll = await stack.enter_async_context(serve(payroll_app(payroll_settings)))
 
+    signals_port = 0
     if with_signals:
         data = tmp / "signals" / "data"
         data.mkdir(parents=True)
@@ -267,6 +269,7 @@ async def start_suite(
         )
         stack.callback(stop_process, process)
         await eventually(lambda: signals_ready(port), within_s=90, interval=0.3)
+        signals_port = port
 
     certs_dir = tmp / "certs"
     ca = certs.issue_ca()
@@ -284,7 +287,10 @@ async def start_suite(
         **(gateway_overrides or {}),
     )  # type: ignore[arg-type]  # fmt: skip
     gw = await stack.enter_async_context(running(gateway_settings))
-    return Suite(engines, topics, certs_dir, ca, gw, identity, loan, payroll, dbs=dbs)
+    return Suite(
+        engines, topics, certs_dir, ca, gw, identity, loan, payroll, dbs=dbs,
+        signals_port=signals_port,
+    )  # fmt: skip
 
 
 class AuditReader:

@@ -9,6 +9,8 @@ here from RFC 9162 2.1.1 cross-checks the stored-node implementation on more siz
 from __future__ import annotations
 
 import hashlib
+import json
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -196,3 +198,31 @@ def test_receipt_round_trip_and_a_later_head_with_consistency() -> None:
         verify_receipt(parsed, public_key=key.public_key(), trusted_head=head8)
     with pytest.raises(ReceiptInvalid):
         verify_receipt(parsed, public_key=Ed25519PrivateKey.generate().public_key())
+
+
+@pytest.mark.parametrize("shape", [[1, 2], "text", 7, None, {"receipt": [1]}])
+def test_verify_receipt_command_reports_a_receipt_of_the_wrong_json_shape_as_invalid(
+    tmp_path: Path, shape: object
+) -> None:
+    """Found by fuzzing (tests/chaos/fuzz.py): a receipt or consistency file holding JSON that
+    is not an object crashed the command with AttributeError instead of INVALID."""
+    from cryptography.hazmat.primitives import serialization
+
+    from zerocontact.identity.trust.cli import check
+
+    key = Ed25519PrivateKey.generate()
+    head = TreeHead.sign(key, tree_size=6, timestamp_ms=1, root_hash=ROOTS[6])
+    (tmp_path / "sth.json").write_text(json.dumps(head.to_json()))
+    (tmp_path / "key.pem").write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    (tmp_path / "bad.json").write_text(json.dumps(shape))
+    receipt = Receipt(LEAVES[5], 5, merkle.inclusion_proof(5, 6, fetch_for(LEAVES)), head)
+    (tmp_path / "receipt.json").write_text(json.dumps(receipt.to_json()))
+    paths = (tmp_path / "sth.json", tmp_path / "key.pem")
+    with pytest.raises(ReceiptInvalid):
+        check(tmp_path / "bad.json", *paths)
+    with pytest.raises(ReceiptInvalid):
+        check(tmp_path / "receipt.json", *paths, consistency_file=tmp_path / "bad.json")

@@ -136,6 +136,14 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
             self.dispatcher.endpoints_changed()
         return webhooks_pb2.DeleteWebhookEndpointResponse(endpoint=_endpoint(endpoint))
 
+    async def _own_endpoint(self, caller: Caller, endpoint_id: str) -> None:
+        """NOT_FOUND for an endpoint the partner does not have (another partner's included):
+        naming one is refused like any other object of another partner, not answered empty."""
+        if endpoint_id and not await self.store.owns_endpoint(
+            caller.partner.partner_id, endpoint_id
+        ):
+            raise not_found("webhook_endpoint")
+
     @unary(WEBHOOKS_READ)
     async def ListWebhookDeliveries(
         self, request: webhooks_pb2.ListWebhookDeliveriesRequest, caller: Caller
@@ -144,6 +152,7 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
         if request.page_size < 0:
             raise invalid("page_size", "must not be negative")
         size = min(request.page_size or 50, 500)
+        await self._own_endpoint(caller, request.endpoint_id)
         status = ""
         if request.status:
             status = Status.Name(request.status).removeprefix("WEBHOOK_DELIVERY_STATUS_")
@@ -173,6 +182,7 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
         end = request.end_time.ToDatetime() if request.HasField("end_time") else None
         if start and end and end <= start:
             raise invalid("end_time", "must be after start_time")
+        await self._own_endpoint(caller, request.endpoint_id)
         replayed = await self.store.replay(
             caller.partner.partner_id, endpoint_id=request.endpoint_id, event_ids=ids,
             start=start, end=end, max_age_s=self.gateway.settings.webhook_max_age_s,

@@ -113,6 +113,11 @@ class WebhookStore:
         cursor = self.endpoints.find({"partner": partner_id}).sort("created_at", ASCENDING)
         return [self._endpoint(doc) async for doc in cursor]
 
+    async def owns_endpoint(self, partner_id: str, endpoint_id: str) -> bool:
+        """Whether ``endpoint_id`` is one of the partner's endpoints (active or not)."""
+        doc = await self.endpoints.find_one({"_id": endpoint_id, "partner": partner_id}, {"_id": 1})
+        return doc is not None
+
     async def count_active(self, partner_id: str) -> int:
         """How many active endpoints the partner has."""
         return int(await self.endpoints.count_documents({"partner": partner_id, "active": True}))

@@ -47,11 +47,15 @@ def check(
     if not isinstance(key, Ed25519PublicKey):
         raise ReceiptInvalid("the public key is not an Ed25519 key")
     doc = _json(receipt_file)
-    receipt = Receipt.from_json(doc.get("receipt", doc))  # the signature response or the receipt
+    if isinstance(doc, dict) and "receipt" in doc:  # the signature response, else the receipt
+        doc = doc["receipt"]
+    receipt = Receipt.from_json(doc)
     head = TreeHead.from_json(_json(sth_file))
     proof = None
     if consistency_file is not None:
         c = _json(consistency_file)
+        if not isinstance(c, dict):
+            raise ReceiptInvalid("malformed consistency proof")
         if (c.get("first"), c.get("second")) != (receipt.tree_head.tree_size, head.tree_size):
             raise ReceiptInvalid("the consistency proof is not between these two tree sizes")
         try:
