@@ -215,7 +215,7 @@ async def swept_collections(client: Any) -> list[tuple[str, str]]:
 
 
 async def unload_engines(layout: Layout, run: str) -> None:
-    """Remove what :func:`load_engines` added."""
+    """Remove what :func:`load_engines` added (the groups' offsets go with their topics)."""
     from aiokafka.admin import AIOKafkaAdminClient
     from pymongo import AsyncMongoClient
 
@@ -227,13 +227,6 @@ async def unload_engines(layout: Layout, run: str) -> None:
         ours = [t for t in await admin.list_topics() if t.startswith(f"bench-idle-{run}-")]
         for first in range(0, len(ours), 100):
             await admin.delete_topics(ours[first : first + 100])
-        groups = [
-            g[0]
-            for g in await admin.list_consumer_groups()
-            if str(g[0]).startswith(f"bench-idle-{run}-")
-        ]
-        if groups:
-            await admin.delete_consumer_groups(groups)
     finally:
         await admin.close()
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(layout.mongodb_uri)
