@@ -16,6 +16,9 @@ class RecordedJob(PeriodicJob):
         self._results = results
         self._runs = runs
         self.done = asyncio.Event()
+        self.third_wait = asyncio.Event()
+        self.resume = asyncio.Event()
+        self.resume.set()  # the wake test clears it to hold the job at its third wait
         super().__init__("recorded", 1.0, self._next, **options)
 
     async def _next(self) -> object:
@@ -23,6 +26,9 @@ class RecordedJob(PeriodicJob):
 
     async def _wait(self, seconds: float) -> None:
         self.waits.append(seconds)
+        if len(self.waits) == 3:
+            self.third_wait.set()
+            await self.resume.wait()
         if len(self.waits) >= self._runs:
             self.done.set()
             await asyncio.Event().wait()  # park until stopped
@@ -54,11 +60,11 @@ async def test_a_run_with_work_brings_the_interval_back() -> None:
 
 async def test_wake_brings_the_interval_back() -> None:
     job = RecordedJob(iter([False] * 10), 10, idle_interval_s=8.0)
+    job.resume.clear()
     job.start()
-    while len(job.waits) < 3:
-        await asyncio.sleep(0)
+    await asyncio.wait_for(job.third_wait.wait(), 5)
     job.wake()
+    job.resume.set()
     await asyncio.wait_for(job.done.wait(), 5)
     await job.stop()
-    assert job.waits[:3] == [1.0, 2.0, 4.0]
-    assert 1.0 in job.waits[3:5]  # the first wait after the wake
+    assert job.waits[:5] == [1.0, 2.0, 4.0, 1.0, 2.0]  # back to the interval, then doubling
