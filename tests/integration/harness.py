@@ -145,6 +145,7 @@ def stop_process(process: subprocess.Popen[bytes], *, within_s: float = 20) -> N
             process.wait(within_s)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait()  # reaped: an unreaped child is a ResourceWarning (an error in tests)
 
 
 @dataclass

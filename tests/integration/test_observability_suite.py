@@ -490,7 +490,7 @@ async def test_consumer_lag_alert_fires_while_loan_is_down(suite: RunningSuite) 
                         return dict(alert)
                 return None
 
-            # for: 1m, after the lag exporter (5 s), the scrape (5 s) and the evaluation (5 s).
+            # for: 1m, after the lag exporter (15 s), the scrape (5 s) and the evaluation (5 s).
             alert = await _eventually(firing, within_s=180, interval=2)
             lag = await _loan_lag(http, prometheus)
             assert alert is not None, f"ZcConsumerGroupLag did not fire for loan (lag {lag})"

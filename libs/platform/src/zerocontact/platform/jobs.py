@@ -17,6 +17,10 @@ class PeriodicJob:
 
     ``first_delay_s`` waits before the first run (default: run at once). :meth:`wake` runs the
     work early, e.g. when a write made new work (the next run follows ``interval_s`` after it).
+
+    ``idle_interval_s`` lets a job that polls for work rest when there is none: each run whose
+    work returns ``False`` (exactly: it found nothing to do) doubles the wait, up to
+    ``idle_interval_s``; any other result, or a :meth:`wake`, brings it back to ``interval_s``.
     """
 
     def __init__(
@@ -26,9 +30,12 @@ class PeriodicJob:
         work: Callable[[], Awaitable[object]],
         *,
         first_delay_s: float = 0.0,
+        idle_interval_s: float | None = None,
     ) -> None:
         self.name = name
         self._interval = interval_s
+        self._idle_interval = max(interval_s, idle_interval_s or interval_s)
+        self._next_wait = interval_s
         self._first_delay = first_delay_s
         self._work = work
         self._task: asyncio.Task[None] | None = None
@@ -45,6 +52,7 @@ class PeriodicJob:
 
     def wake(self) -> None:
         """Run the work now instead of at the end of the current wait."""
+        self._next_wait = self._interval
         self._woken.set()
 
     async def stop(self) -> None:
@@ -64,10 +72,16 @@ class PeriodicJob:
         if self._first_delay > 0:
             await self._wait(self._first_delay)
         while True:
+            idle = False
             try:
-                await self._work()
+                idle = await self._work() is False
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # engines down: the next run tries again
                 log.warning("job failed", extra={"job": self.name, "error": repr(exc)})
-            await self._wait(self._interval)
+            if idle:
+                wait = self._next_wait
+                self._next_wait = min(self._next_wait * 2, self._idle_interval)
+            else:
+                wait = self._next_wait = self._interval
+            await self._wait(wait)

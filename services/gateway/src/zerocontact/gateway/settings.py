@@ -84,6 +84,9 @@ class GatewaySettings(ServiceSettings, PersonalDataSettings):
     webhooks_enabled: bool = True
     webhook_consumer_group: str = "zerocontact-gateway-webhooks"
     webhook_tick_s: float = Field(default=1.0, gt=0)
+    # With nothing due the sender's tick stretches to this (new deliveries wake it at once):
+    # how late a retry that falls due while the sender rests may start.
+    webhook_idle_tick_s: float = Field(default=5.0, gt=0)
     webhook_retry_base_s: float = Field(default=10.0, gt=0)
     webhook_retry_max_s: float = Field(default=3600.0, gt=0)
     webhook_max_age_s: float = Field(default=3 * 24 * 3600.0, gt=0)

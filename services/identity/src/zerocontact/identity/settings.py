@@ -80,6 +80,9 @@ class IdentitySettings(ServiceSettings, PersonalDataSettings):
     # How often the holder reads the queue for leaves queued by other replicas (a replica's
     # own leaves wake it at once), and how many leaves one batch integrates at most.
     trust_log_poll_s: float = Field(default=0.05, gt=0, le=5.0)
+    # An empty queue stretches the holder's poll up to this (at most a fifth of the lease):
+    # the longest a leaf queued by another replica waits while the log is idle.
+    trust_log_idle_poll_s: float = Field(default=1.0, gt=0, le=12.0)
     trust_log_batch_max: int = Field(default=1_000, ge=1, le=10_000)
     # How long a signing request waits for its leaf before answering 202 (contract SIGNING).
     trust_sign_wait_s: float = Field(default=5.0, gt=0, le=30.0)

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.protocol.metadata import MetadataRequest
 from aiokafka.structs import RecordMetadata
 
 from zerocontact.platform.kafka.cloudevents import CloudEvent
@@ -129,11 +130,21 @@ class EventPublisher:
         return await producer.send_and_wait(topic, value, key=key, headers=list(headers))
 
     async def ready(self, within_s: float = 2.0) -> bool:
-        """True when connected and a broker answers a metadata request within ``within_s``."""
+        """True when connected and a broker answers a metadata request within ``within_s``.
+
+        The request names no topic, so the answer is the broker list alone: the check costs
+        the same on a broker with ten topics or ten thousand (asking for every topic's
+        metadata made each readiness check of every service decode the whole cluster).
+        """
         if self._producer is None:
             return False
+        client = self._producer.client
+        brokers = client.cluster.brokers()
+        if not brokers:
+            return False
+        node = min(broker.nodeId for broker in brokers)
         try:
-            await asyncio.wait_for(self._producer.client.fetch_all_metadata(), within_s)
+            await asyncio.wait_for(client.send(node, MetadataRequest([])), within_s)
         except Exception:  # any failure to reach a broker means: not ready
             return False
         return True

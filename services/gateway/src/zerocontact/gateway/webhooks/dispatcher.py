@@ -40,6 +40,7 @@ from zerocontact.gateway.webhooks.events import ALL, EVENT_TYPES, EventType, bod
 from zerocontact.gateway.webhooks.signing import EVENT_ID_HEADER, SIGNATURE_HEADER, signature
 from zerocontact.gateway.webhooks.store import Endpoint, WebhookStore, utcnow
 from zerocontact.platform.jobs import PeriodicJob
+from zerocontact.platform.kafka.consumer import IDLE_FETCH_WAIT_MS
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,12 @@ class WebhookDispatcher:
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
-        self.sender = PeriodicJob("gateway-webhook-sender", settings.webhook_tick_s, self.send_due)
+        self.sender = PeriodicJob(
+            "gateway-webhook-sender",
+            settings.webhook_tick_s,
+            self._send_tick,
+            idle_interval_s=settings.webhook_idle_tick_s,
+        )
         self._limit = asyncio.Semaphore(settings.webhook_concurrency)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -89,7 +95,7 @@ class WebhookDispatcher:
             # A new deployment reads what the topics hold; only events after an endpoint was
             # registered are delivered to it.
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=100,
+            fetch_max_wait_ms=IDLE_FETCH_WAIT_MS,  # answered at once when a record arrives
         )
         await consumer.start()
         self._consumer = consumer
@@ -224,6 +230,11 @@ class WebhookDispatcher:
             await consumer.commit(offsets)
 
     # -- send -----------------------------------------------------------------------------
+
+    async def _send_tick(self) -> bool:
+        """One tick of the sender; False when nothing was due (the job then ticks less often,
+        up to ``webhook_idle_tick_s``; a new delivery wakes it)."""
+        return await self.send_due() > 0
 
     async def send_due(self) -> int:
         """Claim and attempt every due delivery (one indexed query when none is due)."""

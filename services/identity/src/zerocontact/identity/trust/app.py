@@ -67,6 +67,7 @@ class TrustServices:
         ctx.sequencer = await runtime.start(Sequencer(
             self.log, self.queue, holder=self.holder, lease_s=settings.trust_log_lease_s,
             poll_s=settings.trust_log_poll_s, batch_max=settings.trust_log_batch_max,
+            idle_poll_s=settings.trust_log_idle_poll_s,
             sweep_after_s=settings.trust_sweep_after_s,
             publish_head=partial(publish_head, ctx), complete=partial(complete_signing, ctx),
         ))  # fmt: skip

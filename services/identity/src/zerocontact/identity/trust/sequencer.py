@@ -99,12 +99,14 @@ class Sequencer:
 
     Its loop is a :class:`PeriodicJob` ticking every ``poll_s``: the holder steps at every
     tick, the others try to claim the lease (and refresh their view of the log) five times
-    per lease period, or at once when a leaf was queued here (:meth:`wake`).
+    per lease period, or at once when a leaf was queued here (:meth:`wake`). A tick that found
+    the queue empty doubles the wait, up to ``idle_poll_s`` (at most a fifth of the lease, so
+    the holder still renews in time): an idle log costs a read a second, not twenty.
     """
 
     def __init__(
         self, log_: MerkleLog, queue: LeafQueue, *, holder: str, lease_s: float, poll_s: float,
-        batch_max: int, sweep_after_s: float,
+        batch_max: int, sweep_after_s: float, idle_poll_s: float = 1.0,
         publish_head: Callable[[], Awaitable[object]],
         complete: Callable[[Document], Awaitable[object]],
         clock: Callable[[], float] = time.time,
@@ -113,6 +115,7 @@ class Sequencer:
         ``complete`` finishes the contract of an integrated queued leaf."""
         self.log, self.queue, self.holder = log_, queue, holder
         self.lease_ms, self.poll_s = int(lease_s * 1000), poll_s
+        self.idle_poll_s = min(max(idle_poll_s, poll_s), lease_s / 5)
         self.batch_max, self.sweep_after_s = batch_max, sweep_after_s
         self._publish_head, self._complete, self._clock = publish_head, complete, clock
         self.leader = False
@@ -132,7 +135,9 @@ class Sequencer:
 
     async def start(self) -> None:
         """Run the loop in the background (a job named ``trust-log-sequencer``)."""
-        self.job = PeriodicJob("trust-log-sequencer", self.poll_s, self.tick)
+        self.job = PeriodicJob(
+            "trust-log-sequencer", self.poll_s, self.tick, idle_interval_s=self.idle_poll_s
+        )
         self.job.start()
 
     def wake(self) -> None:
@@ -141,27 +146,29 @@ class Sequencer:
         if self.job is not None:
             self.job.wake()
 
-    async def tick(self) -> None:
+    async def tick(self) -> bool:
         """One tick of the loop: step, unless this replica does not hold the lease, was not
         woken and tried to claim it less than a fifth of a lease period ago. A failed step
-        is logged by the job and tried again at the next tick (engines down)."""
+        is logged by the job and tried again at the next tick (engines down). False when
+        there was nothing to do: the job then polls less often, up to ``idle_poll_s``."""
         if not self.leader and not self._woken and time.monotonic() < self._claim_at:
-            return
-        self._woken = False
+            return False
+        woken, self._woken = self._woken, False
         try:
-            await self.step()
+            return await self.step() or woken
         finally:
             if not self.leader:
                 self._claim_at = time.monotonic() + self.lease_ms / 5000
             metrics.sequencer_state(size=self.log.size, leader=self.leader)
 
-    async def step(self) -> None:
-        """One round: keep or take the lease; as holder, integrate and sweep."""
+    async def step(self) -> bool:
+        """One round: keep or take the lease; as holder, integrate and sweep. True when the
+        queue held leaves (integrated now or waiting for the sweep)."""
         now = self._now_ms()
         if not self.leader:
             if not await self.log.claim(self.holder, now_ms=now, lease_ms=self.lease_ms):
                 await self.log.refresh()
-                return
+                return False
             self.leader, self._lease_until = True, now + self.lease_ms
             self._renew_at = now + self.lease_ms // 3
             log.info("trust log lease taken", extra={"epoch": self.log.epoch})
@@ -169,11 +176,11 @@ class Sequencer:
         elif now >= self._renew_at:
             if not await self.log.renew(now_ms=now, lease_ms=self.lease_ms):
                 await self._step_down("lease taken by another instance")
-                return
+                return False
             self._lease_until, self._renew_at = now + self.lease_ms, now + self.lease_ms // 3
         if self._now_ms() >= self._lease_until:  # could not renew in time: stop writing
             await self._step_down("lease lapsed")
-            return
+            return False
         try:
             if self._unmarked:  # the last batch's head or marks failed: finish them first
                 await self._recover()
@@ -184,6 +191,8 @@ class Sequencer:
                 await self._sweep(docs)
         except ConcurrentWriter:
             await self._step_down("fenced out by a newer epoch")
+            return False
+        return bool(docs)
 
     async def _step_down(self, why: str) -> None:
         self.leader = False
