@@ -20,7 +20,6 @@ from zerocontact.marketing.channels import Channel, OutgoingMessage
 from zerocontact.marketing.domain import contact
 from zerocontact.marketing.domain.campaigns import Campaign
 from zerocontact.marketing.domain.catalog import Product, suitable
-from zerocontact.marketing.domain.compliance import Variant
 from zerocontact.marketing.domain.evaluation import in_holdout
 from zerocontact.marketing.repository import (
     DELIVERIES,
@@ -30,6 +29,7 @@ from zerocontact.marketing.repository import (
     product_of,
 )
 from zerocontact.marketing.settings import MarketingSettings
+from zerocontact.platform.compliance import Variant
 from zerocontact.platform.ids import new_id
 from zerocontact.platform.mongo import Document
 from zerocontact.platform.outbox import OutboxRelay
