@@ -37,6 +37,7 @@ class GatewaySettings(ServiceSettings, PersonalDataSettings):
     identity_url: str = "http://127.0.0.1:8001"
     loan_url: str = "http://127.0.0.1:8002"
     payroll_url: str = "http://127.0.0.1:8003"
+    assistant_url: str = "http://127.0.0.1:8005"
 
     loan_topic: str = "loan.events.v1"
     payroll_topic: str = "payroll.events.v1"

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, time
 
 from prometheus_client import Counter, Histogram
 
-from zerocontact.marketing import events, metrics
+from zerocontact.marketing import events, metrics, profiles
 from zerocontact.marketing.channels import Channel, OutgoingMessage
 from zerocontact.marketing.domain import contact
 from zerocontact.marketing.domain.campaigns import Campaign
@@ -114,6 +114,9 @@ class Outreach:
         prefs = preferences_of(
             await self.repo.preferences_of(party_id), self.settings.default_time_zone
         )
+        if profile is None:
+            profile = await self.repo.profile(party_id)
+        prefs = replace(prefs, paused_until=profiles.paused_until(profile))
         cost = campaign.cost_per_contact_minor
         reserved = False
         for _ in range(5):  # compare-and-set on the contact log; retried on a race

@@ -30,6 +30,7 @@ from zerocontact.assistant.api.views import (
     messages_view,
     turn_view,
 )
+from zerocontact.assistant.domain.errors import NotYourParty
 from zerocontact.assistant.handlers import AssistantDeps, conversations
 from zerocontact.platform.deps import BearerToken, Caller, IdempotencyKey
 
@@ -47,6 +48,8 @@ async def start(
 ) -> ConversationView:
     """Open a conversation with the assistant (the same key opens it once)."""
     deps = deps_of(request)
+    if body.party_id is not None and body.party_id != who.subject:
+        raise NotYourParty("the access token is not this party's")
     doc = await conversations.start(
         deps,
         party_id=who.subject,

@@ -37,6 +37,17 @@ class StartConversation(Body):
     """Open a conversation (``POST /v1/conversations``)."""
 
     channel: Literal["app", "partner"] = "app"
+    party_id: (
+        Annotated[
+            str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description="the party the caller means to act for: must be the token's own party "
+        "(the gateway sends it so that a partner cannot open a conversation for a party it "
+        "named with another party's token)",
+    )
     partner_id: PartnerId | None = Field(
         default=None, description="the partner whose app embeds the assistant (channel partner)"
     )

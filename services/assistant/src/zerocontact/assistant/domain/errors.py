@@ -47,6 +47,12 @@ class NotYourHandoff(Forbidden):
     code = "not_your_handoff"
 
 
+class NotYourParty(Forbidden):
+    """A conversation is opened for the token's own party only."""
+
+    code = "not_your_party"
+
+
 class UnsafeReply(Invalid):
     """An operator's reply crosses a red line (the findings name the rules)."""
 
