@@ -3,11 +3,12 @@ studio statistics, triggers, suitability."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from pydantic import ValidationError
 
+from zerocontact.marketing import profiles
 from zerocontact.marketing.domain import contact, segments, triggers
 from zerocontact.marketing.domain.catalog import Product, ProductKind, suitable
 from zerocontact.marketing.domain.evaluation import (
@@ -110,6 +111,26 @@ class TestContact:
         assert (
             contact.decide(PREFS, "app_push", sent_by_day={}, caps=CAPS, now=LATE) == "quiet_hours"
         )
+
+    def test_an_open_complaint_pauses_outreach_until_its_pause_ends(self) -> None:
+        paused = contact.Preferences(
+            consented=PREFS.consented, paused_until=NOON + timedelta(days=1)
+        )
+        reason = contact.decide(paused, "app_push", sent_by_day={}, caps=CAPS, now=NOON)
+        assert reason == "open_complaint"
+        later = NOON + timedelta(days=1, seconds=1)
+        assert contact.decide(paused, "app_push", sent_by_day={}, caps=CAPS, now=later) is None
+        # after do-not-contact, before everything else
+        both = contact.Preferences(paused_until=NOON + timedelta(days=1), do_not_contact=True)
+        assert contact.decide(both, "sms", sent_by_day={}, caps=CAPS, now=NOON) == "do_not_contact"
+
+    def test_the_pause_is_the_latest_of_the_open_complaints(self) -> None:
+        first, second = NOON + timedelta(days=3), NOON + timedelta(days=9)
+        profile = {"complaints": {"c1": first.replace(tzinfo=None), "c2": second}}
+        assert profiles.paused_until(profile) == second
+        assert profiles.paused_until({"complaints": {"c1": first.replace(tzinfo=None)}}) == first
+        assert profiles.paused_until({"complaints": {}}) is None
+        assert profiles.paused_until(None) is None
 
     def test_quiet_hours_spanning_midnight_and_not(self) -> None:
         day_window = contact.Preferences(quiet_start=time(12, 0), quiet_end=time(13, 0))
