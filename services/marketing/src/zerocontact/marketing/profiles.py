@@ -92,6 +92,8 @@ def view(
         "engagement_as_of": profile.get("engagement_at"),
         "campaign_interactions": profile.get("interactions") or {},
         "segments": sorted((profile.get("segments") or {}).keys()),
+        # Open complaints raised with the assistant pause every offer until then (or resolved).
+        "outreach_paused_until": paused_until(profile),
         "counts": f.counts,
         "preferences": {
             "consented_channels": prefs.get("consented", []),
