@@ -44,7 +44,9 @@ def create_app(
 
     async def setup(runtime: Runtime, app: FastAPI) -> None:
         began = time.perf_counter()
-        loaded = understander or await asyncio.to_thread(Understander.load)
+        loaded = (
+            understander if understander is not None else await asyncio.to_thread(Understander.load)
+        )
         log.info("understanding loaded", extra={"seconds": round(time.perf_counter() - began, 3)})
         repo = AssistantRepository(runtime.database())
         await runtime.ensure(repo.create_indexes)

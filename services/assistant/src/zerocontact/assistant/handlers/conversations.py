@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from dataclasses import replace
 from typing import Any
@@ -157,7 +158,7 @@ async def _turn(
     now = utc_now()
     state = dialogue_of(doc.get("dialogue"))
     understanding = deps.understander.understand(text)
-    language = understanding.language if understanding.language in ("zh", "en") else doc["language"]
+    language = _language(text, understanding.language, str(doc["language"]))
     understood = dlg.Understood(
         understanding.intent, float(understanding.confidence), dict(understanding.slots)
     )
@@ -307,6 +308,22 @@ async def _turn(
             },
         )
     return first, seq
+
+
+_IDS = re.compile(r"[0-9a-fA-F-]{8,}|\d+")
+_CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+def _language(text: str, understood: str, current: str) -> str:
+    """The language to answer in: Chinese when the message has Chinese words (a pasted id's
+    letters do not make it English); the understanding's otherwise; the conversation's when
+    the message has no words of its own (a number, an id)."""
+    words = _IDS.sub(" ", text)
+    if _CJK.search(words):
+        return "zh"
+    if understood in ("zh", "en") and any(ch.isalpha() for ch in words):
+        return understood
+    return current
 
 
 def _resource(slots: Any) -> str:
