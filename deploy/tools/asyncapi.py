@@ -87,6 +87,8 @@ CONSUMERS: Final = (
     ),
     Consumer("marketing.events.v1", "signals", "zc-signals-risk", "engagement features"),
     Consumer("signals.engagement.v1", "marketing", "marketing", "engagement scores"),
+    Consumer("assistant.events.v1", "marketing", "marketing", "open complaints pause outreach"),
+    Consumer("assistant.events.v1", "signals", "zc-signals-risk", "engagement features"),
 )
 
 # Dead-letter topics have no service consumer: an operator replays them with

@@ -35,6 +35,8 @@ from tests.integration.harness import (
     stop_process,
 )
 from tests.integration.test_identity_service import PASSWORD, Person, credit_code
+from zerocontact.assistant.app import create_app as assistant_app
+from zerocontact.assistant.settings import AssistantSettings
 from zerocontact.gateway import certs
 from zerocontact.gateway.app import RunningGateway, running
 from zerocontact.gateway.settings import GatewaySettings
@@ -52,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[2]
 OPERATOR_KEY = "operator-key-for-tests-0123456789abcdef-0123"
 ALL_SCOPES = [
     "identity:write", "identity:read", "loans:write", "loans:read", "payroll:write",
-    "payroll:read", "signals:read",
+    "payroll:read", "signals:read", "assistant:write", "assistant:read",
 ]  # fmt: skip
 
 
@@ -64,6 +66,7 @@ class Topics:
     risk: str
     payroll: str
     audit: str
+    assistant: str
 
 
 @dataclass
@@ -86,6 +89,7 @@ class Suite:
     identity: RunningApp
     loan: RunningApp
     payroll: RunningApp
+    assistant: RunningApp | None = None
     partners: dict[str, Partner] = field(default_factory=dict)
     shared: dict[str, Any] = field(default_factory=dict)  # what one test leaves for the next
     dbs: dict[str, str] = field(default_factory=dict)  # the services' and gateway's databases
@@ -180,9 +184,12 @@ async def make_topics(admin: AIOKafkaAdminClient) -> Topics:
     prefix = f"t{RUN_ID}-gw-{uuid.uuid4().hex[:8]}"
     topics = Topics(
         f"{prefix}-identity", f"{prefix}-notes", f"{prefix}-loan", f"{prefix}-risk",
-        f"{prefix}-payroll", f"{prefix}-audit",
+        f"{prefix}-payroll", f"{prefix}-audit", f"{prefix}-assistant",
     )  # fmt: skip
-    names = [topics.identity, topics.notifications, topics.loan, topics.risk, topics.payroll]
+    names = [
+        topics.identity, topics.notifications, topics.loan, topics.risk, topics.payroll,
+        topics.assistant,
+    ]  # fmt: skip
     await admin.create_topics(
         [NewTopic(t, 6, 1) for t in names]
         + [NewTopic(f"{t}.dlq", 1, 1) for t in names]
@@ -209,11 +216,13 @@ async def start_suite(
     stack: AsyncExitStack,
     *,
     with_signals: bool = True,
+    with_assistant: bool = False,
     gateway_overrides: dict[str, Any] | None = None,
 ) -> Suite:
     topics = await make_topics(admin)
     tag = uuid.uuid4().hex[:8]
-    dbs = {n: f"t{RUN_ID}_gw_{n}_{tag}" for n in ("identity", "loan", "payroll", "rail", "gateway")}
+    names = ("identity", "loan", "payroll", "rail", "gateway", "assistant")
+    dbs = {n: f"t{RUN_ID}_gw_{n}_{tag}" for n in names}
     for name in dbs.values():
         stack.push_async_callback(mongo.drop_database, name)
 
@@ -249,6 +258,16 @@ async def start_suite(
         identity_jwks_url=jwks,
     )  # type: ignore[arg-type]  # fmt: skip
     payroll = await stack.enter_async_context(serve(payroll_app(payroll_settings)))
+    assistant = None
+    if with_assistant:
+        assistant_settings = AssistantSettings(
+            kafka_bootstrap_servers=engines.kafka_bootstrap, mongodb_uri=engines.mongodb_uri,
+            mongodb_database=dbs["assistant"], events_topic=topics.assistant,
+            consumer_group=f"t{RUN_ID}-gw-assistant-{tag}", outbox_sweep_interval_s=0.5,
+            operator_key=OPERATOR_KEY, pii_key=random_key(), pii_index_key=random_key(),
+            jwks_url=jwks, identity_url=identity.url, loan_url=loan.url, payroll_url=payroll.url,
+        )  # type: ignore[arg-type]  # fmt: skip
+        assistant = await stack.enter_async_context(serve(assistant_app(assistant_settings)))
 
     signals_port = 0
     if with_signals:
@@ -265,6 +284,7 @@ async def start_suite(
                 "risk": topics.risk,
                 "marketing": f"{topics.risk}-marketing",
                 "engagement": f"{topics.risk}-engagement",
+                "assistant": topics.assistant,
             },
         )
         stack.callback(stop_process, process)
@@ -282,13 +302,14 @@ async def start_suite(
         client_ca_file=str(certs_dir / "ca.crt"), credential_pepper=random_key(),
         pii_key=random_key(), pii_index_key=random_key(),
         identity_url=identity.url, loan_url=loan.url, payroll_url=payroll.url,
+        assistant_url=assistant.url if assistant else "http://127.0.0.1:9",
         loan_topic=topics.loan, payroll_topic=topics.payroll, risk_topic=topics.risk,
         audit_topic=topics.audit, webhook_consumer_group=f"t{RUN_ID}-gw-hooks-{tag}",
         **(gateway_overrides or {}),
     )  # type: ignore[arg-type]  # fmt: skip
     gw = await stack.enter_async_context(running(gateway_settings))
     return Suite(
-        engines, topics, certs_dir, ca, gw, identity, loan, payroll, dbs=dbs,
+        engines, topics, certs_dir, ca, gw, identity, loan, payroll, assistant, dbs=dbs,
         signals_port=signals_port,
     )  # fmt: skip
 

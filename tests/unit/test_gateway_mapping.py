@@ -133,7 +133,13 @@ def test_the_service_config_leaves_authentication_unretried() -> None:
     retried, plain = config["methodConfig"]
     assert {n["service"] for n in retried["name"]} == {
         f"zerocontact.gateway.v1.{s}"
-        for s in ("IdentityService", "LoanService", "PayrollService", "SignalService")
+        for s in (
+            "IdentityService",
+            "LoanService",
+            "PayrollService",
+            "SignalService",
+            "AssistantService",
+        )
     }
     assert "retryPolicy" not in plain
     assert {n.get("method") for n in plain["name"]} == {

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
+from zerocontact.assistant.api import schemas as assistant_api
 from zerocontact.gateway import convert
-from zerocontact.gateway.v1 import loan_pb2, payroll_pb2
+from zerocontact.gateway.v1 import assistant_pb2, loan_pb2, payroll_pb2
 from zerocontact.loan.domain.loans import ApplicationState, LoanState
 from zerocontact.payroll.domain.batches import BatchState
 
@@ -61,3 +62,56 @@ def test_a_batch_view_carries_both() -> None:
     )  # fmt: skip
     assert batch.state == "EXECUTING"
     assert batch.lifecycle_state == payroll_pb2.PAYROLL_BATCH_STATE_EXECUTING
+
+
+@pytest.mark.parametrize(
+    ("literal", "enum", "prefix"),
+    [
+        (assistant_api.Sender, assistant_pb2.MessageSender, "MESSAGE_SENDER_"),
+        (assistant_api.MessageKind, assistant_pb2.MessageKind, "MESSAGE_KIND_"),
+        (assistant_api.ConversationView.model_fields["state"].annotation,
+         assistant_pb2.ConversationState, "CONVERSATION_STATE_"),
+        (assistant_api.HandoffRef.model_fields["state"].annotation, assistant_pb2.HandoffState,
+         "HANDOFF_STATE_"),
+        (assistant_api.PendingView.model_fields["awaiting"].annotation, assistant_pb2.Awaiting,
+         "AWAITING_"),
+    ],
+)  # fmt: skip
+def test_every_value_of_the_assistant_s_api_has_its_enum_value(
+    literal: Any, enum: Any, prefix: str
+) -> None:
+    values = set(get_args(literal))
+    assert values
+    names = {n.removeprefix(prefix) for n in enum.DESCRIPTOR.values_by_name} - {"UNSPECIFIED"}
+    assert names == {v.upper() for v in values}
+
+
+def test_a_turn_maps_with_its_reply_pending_choice_and_hand_off() -> None:
+    message = {
+        "seq": 2, "sender": "assistant", "kind": "ask", "text": "Which loan?",
+        "at": "2026-12-06T10:00:00+00:00", "intent": "loan.next_installment",
+        "article_id": None, "confidence": 0.91, "blocked": False,
+    }  # fmt: skip
+    turn = convert.assistant_turn(
+        {
+            "conversation_id": "c", "state": "open", "with_person": False,
+            "messages": [message | {"seq": 1, "sender": "customer", "kind": "question"}, message],
+            "reply": message,
+            "pending": {"intent": "loan.next_installment", "awaiting": "slot", "slot": "loan_id",
+                        "options": [{"value": "1", "label": "Loan …42"}]},
+            "handoff": {"handoff_id": "h", "state": "claimed"},
+        }
+    )  # fmt: skip
+    assert turn.state == assistant_pb2.CONVERSATION_STATE_OPEN
+    assert [m.sender for m in turn.messages] == [
+        assistant_pb2.MESSAGE_SENDER_CUSTOMER, assistant_pb2.MESSAGE_SENDER_ASSISTANT
+    ]  # fmt: skip
+    assert turn.reply.kind == assistant_pb2.MESSAGE_KIND_ASK and turn.reply.confidence == 0.91
+    assert turn.pending.awaiting == assistant_pb2.AWAITING_SLOT
+    assert turn.pending.options[0].label == "Loan …42"
+    assert turn.handoff.state == assistant_pb2.HANDOFF_STATE_CLAIMED
+    quiet = convert.assistant_turn(
+        {"conversation_id": "c", "state": "open", "with_person": True, "messages": [],
+         "reply": None, "pending": None, "handoff": None}
+    )  # fmt: skip
+    assert not quiet.HasField("reply") and not quiet.HasField("pending")

@@ -16,7 +16,7 @@ from zerocontact.marketing.domain.campaigns import (
     SameApprover,
 )
 from zerocontact.marketing.domain.catalog import Product, ProductKind
-from zerocontact.marketing.domain.compliance import Variant
+from zerocontact.platform.compliance import Variant
 from zerocontact.platform.errors import DomainError, Forbidden
 from zerocontact.platform.http import http_status
 

@@ -3,12 +3,13 @@ studio statistics, triggers, suitability."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from pydantic import ValidationError
 
-from zerocontact.marketing.domain import compliance, contact, segments, triggers
+from zerocontact.marketing import profiles
+from zerocontact.marketing.domain import contact, segments, triggers
 from zerocontact.marketing.domain.catalog import Product, ProductKind, suitable
 from zerocontact.marketing.domain.evaluation import (
     NotEnoughData,
@@ -17,6 +18,7 @@ from zerocontact.marketing.domain.evaluation import (
     two_proportion_z_test,
 )
 from zerocontact.marketing.domain.studios import SessionStats
+from zerocontact.platform import compliance
 
 WEALTH = Product("w1", ProductKind.WEALTH, "稳健理财", risk_level=2)
 LOAN = Product("l1", ProductKind.LOAN, "薪享贷", risk_level=1, annual_rate="7.2%")
@@ -27,10 +29,17 @@ def v(body: str, title: str = "好消息") -> compliance.Variant:
     return compliance.Variant("a", "app_push", title, body)
 
 
+def check(variants: list[compliance.Variant], product: Product) -> list[compliance.Finding]:
+    """The red-line checker as a campaign runs it: with the disclosures its product requires."""
+    return compliance.check(
+        variants, disclosures=product.disclosures, annual_rate=product.annual_rate
+    )
+
+
 class TestCompliance:
     def test_forbidden_claim_names_rule_and_span(self) -> None:
         variant = v("本产品保本保收益，" + DISCLOSED)
-        findings = compliance.check([variant], WEALTH)
+        findings = check([variant], WEALTH)
         assert [(f.rule, f.text) for f in findings] == [
             ("forbidden_claim", "保本"),
             ("forbidden_claim", "保收益"),
@@ -39,25 +48,48 @@ class TestCompliance:
             assert variant.text[f.start : f.end] == f.text
 
     def test_longest_claim_reported_once(self) -> None:
-        findings = compliance.check([v("稳赚不赔！" + DISCLOSED)], WEALTH)  # noqa: RUF001 (Chinese punctuation)
+        findings = check([v("稳赚不赔！" + DISCLOSED)], WEALTH)  # noqa: RUF001 (Chinese punctuation)
         assert [f.text for f in findings] == ["稳赚不赔"]
 
     def test_superlatives(self) -> None:
-        findings = compliance.check([v("全国第一，收益最高，国家级品质。" + DISCLOSED)], WEALTH)
+        findings = check([v("全国第一，收益最高，国家级品质。" + DISCLOSED)], WEALTH)
         assert {f.text for f in findings} == {"第一", "最高", "国家级"}
         assert {f.rule for f in findings} == {"absolute_superlative"}
 
     def test_wealth_needs_risk_disclosure(self) -> None:
-        findings = compliance.check([v("稳健理财，欢迎了解")], WEALTH)
+        findings = check([v("稳健理财，欢迎了解")], WEALTH)
         assert [(f.rule, f.start) for f in findings] == [("missing_risk_disclosure", -1)]
-        assert compliance.check([v("稳健理财。" + DISCLOSED)], WEALTH) == []
+        assert check([v("稳健理财。" + DISCLOSED)], WEALTH) == []
 
     def test_loan_needs_annualized_rate(self) -> None:
-        assert [f.rule for f in compliance.check([v("薪享贷，随借随还")], LOAN)] == [
+        assert [f.rule for f in check([v("薪享贷，随借随还")], LOAN)] == ["missing_annualized_rate"]
+        assert check([v("薪享贷，年化利率7.2%起")], LOAN) == []
+        assert check([v("薪享贷，年化利率（单利）7.2%")], LOAN) == []  # noqa: RUF001 (Chinese punctuation)
+        assert [f.message for f in check([v("薪享贷")], LOAN)] == [
+            "a loan offer must state its annualized rate (年化利率 7.2%)"
+        ]
+
+    def test_english_red_lines(self) -> None:
+        text = "Risk-free and the BEST rate, guaranteed returns. Asbestos-free offices."
+        findings = compliance.check_text(text)
+        assert [(f.rule, text[f.start : f.end]) for f in findings] == [
+            ("forbidden_claim", "Risk-free"),
+            ("absolute_superlative", "BEST"),
+            ("forbidden_claim", "guaranteed returns"),
+        ]
+
+    def test_english_disclosures(self) -> None:
+        loan = {compliance.Disclosure.ANNUALIZED_RATE}
+        wealth = {compliance.Disclosure.RISK}
+        assert compliance.check_text("Salary loan, APR 7.2%-18%.", disclosures=loan) == []
+        assert compliance.check_text("Annualized rate (simple) 7.2%", disclosures=loan) == []
+        assert [f.rule for f in compliance.check_text("Salary loan.", disclosures=loan)] == [
             "missing_annualized_rate"
         ]
-        assert compliance.check([v("薪享贷，年化利率7.2%起")], LOAN) == []
-        assert compliance.check([v("薪享贷，年化利率（单利）7.2%")], LOAN) == []  # noqa: RUF001 (Chinese punctuation)
+        assert compliance.check_text("Investments carry risk.", disclosures=wealth) == []
+        assert compliance.check_text("A fund.", disclosures=wealth)[0].rule == (
+            "missing_risk_disclosure"
+        )
 
 
 NOON = datetime(2026, 11, 30, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
@@ -79,6 +111,26 @@ class TestContact:
         assert (
             contact.decide(PREFS, "app_push", sent_by_day={}, caps=CAPS, now=LATE) == "quiet_hours"
         )
+
+    def test_an_open_complaint_pauses_outreach_until_its_pause_ends(self) -> None:
+        paused = contact.Preferences(
+            consented=PREFS.consented, paused_until=NOON + timedelta(days=1)
+        )
+        reason = contact.decide(paused, "app_push", sent_by_day={}, caps=CAPS, now=NOON)
+        assert reason == "open_complaint"
+        later = NOON + timedelta(days=1, seconds=1)
+        assert contact.decide(paused, "app_push", sent_by_day={}, caps=CAPS, now=later) is None
+        # after do-not-contact, before everything else
+        both = contact.Preferences(paused_until=NOON + timedelta(days=1), do_not_contact=True)
+        assert contact.decide(both, "sms", sent_by_day={}, caps=CAPS, now=NOON) == "do_not_contact"
+
+    def test_the_pause_is_the_latest_of_the_open_complaints(self) -> None:
+        first, second = NOON + timedelta(days=3), NOON + timedelta(days=9)
+        profile = {"complaints": {"c1": first.replace(tzinfo=None), "c2": second}}
+        assert profiles.paused_until(profile) == second
+        assert profiles.paused_until({"complaints": {"c1": first.replace(tzinfo=None)}}) == first
+        assert profiles.paused_until({"complaints": {}}) is None
+        assert profiles.paused_until(None) is None
 
     def test_quiet_hours_spanning_midnight_and_not(self) -> None:
         day_window = contact.Preferences(quiet_start=time(12, 0), quiet_end=time(13, 0))

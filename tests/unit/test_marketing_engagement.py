@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from zerocontact.assistant.v1 import events_pb2 as assistant_pb
 from zerocontact.marketing.v1 import events_pb2 as marketing_pb
-from zerocontact.signals.engagement import WEIGHTS, add, decayed, interaction
+from zerocontact.signals.engagement import (
+    WEIGHTS,
+    add,
+    assistant_interaction,
+    decayed,
+    interaction,
+)
 
 DAY = 86_400.0
 HALF_LIFE = 7 * DAY
@@ -50,3 +57,25 @@ def test_interactions() -> None:
     w3 = marketing_pb.MarketingEvent()
     w3.contact_suppressed.party_id = "p"
     assert interaction(w3) is None
+
+
+def test_the_assistant_s_answers_and_done_actions_are_interactions() -> None:
+    answered = assistant_pb.AssistantEvent()
+    answered.question_answered.party_id = "p1"
+    found = assistant_interaction(answered)
+    assert found is not None and found.party_id == "p1"
+    assert found.weight_key == "assistant_answered" and WEIGHTS["assistant_answered"] > 0
+    done = assistant_pb.AssistantEvent()
+    done.action_performed.party_id = "p1"
+    done.action_performed.outcome = assistant_pb.ACTION_OUTCOME_SUCCEEDED
+    found = assistant_interaction(done)
+    assert found is not None and found.weight_key == "assistant_action"
+    assert WEIGHTS["assistant_action"] > WEIGHTS["assistant_answered"]
+    refused = assistant_pb.AssistantEvent()
+    refused.action_performed.party_id = "p1"
+    refused.action_performed.outcome = assistant_pb.ACTION_OUTCOME_REFUSED
+    found = assistant_interaction(refused)
+    assert found is not None and found.weight_key is None  # nothing done: no engagement
+    complaint = assistant_pb.AssistantEvent()
+    complaint.complaint_raised.party_id = "p1"
+    assert assistant_interaction(complaint) is None  # marketing's business, not a score

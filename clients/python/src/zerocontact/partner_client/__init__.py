@@ -34,6 +34,8 @@ from grpc_status import rpc_status  # type: ignore[import-untyped]
 
 from zerocontact.common.v1 import money_pb2
 from zerocontact.gateway.v1 import (
+    assistant_pb2,
+    assistant_pb2_grpc,
     identity_pb2,
     identity_pb2_grpc,
     loan_pb2,
@@ -46,6 +48,7 @@ from zerocontact.gateway.v1 import (
 )
 
 if TYPE_CHECKING:  # the asyncio stubs exist in the generated .pyi only
+    from zerocontact.gateway.v1.assistant_pb2_grpc import AssistantServiceAsyncStub
     from zerocontact.gateway.v1.identity_pb2_grpc import IdentityServiceAsyncStub
     from zerocontact.gateway.v1.loan_pb2_grpc import LoanServiceAsyncStub
     from zerocontact.gateway.v1.payroll_pb2_grpc import PayrollServiceAsyncStub
@@ -209,6 +212,11 @@ class PartnerClient:
     def webhooks(self) -> WebhookServiceAsyncStub:
         """Raw stub (pass :meth:`metadata`; mutating calls need ``key=``)."""
         return webhooks_pb2_grpc.WebhookServiceStub(self.channel)
+
+    @property
+    def assistant(self) -> AssistantServiceAsyncStub:
+        """Raw stub (pass :meth:`metadata` with the party's token)."""
+        return assistant_pb2_grpc.AssistantServiceStub(self.channel)
 
     def metadata(
         self, *, token: str | None = None, key: str | None = None
@@ -380,6 +388,45 @@ class PartnerClient:
         )
         async for alert in _resumed(call, resume):
             yield alert
+
+    # -- the assistant --------------------------------------------------------------------
+
+    async def start_conversation(
+        self, party_id: str, *, token: str, key: str | None = None
+    ) -> assistant_pb2.Conversation:
+        """Open a conversation for the party (its own token)."""
+        r = await self.assistant.StartConversation(
+            assistant_pb2.StartConversationRequest(party_id=party_id),
+            metadata=self.metadata(token=token, key=key or new_key()),
+            timeout=self.timeout_s,
+        )
+        return r.conversation
+
+    async def send_message(
+        self, conversation_id: str, text: str, *, token: str, key: str | None = None
+    ) -> assistant_pb2.SendMessageResponse:
+        """The party's message and what it led to (the assistant acts with ``token``: pass
+        a freshly stepped-up one for a repayment)."""
+        response: assistant_pb2.SendMessageResponse = await self.assistant.SendMessage(
+            assistant_pb2.SendMessageRequest(conversation_id=conversation_id, text=text),
+            metadata=self.metadata(token=token, key=key or new_key()),
+            timeout=self.timeout_s,
+        )
+        return response
+
+    async def watch_conversation(
+        self, conversation_id: str, *, token: str, after_seq: int = 0, timeout_s: float = 300.0
+    ) -> AsyncIterator[assistant_pb2.WatchConversationResponse]:
+        """New messages (the assistant's and a person's) until the conversation closes."""
+        call = self.assistant.WatchConversation(
+            assistant_pb2.WatchConversationRequest(
+                conversation_id=conversation_id, after_seq=after_seq
+            ),
+            metadata=self.metadata(token=token),
+            timeout=timeout_s,
+        )
+        async for update in call:
+            yield update
 
 
 async def _resumed(call: Any, resume: Resume | None) -> AsyncIterator[Any]:

@@ -34,6 +34,7 @@ from zerocontact.gateway.guard.ratelimit import SharedRateLimiter
 from zerocontact.gateway.readmodel import ReadModel
 from zerocontact.gateway.resume import ResumeTokens
 from zerocontact.gateway.servicers import (
+    AssistantServicer,
     IdentityServicer,
     LoanServicer,
     PayrollServicer,
@@ -44,6 +45,8 @@ from zerocontact.gateway.settings import GatewaySettings
 from zerocontact.gateway.store import IdempotencyStore, OwnershipStore, PartnerStore, prepare
 from zerocontact.gateway.tracing import ServerSpans
 from zerocontact.gateway.v1 import (
+    assistant_pb2,
+    assistant_pb2_grpc,
     identity_pb2,
     identity_pb2_grpc,
     loan_pb2,
@@ -74,6 +77,7 @@ SERVICE_NAMES = [
     payroll_pb2.DESCRIPTOR.services_by_name["PayrollService"].full_name,
     signals_pb2.DESCRIPTOR.services_by_name["SignalService"].full_name,
     webhooks_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
+    assistant_pb2.DESCRIPTOR.services_by_name["AssistantService"].full_name,
 ]
 
 
@@ -190,7 +194,7 @@ def grpc_server(
     gateway: Gateway,
     webhooks: WebhookServicer | None = None,
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
-    """The four services, health and reflection on one server (not started, no port yet); a
+    """The partner services, health and reflection on one server (not started, no port yet); a
     SERVER span per partner call unless tracing is off (OTEL_SDK_DISABLED)."""
     server = grpc.aio.server(
         interceptors=None if settings.otel_sdk_disabled else [ServerSpans()],
@@ -205,6 +209,7 @@ def grpc_server(
     loan_pb2_grpc.add_LoanServiceServicer_to_server(LoanServicer(gateway), server)
     payroll_pb2_grpc.add_PayrollServiceServicer_to_server(PayrollServicer(gateway), server)
     signals_pb2_grpc.add_SignalServiceServicer_to_server(SignalServicer(gateway), server)
+    assistant_pb2_grpc.add_AssistantServiceServicer_to_server(AssistantServicer(gateway), server)
     if webhooks is not None:
         webhooks_pb2_grpc.add_WebhookServiceServicer_to_server(webhooks, server)
     health_servicer = health.aio.HealthServicer()
@@ -235,7 +240,9 @@ async def running(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
         db = mongo[settings.mongodb_database]
         await prepare(db)
         await ensure_indexes(db, WEBHOOK_INDEXES)
-        backends = Backends(settings.identity_url, settings.loan_url, settings.payroll_url)
+        backends = Backends(
+            settings.identity_url, settings.loan_url, settings.payroll_url, settings.assistant_url
+        )
         hub = EventHub(
             settings.kafka_connection(),
             loan_topic=settings.loan_topic,

@@ -143,19 +143,25 @@ class Backend:
 
 
 class Backends:
-    """The three services the gateway fronts."""
+    """The four services the gateway fronts."""
 
-    def __init__(self, identity_url: str, loan_url: str, payroll_url: str) -> None:
+    def __init__(
+        self, identity_url: str, loan_url: str, payroll_url: str, assistant_url: str
+    ) -> None:
         self.identity = Backend("identity", identity_url)
         self.loan = Backend("loan", loan_url)
         self.payroll = Backend("payroll", payroll_url)
+        self.assistant = Backend("assistant", assistant_url)
+
+    def _all(self) -> tuple[Backend, ...]:
+        return (self.identity, self.loan, self.payroll, self.assistant)
 
     async def start(self) -> None:
         """Open every pool."""
-        for backend in (self.identity, self.loan, self.payroll):
+        for backend in self._all():
             await backend.start()
 
     async def close(self) -> None:
         """Close every pool."""
-        for backend in (self.identity, self.loan, self.payroll):
+        for backend in self._all():
             await backend.close()

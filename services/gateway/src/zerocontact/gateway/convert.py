@@ -12,7 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from zerocontact.common.v1 import money_pb2
 from zerocontact.gateway.errors import invalid, invalid_fields
-from zerocontact.gateway.v1 import identity_pb2, loan_pb2, payroll_pb2
+from zerocontact.gateway.v1 import assistant_pb2, identity_pb2, loan_pb2, payroll_pb2
 from zerocontact.platform.money import CURRENCY_EXPONENTS, InvalidAmount, Money, UnknownCurrency
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -268,3 +268,75 @@ def employer(view: dict[str, Any]) -> payroll_pb2.Employer:
             currency_code=currency, minor_units=int(view.get("wallet_minor", 0))
         ),
     )
+
+
+# -- the assistant (AssistantService) ------------------------------------------------------
+
+_CONVERSATION_STATES = _states(assistant_pb2.ConversationState, "CONVERSATION_STATE_")
+_SENDERS = _states(assistant_pb2.MessageSender, "MESSAGE_SENDER_")
+_KINDS = _states(assistant_pb2.MessageKind, "MESSAGE_KIND_")
+_AWAITING = _states(assistant_pb2.Awaiting, "AWAITING_")
+_HANDOFF_STATES = _states(assistant_pb2.HandoffState, "HANDOFF_STATE_")
+
+
+def _upper(states: dict[str, int], value: str | None) -> Any:
+    return states.get((value or "").upper(), 0)
+
+
+def assistant_message(view: dict[str, Any]) -> assistant_pb2.AssistantMessage:
+    """One message of the assistant's API (already masked by the assistant)."""
+    return assistant_pb2.AssistantMessage(
+        seq=view["seq"], sender=_upper(_SENDERS, view["sender"]),
+        kind=_upper(_KINDS, view["kind"]), text=view["text"], at=timestamp(view["at"]),
+        intent=view.get("intent") or "", article_id=view.get("article_id") or "",
+        confidence=view.get("confidence") or 0.0, blocked=bool(view.get("blocked")),
+    )  # fmt: skip
+
+
+def pending_turn(view: dict[str, Any] | None) -> assistant_pb2.PendingTurn | None:
+    """What the assistant waits for; None when nothing."""
+    if not view:
+        return None
+    return assistant_pb2.PendingTurn(
+        intent=view["intent"], awaiting=_upper(_AWAITING, view["awaiting"]),
+        slot=view.get("slot") or "",
+        options=[assistant_pb2.AssistantOption(value=o["value"], label=o["label"])
+                 for o in view.get("options") or []],
+    )  # fmt: skip
+
+
+def assistant_handoff(view: dict[str, Any] | None) -> assistant_pb2.AssistantHandoff | None:
+    """The conversation's hand-off; None when none."""
+    if not view:
+        return None
+    return assistant_pb2.AssistantHandoff(
+        handoff_id=view["handoff_id"], state=_upper(_HANDOFF_STATES, view["state"])
+    )
+
+
+def conversation_state(state: str) -> assistant_pb2.ConversationState.ValueType:
+    """The assistant's conversation state as the enum."""
+    return _upper(_CONVERSATION_STATES, state)  # type: ignore[no-any-return]
+
+
+def conversation(view: dict[str, Any]) -> assistant_pb2.Conversation:
+    """A conversation of the assistant's API."""
+    return assistant_pb2.Conversation(
+        conversation_id=view["conversation_id"], party_id=view["party_id"],
+        state=conversation_state(view["state"]), with_person=bool(view["with_person"]),
+        started_at=timestamp(view["started_at"]), pending=pending_turn(view.get("pending")),
+        handoff=assistant_handoff(view.get("handoff")),
+        messages=[assistant_message(m) for m in view.get("messages") or []],
+    )  # fmt: skip
+
+
+def assistant_turn(view: dict[str, Any]) -> assistant_pb2.SendMessageResponse:
+    """What one message led to."""
+    reply = view.get("reply")
+    return assistant_pb2.SendMessageResponse(
+        conversation_id=view["conversation_id"], state=conversation_state(view["state"]),
+        with_person=bool(view["with_person"]),
+        messages=[assistant_message(m) for m in view.get("messages") or []],
+        reply=assistant_message(reply) if reply else None,
+        pending=pending_turn(view.get("pending")), handoff=assistant_handoff(view.get("handoff")),
+    )  # fmt: skip

@@ -37,6 +37,7 @@ class GatewaySettings(ServiceSettings, PersonalDataSettings):
     identity_url: str = "http://127.0.0.1:8001"
     loan_url: str = "http://127.0.0.1:8002"
     payroll_url: str = "http://127.0.0.1:8003"
+    assistant_url: str = "http://127.0.0.1:8005"
 
     # The read model (readmodel.py): how long a view read from a service may be served again
     # while no event or mutation of the partner says it changed (0: every read goes to the

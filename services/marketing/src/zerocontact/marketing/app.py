@@ -86,7 +86,14 @@ def create_app(
         )
         projector = Projector(repo, relay, book, outreach, s, clock)
         await runtime.start_consumer(
-            topics=[s.identity_topic, s.loan_topic, s.payroll_topic, s.topic, s.engagement_topic],
+            topics=[
+                s.identity_topic,
+                s.loan_topic,
+                s.payroll_topic,
+                s.topic,
+                s.engagement_topic,
+                s.assistant_topic,
+            ],
             handler=projector.handle,
         )
         deps = MarketingDeps(s, repo, relay, book, outreach, projector, clock)

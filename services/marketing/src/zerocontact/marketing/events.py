@@ -7,8 +7,8 @@ from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from zerocontact.marketing.domain.compliance import Finding
 from zerocontact.marketing.v1 import events_pb2, notifications_pb2
+from zerocontact.platform.compliance import Finding
 from zerocontact.platform.outbox import OutboxEvent, protobuf_event
 
 SOURCE = "/zerocontact/marketing"

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, time
 
 from prometheus_client import Counter, Histogram
 
-from zerocontact.marketing import events, metrics
+from zerocontact.marketing import events, metrics, profiles
 from zerocontact.marketing.channels import Channel, OutgoingMessage
 from zerocontact.marketing.domain import contact
 from zerocontact.marketing.domain.campaigns import Campaign
 from zerocontact.marketing.domain.catalog import Product, suitable
-from zerocontact.marketing.domain.compliance import Variant
 from zerocontact.marketing.domain.evaluation import in_holdout
 from zerocontact.marketing.repository import (
     DELIVERIES,
@@ -30,6 +29,7 @@ from zerocontact.marketing.repository import (
     product_of,
 )
 from zerocontact.marketing.settings import MarketingSettings
+from zerocontact.platform.compliance import Variant
 from zerocontact.platform.ids import new_id
 from zerocontact.platform.mongo import Document
 from zerocontact.platform.outbox import OutboxRelay
@@ -114,6 +114,9 @@ class Outreach:
         prefs = preferences_of(
             await self.repo.preferences_of(party_id), self.settings.default_time_zone
         )
+        if profile is None:
+            profile = await self.repo.profile(party_id)
+        prefs = replace(prefs, paused_until=profiles.paused_until(profile))
         cost = campaign.cost_per_contact_minor
         reserved = False
         for _ in range(5):  # compare-and-set on the contact log; retried on a race

@@ -8,7 +8,7 @@ local month (``salary.<YYYYMM>``, minor units of CNY).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -31,6 +31,17 @@ def month_key(moment: datetime, time_zone: str) -> str:
 def count_update(kind: str, moment: datetime, time_zone: str) -> dict[str, Any]:
     """The ``$inc`` that counts one event of ``kind`` on its local day."""
     return {f"counts.{kind}.{day_key(moment, time_zone)}": 1}
+
+
+def paused_until(profile: Document | None) -> datetime | None:
+    """Until when outreach to the party is paused by its open complaints (the latest pause of
+    any complaint not resolved yet; None when there is none)."""
+    pauses = [
+        until if until.tzinfo else until.replace(tzinfo=UTC)
+        for until in ((profile or {}).get("complaints") or {}).values()
+        if isinstance(until, datetime)
+    ]
+    return max(pauses, default=None)
 
 
 def facts(profile: Document, *, now: datetime, time_zone: str) -> Facts:
@@ -81,6 +92,8 @@ def view(
         "engagement_as_of": profile.get("engagement_at"),
         "campaign_interactions": profile.get("interactions") or {},
         "segments": sorted((profile.get("segments") or {}).keys()),
+        # Open complaints raised with the assistant pause every offer until then (or resolved).
+        "outreach_paused_until": paused_until(profile),
         "counts": f.counts,
         "preferences": {
             "consented_channels": prefs.get("consented", []),

@@ -24,6 +24,10 @@ class MarketingSettings(ServiceSettings):
     loan_topic: str = "loan.events.v1"
     payroll_topic: str = "payroll.events.v1"
     engagement_topic: str = "signals.engagement.v1"
+    assistant_topic: str = "assistant.events.v1"
+    # A complaint the party raised with the assistant pauses every offer to it until an
+    # operator resolves it, and at most this long after it was raised.
+    complaint_pause_s: float = Field(default=14 * 24 * 3600.0, gt=0)
     # Local time zone of quiet hours and cap days when a party has not chosen one.
     default_time_zone: str = "Asia/Shanghai"
     # Active campaigns and segments are cached this long (an approval in this process

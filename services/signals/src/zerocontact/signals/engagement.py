@@ -1,5 +1,6 @@
-"""Engagement signals: agents on the signals Faust app, from ``marketing.events.v1`` to
-``signals.engagement.v1`` (``EngagementEvent``), consumed back by marketing.
+"""Engagement signals: agents on the signals Faust app, from ``marketing.events.v1`` and
+``assistant.events.v1`` to ``signals.engagement.v1`` (``EngagementEvent``), consumed back by
+marketing.
 
 - ``engagement-by-party`` (input keyed by party): a per-party engagement score with
   exponential decay. Each interaction adds its weight (``WEIGHTS``, in points); the score at
@@ -9,7 +10,9 @@
   days). Time is the event's ``ce_time``, not the worker's clock, so a replay gives the same
   scores. The party's value keeps its last 32 event ids: a redelivered event adds nothing
   (one table write per event, docs/signals.md). Published as ``score_milli`` (thousandths).
-  Campaign and studio events are forwarded to two internal topics, re-keyed.
+  Campaign and studio events are forwarded to two internal topics, re-keyed. The assistant's
+  events (same key, same partitions) score too: an answered question and an action done for
+  the customer are interactions with the bank (``assistant_*`` weights).
 - ``engagement-by-campaign``: the real-time funnel (sent/delivered/opened/clicked/converted)
   per campaign. At least once: a redelivery inside a crash window may count twice; the
   service's evaluation (exact, from its own records) is the reference.
@@ -34,6 +37,7 @@ from google.protobuf.message import DecodeError
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from zerocontact.assistant.v1 import events_pb2 as assistant_pb
 from zerocontact.marketing.v1 import events_pb2 as marketing_pb
 from zerocontact.platform.kafka.cloudevents import CloudEvent, MalformedEvent, dataschema_for
 from zerocontact.platform.settings import ServiceSettings
@@ -52,6 +56,7 @@ SESSION_AGENT = "engagement-by-session"
 
 RAW: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
 SOURCE: Final = "zerocontact.signals"
+ASSISTANT_PACKAGE: Final = assistant_pb.DESCRIPTOR.package + "."
 # Points per interaction (delivery alone shows no engagement).
 WEIGHTS: Final[dict[str, float]] = {
     "opened": 1.0,
@@ -61,6 +66,8 @@ WEIGHTS: Final[dict[str, float]] = {
     "studio_commented": 2.0,
     "studio_card_clicked": 3.0,
     "studio_converted": 10.0,
+    "assistant_answered": 0.5,
+    "assistant_action": 2.0,
 }
 KEEP_IDS: Final = 32
 FUNNEL_STAGES: Final = ("sent", "delivered", "opened", "clicked", "converted")
@@ -72,6 +79,7 @@ class EngagementSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="ZC_SIGNALS_", extra="ignore")
 
     marketing_topic: str = "marketing.events.v1"
+    assistant_topic: str = "assistant.events.v1"
     engagement_topic: str = "signals.engagement.v1"
     engagement_half_life_s: float = Field(default=7 * 24 * 3600.0, gt=0)
 
@@ -138,6 +146,18 @@ def interaction(event: marketing_pb.MarketingEvent) -> Interaction | None:
     return None
 
 
+def assistant_interaction(event: assistant_pb.AssistantEvent) -> Interaction | None:
+    """The engagement meaning of an assistant event (None: not an interaction)."""
+    kind = event.WhichOneof("event")
+    if kind == "question_answered":
+        return Interaction(event.question_answered.party_id, "assistant_answered")
+    if kind == "action_performed":
+        a = event.action_performed
+        done = a.outcome == assistant_pb.ACTION_OUTCOME_SUCCEEDED
+        return Interaction(a.party_id, "assistant_action" if done else None)
+    return None
+
+
 def _ts(seconds: float) -> Any:
     from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -172,7 +192,9 @@ def _dump(value: dict[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
-def _read(message: Any) -> tuple[CloudEvent, marketing_pb.MarketingEvent] | None:
+def _read(message: Any) -> tuple[CloudEvent, Interaction | None] | None:
+    """The record's CloudEvent and what it means (a marketing or an assistant event, by its
+    ``ce_type``); None when unreadable."""
     headers = (
         list(message.headers.items())
         if hasattr(message.headers, "items")
@@ -180,28 +202,31 @@ def _read(message: Any) -> tuple[CloudEvent, marketing_pb.MarketingEvent] | None
     )
     try:
         cloud = CloudEvent.from_record([(str(k), bytes(v)) for k, v in headers], message.value)
-        return cloud, marketing_pb.MarketingEvent.FromString(message.value or b"")
+        if cloud.type.startswith(ASSISTANT_PACKAGE):
+            found = assistant_interaction(assistant_pb.AssistantEvent.FromString(message.value))
+        else:
+            found = interaction(marketing_pb.MarketingEvent.FromString(message.value or b""))
     except (MalformedEvent, DecodeError) as exc:
-        log.warning("unreadable marketing record skipped", extra={"error": str(exc)})
+        log.warning("unreadable engagement input skipped", extra={"error": str(exc)})
         return None
+    return cloud, found
 
 
 async def _interactions(
     stream: Any,
 ) -> AsyncIterator[tuple[Any, CloudEvent, Interaction]]:
-    """The stream's events that read as a marketing interaction (others are skipped)."""
+    """The stream's events that read as an interaction (others are skipped)."""
     async for event in stream.events():
         read = _read(event.message)
         if read is None:
             continue
-        cloud, wrapper = read
-        found = interaction(wrapper)
+        cloud, found = read
         if found is not None:
             yield event, cloud, found
 
 
 def _span(event: Any, cloud: CloudEvent, group: str) -> Any:
-    """The ``<topic> process`` span of one marketing record (docs/observability.md)."""
+    """The ``<topic> process`` span of one input record (docs/observability.md)."""
     message = event.message
     return consume_span(
         message.topic,
@@ -220,7 +245,7 @@ class _Topology:
 
     group: str  # the Faust app id: the consumer group
     half_life_s: float
-    marketing: Any
+    inputs: Any  # marketing.events.v1 and assistant.events.v1, both keyed by party
     out: Any
     by_campaign: Any
     by_session: Any
@@ -240,7 +265,7 @@ def register(
     t = _Topology(
         group=settings.app_id,
         half_life_s=engagement.engagement_half_life_s,
-        marketing=app.topic(engagement.marketing_topic, **RAW),
+        inputs=app.topic(engagement.marketing_topic, engagement.assistant_topic, **RAW),
         out=app.topic(engagement.engagement_topic, **RAW),
         by_campaign=app.topic(
             f"{settings.app_id}-engagement-by-campaign", partitions=partitions, internal=True, **RAW
@@ -258,8 +283,8 @@ def register(
 
 
 def _party_agent(app: faust.App, t: _Topology) -> None:
-    @app.agent(t.marketing, name=PARTY_AGENT)
-    async def on_marketing_event(stream: Any) -> None:
+    @app.agent(t.inputs, name=PARTY_AGENT)
+    async def on_party_event(stream: Any) -> None:
         """Score the party; forward campaign and studio events re-keyed."""
         async for event, cloud, found in _interactions(stream):
             if not found.party_id:

@@ -4,10 +4,13 @@ idempotency, audit, errors) is :mod:`zerocontact.gateway.guard`."""
 
 from __future__ import annotations
 
+from zerocontact.gateway.servicers.assistant import AssistantServicer
 from zerocontact.gateway.servicers.identity import IdentityServicer
 from zerocontact.gateway.servicers.loan import LOAN_TERMINAL, LoanServicer
 from zerocontact.gateway.servicers.payroll import BATCH_TERMINAL, PayrollServicer
 from zerocontact.gateway.servicers.scopes import (
+    ASSISTANT_READ,
+    ASSISTANT_WRITE,
     IDENTITY_READ,
     IDENTITY_WRITE,
     LOANS_READ,
@@ -20,6 +23,8 @@ from zerocontact.gateway.servicers.scopes import (
 from zerocontact.gateway.servicers.signals import SignalServicer
 
 __all__ = [
+    "ASSISTANT_READ",
+    "ASSISTANT_WRITE",
     "BATCH_TERMINAL",
     "IDENTITY_READ",
     "IDENTITY_WRITE",
@@ -30,6 +35,7 @@ __all__ = [
     "PAYROLL_WRITE",
     "SCOPES",
     "SIGNALS_READ",
+    "AssistantServicer",
     "IdentityServicer",
     "LoanServicer",
     "PayrollServicer",

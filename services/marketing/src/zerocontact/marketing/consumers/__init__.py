@@ -1,4 +1,5 @@
-"""Consumers: the profile projection (identity, loan, payroll, marketing, engagement events),
+"""Consumers: the profile projection (identity, loan, payroll, marketing, engagement and
+assistant events),
 segment membership after each profile change, and the real-time triggers — one module per
 source of events, :mod:`.projector` routing them.
 

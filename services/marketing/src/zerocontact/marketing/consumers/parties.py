@@ -1,23 +1,30 @@
-"""Identity's, marketing's own and the engagement signals' events on profiles; studio card
-clicks fire their triggers; live funnels and viewer counts kept as live signals."""
+"""Identity's, marketing's own, the engagement signals' and the assistant's events on profiles;
+studio card clicks fire their triggers; live funnels and viewer counts kept as live signals;
+a complaint raised with the assistant pauses outreach until it is resolved."""
 
 from __future__ import annotations
 
-from datetime import UTC
+import re
+from datetime import UTC, timedelta
 from typing import TYPE_CHECKING
 
 from bson import Int64
 
+from zerocontact.assistant.v1 import events_pb2 as assistant_pb
 from zerocontact.identity.v1 import events_pb2 as identity_pb
 from zerocontact.marketing.domain.triggers import card_click_fires
 from zerocontact.marketing.events import CHANNEL_NAMES
 from zerocontact.marketing.profiles import count_update
 from zerocontact.marketing.v1 import events_pb2 as marketing_pb
+from zerocontact.platform.kafka.cloudevents import MalformedEvent
 from zerocontact.platform.kafka.consumer import ConsumedEvent
 from zerocontact.signals.v1 import engagement_pb2
 
 if TYPE_CHECKING:
     from zerocontact.marketing.consumers.projector import Projector
+
+# A complaint id becomes a field name of the profile's ``complaints``: a UUID, nothing else.
+_COMPLAINT_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 async def on_identity(
@@ -146,3 +153,26 @@ async def on_engagement(
                 "as_of": v.as_of.ToDatetime(tzinfo=UTC),
             },
         )
+
+
+async def on_assistant(
+    p: Projector, consumed: ConsumedEvent, event: assistant_pb.AssistantEvent
+) -> None:
+    """Open complaints on the profile (``complaints``: id → until when outreach is paused):
+    raised adds one for ``complaint_pause_s``, resolved removes it. Other assistant events are
+    the engagement signals' business."""
+    kind = event.WhichOneof("event")
+    if kind == "complaint_raised":
+        c = event.complaint_raised
+        _complaint_id(c.complaint_id)
+        until = c.raised_at.ToDatetime(tzinfo=UTC) + timedelta(seconds=p.settings.complaint_pause_s)
+        await p.apply(consumed, c.party_id, {"$set": {f"complaints.{c.complaint_id}": until}})
+    elif kind == "complaint_resolved":
+        r = event.complaint_resolved
+        _complaint_id(r.complaint_id)
+        await p.apply(consumed, r.party_id, {"$unset": {f"complaints.{r.complaint_id}": ""}})
+
+
+def _complaint_id(value: str) -> None:
+    if not _COMPLAINT_ID.match(value):
+        raise MalformedEvent("complaint_id is not a UUID")

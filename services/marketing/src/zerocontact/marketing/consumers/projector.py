@@ -10,11 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from zerocontact.assistant.v1 import events_pb2 as assistant_pb
 from zerocontact.identity.v1 import events_pb2 as identity_pb
 from zerocontact.loan.v1 import events_pb2 as loan_pb
 from zerocontact.marketing.book import Book
 from zerocontact.marketing.consumers.loans import on_loan
-from zerocontact.marketing.consumers.parties import on_engagement, on_identity, on_marketing
+from zerocontact.marketing.consumers.parties import (
+    on_assistant,
+    on_engagement,
+    on_identity,
+    on_marketing,
+)
 from zerocontact.marketing.consumers.payroll import on_payroll
 from zerocontact.marketing.outreach import Clock, Outreach
 from zerocontact.marketing.repository import Repository
@@ -54,6 +60,8 @@ class Projector:
             await on_marketing(self, consumed, marketing_pb.MarketingEvent.FromString(data))
         elif topic == s.engagement_topic:
             await on_engagement(self, consumed, engagement_pb2.EngagementEvent.FromString(data))
+        elif topic == s.assistant_topic:
+            await on_assistant(self, consumed, assistant_pb.AssistantEvent.FromString(data))
 
     @property
     def tz(self) -> str:

@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
-from zerocontact.marketing.domain import compliance
 from zerocontact.marketing.domain.catalog import Product
-from zerocontact.marketing.domain.compliance import Finding, Variant
+from zerocontact.platform import compliance
+from zerocontact.platform.compliance import Finding, Variant
 from zerocontact.platform.errors import DomainError, Forbidden, Invalid
 
 
@@ -124,7 +124,11 @@ class Campaign:
         awaiting an approver (with the findings); refused once approved or completed."""
         if not self.allows(CampaignStatus.BLOCKED):
             raise CampaignStateError(f"campaign {self.id} is {self.status}")
-        findings = compliance.check(list(self.variants), self.product)
+        findings = compliance.check(
+            self.variants,
+            disclosures=self.product.disclosures,
+            annual_rate=self.product.annual_rate,
+        )
         status = CampaignStatus.BLOCKED if findings else CampaignStatus.PENDING_APPROVAL
         return status, findings
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from zerocontact.platform.compliance import Disclosure
+
 
 class ProductKind(StrEnum):
     """What kind of product; decides which disclosures its content must carry."""
@@ -23,6 +25,18 @@ class Product:
     name: str
     risk_level: int
     annual_rate: str = ""  # loans: the annualized rate the content must disclose, e.g. "7.2%"
+
+    @property
+    def disclosures(self) -> frozenset[Disclosure]:
+        """What content offering this product must disclose (the red-line checker's input)."""
+        return _DISCLOSURES[self.kind]
+
+
+_DISCLOSURES = {
+    ProductKind.LOAN: frozenset({Disclosure.ANNUALIZED_RATE}),
+    ProductKind.WEALTH: frozenset({Disclosure.RISK}),
+    ProductKind.PAYROLL: frozenset[Disclosure](),
+}
 
 
 def suitable(product: Product, risk_grade: int | None) -> bool:

@@ -1,5 +1,5 @@
-"""Whether a party may be contacted now on a channel: consent, do-not-contact, quiet hours
-and frequency caps, in that order. Pure: ``now`` and the counts are passed in."""
+"""Whether a party may be contacted now on a channel: consent, do-not-contact, an open
+complaint, quiet hours and frequency caps, in that order. Pure: ``now`` and the counts are passed in."""
 
 from __future__ import annotations
 
@@ -22,14 +22,17 @@ class Suppression(StrEnum):
     FREQUENCY_CAP = "frequency_cap"
     UNSUITABLE = "unsuitable"
     HOLDOUT = "holdout"
+    OPEN_COMPLAINT = "open_complaint"
 
 
 @dataclass(frozen=True)
 class Preferences:
-    """A party's consent per channel, do-not-contact, quiet hours (local time)."""
+    """A party's consent per channel, do-not-contact, quiet hours (local time), and until when
+    outreach is paused by a complaint the party raised that is not resolved yet (aware)."""
 
     consented: frozenset[str] = frozenset()
     do_not_contact: bool = False
+    paused_until: datetime | None = None
     quiet_start: time = DEFAULT_QUIET_START
     quiet_end: time = DEFAULT_QUIET_END
     time_zone: str = DEFAULT_TIME_ZONE
@@ -83,6 +86,8 @@ def decide(
     """
     if prefs.do_not_contact:
         return Suppression.DO_NOT_CONTACT
+    if prefs.paused_until is not None and now < prefs.paused_until:
+        return Suppression.OPEN_COMPLAINT
     if channel not in prefs.consented:
         return Suppression.NO_CONSENT
     if in_quiet_hours(prefs, now):

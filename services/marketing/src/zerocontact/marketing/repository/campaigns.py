@@ -13,9 +13,9 @@ from datetime import datetime
 from typing import NamedTuple
 
 from zerocontact.marketing.domain.campaigns import DONE, RUNNING, Campaign, CampaignStatus
-from zerocontact.marketing.domain.compliance import Finding, Variant
 from zerocontact.marketing.repository.parties import product_of
 from zerocontact.marketing.repository.store import WITHOUT_OUTBOX, Store
+from zerocontact.platform.compliance import Finding, Variant
 from zerocontact.platform.mongo import Document
 from zerocontact.platform.outbox import OutboxEvent, insert_aggregate, update_aggregate
 
