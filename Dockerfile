@@ -7,6 +7,7 @@
 #   docker build --build-arg SERVICE=loan      -t zerocontact-loan      .
 #   docker build --build-arg SERVICE=payroll   -t zerocontact-payroll   .
 #   docker build --build-arg SERVICE=marketing -t zerocontact-marketing .
+#   docker build --build-arg SERVICE=assistant -t zerocontact-assistant .
 #   docker build --build-arg SERVICE=signals   -t zerocontact-signals   .
 #   docker build --build-arg SERVICE=gateway   -t zerocontact-gateway   .
 #   docker build --build-arg SERVICE=skeleton  -t zerocontact-skeleton  .  # accounts and projection

@@ -63,6 +63,7 @@ OWNER_SERVICE: Final = {"platform": "skeleton"}
 FAUST_APPS: Final = {"signals": "zc-signals-risk"}
 # The Deployments (deploy/k8s/base) of each service.
 DEPLOYMENTS: Final = {
+    "assistant": ("assistant",),
     "gateway": ("gateway",),
     "identity": ("identity",),
     "loan": ("loan",),

@@ -65,6 +65,10 @@ KEY_RULES: Final[dict[str, KeyRule]] = {
         {"CampaignReviewed": ("campaign_id",)},
     ),
     "marketing.notifications.v1": KeyRule("party id", ("party_id",)),
+    "assistant.events.v1": KeyRule(
+        "party id (the customer, or the enterprise representative, the conversation is with)",
+        ("party_id",),
+    ),
     "signals.engagement.v1": KeyRule(
         "party id (EngagementScore), campaign id (CampaignFunnel), session id (StudioViewers)",
         ("party_id",),

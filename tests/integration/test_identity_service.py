@@ -638,6 +638,67 @@ async def test_tokens_verify_through_jwks_refresh_rotates_and_reuse_revokes(
     assert after.status_code == 401
 
 
+async def test_a_customer_lists_its_sessions_and_ends_those_of_a_lost_device(
+    identity: Identity,
+) -> None:
+    person, _ = await identity.register()
+    body = {"phone": person.phone, "password": PASSWORD}
+
+    async def login_on(device: str) -> dict[str, Any]:
+        headers = identity.headers() | {"X-Device-Id": device}
+        r = await identity.app.client.post("/v1/sessions", json=body, headers=headers)
+        assert r.status_code == 200, r.text
+        pair: dict[str, Any] = r.json()
+        return pair
+
+    lost = await login_on("phone-lost")
+    tablet = await login_on("tablet-1")
+    here = await login_on("phone-new")
+    mine = await identity.app.client.get(
+        "/v1/me/sessions", headers={"Authorization": f"Bearer {here['access_token']}"}
+    )
+    assert mine.status_code == 200, mine.text
+    listed = mine.json()
+    assert {s["session_id"] for s in listed["sessions"]} == {
+        p["session_id"] for p in (lost, tablet, here)
+    }
+    assert {(d["device_id"], d["sessions"], d["current"]) for d in listed["devices"]} == {
+        ("phone-lost", 1, False),
+        ("tablet-1", 1, False),
+        ("phone-new", 1, True),
+    }
+
+    # Bad input changes nothing; no token is a 401.
+    for bad in ({"device_id": ""}, {"device_id": "x", "all": True}):
+        r = await identity.post("/v1/me/sessions/revocation", bad, token=here["access_token"])
+        assert r.status_code == 422, r.text
+    r = await identity.post("/v1/me/sessions/revocation", {"device_id": "phone-lost"})
+    assert r.status_code == 401
+
+    headers = identity.headers(here["access_token"])
+    locked = await identity.app.client.post(
+        "/v1/me/sessions/revocation", json={"device_id": "phone-lost"}, headers=headers
+    )
+    assert locked.status_code == 200 and locked.json() == {"revoked": 1}, locked.text
+    replayed = await identity.app.client.post(
+        "/v1/me/sessions/revocation", json={"device_id": "phone-lost"}, headers=headers
+    )
+    assert replayed.json() == {"revoked": 1}
+    assert replayed.headers.get("Idempotent-Replayed") == "true"
+    gone = await identity.post("/v1/tokens/refresh", {"refresh_token": lost["refresh_token"]})
+    assert gone.status_code == 401
+    still = await identity.post("/v1/tokens/refresh", {"refresh_token": tablet["refresh_token"]})
+    assert still.status_code == 200, still.text
+
+    # Everything else: the tablet goes, the session asking stays.
+    others = await identity.post("/v1/me/sessions/revocation", {}, token=here["access_token"])
+    assert others.status_code == 200 and others.json() == {"revoked": 1}
+    left = await identity.app.client.get(
+        "/v1/me/sessions", headers={"Authorization": f"Bearer {here['access_token']}"}
+    )
+    assert [s["session_id"] for s in left.json()["sessions"]] == [here["session_id"]]
+
+
 async def test_step_up_is_refused_at_aal1_and_granted_after_a_second_factor(
     identity: Identity,
 ) -> None:

@@ -37,7 +37,7 @@ RUNTIME_ONLY: dict[str, set[str]] = {
     # uvloop, httptools and websockets for that. (The gateway imports uvicorn itself.)
     **{
         f"zerocontact-{svc}": {"uvicorn"}
-        for svc in ("identity", "loan", "payroll", "marketing", "skeleton")
+        for svc in ("identity", "loan", "payroll", "marketing", "assistant", "skeleton")
     },
     # face_recognition_models ships the dlib model files (shape predictor, face encoder) that the
     # trust module locates with importlib.util.find_spec at run time, without importing it.

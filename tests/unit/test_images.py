@@ -21,6 +21,10 @@ SERVICES = sorted(p.parent.name for p in (ROOT / "services").glob("*/pyproject.t
 FACES = {"dlib-bin", "opencv-python-headless", "face-recognition-models", "numpy"}
 # The signals worker: Faust and its RocksDB tables.
 STREAMS = {"faust-streaming", "rocksdict"}
+# The assistant's understanding: tokenizer, BM25, classifier, fuzzy matching (numpy and, under
+# scikit-learn, scipy come with it).
+UNDERSTANDING = {"jieba", "bm25s", "scikit-learn", "rapidfuzz"}
+UNDERSTANDING_NEEDS = {"numpy", "scipy"}
 # Never in any image: the dev group's tools and installers.
 DEV = {"pytest", "hypothesis", "testcontainers", "grpcio-tools", "mypy-protobuf", "ruff",
        "mypy", "uv", "supervisor", "py-spy", "scikit-image", "matplotlib", "scipy", "pip"}  # fmt: skip
@@ -61,9 +65,16 @@ def test_faces_and_faust_only_where_they_are_used(service: str) -> None:
     packages = closure(f"zerocontact-{service}")
     assert (packages & FACES == FACES) is (service == "identity"), sorted(packages & FACES)
     assert (packages & STREAMS == STREAMS) is (service == "signals"), sorted(packages & STREAMS)
+    assert (packages & UNDERSTANDING == UNDERSTANDING) is (service == "assistant"), sorted(
+        packages & UNDERSTANDING
+    )
+    allowed = UNDERSTANDING_NEEDS if service == "assistant" else set()
     if service not in {"identity", "signals"}:
-        assert not packages & (FACES | STREAMS), sorted(packages & (FACES | STREAMS))
-    assert not packages & DEV, sorted(packages & DEV)
+        heavy = packages & (FACES | STREAMS | UNDERSTANDING) - allowed
+        if service == "assistant":
+            heavy -= UNDERSTANDING
+        assert not heavy, sorted(heavy)
+    assert not packages & DEV - allowed, sorted(packages & DEV - allowed)
 
 
 def test_the_dockerfile_builds_one_service_without_dev_tools() -> None:

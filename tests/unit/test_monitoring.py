@@ -50,6 +50,7 @@ METRICS_PORTS = {
     "loan": 8002,
     "payroll": 8003,
     "marketing": 8004,
+    "assistant": 8005,
     "gateway": 8051,
     "signals-risk": 6066,
     "kafka-lag-exporter": 9308,

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from zerocontact.identity.domain import parties
 from zerocontact.identity.domain.authentication import Factor
@@ -214,3 +214,44 @@ class DeliveryView(BaseModel):
 
 class RevokedView(BaseModel):
     revoked: bool = True
+
+
+class SessionView(BaseModel):
+    """One live session of the caller (a login on a device)."""
+
+    session_id: str
+    device_id: str
+    aal: str
+    auth_time: datetime
+    expires_at: datetime
+    current: bool
+
+
+class DeviceView(BaseModel):
+    """A device the caller is signed in on."""
+
+    device_id: str
+    sessions: int
+    current: bool
+
+
+class MySessionsView(BaseModel):
+    """The caller's live sessions and the devices they are on."""
+
+    sessions: list[SessionView]
+    devices: list[DeviceView]
+
+
+class RevokeSessionsRequest(BaseModel):
+    """Which of the caller's other sessions to end: those on ``device_id`` (a lost device),
+    or all of them when it is absent. The current session is never ended."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device_id: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+class SessionsRevokedView(BaseModel):
+    """How many live sessions were ended."""
+
+    revoked: int

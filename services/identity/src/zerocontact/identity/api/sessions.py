@@ -12,9 +12,14 @@ from fastapi.responses import JSONResponse
 from zerocontact.identity.api.deps import Ctx, RequestClient, gateway_only, idempotent
 from zerocontact.identity.api.schemas import (
     DeliveryView,
+    DeviceView,
     LoginRequest,
+    MySessionsView,
     RefreshRequest,
     RevokedView,
+    RevokeSessionsRequest,
+    SessionsRevokedView,
+    SessionView,
     SmsChallengeView,
     StepUpRequest,
     TokenView,
@@ -115,6 +120,54 @@ async def revoke(
     return await idempotent(
         request, key=key, scope="POST /v1/tokens/revoke", payload=body.refresh_token, run=run
     )
+
+
+@router.get("/v1/me/sessions", response_model=MySessionsView)
+async def my_sessions(caller: Caller, ctx: Ctx) -> MySessionsView:
+    """The caller's live sessions and the devices they are on (to choose a lost one)."""
+    live = await authentication.live_sessions(customer_id=caller.subject, ctx=ctx)
+    devices: dict[str, DeviceView] = {}
+    for s in live:
+        seen = devices.get(s.device_id) or DeviceView(
+            device_id=s.device_id, sessions=0, current=False
+        )
+        seen.sessions += 1
+        seen.current = seen.current or s.id == caller.session_id
+        devices[s.device_id] = seen
+    return MySessionsView(
+        sessions=[
+            SessionView(
+                session_id=s.id,
+                device_id=s.device_id,
+                aal=str(s.aal),
+                auth_time=s.auth_time,
+                expires_at=s.expires_at,
+                current=s.id == caller.session_id,
+            )
+            for s in live
+        ],
+        devices=list(devices.values()),
+    )
+
+
+@router.post("/v1/me/sessions/revocation", response_model=SessionsRevokedView)
+async def revoke_my_sessions(
+    body: RevokeSessionsRequest, key: IdempotencyKey, request: Request, caller: Caller, ctx: Ctx
+) -> JSONResponse:
+    """End the caller's other sessions, or those on one device (a lost phone); the current
+    session stays. Any assurance level may do it: it only ever takes access away."""
+
+    async def run() -> SessionsRevokedView:
+        revoked = await authentication.revoke_other_sessions(
+            customer_id=caller.subject, current_session_id=caller.session_id,
+            device_id=body.device_id, ctx=ctx,
+        )  # fmt: skip
+        return SessionsRevokedView(revoked=revoked)
+
+    return await idempotent(
+        request, key=key, scope=f"POST sessions revocation {caller.subject}",
+        payload=body.model_dump(mode="json"), run=run,
+    )  # fmt: skip
 
 
 DeliveryId = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")]

@@ -140,6 +140,13 @@ class SessionRepository:
         )
         return result.modified_count == 1
 
+    async def live_of(self, customer_id: str, *, now: datetime) -> list[Session]:
+        """A customer's sessions that are neither revoked nor expired, oldest first."""
+        cursor = self.collection.find(
+            {"customer_id": customer_id, "revoked": False, "expires_at": {"$gt": now}}
+        ).sort("auth_time", ASCENDING)
+        return [_session(doc) async for doc in cursor]
+
     async def find_by_token(self, session_id: str, digest: str) -> Session | None:
         """The session whose current refresh token has ``digest``."""
         doc = await self.collection.find_one({"_id": session_id, "current": digest})

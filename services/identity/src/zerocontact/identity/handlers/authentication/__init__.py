@@ -19,7 +19,13 @@ from zerocontact.identity.handlers.authentication.login import (
     start_sms_challenge,
     step_up,
 )
-from zerocontact.identity.handlers.authentication.sessions import TokenPair, refresh, revoke
+from zerocontact.identity.handlers.authentication.sessions import (
+    TokenPair,
+    live_sessions,
+    refresh,
+    revoke,
+    revoke_other_sessions,
+)
 
 __all__ = [
     "MAX_ATTEMPTS",
@@ -31,9 +37,11 @@ __all__ = [
     "change_phone",
     "confirm_totp",
     "enrol_totp",
+    "live_sessions",
     "login",
     "refresh",
     "revoke",
+    "revoke_other_sessions",
     "start_sms_challenge",
     "step_up",
 ]

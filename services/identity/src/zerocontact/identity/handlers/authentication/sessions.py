@@ -136,3 +136,31 @@ async def revoke(*, refresh_token: str, ctx: IdentityContext) -> None:
     session = await ctx.sessions.find_by_token(session_id, refresh_digest(refresh_token))
     if session is not None:
         await ctx.sessions.revoke(session_id, reason="revoked by client", now=datetime.now(UTC))
+
+
+async def live_sessions(*, customer_id: str, ctx: IdentityContext) -> list[Session]:
+    """The customer's live sessions (one per login, each on a device)."""
+    return await ctx.sessions.live_of(customer_id, now=datetime.now(UTC))
+
+
+async def revoke_other_sessions(
+    *, customer_id: str, current_session_id: str, device_id: str | None, ctx: IdentityContext
+) -> int:
+    """End the customer's sessions other than the current one, or only those opened on
+    ``device_id`` (a lost device); how many were live. Their access tokens stay valid until
+    they expire (minutes); their refresh tokens stop at once."""
+    now = datetime.now(UTC)
+    revoked = 0
+    reason = "device locked by its owner" if device_id else "signed out by its owner"
+    for session in await ctx.sessions.live_of(customer_id, now=now):
+        if session.id == current_session_id:
+            continue
+        if device_id is not None and session.device_id != device_id:
+            continue
+        if await ctx.sessions.revoke(session.id, reason=reason, now=now):
+            revoked += 1
+    log.info(
+        "sessions revoked by their owner",
+        extra={"customer_id": customer_id, "revoked": revoked, "by_device": device_id is not None},
+    )
+    return revoked
