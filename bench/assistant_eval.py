@@ -7,10 +7,20 @@ question, the right article), both by kind (paraphrase, typo, mixed) and languag
 red-line blocks and leaks of every composed reply (a leak is a reply shown that fails the
 checker: must be 0), the time to load and to understand one message, and the containment of
 the scripted conversations in ``data/conversations.jsonl`` as the understanding alone would
-route them (hand-off on request, on a complaint the customer escalates, or after two turns
-not understood). The last stdout line is JSON.
+route them (as the service's dialogue does: a request for a person or a complaint goes to one,
+so do two turns in a row not understood).
 
-    .venv/bin/python bench/assistant_eval.py [--show-misses 20]
+With ``--service`` (the default when ``KAFKA_BOOTSTRAP_SERVERS`` is set, as ``bench/run.py``
+sets it) it then starts the real service as a uvicorn subprocess on a free port, on the engines
+of ``KAFKA_BOOTSTRAP_SERVERS`` / ``MONGODB_URI`` with a database and topic of its own (removed
+afterwards) and a key set served in-process, plays the scripted conversations ``--rounds``
+times, ``--concurrency`` at a time (each with its customer's token), and prints the
+containment (share of conversations closed without a hand-off) and the answer latency p50/p99.
+No identity, loan or payroll runs here: an action is answered "unavailable, nothing was done"
+(the integration tests cover the actions). The last stdout line is JSON.
+
+    .venv/bin/python bench/assistant_eval.py [--show-misses 20] [--no-service]
+        [--service --rounds 2 --concurrency 20]
 """
 
 from __future__ import annotations
