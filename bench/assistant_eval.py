@@ -7,21 +7,46 @@ question, the right article), both by kind (paraphrase, typo, mixed) and languag
 red-line blocks and leaks of every composed reply (a leak is a reply shown that fails the
 checker: must be 0), the time to load and to understand one message, and the containment of
 the scripted conversations in ``data/conversations.jsonl`` as the understanding alone would
-route them (hand-off on request, on a complaint the customer escalates, or after two turns
-not understood). The last stdout line is JSON.
+route them (as the service's dialogue does: a request for a person or a complaint goes to one,
+so do two turns in a row not understood).
 
-    .venv/bin/python bench/assistant_eval.py [--show-misses 20]
+With ``--service`` (the default when ``KAFKA_BOOTSTRAP_SERVERS`` is set, as ``bench/run.py``
+sets it) it then starts the real service as a uvicorn subprocess on a free port, on the engines
+of ``KAFKA_BOOTSTRAP_SERVERS`` / ``MONGODB_URI`` with a database and topic of its own (removed
+afterwards) and a key set served in-process, plays the scripted conversations ``--rounds``
+times, ``--concurrency`` at a time (each with its customer's token), and prints the
+containment (share of conversations closed without a hand-off) and the answer latency p50/p99.
+No identity, loan or payroll runs here: an action is answered "unavailable, nothing was done"
+(the integration tests cover the actions). The last stdout line is JSON.
+
+    .venv/bin/python bench/assistant_eval.py [--show-misses 20] [--no-service]
+        [--service --rounds 2 --concurrency 20]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import base64
+import contextlib
 import json
+import os
+import signal
+import socket
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
 
 from zerocontact.assistant.understanding import Understander, intents
 from zerocontact.assistant.understanding.labelled import read_examples
@@ -30,6 +55,8 @@ from zerocontact.platform.compliance import check_text
 
 GOAL_TOP1 = 0.90
 GOAL_CONTAINMENT = 0.75
+GOAL_P99_MS = 200.0
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -53,11 +80,224 @@ def contained_offline(understander: Understander, turns: list[dict[str, str]]) -
     return True, matched
 
 
+# --- against the running service -------------------------------------------------------------
+
+ISSUER = "https://identity.bench"
+AUDIENCE = "zerocontact"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def start_assistant(
+    port: int, jwks_port: int, database: str, topic: str, log: Path
+) -> subprocess.Popen[bytes]:
+    closed = free_port()  # nothing listens there
+
+    def key() -> str:
+        return base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": os.environ["KAFKA_BOOTSTRAP_SERVERS"],
+        "MONGODB_URI": os.environ["MONGODB_URI"],
+        "ZC_ASSISTANT_MONGODB_DATABASE": database,
+        "ZC_ASSISTANT_EVENTS_TOPIC": topic,
+        "ZC_ASSISTANT_JWKS_URL": f"http://127.0.0.1:{jwks_port}/.well-known/jwks.json",
+        "ZC_ASSISTANT_JWT_ISSUER": ISSUER,
+        "ZC_ASSISTANT_JWT_AUDIENCE": AUDIENCE,
+        "ZC_ASSISTANT_OPERATOR_KEY": key(),
+        "ZC_ASSISTANT_PII_KEY": key(),
+        "ZC_ASSISTANT_PII_INDEX_KEY": key(),
+        "ZC_ASSISTANT_LOG_LEVEL": "WARNING",
+        # No identity, loan or payroll here: an action is answered "unavailable, nothing done".
+        "ZC_ASSISTANT_IDENTITY_URL": f"http://127.0.0.1:{closed}",
+        "ZC_ASSISTANT_LOAN_URL": f"http://127.0.0.1:{closed}",
+        "ZC_ASSISTANT_PAYROLL_URL": f"http://127.0.0.1:{closed}",
+    }
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "zerocontact.assistant.app:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-2000:]
+
+
+async def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                sys.exit(f"assistant exited ({proc.returncode}):\n{tail(log)}")
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(url, timeout=2)).status_code == 200:
+                    return
+            await asyncio.sleep(0.5)
+    sys.exit(f"assistant not ready after {timeout_s:.0f} s:\n{tail(log)}")
+
+
+async def converse(
+    client: httpx.AsyncClient,
+    token: str,
+    conversation: dict[str, Any],
+    latencies_ms: list[float],
+) -> bool:
+    """Play one scripted conversation; True when it closed without a hand-off."""
+    headers = {"Authorization": f"Bearer {token}"}
+    r = await client.post(
+        "/v1/conversations",
+        json={"channel": "app"},
+        headers=headers | {"Idempotency-Key": uuid.uuid4().hex},
+    )
+    r.raise_for_status()
+    conversation_id = r.json()["conversation_id"]
+    handed_off = False
+    for turn in conversation["turns"]:
+        t0 = time.perf_counter()
+        r = await client.post(
+            f"/v1/conversations/{conversation_id}/messages",
+            json={"text": turn["text"]},
+            headers=headers | {"Idempotency-Key": uuid.uuid4().hex},
+        )
+        latencies_ms.append((time.perf_counter() - t0) * 1000)
+        r.raise_for_status()
+        if r.json()["handoff"] is not None:
+            handed_off = True
+            break
+    r = await client.post(
+        f"/v1/conversations/{conversation_id}/closure",
+        headers=headers | {"Idempotency-Key": uuid.uuid4().hex},
+    )
+    return not handed_off
+
+
+async def measure_service(
+    conversations: list[dict[str, Any]], rounds: int, concurrency: int
+) -> dict[str, Any]:
+    """Containment and answer latency of the real service (uvicorn subprocess) on the engines of
+    KAFKA_BOOTSTRAP_SERVERS / MONGODB_URI, ``concurrency`` conversations at a time."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from pymongo import AsyncMongoClient
+
+    from zerocontact.identity.domain.authentication import Aal, Method
+    from zerocontact.identity.tokens import AccessGrant, SigningKeys, access_claims
+
+    token_id = uuid.uuid4().hex[:12]
+    database, topic = f"bench_assistant_{token_id}", f"bench.assistant.{token_id}"
+    keys = SigningKeys.from_config(
+        pem=None, seed=base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+    )
+    now = datetime.now(UTC)
+    parties = [str(uuid.uuid4()) for _ in range(concurrency)]
+    tokens = [
+        keys.sign(
+            access_claims(
+                AccessGrant(p, str(uuid.uuid4()), Aal.AAL2, (Method.PASSWORD, Method.TOTP), now),
+                issuer=ISSUER,
+                audience=AUDIENCE,
+                now=now,
+                ttl=timedelta(minutes=60),
+            )
+        )
+        for p in parties
+    ]
+    admin = AIOKafkaAdminClient(bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"])
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, 3, 1), NewTopic(f"{topic}.dlq", 1, 1)])
+    jwks_app = FastAPI()
+    jwks_app.get("/.well-known/jwks.json")(lambda: keys.jwks())
+    jwks_port, port = free_port(), free_port()
+    jwks_server = uvicorn.Server(
+        uvicorn.Config(jwks_app, host="127.0.0.1", port=jwks_port, log_level="warning")
+    )
+    jwks_task = asyncio.create_task(jwks_server.serve())
+    workdir = Path(tempfile.mkdtemp(prefix="assistant-bench-"))
+    proc = start_assistant(port, jwks_port, database, topic, workdir / "assistant.log")
+    latencies_ms: list[float] = []
+    outcomes: list[bool] = []
+    try:
+        await wait_ready(f"http://127.0.0.1:{port}/readyz", proc, workdir / "assistant.log", 300)
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        for _ in range(rounds):
+            for conversation in conversations:
+                queue.put_nowait(conversation)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            # One warm-up conversation, not counted (first requests pay imports and connections).
+            await converse(client, tokens[0], conversations[0], [])
+
+            async def worker(token: str) -> None:
+                while not queue.empty():
+                    conversation = queue.get_nowait()
+                    outcomes.append(await converse(client, token, conversation, latencies_ms))
+
+            started = time.perf_counter()
+            await asyncio.gather(*(worker(t) for t in tokens))
+            elapsed = time.perf_counter() - started
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=30)
+        if proc.poll() is None:
+            proc.kill()
+        jwks_server.should_exit = True
+        await jwks_task
+        with contextlib.suppress(Exception):
+            await admin.delete_topics([topic, f"{topic}.dlq"])
+        await admin.close()
+        mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(os.environ["MONGODB_URI"])
+        await mongo.drop_database(database)
+        await mongo.close()
+    return {
+        "service_conversations": len(outcomes),
+        "service_containment": round(sum(outcomes) / len(outcomes), 4),
+        "service_messages": len(latencies_ms),
+        "service_concurrency": concurrency,
+        "service_answer_p50_ms": round(statistics.median(latencies_ms), 1),
+        "service_answer_p99_ms": round(percentile(latencies_ms, 0.99), 1),
+        "service_messages_per_s": round(len(latencies_ms) / elapsed, 1),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--show-misses", type=int, default=15, help="misses to print")
     parser.add_argument("--data", type=Path, default=DATA_DIR)
+    parser.add_argument(
+        "--service",
+        action=argparse.BooleanOptionalAction,
+        default=bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS")),
+        help="also measure the real service (default: when KAFKA_BOOTSTRAP_SERVERS is set)",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="times each conversation is played")
+    parser.add_argument("--concurrency", type=int, default=20, help="conversations at a time")
     args = parser.parse_args()
+    if args.service and not (
+        os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("MONGODB_URI")
+    ):
+        sys.exit("assistant_eval: --service needs KAFKA_BOOTSTRAP_SERVERS and MONGODB_URI")
 
     started, cpu_started = time.perf_counter(), time.process_time()
     understander = Understander.load(train_path=args.data / "train.jsonl")
@@ -142,6 +382,21 @@ def main() -> int:
         f"top-1 >= {GOAL_TOP1:.0%} ({'met' if result['top1_accuracy'] >= GOAL_TOP1 else 'MISSED'}), "
         f"leaks 0 ({'met' if leaks == 0 else 'MISSED'})"
     )
+    if args.service:
+        print(
+            f"service: {args.concurrency} conversations at a time, each script played "
+            f"{args.rounds} times, uvicorn subprocess on {os.environ['KAFKA_BOOTSTRAP_SERVERS']}",
+            flush=True,
+        )
+        service = asyncio.run(measure_service(conversations, args.rounds, args.concurrency))
+        result |= service
+        print(
+            f"service containment {service['service_containment']:.1%} of "
+            f"{service['service_conversations']} conversations (goal {GOAL_CONTAINMENT:.0%}); "
+            f"answer p50 {service['service_answer_p50_ms']} ms, p99 "
+            f"{service['service_answer_p99_ms']} ms over {service['service_messages']} messages "
+            f"(goal p99 <= {GOAL_P99_MS:.0f} ms); {service['service_messages_per_s']} messages/s"
+        )
     print(json.dumps(result))
     return 0 if leaks == 0 else 1
 
