@@ -129,8 +129,12 @@ bench: $(STAMP) proto fetch ## benchmarks under bench/ (engines started if neede
 chaos: $(STAMP) proto fetch ## the reliability and security scenarios of tests/chaos/, full size, and their table (docs/reliability.md)
 	$(PY) bench/chaos.py
 
-chaos-quick: $(STAMP) proto fetch ## the same scenarios, smaller (about 10 minutes; run by .ci/run)
-	$(PY) bench/chaos.py --quick
+# The CI subset: every scenario but soak at its --quick size (soak compares latency percentiles
+# over minutes, which a shared CI machine does not hold steady: `make chaos` runs it, and
+# `bench/chaos.py --quick --only soak` its short version).
+CHAOS_QUICK := kill9,outbox_crash,replay,poison,faust_state,attacks,fuzz
+chaos-quick: $(STAMP) proto fetch ## the scenarios but soak, smaller (run by .ci/run; docs/reliability.md)
+	$(PY) bench/chaos.py --quick --only $(CHAOS_QUICK)
 
 clean: down ## remove generated code and caches (keeps the engine cache)
 	rm -rf libs/contracts/src/zerocontact/*/v1 .pytest_cache .mypy_cache .ruff_cache
