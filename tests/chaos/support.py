@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
 import logging
 import os
 import random
@@ -37,9 +36,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from pymongo import AsyncMongoClient
-from stdnum.cn import ric, uscc
 
+from tests.chaos.scenario import Row
 from tests.integration.harness import free_port, random_key
+from tests.integration.test_identity_service import credit_code, resident_id
 from zerocontact.identity.domain.authentication import Aal, Method
 from zerocontact.identity.tokens import AccessGrant, SigningKeys, access_claims
 from zerocontact.loan.v1 import events_pb2 as loan_pb2
@@ -63,29 +63,15 @@ logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 # Rows and exit status
 
 
-@dataclass
-class Row:
-    """One line of the chaos table (bench/chaos.py prints them)."""
-
-    scenario: str
-    faults: int
-    operations: int
-    lost: int
-    duplicated: int
-    recover_s: float | None
-    detail: str
-
-
 def report(rows: Iterable[Row], failures: list[str]) -> int:
     """Print every row as ``CHAOS-ROW {json}`` and each failed invariant on stderr; the exit
     status: 1 when a row lost or duplicated anything or an invariant failed."""
     rows = list(rows)
     for row in rows:
-        print("CHAOS-ROW " + json.dumps(row.__dict__, sort_keys=True), flush=True)
+        row.print()
     for failure in failures:
         print(f"invariant failed: {failure}", file=sys.stderr, flush=True)
-    bad = bool(failures) or any(r.lost or r.duplicated for r in rows)
-    return 1 if bad or not rows else 0
+    return 0 if rows and not failures and all(r.passed for r in rows) else 1
 
 
 def log(message: str) -> None:
@@ -501,16 +487,6 @@ async def call(
 
 # ---------------------------------------------------------------------------------------------
 # Load: customers, applications, payroll
-
-
-def resident_id(birth: date) -> str:
-    body = f"110105{birth:%Y%m%d}{random.randrange(1000):03d}"
-    return body + ric.calc_check_digit(body + "0")
-
-
-def credit_code() -> str:
-    body = f"91110105{random.randrange(10**9):09d}"
-    return body + uscc.calc_check_digit(body)
 
 
 @dataclass
