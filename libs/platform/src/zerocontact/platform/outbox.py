@@ -13,10 +13,8 @@ token every event-adding write renews, or, when a write came between, an unset a
 clear. A map rather than an array because
 FerretDB 1.24 lacks the positional ``$`` operator and ignores ``$pull`` conditions.
 
-The relay is nudged right after each write (latency), tries a flush that failed again within
-a second, and sweeps at start and then every minute or so for whatever a crash left behind
-(recovery). On FerretDB a sweep reads every document of its collections (decision 3): the
-nudge, not the sweep, is the delivery path, so the sweep runs rarely (docs/performance.md). Delivery is at least once: a crash between the
+The relay is nudged right after each write (latency) and sweeps every few seconds for
+whatever a crash left behind (recovery). Delivery is at least once: a crash between the
 broker's acknowledgement and the ``$unset`` republishes the same events with the same
 ``ce_id``, which idempotent consumers ignore. Both crashes can be injected for the reliability
 suite (:mod:`zerocontact.platform.faults`, off unless a test process arms them).
@@ -63,8 +61,6 @@ OLDEST_PENDING = Gauge(
 )
 
 Document = dict[str, Any]
-# How soon a flush that failed (engines down) is tried again.
-RETRY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -221,7 +217,7 @@ class OutboxRelay:
         *,
         publisher: EventPublisher,
         collections: Sequence[AsyncCollection[Document]],
-        sweep_interval_s: float = 60.0,
+        sweep_interval_s: float = 5.0,
         batch_size: int = 64,
         faults: CrashPoints | None = None,
     ) -> None:
@@ -232,7 +228,6 @@ class OutboxRelay:
         self._sweep_interval = sweep_interval_s
         self._batch_size = batch_size
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        self._retry: set[tuple[str, Any]] = set()
         self._task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
 
@@ -259,42 +254,34 @@ class OutboxRelay:
                 if loop.time() >= next_sweep:
                     await self.sweep()
                     next_sweep = loop.time() + self._sweep_interval
-                # Aggregates whose flush failed are tried again within a second, not at the
-                # next sweep (which may be a minute away).
-                until = min(next_sweep, loop.time() + RETRY_S) if self._retry else next_sweep
-                batch: list[tuple[str, Any]] = []
                 try:
-                    batch.append(
-                        await asyncio.wait_for(self._queue.get(), max(0.0, until - loop.time()))
+                    first = await asyncio.wait_for(
+                        self._queue.get(), max(0.0, next_sweep - loop.time())
                     )
                 except TimeoutError:
-                    if not self._retry:
-                        continue
+                    continue
                 # Everything nudged meanwhile, each aggregate once, flushed side by side: one
                 # aggregate's events stay in order (one flush publishes all it has pending), and
                 # a broker or database round trip is waited for once per batch, not per event.
+                batch = [first]
                 while len(batch) < self._batch_size and not self._queue.empty():
                     batch.append(self._queue.get_nowait())
-                targets = list(dict.fromkeys([*self._retry, *batch]))
-                self._retry.clear()
                 results = await asyncio.gather(
-                    *(self.flush(self._collections[n], i) for n, i in targets),
+                    *(self.flush(self._collections[n], i) for n, i in dict.fromkeys(batch)),
                     return_exceptions=True,
                 )
-                failed = [
-                    t for t, r in zip(targets, results, strict=True) if isinstance(r, Exception)
-                ]
-                self._retry.update(failed)
                 for result in results:
                     if isinstance(result, Exception):
                         raise result
                 self.last_error = None
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # engines down: retried shortly, and by the next sweep
+            except Exception as exc:  # engines down: the next sweep picks everything up again
                 self.last_error = repr(exc)
-                log.warning("outbox relay failed, will retry", extra={"error": repr(exc)})
-                await asyncio.sleep(min(self._sweep_interval, RETRY_S))
+                log.warning(
+                    "outbox relay failed, will retry on the next sweep", extra={"error": repr(exc)}
+                )
+                await asyncio.sleep(min(self._sweep_interval, 1.0))
 
     async def flush(self, collection: AsyncCollection[Document], aggregate_id: Any) -> int:
         """Publish one aggregate's pending events in order; return how many were published."""

@@ -58,8 +58,7 @@ class ServiceSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "INFO"
-    # The relay's crash-recovery sweep (writes nudge it; a failed flush retries within 1 s).
-    outbox_sweep_interval_s: float = Field(default=60.0, gt=0)
+    outbox_sweep_interval_s: float = Field(default=5.0, gt=0)
     consumer_group: str = "zerocontact"
     # How long a readiness probe waits for an engine before calling the service not ready.
     readiness_timeout_s: float = Field(default=2.0, gt=0)
