@@ -38,7 +38,8 @@ from tests.integration.harness import Engines, engines_started, local_home
 ROOT = Path(__file__).resolve().parents[2]
 ALL_SCOPES = {
     "identity:write", "identity:read", "loans:write", "loans:read", "payroll:write",
-    "payroll:read", "signals:read", "webhooks:write", "webhooks:read",
+    "payroll:read", "signals:read", "webhooks:write", "webhooks:read", "assistant:write",
+    "assistant:read",
 }  # fmt: skip
 MARKETING_URL = "http://127.0.0.1:8004"
 

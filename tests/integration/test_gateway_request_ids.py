@@ -51,6 +51,8 @@ async def suite(
             tmp_path_factory.mktemp("gateway-ids"),
             stack,
             with_signals=False,
+            # every call reaches the service: the trace test follows the call into it
+            gateway_overrides={"products_cache_s": 0, "read_model_max_age_s": 0},
         )
         await s.add_partner("ids-a", ALL_SCOPES)
         await s.add_partner("ids-reader", ["loans:read"])
