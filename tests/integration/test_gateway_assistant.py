@@ -32,7 +32,11 @@ from tests.integration.test_gateway_support import (
     register_customer,
     start_suite,
 )
-from tests.integration.test_marketing_support import MarketingTopics, marketing_settings
+from tests.integration.test_marketing_support import (
+    MarketingTopics,
+    marketing_settings,
+    operator_headers,
+)
 from zerocontact.assistant.v1 import events_pb2 as assistant_pb
 from zerocontact.gateway.v1 import assistant_pb2 as gw
 from zerocontact.gateway.v1 import loan_pb2
@@ -76,7 +80,7 @@ async def marketing(suite: Suite, kafka_admin: AIOKafkaAdminClient) -> AsyncIter
     settings = marketing_settings(suite.engines, topics, lambda p: f"t{RUN_ID}-{p}-{new_key()[:8]}")
     settings = settings.model_copy(update={"assistant_topic": t.assistant})
     async with serve(marketing_app(settings)) as running:
-        running.client.headers.update({"X-Operator-Key": OPERATOR_KEY, "X-Operator-Id": "alice"})
+        running.client.headers.update(operator_headers("alice"))
         yield running
 
 
