@@ -133,7 +133,7 @@ chaos: $(STAMP) proto fetch ## the reliability and security scenarios of tests/c
 # over minutes, which a shared CI machine does not hold steady: `make chaos` runs it, and
 # `bench/chaos.py --quick --only soak` its short version).
 CHAOS_QUICK := kill9,outbox_crash,replay,poison,faust_state,attacks,fuzz
-chaos-quick: $(STAMP) proto fetch ## the scenarios but soak, smaller (run by .ci/run; docs/reliability.md)
+chaos-quick: $(STAMP) proto fetch ## the scenarios but soak, smaller (docs/reliability.md)
 	$(PY) bench/chaos.py --quick --only $(CHAOS_QUICK)
 
 clean: down ## remove generated code and caches (keeps the engine cache)
