@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import hashlib
 import json
-import shutil
 import sys
 import tempfile
 import time
@@ -41,6 +40,7 @@ from tests.chaos.support import (
     check_groups,
     check_loans,
     check_payroll,
+    conclude,
     engine_urls,
     log,
     read_topic,
@@ -195,11 +195,7 @@ async def scenario(args: argparse.Namespace) -> int:
         suite.stop()
         await suite.drop()
         await mongo.close()
-    if findings.failures:
-        print(f"logs kept in {workdir}", file=sys.stderr)
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return report([row] if row else [], findings.failures)
+    return conclude(workdir, [row] if row else [], findings.failures)
 
 
 def main() -> int:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -39,9 +38,9 @@ from tests.chaos.support import (
     check_groups,
     check_loans,
     check_payroll,
+    conclude,
     engine_urls,
     log,
-    report,
 )
 
 SAMPLE_S = 10.0
@@ -199,11 +198,7 @@ async def scenario(args: argparse.Namespace) -> int:
         suite.stop()
         await suite.drop()
         await mongo.close()
-    if findings.failures:
-        print(f"logs kept in {workdir}", file=sys.stderr)
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return report([row] if row else [], findings.failures)
+    return conclude(workdir, [row] if row else [], findings.failures)
 
 
 def main() -> int:

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -72,6 +73,16 @@ def report(rows: Iterable[Row], failures: list[str]) -> int:
     for failure in failures:
         print(f"invariant failed: {failure}", file=sys.stderr, flush=True)
     return 0 if rows and not failures and all(r.passed for r in rows) else 1
+
+
+def conclude(workdir: Path, rows: list[Row], failures: list[str]) -> int:
+    """:func:`report` the scenario's rows; its working directory (logs) kept and named on
+    stderr when something failed, removed otherwise."""
+    if failures:
+        print(f"logs kept in {workdir}", file=sys.stderr)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return report(rows, failures)
 
 
 def log(message: str) -> None:
