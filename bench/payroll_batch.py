@@ -51,6 +51,8 @@ from zerocontact.platform.kafka.producer import EventPublisher
 from zerocontact.platform.ledger import Ledger
 
 ISSUER, AUDIENCE = "https://identity.zerocontact.internal", "zerocontact"
+# Submit to the last SalaryPaid for 10,000 items on two cores (docs/performance.md).
+GOAL_S = 3.0
 
 
 def _key() -> str:
@@ -266,7 +268,7 @@ async def run(items: int, rail_latency: float) -> int:
         print(f"  total: {total_s:.3f} s, {items / total_s:,.0f} items/s, ledger balanced: {ok}")
         print(
             f"  raw insert_many of {items} docs: {raw_s:.3f} s; ratio total/raw = "
-            f"{total_s / raw_s:.1f}x; goal <= 5 s: {'met' if total_s <= 5 else 'MISSED'}"
+            f"{total_s / raw_s:.1f}x; goal <= {GOAL_S:g} s: {'met' if total_s <= GOAL_S else 'MISSED'}"
         )
         return 0 if ok else 1
     finally:
