@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
 from pymongo import AsyncMongoClient, monitoring
 
 from tests.integration.harness import Engines, eventually
@@ -47,6 +48,18 @@ class Finds(monitoring.CommandListener):
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
+
+
+async def _recovery_failures(app: Any, step: str) -> float:
+    text = (await app.client.get("/metrics")).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if (
+                sample.name == "zc_loan_recovery_failures_total"
+                and sample.labels.get("step") == step
+            ):
+                return float(sample.value)
+    return 0.0
 
 
 async def _booked_loan(app: Any, bus: EventBus, reader: LoanTopicReader, tokens: Tokens) -> str:
@@ -125,8 +138,11 @@ async def test_the_sweep_settles_a_payout_the_rail_took_and_a_bad_loan_holds_no_
         )
 
         up = loan_settings(engines, topics, database, group)
-        async with running_loan(up, tokens):
+        async with running_loan(up, tokens) as app:
             disbursed = await reader.wait_for("loan_disbursed", loan_id=paid, within_s=60)
+            # The loan it cannot finish is counted on every run, for ZcLoanRecoveryFailing.
+            failed = await eventually(lambda: _recovery_failures(app, "disburse"))
+            assert failed >= 1
         assert disbursed[0].message.rail_reference == taken.rail_reference
         assert len(reader.of("loan_disbursed", loan_id=paid)) == 1
         assert await db[RAIL_PAYMENTS].count_documents({"_id": f"disburse:{paid}"}) == 1

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+from zerocontact.loan import metrics
 from zerocontact.loan.domain.loans import LoanState
 from zerocontact.loan.handlers.context import LoanDeps
 from zerocontact.loan.handlers.disbursement import book_loan, disburse_loan
@@ -85,6 +86,7 @@ def _own_failure(step: str, key: str) -> Iterator[None]:
     except TRANSIENT_ERRORS:
         raise
     except Exception as exc:
+        metrics.recovery_step_failed(step)
         log.error(
             "recovery step failed; the next run tries it again",
             extra={"step": step, "key": key, "error": repr(exc)},
