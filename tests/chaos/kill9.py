@@ -85,14 +85,23 @@ class Faults:
         for victim in victims:
             if victim not in ENGINES:
                 self.suite.services[victim].restart()
-        await asyncio.gather(*(self._recovered(v, loan_ends) for v in victims))
+        ready: dict[str, float] = {}
+        await asyncio.gather(*(self._recovered(v, loan_ends, began, ready) for v in victims))
         took = time.monotonic() - began
         name = " + ".join(victims)
         self.recovered.append((name, took))
-        log(f"{name}: recovered in {took:.1f} s")
+        # A restarted service's /readyz apart from its probe: start-up against serving a backlog.
+        started = "".join(f"; {v} ready after {t:.1f} s" for v, t in ready.items())
+        log(f"{name}: recovered in {took:.1f} s{started}")
         return took
 
-    async def _recovered(self, victim: str, loan_ends: dict[TopicPartition, int]) -> None:
+    async def _recovered(
+        self,
+        victim: str,
+        loan_ends: dict[TopicPartition, int],
+        began: float,
+        ready: dict[str, float],
+    ) -> None:
         probes = {
             "kafka": self._broker_takes_records,
             "ferretdb": self._database_takes_writes,
@@ -103,6 +112,10 @@ class Faults:
         }
         if victim in ENGINES:
             self.engines.ensure_running(victim)
+        else:
+            service = self.suite.services[victim]
+            await until(service.ready, within_s=RECOVER_WITHIN_S, interval=0.25)
+            ready[victim] = time.monotonic() - began
         await until(probes[victim], within_s=RECOVER_WITHIN_S, interval=0.25)
         if victim in ENGINES:
             for service in self.suite.services.values():

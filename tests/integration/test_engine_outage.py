@@ -204,3 +204,66 @@ async def _balance(client: Any, account_id: str, minor: int) -> dict[str, Any] |
         return None
     body: dict[str, Any] = r.json()
     return body if body["balance_minor"] == minor else None
+
+
+async def test_a_request_while_the_database_is_down_gets_a_retryable_503_and_changes_nothing(
+    private_engines: PrivateEngines,
+) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=private_engines.kafka_bootstrap)
+    await admin.start()
+    await admin.create_topics(
+        [NewTopic("skeleton.events.v1", 3, 1), NewTopic("skeleton.events.v1.dlq", 1, 1)]
+    )
+    await admin.close()
+    accounts_app = create_accounts_app(
+        AccountsSettings(
+            kafka_bootstrap_servers=private_engines.kafka_bootstrap,
+            mongodb_uri=private_engines.mongodb_uri,
+            readiness_timeout_s=1.0,
+            outbox_sweep_interval_s=0.5,
+            pii_key=random_key(),
+            pii_index_key=random_key(),
+        )
+    )
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(private_engines.mongodb_uri)
+    async with serve(accounts_app) as accounts:
+        await eventually(lambda: _ready(accounts.client))
+        r = await accounts.client.post(
+            "/v1/accounts",
+            json={"holder_name": "Li Na", "holder_phone": "+8613912345679", "currency": "CNY"},
+            headers={"Idempotency-Key": "down-open-1"},
+        )
+        account_id = r.json()["account_id"]
+        await _deposit(accounts.client, account_id, "down-dep-1", "1.00")
+
+        private_engines.supervisorctl("stop", "ferretdb")
+        for path, body in (
+            (f"/v1/accounts/{account_id}/deposits", {"amount": "2.00", "currency": "CNY"}),
+            (f"/v1/accounts/{account_id}", None),
+        ):
+            if body is None:
+                r = await accounts.client.get(path)
+            else:
+                r = await accounts.client.post(
+                    path, json=body, headers={"Idempotency-Key": "down-dep-2"}
+                )
+            # Not a 500: the engine is missing, so the same request can succeed later.
+            assert r.status_code == 503, r.text
+            assert r.headers["content-type"] == "application/problem+json"
+            assert r.headers["Retry-After"] == "1"
+            problem = r.json()
+            assert problem["title"] == "engine_unavailable"
+            assert str(private_engines.mongodb_uri.split(":")[-1].rstrip("/")) not in r.text
+
+        private_engines.supervisorctl("start", "ferretdb")
+        await eventually(lambda: _ready(accounts.client), within_s=60)
+        doc = await mongo["zc_skeleton"]["accounts"].find_one({"_id": account_id})
+        assert doc is not None
+        assert doc["balance_minor"] == 100  # the refused deposit changed nothing
+        # The client's retry with the same key is applied once.
+        await _deposit(accounts.client, account_id, "down-dep-2", "2.00")
+        await _deposit(accounts.client, account_id, "down-dep-2", "2.00")
+        doc = await mongo["zc_skeleton"]["accounts"].find_one({"_id": account_id})
+        assert doc is not None
+        assert doc["balance_minor"] == 300
+    await mongo.close()

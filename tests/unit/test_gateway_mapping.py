@@ -209,3 +209,24 @@ def test_the_fast_amount_path_agrees_with_money(amount: str, currency: str) -> N
             convert.money(amount, currency)
         return
     assert convert.money(amount, currency).minor_units == expected
+
+
+def test_an_engine_outage_is_unavailable_and_retryable_at_the_gateway_and_behind_it() -> None:
+    from pymongo.errors import AutoReconnect
+
+    from zerocontact.gateway.guard.envelope import _ending
+
+    # The gateway's own database gone: not INTERNAL, and the engine's address is not told.
+    own = _ending(AutoReconnect("127.0.0.1:27017: connection closed"), "GetLoan")
+    assert own.code is grpc.StatusCode.UNAVAILABLE and own.reason == "ENGINE_UNAVAILABLE"
+    assert "27017" not in own.message
+    assert own.code in RETRIED_CODES
+    retry = _details(own)["RetryInfo"]
+    assert isinstance(retry, error_details_pb2.RetryInfo) and retry.retry_delay.seconds == 1
+    # A service's engine gone: its 503 problem, as the platform answers it.
+    body = {
+        "type": "urn:zerocontact:problem:engine_unavailable", "title": "engine_unavailable",
+        "status": 503, "detail": "retry later", "retry_after_s": 1,
+    }  # fmt: skip
+    behind = from_problem(503, body)
+    assert behind.code is grpc.StatusCode.UNAVAILABLE and behind.reason == "ENGINE_UNAVAILABLE"

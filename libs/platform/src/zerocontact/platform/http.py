@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from aiokafka.errors import (  # type: ignore[import-untyped, unused-ignore]
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    LeaderNotAvailableError,
+    NoBrokersAvailable,
+    NodeNotReadyError,
+    NotLeaderForPartitionError,
+    RequestTimedOutError,
+)
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pymongo.errors import ConnectionFailure
 
 from zerocontact.platform.errors import (
     Conflict,
@@ -26,8 +37,11 @@ from zerocontact.platform.metrics import run_checks
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
+log = logging.getLogger(__name__)
 
 __all__ = [
+    "ENGINE_UNAVAILABLE",
+    "ENGINE_UNAVAILABLE_RETRY_AFTER_S",
     "HTTP_STATUS",
     "ReadinessCheck",
     "http_status",
@@ -47,6 +61,22 @@ HTTP_STATUS: Mapping[type[DomainError], int] = {
     DomainError: 409,
 }
 """The HTTP status of each domain-error category: the one place domain errors meet HTTP."""
+
+
+ENGINE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    ConnectionFailure,  # PyMongo: AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError, ...
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    NoBrokersAvailable,
+    NodeNotReadyError,
+    LeaderNotAvailableError,
+    NotLeaderForPartitionError,
+    RequestTimedOutError,
+)
+"""Errors meaning the database or the broker cannot be reached now: answered 503, retryable."""
+
+ENGINE_UNAVAILABLE_RETRY_AFTER_S = 1
+"""The ``Retry-After`` of an engine-outage 503: the engines come back within seconds."""
 
 
 def http_status(error: DomainError) -> int:
@@ -78,7 +108,9 @@ def install_operational_routes(
     """Add ``/healthz`` (liveness), ``/readyz`` (every check passes) and ``/metrics``.
 
     Validation errors become 422 problems that name each bad field but never echo its
-    value, so personal data sent by mistake is not reflected back.
+    value, so personal data sent by mistake is not reflected back. An engine that cannot be
+    reached (:data:`ENGINE_UNAVAILABLE`) becomes a 503 ``engine_unavailable`` problem with
+    ``Retry-After``, not a 500: a client retries it with its idempotency key.
     """
 
     @app.get("/healthz", include_in_schema=False)
@@ -106,6 +138,21 @@ def install_operational_routes(
             for e in exc.errors()
         ]
         return problem(422, "invalid_request", "the request has invalid fields", errors=errors)
+
+    async def engine_unavailable(_: Request, exc: Exception) -> JSONResponse:
+        # The message names the engine's host and port: logged, not answered.
+        log.warning("engine unavailable; answered 503", extra={"error": repr(exc)})
+        response = problem(
+            503,
+            "engine_unavailable",
+            "a database or broker this service needs cannot be reached; retry later",
+            retry_after_s=ENGINE_UNAVAILABLE_RETRY_AFTER_S,
+        )
+        response.headers["Retry-After"] = str(ENGINE_UNAVAILABLE_RETRY_AFTER_S)
+        return response
+
+    for error in ENGINE_UNAVAILABLE:
+        app.add_exception_handler(error, engine_unavailable)
 
     @app.exception_handler(DomainError)
     async def domain_error(_: Request, exc: DomainError) -> JSONResponse:

@@ -17,6 +17,8 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2  # type: ignore[import-untyped]
 from grpc_status import rpc_status  # type: ignore[import-untyped]
 
+from zerocontact.platform.http import ENGINE_UNAVAILABLE_RETRY_AFTER_S
+
 DOMAIN = "gateway.zerocontact"
 # The call's request id (its trace id) in every response's metadata; partners quote it.
 REQUEST_ID_HEADER = "x-request-id"
@@ -126,6 +128,17 @@ def not_found(kind: str) -> GatewayError:
 def deadline_exceeded(message: str = "the deadline passed") -> GatewayError:
     """DEADLINE_EXCEEDED: the call's deadline passed before the answer."""
     return GatewayError(grpc.StatusCode.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", message)
+
+
+def engine_unavailable() -> GatewayError:
+    """UNAVAILABLE: a database or broker the gateway needs cannot be reached (retryable, like
+    a service's 503 ``engine_unavailable``)."""
+    return GatewayError(
+        grpc.StatusCode.UNAVAILABLE,
+        "ENGINE_UNAVAILABLE",
+        "a database or broker the gateway needs cannot be reached; retry later",
+        retry_after_s=ENGINE_UNAVAILABLE_RETRY_AFTER_S,
+    )
 
 
 _BY_STATUS = {

@@ -20,9 +20,11 @@ __all__ = [
     "DECISION_SECONDS",
     "DISBURSEMENTS",
     "DISBURSEMENT_SECONDS",
+    "RECOVERY_FAILURES",
     "decided",
     "disbursed",
     "disbursement_failed",
+    "recovery_step_failed",
 ]
 
 APPLICATIONS = Counter("zc_loan_applications_total", "Applications decided", ["outcome"])
@@ -37,6 +39,11 @@ DISBURSEMENT_SECONDS = Histogram(
     buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0),
 )
 DISBURSEMENTS = Counter("zc_loan_disbursements_total", "Disbursements finished", ["outcome"])
+RECOVERY_FAILURES = Counter(
+    "zc_loan_recovery_failures_total",
+    "Recovery-sweep steps that failed for their own reason (not an engine outage)",
+    ["step"],
+)
 
 _APPROVED = APPLICATIONS.labels("approved")
 _DECLINED = APPLICATIONS.labels("declined")
@@ -70,3 +77,8 @@ def disbursed(disbursed_at: datetime | None, applied_at: datetime | None) -> Non
 def disbursement_failed() -> None:
     """A payout failed for good (recorded just now)."""
     _FAILED.inc()
+
+
+def recovery_step_failed(step: str) -> None:
+    """A recovery-sweep step (``disburse``, ``book``, ``repayment``) failed just now."""
+    RECOVERY_FAILURES.labels(step).inc()

@@ -23,11 +23,17 @@ import grpc
 from google.protobuf.message import Message
 from opentelemetry import trace
 
-from zerocontact.gateway.errors import REQUEST_ID_HEADER, GatewayError, deadline_exceeded
+from zerocontact.gateway.errors import (
+    REQUEST_ID_HEADER,
+    GatewayError,
+    deadline_exceeded,
+    engine_unavailable,
+)
 from zerocontact.gateway.guard.caller import Caller
 from zerocontact.gateway.guard.gateway import Gateway
 from zerocontact.gateway.guard.record import _audit
 from zerocontact.gateway.tracing import request_id
+from zerocontact.platform.http import ENGINE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +91,10 @@ def _ending(exc: Exception, method: str) -> GatewayError:
         return exc
     if isinstance(exc, TimeoutError):
         return deadline_exceeded()
+    if isinstance(exc, ENGINE_UNAVAILABLE):
+        # The message names the engine's host and port: logged, not answered.
+        log.warning("engine unavailable: %s", method, extra={"error": repr(exc)})
+        return engine_unavailable()
     log.exception("gateway call failed: %s", method)
     return GatewayError(grpc.StatusCode.INTERNAL, "INTERNAL", "internal error")
 

@@ -157,16 +157,25 @@ class LoanRepository:
         """Applications accepted in ``window`` before ``older_than`` whose loan document a
         crash did not write (reads only: the hot path writes no marker for the sweep), with
         the trace context of their submission."""
-        cursor = self.applications.find(
+        # Read to the end before the per-application reads: a cursor left open across them
+        # (minutes under load) dies with CursorNotFound when FerretDB restarts meanwhile.
+        docs = await self.applications.find(
             {
                 "state": str(ApplicationState.ACCEPTED),
                 "accepted_at": {"$lt": older_than, "$gte": older_than - window},
             }
-        )
+        ).to_list(None)
         found = []
-        async for doc in cursor:
-            if await self.loans.find_one({"application_id": doc["_id"]}, {"_id": 1}) is None:
-                found.append((application_of(doc), doc.get("traceparent")))
+        for doc in docs:
+            app = application_of(doc)
+            # By the loan's `_id` (the application's loan id, book_loan): FerretDB 1.24 pushes
+            # only an `_id` equality down, so a read by application_id decoded every loan, for
+            # every accepted application, on every run.
+            if (
+                app.loan_id is None
+                or await self.loans.find_one({"_id": app.loan_id}, {"_id": 1}) is None
+            ):
+                found.append((app, doc.get("traceparent")))
         return found
 
     # loans
