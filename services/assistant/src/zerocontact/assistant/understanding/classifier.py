@@ -27,6 +27,10 @@ class Ranked:
     probabilities: np.ndarray
     features: csr_matrix
 
+    def by_label(self) -> dict[str, float]:
+        """Every label's probability."""
+        return dict(zip(self.labels, self.probabilities.tolist(), strict=True))
+
     def probability(self, label: str) -> float:
         """The probability of ``label`` (0 when the model never saw it)."""
         for i, known in enumerate(self.labels):
@@ -44,28 +48,36 @@ class IntentClassifier:
         labels: Sequence[str],
         *,
         tokens: Callable[[str], list[str]],
+        sounds: Callable[[str], list[str]] | None = None,
+        c: float = 50.0,
+        char_ngrams: tuple[int, int] = (1, 3),
         random_state: int = RANDOM_STATE,
     ) -> None:
         self._chars = TfidfVectorizer(
-            analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True, dtype=np.float32
+            analyzer="char_wb", ngram_range=char_ngrams, sublinear_tf=True, dtype=np.float32
         )
         self._words = TfidfVectorizer(analyzer=tokens, sublinear_tf=True, dtype=np.float32)
-        matrix = hstack(
-            [self._chars.fit_transform(texts), self._words.fit_transform(texts)]
-        ).tocsr()
-        self._model = LogisticRegression(C=50.0, max_iter=2000, random_state=random_state)
+        self._vectorizers = [self._chars, self._words]
+        prefixes = ["", "word:"]
+        if sounds is not None:
+            self._vectorizers.append(
+                TfidfVectorizer(analyzer=sounds, sublinear_tf=True, dtype=np.float32)
+            )
+            prefixes.append("sound:")
+        matrix = hstack([v.fit_transform(texts) for v in self._vectorizers]).tocsr()
+        self._model = LogisticRegression(C=c, max_iter=2000, random_state=random_state)
         self._model.fit(matrix, list(labels))
         self.classes: tuple[str, ...] = tuple(str(c) for c in self._model.classes_)
         self._names = np.concatenate(
             [
-                self._chars.get_feature_names_out(),
-                np.array([f"word:{w}" for w in self._words.get_feature_names_out()], dtype=object),
+                np.array([f"{p}{n}" for n in v.get_feature_names_out()], dtype=object)
+                for p, v in zip(prefixes, self._vectorizers, strict=True)
             ]
         )
 
     def features(self, text: str) -> csr_matrix:
         """The TF-IDF features of normalised ``text``."""
-        return hstack([self._chars.transform([text]), self._words.transform([text])]).tocsr()
+        return hstack([v.transform([text]) for v in self._vectorizers]).tocsr()
 
     def rank(self, text: str) -> Ranked:
         """Every label with its probability, highest first."""
