@@ -8,8 +8,10 @@ import logging
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 from rapidfuzz import fuzz, process
+from scipy.sparse import hstack
 
 from zerocontact.assistant.understanding import INTENTS, Understander, Understanding, intents
 from zerocontact.assistant.understanding import text as text_module
@@ -265,6 +267,18 @@ def test_training_is_reproducible() -> None:
         return [float(p) for p in classifier.rank("提前还款违约金").probabilities]
 
     assert fitted() == fitted()
+
+
+def test_one_message_is_scored_as_scikit_learn_scores_it() -> None:
+    texts = ["提前还款", "违约金 fee", "手机丢了", "锁定设备 lock", "利率多少", "年化利率 apr"]
+    labels = ["a", "a", "b", "b", "c", "c"]
+    classifier = IntentClassifier(texts, labels, tokens=str.split, sounds=sounds)
+    for text in ["提前还款违约金", "lock 手机", "apr", "", "zzz 无关"]:
+        mine = classifier.features(text)
+        theirs = hstack([v.transform([text]) for v in classifier._vectorizers]).tocsr()
+        assert np.allclose(mine.toarray(), theirs.toarray(), atol=1e-6)
+        expected = classifier._model.predict_proba(theirs)[0]
+        assert np.allclose(classifier.probabilities(mine), expected, atol=1e-6)
 
 
 class TestExpansionAndSounds:
