@@ -142,6 +142,46 @@ def start_assistant(
         )
 
 
+def listener_pid(port: int) -> int | None:
+    """The process listening on 127.0.0.1:``port`` (its socket's inode found under /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{fields[9]}]")
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                if os.readlink(fd) in inodes:
+                    return int(proc.name)
+    return None
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` (every thread) so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def port_of(address: str) -> int:
+    return int(address.rstrip("/").rsplit(":", 1)[1].split("/")[0])
+
+
+def scrape(text: str, name: str, label: str) -> dict[str, float]:
+    """``name``'s samples from a Prometheus text page, by the value of ``label`` (summed)."""
+    out: dict[str, float] = defaultdict(float)
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            labels, value = line[len(name) + 1 :].rsplit("} ", 1)
+            parts = dict(p.split("=", 1) for p in labels.split(",") if "=" in p)
+            out[parts.get(label, "").strip('"')] += float(value)
+    return out
+
+
 def tail(log: Path) -> str:
     return log.read_text(errors="replace")[-2000:]
 
@@ -247,6 +287,14 @@ async def measure_service(
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
             # One warm-up conversation, not counted (first requests pay imports and connections).
             await converse(client, tokens[0], conversations[0], [])
+            pids = {
+                "assistant": proc.pid,
+                "ferretdb": listener_pid(port_of(os.environ["MONGODB_URI"])),
+                "kafka": listener_pid(port_of(os.environ["KAFKA_BOOTSTRAP_SERVERS"].split(",")[0])),
+                "bench client": os.getpid(),
+            }
+            cpu_before = {n: cpu_s(p) for n, p in pids.items() if p}
+            metrics_before = (await client.get("/metrics")).text
 
             async def worker(token: str) -> None:
                 while not queue.empty():
@@ -256,6 +304,8 @@ async def measure_service(
             started = time.perf_counter()
             await asyncio.gather(*(worker(t) for t in tokens))
             elapsed = time.perf_counter() - started
+            cpu_after = {n: cpu_s(p) for n, p in pids.items() if p}
+            metrics_after = (await client.get("/metrics")).text
     finally:
         proc.send_signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -270,7 +320,27 @@ async def measure_service(
         mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(os.environ["MONGODB_URI"])
         await mongo.drop_database(database)
         await mongo.close()
+    messages = len(latencies_ms)
+    cpu_ms = {n: round((cpu_after[n] - cpu_before[n]) * 1000 / messages, 1) for n in cpu_after}
+    phases = {}
+    for phase, total in scrape(
+        metrics_after, "zc_assistant_turn_phase_seconds_sum", "phase"
+    ).items():
+        before = scrape(metrics_before, "zc_assistant_turn_phase_seconds_sum", "phase")
+        phases[phase] = round((total - before.get(phase, 0.0)) * 1000 / messages, 1)
+    commands = {
+        k: round(
+            (v - scrape(metrics_before, "zc_mongodb_commands_total", "command").get(k, 0))
+            / messages,
+            2,
+        )
+        for k, v in scrape(metrics_after, "zc_mongodb_commands_total", "command").items()
+    }
     return {
+        "service_cpu_ms_per_message": cpu_ms,
+        "service_turn_phase_ms": phases,
+        "service_mongodb_commands_per_message": commands,
+        "service_load_average": round(os.getloadavg()[0], 1),
         "service_conversations": len(outcomes),
         "service_containment": round(sum(outcomes) / len(outcomes), 4),
         "service_messages": len(latencies_ms),
@@ -396,6 +466,19 @@ def main() -> int:
             f"answer p50 {service['service_answer_p50_ms']} ms, p99 "
             f"{service['service_answer_p99_ms']} ms over {service['service_messages']} messages "
             f"(goal p99 <= {GOAL_P99_MS:.0f} ms); {service['service_messages_per_s']} messages/s"
+        )
+        print(
+            "where a message's time goes (mean wall ms in the service by phase): "
+            + ", ".join(f"{k} {v}" for k, v in service["service_turn_phase_ms"].items())
+        )
+        print(
+            "CPU ms per message (opening and closing conversations included) by process: "
+            + ", ".join(f"{k} {v}" for k, v in service["service_cpu_ms_per_message"].items())
+            + "; MongoDB commands per message (all requests and the outbox relay): "
+            + ", ".join(
+                f"{k} {v}" for k, v in service["service_mongodb_commands_per_message"].items()
+            )
+            + f"; load average {service['service_load_average']}"
         )
     print(json.dumps(result))
     return 0 if leaks == 0 else 1

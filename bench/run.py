@@ -9,7 +9,8 @@ It refuses to run (exit status 2, one line) while the local ``make up`` suite is
 supervisord runs services (for ``ZC_LOCAL_HOME`` or the default ``.cache``), or one of the
 services' fixed ports in ``deploy/local/services.toml`` answers — since every figure would
 then be taken beside it; ``--beside-suite`` runs anyway. ``bench/idle.py``, which measures
-that suite, runs only when named.
+that suite, and ``bench/assistant_cv.py``, which tunes the assistant's understanding, run
+only when named.
 
     .venv/bin/python bench/run.py [--beside-suite] [name ...]     # e.g. bench/run.py kafka_roundtrip
 """
@@ -29,7 +30,8 @@ ROOT = BENCH.parent
 ENGINES = ROOT / "deploy" / "local" / "engines.py"
 PER_BENCH_TIMEOUT_S = 900
 # Benchmarks of the running suite itself: run only when named.
-ONLY_WHEN_NAMED = {"idle"}
+# idle measures the make-up suite; assistant_cv chooses hyper-parameters (minutes, no engines).
+ONLY_WHEN_NAMED = {"idle", "assistant_cv"}
 sys.path.insert(0, str(ROOT / "deploy" / "local"))
 
 from localsuite.common import EngineError  # noqa: E402

@@ -8,7 +8,10 @@ import logging
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
+from rapidfuzz import fuzz, process
+from scipy.sparse import hstack
 
 from zerocontact.assistant.understanding import INTENTS, Understander, Understanding, intents
 from zerocontact.assistant.understanding import text as text_module
@@ -25,7 +28,8 @@ from zerocontact.assistant.understanding.labelled import (
 )
 from zerocontact.assistant.understanding.replies import SAFE_FALLBACK, SAYINGS
 from zerocontact.assistant.understanding.slots import extract
-from zerocontact.assistant.understanding.spelling import Homophones, Speller
+from zerocontact.assistant.understanding.spelling import Homophones, Speller, sounds
+from zerocontact.assistant.understanding.synonyms import Lexicon
 from zerocontact.assistant.understanding.text import language, normalize
 from zerocontact.assistant.understanding.understander import DATA_DIR, KNOWLEDGE_DIR
 from zerocontact.platform.compliance import check_text
@@ -46,6 +50,13 @@ class TestLabelledData:
         trained = {normalize(e.text) for e in train}
         assert not [e.text for e in evaluation if normalize(e.text) in trained]
         assert len({normalize(e.text) for e in evaluation}) == len(evaluation)
+
+    def test_no_training_line_is_a_near_copy_of_an_eval_line(self) -> None:
+        train = [normalize(e.text) for e in read_examples(DATA_DIR / "train.jsonl")]
+        evaluation = [normalize(e.text) for e in read_examples(DATA_DIR / "eval.jsonl")]
+        closest = process.cdist(evaluation, train, scorer=fuzz.ratio).max(axis=1)
+        near = [e for e, score in zip(evaluation, closest, strict=True) if score >= 90]
+        assert near == []
 
     def test_eval_counts_and_shares(self) -> None:
         evaluation = read_examples(DATA_DIR / "eval.jsonl")
@@ -256,3 +267,39 @@ def test_training_is_reproducible() -> None:
         return [float(p) for p in classifier.rank("提前还款违约金").probabilities]
 
     assert fitted() == fitted()
+
+
+def test_one_message_is_scored_as_scikit_learn_scores_it() -> None:
+    texts = ["提前还款", "违约金 fee", "手机丢了", "锁定设备 lock", "利率多少", "年化利率 apr"]
+    labels = ["a", "a", "b", "b", "c", "c"]
+    classifier = IntentClassifier(texts, labels, tokens=str.split, sounds=sounds)
+    for text in ["提前还款违约金", "lock 手机", "apr", "", "zzz 无关"]:
+        mine = classifier.features(text)
+        theirs = hstack([v.transform([text]) for v in classifier._vectorizers]).tocsr()
+        assert np.allclose(mine.toarray(), theirs.toarray(), atol=1e-6)
+        expected = classifier._model.predict_proba(theirs)[0]
+        assert np.allclose(classifier.probabilities(mine), expected, atol=1e-6)
+
+
+class TestExpansionAndSounds:
+    def test_a_colloquial_wording_brings_the_articles_term(self) -> None:
+        lexicon = Lexicon({"额度": ["能借多少"], "提前还款": ["pay it off"]})
+        assert lexicon.expand("我最多能借多少钱") == "我最多能借多少钱 额度"
+        assert lexicon.terms("can i pay it off early") == ["提前还款"]
+        # English variants match whole words only; a term already present is not repeated.
+        assert lexicon.terms("pay it offline") == []
+        assert lexicon.terms("额度能借多少") == []
+
+    def test_the_lexicon_in_the_repository_loads(self) -> None:
+        assert "人脸识别" in Lexicon.load().terms("刷脸总是失败")
+
+    def test_malformed_lexicon_line_names_the_line(self, tmp_path: Path) -> None:
+        path = tmp_path / "synonyms.txt"
+        path.write_text("# comment\n额度 能借多少\n", "utf-8")
+        with pytest.raises(ValueError, match=r"synonyms.txt:2"):
+            Lexicon.load(path)
+
+    def test_a_homophone_typo_sounds_like_the_word(self) -> None:
+        assert set(sounds("贷款")) <= set(sounds("代款"))
+        assert "dai_kuan" in sounds("代款")
+        assert sounds("repay") == []

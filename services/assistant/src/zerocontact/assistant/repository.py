@@ -38,6 +38,7 @@ __all__ = [
     "dialogue_document",
     "dialogue_of",
     "message_key",
+    "with_changes",
 ]
 
 CONVERSATIONS = "conversations"
@@ -113,8 +114,10 @@ class AssistantRepository:
         *,
         changes: Document,
         events: Sequence[OutboxEvent],
-    ) -> None:
-        """Apply ``changes`` if nobody wrote since ``doc`` was read (``ConcurrentUpdate``)."""
+    ) -> Document:
+        """Apply ``changes`` if nobody wrote since ``doc`` was read (``ConcurrentUpdate``);
+        returns the conversation as now stored, without reading it back (the write was guarded
+        by ``doc``'s version, so ``doc`` with ``changes`` is what the database holds)."""
         await update_aggregate(
             self.conversations,
             doc["_id"],
@@ -122,6 +125,7 @@ class AssistantRepository:
             changes=changes,
             events=events,
         )
+        return with_changes(doc, {**changes, "version": int(doc["version"]) + 1})
 
     async def handoff(self, handoff_id: str) -> Document | None:
         """A hand-off document, by ``_id``."""
@@ -171,3 +175,17 @@ class AssistantRepository:
         return await self.conversations.count_documents(
             {PENDING: True}
         ) + await self.handoffs.count_documents({PENDING: True})
+
+
+def with_changes(doc: Mapping[str, Any], changes: Mapping[str, Any]) -> Document:
+    """``doc`` after a ``$set`` of ``changes`` (dotted paths into sub-documents), as a copy."""
+    out: Document = dict(doc)
+    for path, value in changes.items():
+        *parents, leaf = path.split(".")
+        target = out
+        for name in parents:
+            child = dict(target.get(name) or {})
+            target[name] = child
+            target = child
+        target[leaf] = value
+    return out

@@ -38,8 +38,10 @@ _NAMESPACE = uuid.UUID("6f1d3a52-2d0c-4c55-9a43-6b3f0a1e2c71")
 
 
 def utc_now() -> datetime:
-    """The real clock."""
-    return datetime.now(UTC)
+    """The real clock, to the millisecond: what BSON stores, so a document kept in memory
+    after its write shows the same times as one read back."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 @dataclass

@@ -103,6 +103,7 @@ async def start(
     )
     if await deps.repo.insert_conversation(doc, [event]):
         deps.relay.nudge(CONVERSATIONS, conversation_id)
+        return {**doc, "version": 1}  # as stored (the outbox fields are never read back)
     stored = owned(await deps.repo.conversation(conversation_id), party_id, conversation_id)
     if stored.get("fingerprint") != doc["fingerprint"]:
         raise IdempotencyKeyReused("this Idempotency-Key opened a different conversation")
@@ -123,9 +124,9 @@ async def send(
     started = time.perf_counter()
     fingerprint = _fingerprint(text)
     for _ in range(_ATTEMPTS):
-        doc = owned(
-            await deps.repo.conversation(conversation_id), principal.subject, conversation_id
-        )
+        with metrics.phase("read"):
+            found = await deps.repo.conversation(conversation_id)
+        doc = owned(found, principal.subject, conversation_id)
         done = (doc.get("requests") or {}).get(key)
         if done is not None:
             if done["fingerprint"] != fingerprint:
@@ -134,12 +135,10 @@ async def send(
         if doc["state"] != "open":
             raise ConversationClosed(f"conversation {conversation_id} is closed")
         try:
-            first, last = await _turn(deps, doc, principal, token, text, key, fingerprint)
+            after, first, last = await _turn(deps, doc, principal, token, text, key, fingerprint)
         except ConcurrentUpdate:
             continue
         metrics.ANSWER_SECONDS.observe(time.perf_counter() - started)
-        after = await deps.repo.conversation(conversation_id)
-        assert after is not None  # it was just written
         return after, first, last
     raise ConversationBusy("another message of this conversation was being answered; send again")
 
@@ -152,12 +151,15 @@ async def _turn(
     text: str,
     key: str,
     fingerprint: str,
-) -> tuple[int, int]:
-    """One attempt at a turn; ``ConcurrentUpdate`` when another write came first."""
+) -> tuple[dict[str, Any], int, int]:
+    """One attempt at a turn (the conversation after it, the numbers of its first and last
+    message); ``ConcurrentUpdate`` when another write came first."""
     conversation_id, party_id = str(doc["_id"]), str(doc["party_id"])
     now = utc_now()
     state = dialogue_of(doc.get("dialogue"))
-    understanding = deps.understander.understand(text)
+    with metrics.phase("understand"):
+        understanding = deps.understander.understand(text)
+    decided = time.perf_counter()
     language = _language(text, understanding.language, str(doc["language"]))
     understood = dlg.Understood(
         understanding.intent, float(understanding.confidence), dict(understanding.slots)
@@ -223,6 +225,8 @@ async def _turn(
         changes["handoff_id"] = handoff_id
         changes["handoffs"] = int(doc["handoffs"]) + 1
 
+    metrics.TURN_PHASE_SECONDS.labels("dialogue").observe(time.perf_counter() - decided)
+    stored = time.perf_counter()
     seq += 1
     first = seq
     changes[f"messages.{message_key(seq)}"] = message_doc(
@@ -289,7 +293,8 @@ async def _turn(
             f"requests.{key}": {"fingerprint": fingerprint, "first": first, "last": seq},
         }
     )
-    await deps.repo.update_conversation(doc, changes=changes, events=out)
+    after_turn = await deps.repo.update_conversation(doc, changes=changes, events=out)
+    metrics.TURN_PHASE_SECONDS.labels("seal and write").observe(time.perf_counter() - stored)
     deps.relay.nudge(CONVERSATIONS, conversation_id)
     deps.waits.changed(conversation_id)
     if said is not None and not isinstance(step, dlg.HandOff):
@@ -307,7 +312,7 @@ async def _turn(
                 "reason": str(step.reason),
             },
         )
-    return first, seq
+    return after_turn, first, seq
 
 
 _IDS = re.compile(r"[0-9a-fA-F-]{8,}|\d+")
@@ -431,7 +436,7 @@ async def close(deps: AssistantDeps, *, conversation_id: str, party_id: str) -> 
             at=now,
         )
         try:
-            await deps.repo.update_conversation(
+            after = await deps.repo.update_conversation(
                 doc,
                 changes={"state": "closed", "closed_at": now, "updated_at": now},
                 events=[event],
@@ -440,7 +445,5 @@ async def close(deps: AssistantDeps, *, conversation_id: str, party_id: str) -> 
             continue
         deps.relay.nudge(CONVERSATIONS, conversation_id)
         deps.waits.changed(conversation_id)
-        after = await deps.repo.conversation(conversation_id)
-        assert after is not None
         return after
     raise ConversationBusy("the conversation was being changed; close it again")

@@ -146,13 +146,11 @@ async def reply(
             deps.topic, handoff_id, conversation_id, str(doc["party_id"]), operator_id, now
         )
         try:
-            await deps.repo.update_conversation(doc, changes=changes, events=[event])
+            after = await deps.repo.update_conversation(doc, changes=changes, events=[event])
         except ConcurrentUpdate:
             continue
         deps.relay.nudge(CONVERSATIONS, conversation_id)
         deps.waits.changed(conversation_id)
-        after = await deps.repo.conversation(conversation_id)
-        assert after is not None
         return after, seq
     raise ConversationBusy("the conversation was being changed; send the reply again")
 

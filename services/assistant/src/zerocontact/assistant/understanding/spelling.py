@@ -8,6 +8,7 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable
 from functools import cache
+from itertools import pairwise
 
 from rapidfuzz import fuzz, process
 
@@ -50,6 +51,15 @@ def readings(char: str) -> frozenset[str]:
         "".join(c for c in unicodedata.normalize("NFKD", r) if c.isascii())
         for r in found.split(",")
     )
+
+
+def sounds(text: str) -> list[str]:
+    """How the Chinese of ``text`` sounds: each character's toneless readings, and each
+    reading pair of neighbouring characters. A homophone typo (代款 for 贷款) sounds like the
+    word meant, so a classifier that hears these features is not thrown by it."""
+    heard = [sorted(r) for r in (readings(ch) for ch in text) if r]
+    pairs = [f"{a}_{b}" for left, right in pairwise(heard) for a in left for b in right]
+    return [*(r for rs in heard for r in rs), *pairs]
 
 
 def _is_han(text: str) -> bool:

@@ -1,0 +1,103 @@
+"""Choose the understanding's hyper-parameters by cross-validation on the training set alone.
+
+The evaluation split (``data/eval.jsonl``) is never read here: each configuration is trained
+on k-1 folds of ``data/train.jsonl`` (plus every article's titles and keywords, as the service
+trains) and scored on the held-out fold, stratified by label with a fixed seed. Printed per
+configuration: top-1 (the right intent and, for a question, the right article) and intent
+accuracy over all held-out lines; the best is what ``understander.TUNING`` should say.
+
+    .venv/bin/python bench/assistant_cv.py [--folds 5] [--c 10 50 200] [--char-max 3 4]
+        [--expand yes no]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from collections import Counter
+from dataclasses import replace
+
+from sklearn.model_selection import StratifiedKFold
+
+from zerocontact.assistant.understanding.knowledge import load_articles
+from zerocontact.assistant.understanding.labelled import read_examples
+from zerocontact.assistant.understanding.understander import (
+    DATA_DIR,
+    KNOWLEDGE_DIR,
+    TUNING,
+    Tuning,
+    Understander,
+)
+
+SEED = 20261206
+WEIGHTS = [(0.7, 0.2, 0.1), (0.6, 0.3, 0.1), (0.5, 0.3, 0.2), (0.8, 0.1, 0.1), (1.0, 0.0, 0.0)]
+THRESHOLDS = [0.10, 0.15, 0.20, 0.25]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--confusions", type=int, default=20, help="confusions to print")
+    parser.add_argument("--c", type=float, nargs="+", default=[TUNING.c])
+    parser.add_argument("--char-max", type=int, nargs="+", default=[TUNING.char_ngrams[1]])
+    parser.add_argument("--expand", nargs="+", choices=["yes", "no"], default=["yes"])
+    parser.add_argument("--sounds", nargs="+", choices=["yes", "no"], default=["yes"])
+    args = parser.parse_args()
+
+    articles = load_articles(KNOWLEDGE_DIR)
+    examples = read_examples(DATA_DIR / "train.jsonl")
+    labels = [e.label for e in examples]
+    folds = list(
+        StratifiedKFold(n_splits=args.folds, shuffle=True, random_state=SEED).split(
+            examples, labels
+        )
+    )
+    scores: dict[Tuning, list[int]] = {}
+    confusions: dict[Tuning, Counter[tuple[str, str]]] = {}
+    started = time.perf_counter()
+    grid = itertools.product(args.c, args.char_max, args.expand, args.sounds)
+    for c, char_max, expand, sounds in grid:
+        fitted = Tuning(
+            c=c, char_ngrams=(1, char_max), expand=expand == "yes", sounds=sounds == "yes"
+        )
+        for train_idx, test_idx in folds:
+            understander = Understander(articles, [examples[i] for i in train_idx], fitted)
+            held_out = [(examples[i], understander.evidence(examples[i].text)) for i in test_idx]
+            for weights, threshold in itertools.product(WEIGHTS, THRESHOLDS):
+                tuning = replace(fitted, weights=weights, threshold=threshold)
+                hits = scores.setdefault(tuning, [0, 0, 0])
+                for example, evidence in held_out:
+                    u = (
+                        understander.decide(evidence, tuning)
+                        if evidence is not None
+                        else understander.understand(example.text)
+                    )
+                    hits[0] += u.intent == example.intent
+                    hits[1] += u.intent == example.intent and u.article_id == example.article_id
+                    hits[2] += 1
+                    expected = example.article_id or example.intent
+                    got = u.article_id or u.intent
+                    if got != expected:
+                        confusions.setdefault(tuning, Counter())[(expected, got)] += 1
+        print(f"fitted {fitted} ({time.perf_counter() - started:.0f} s)", flush=True)
+    ranked = sorted(scores.items(), key=lambda kv: -kv[1][1])
+    print(f"{args.folds}-fold cross-validation on {len(examples)} training lines (eval never read)")
+    for tuning, (intent, top1, n) in ranked[:15]:
+        print(f"  top-1 {top1 / n:6.1%}  intent {intent / n:6.1%}  {tuning}")
+    best, (intent, top1, n) = ranked[0]
+    print("most frequent confusions of the best (expected -> got, held-out training lines):")
+    for (expected, got), count in confusions.get(best, Counter()).most_common(args.confusions):
+        print(f"  {count:3d}  {expected} -> {got}")
+    print(
+        json.dumps(
+            {"best": repr(best), "cv_top1": round(top1 / n, 4), "cv_intent": round(intent / n, 4)}
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
