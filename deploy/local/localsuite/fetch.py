@@ -150,7 +150,17 @@ def fetch_ferretdb(layout: Layout) -> None:
     # conditional updates of one document can all apply; docs/architecture.md, decision 2.
     for patch in FERRETDB_PATCHES:
         git = require_tool("git", "needed to apply the FerretDB patches", "apt-get install git")
-        out = run_captured([git, "apply", "-p1", "--whitespace=nowarn", str(patch)], cwd=src)
+        # The source tree lies inside the checkout's ignored .cache: without the ceiling, git
+        # finds the checkout's repository and silently skips ("Skipped patch") a patch in git's
+        # own format, whose paths it takes as relative to that repository's top.
+        out = run_captured(
+            [git, "apply", "-p1", "--verbose", "--whitespace=nowarn", str(patch)],
+            cwd=src,
+            env={"GIT_CEILING_DIRECTORIES": str(src.parent)},
+        )
+        skipped = [line for line in out.stderr.splitlines() if line.startswith("Skipped patch")]
+        if out.returncode == 0 and skipped:
+            raise EngineError(f"{patch.name} was not applied: {skipped[0]}")
         if out.returncode != 0:
             raise EngineError(
                 f"{patch.name} does not apply to FerretDB {FERRETDB_VERSION}: {first_error_line(out.stderr)}"
