@@ -118,11 +118,11 @@ def test_prometheus_scrapes_every_process_of_the_suite(
             result = client.get(f"{url}/api/v1/query", params=query).json()["data"]["result"]
             return bool(result) and result[0]["value"][1] == "1"
 
-        # The first scrape of each target follows within one interval (5 s) of the start.
-        assert _eventually(lambda: up("prometheus"), timeout=20), (
+        # The first scrape of each target follows within one interval (15 s) of its discovery.
+        assert _eventually(lambda: up("prometheus"), timeout=45), (
             "Prometheus does not scrape itself"
         )
-        assert _eventually(lambda: up("jaeger"), timeout=20), "Jaeger's metrics are not scraped"
+        assert _eventually(lambda: up("jaeger"), timeout=45), "Jaeger's metrics are not scraped"
 
 
 def test_prometheus_reloads_its_configuration(

@@ -64,8 +64,8 @@ def test_prometheus_scrapes_every_process(layout: Layout) -> None:
         _service("no-metrics", None),
     ]
     _, prometheus = _written(layout, services)
-    assert prometheus["global"]["scrape_interval"] == "5s"
-    assert prometheus["global"]["evaluation_interval"] == "5s"
+    assert prometheus["global"]["scrape_interval"] == "15s"
+    assert prometheus["global"]["evaluation_interval"] == "15s"
     jobs = {
         job["job_name"]: job["static_configs"][0]["targets"] for job in prometheus["scrape_configs"]
     }

@@ -148,14 +148,7 @@ def fetch_ferretdb(layout: Layout) -> None:
     (src / "build" / "version" / "package.txt").write_text(ferretdb_package() + "\n")
     # Upstream runs an update as a read and a separate write (FerretDB#3040), so concurrent
     # conditional updates of one document can all apply; docs/architecture.md, decision 2.
-    for patch in FERRETDB_PATCHES:
-        git = require_tool("git", "needed to apply the FerretDB patches", "apt-get install git")
-        out = run_captured([git, "apply", "-p1", "--whitespace=nowarn", str(patch)], cwd=src)
-        if out.returncode != 0:
-            raise EngineError(
-                f"{patch.name} does not apply to FerretDB {FERRETDB_VERSION}: {first_error_line(out.stderr)}"
-            )
-        log(f"ferretdb {FERRETDB_VERSION}: applied {patch.relative_to(ROOT)}")
+    apply_patches(src, FERRETDB_PATCHES)
     layout.ferretdb_bin.parent.mkdir(parents=True, exist_ok=True)
     partial = layout.ferretdb_bin.with_name("ferretdb.partial")
     with timed(f"ferretdb {FERRETDB_VERSION}: go build into {layout.ferretdb_bin}"):
@@ -175,6 +168,29 @@ def fetch_ferretdb(layout: Layout) -> None:
         raise EngineError(
             f"{layout.ferretdb_bin} does not report version {FERRETDB_VERSION}; log: {fetch_log}"
         )
+
+
+def apply_patches(src: Path, patches: list[Path]) -> None:
+    """Apply ``patches`` (``-p1``) to the source tree ``src``, in order; raise if one does not."""
+    git = require_tool("git", "needed to apply the FerretDB patches", "apt-get install git")
+    for patch in patches:
+        # The source tree lies inside the checkout's ignored .cache: without the ceiling, git
+        # finds the checkout's repository and silently skips ("Skipped patch") a patch in git's
+        # own format, whose paths it takes as relative to that repository's top.
+        out = run_captured(
+            [git, "apply", "-p1", "--verbose", "--whitespace=nowarn", str(patch)],
+            cwd=src,
+            env={"GIT_CEILING_DIRECTORIES": str(src.parent)},
+        )
+        skipped = [line for line in out.stderr.splitlines() if line.startswith("Skipped patch")]
+        if out.returncode == 0 and skipped:
+            raise EngineError(f"{patch.name} was not applied: {skipped[0]}")
+        if out.returncode != 0:
+            raise EngineError(
+                f"{patch.name} does not apply to FerretDB {FERRETDB_VERSION}: {first_error_line(out.stderr)}"
+            )
+        shown = patch.relative_to(ROOT) if patch.is_relative_to(ROOT) else patch
+        log(f"ferretdb {FERRETDB_VERSION}: applied {shown}")
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from zerocontact.loan.v1 import events_pb2 as loan_pb2
 from zerocontact.payroll.v1 import events_pb2 as payroll_pb2
 from zerocontact.platform.kafka.cloudevents import CloudEvent, MalformedEvent
 from zerocontact.platform.kafka.connection import KafkaConnection, as_connection
-from zerocontact.platform.kafka.consumer import IDLE_FETCH_WAIT_MS
+from zerocontact.platform.kafka.consumer import IDLE_FETCH_WAIT_MS, IDLE_FETCHER_POLL_MS
 from zerocontact.signals.v1 import risk_pb2
 
 log = logging.getLogger(__name__)
@@ -138,6 +138,7 @@ class EventHub:
             # The broker answers a fetch as soon as a record arrives: the wait only bounds
             # how often an idle hub asks (IDLE_FETCH_WAIT_MS; 50 ms was 20 fetches a second).
             fetch_max_wait_ms=IDLE_FETCH_WAIT_MS,
+            consumer_timeout_ms=IDLE_FETCHER_POLL_MS,
         )
         await consumer.start()
         topics = [self.loan_topic, self.payroll_topic, self.risk_topic]

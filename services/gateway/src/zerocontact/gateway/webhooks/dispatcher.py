@@ -40,7 +40,7 @@ from zerocontact.gateway.webhooks.events import ALL, EVENT_TYPES, EventType, bod
 from zerocontact.gateway.webhooks.signing import EVENT_ID_HEADER, SIGNATURE_HEADER, signature
 from zerocontact.gateway.webhooks.store import Endpoint, WebhookStore, utcnow
 from zerocontact.platform.jobs import PeriodicJob
-from zerocontact.platform.kafka.consumer import IDLE_FETCH_WAIT_MS
+from zerocontact.platform.kafka.consumer import IDLE_FETCH_WAIT_MS, IDLE_FETCHER_POLL_MS
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,7 @@ class WebhookDispatcher:
             # registered are delivered to it.
             auto_offset_reset="earliest",
             fetch_max_wait_ms=IDLE_FETCH_WAIT_MS,  # answered at once when a record arrives
+            consumer_timeout_ms=IDLE_FETCHER_POLL_MS,
         )
         await consumer.start()
         self._consumer = consumer
