@@ -280,15 +280,16 @@ async def soak(
         findings.failures += [f"a journey failed: {e!r}" for e in failed[:5]]
         findings.lost += len(failed)
         await load.close()
-        await asyncio.sleep(3)  # the services see the load's connections close
-        drained = {}
-        for name, service in suite.services.items():
-            if service.pid:
-                drained[name] = open_fds(service.pid, port=service.port, mongo_port=mongo_port)
         await check_payroll(suite, mongo, batches, findings, within_s=600)
         await asyncio.sleep(5)
         await check_loans(suite, mongo, applied, parties, findings)
         await check_groups(suite, findings, within_s=120)
+        # Once the work has settled (a request still queued holds its connection until it is
+        # answered), the services hold none of the load's connections.
+        drained = {}
+        for name, service in suite.services.items():
+            if service.pid:
+                drained[name] = open_fds(service.pid, port=service.port, mongo_port=mongo_port)
         growth = check_resources(samples, warmup, findings, drained)
 
         # Calls by when they began, so a window holds what the load offered in it.
