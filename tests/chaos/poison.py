@@ -1,25 +1,31 @@
 """Poison: 1 % malformed records mixed into real traffic on every topic a consumer reads.
 
-Consumers (each as its own process, on topics, groups and databases of this run):
+Every consumer group of the product that the scenario starts, each as its own process, on
+topics, groups and databases of this run (``READS``: the group and the topics it reads):
 
-- the walking skeleton's balances projection (``skeleton`` topic), its traffic made by the
+- the walking skeleton's balances projection (``skeleton``), its traffic made by the
   skeleton's accounts app over HTTP (accounts and deposits through the outbox);
-- the loan service (``identity`` and ``risk`` topics: party registrations, KYC levels, risk
-  alerts);
-- the signals worker's agents (``loan`` and ``identity`` topics: repayments, failed logins).
+- the loan service (``identity``, ``risk``: party registrations, KYC levels, risk alerts);
+- identity's own KYB consumer and payroll's party directory (``identity``);
+- marketing's profile projection (``identity``, ``loan``, ``payroll``, ``marketing``,
+  ``engagement``, ``assistant``: KYC levels, salaries, complaints, offer clicks, scores);
+- the signals worker: its risk agents (``loan``, ``identity``: repayments, failed logins) and
+  its engagement agents (``marketing``, ``assistant``).
 
 Every hundredth record on each topic is poison, the kinds in turn: a truncated protobuf value,
-a record without its ``ce_id`` header, an unknown enum value where the consumer reads one
-(KYC level, risk band) or a ``ce_type`` that does not match the payload (skeleton), a record
-without ``ce_specversion`` (skeleton: the one a replay can repair), and an oversized record
-(a value of almost the broker's 1 MiB limit). Checks:
+a record without its ``ce_id`` header, an unknown enum value where a consumer reads one (KYC
+level, risk band) or a ``ce_type`` that does not match the payload (skeleton), a record
+without ``ce_specversion`` (skeleton: the one a replay can repair; and the four event topics
+of marketing and engagement), and an oversized record (a value of almost the broker's 1 MiB
+limit). Checks:
 
 - every poison record is in ``<topic>.dlq`` once per consumer group that must refuse it, with
   the ``dlq_error``/``dlq_error_type``/``dlq_original_*``/``dlq_consumer_group`` headers
   (``lost`` counts those missing; a consumer that ignores a record it does not read, like the
-  signals worker a KYC change, is not expected to dead-letter it);
+  signals worker a KYC change, is not expected to dead-letter it), and no good record is;
 - no partition is stuck: every good record after the poison is applied (balances, parties'
-  KYC levels and alerts, the signals features) and every group's lag returns to 0;
+  KYC levels and alerts, the signals features, the marketing profiles) and every group's lag
+  returns to 0;
 - ``zerocontact dlq replay <skeleton>.dlq --default-header ce_specversion=1.0`` delivers the
   records whose only fault was the missing header: the projection applies each once.
 
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
 import random
 import subprocess
@@ -45,6 +52,8 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from pymongo import AsyncMongoClient
 
 from tests.chaos.scenario import (
@@ -66,12 +75,15 @@ from tests.integration.harness import (
     start_signals_worker,
     stop_process,
 )
+from zerocontact.assistant.v1 import events_pb2 as assistant_pb
 from zerocontact.common.v1 import party_pb2
 from zerocontact.identity.v1 import events_pb2 as identity_pb
 from zerocontact.loan.v1 import events_pb2 as loan_pb
+from zerocontact.marketing.v1 import events_pb2 as marketing_pb
+from zerocontact.payroll.v1 import events_pb2 as payroll_pb
 from zerocontact.platform.kafka.cloudevents import CloudEvent
 from zerocontact.platform.outbox import protobuf_event
-from zerocontact.signals.v1 import risk_pb2
+from zerocontact.signals.v1 import engagement_pb2, risk_pb2
 from zerocontact.skeleton.v1 import events_pb2 as skeleton_pb
 
 SCENARIO = "poison"
@@ -90,6 +102,19 @@ SKELETON_KINDS = (
 IDENTITY_KINDS = ("truncated", "missing_ce_id", "unknown_enum", "oversized")
 LOAN_KINDS = ("truncated", "missing_ce_id", "oversized")
 RISK_KINDS = ("truncated", "missing_ce_id", "unknown_enum", "oversized")
+# payroll, assistant, marketing and engagement topics (read by marketing and the signals
+# worker's engagement agents)
+EVENT_KINDS = ("truncated", "missing_ce_id", "missing_specversion", "oversized")
+# Every consumer group of the product and the topics it reads (the gateway's webhook
+# dispatcher and watch streams are not started here: docs/reliability.md, poison).
+READS = {
+    "projection": ("skeleton",),
+    "loan": ("identity", "risk"),
+    "signals": ("loan", "identity", "marketing", "assistant"),
+    "identity": ("identity",),
+    "payroll": ("identity",),
+    "marketing": ("identity", "loan", "payroll", "marketing", "engagement", "assistant"),
+}
 
 
 @dataclass(frozen=True)
@@ -111,6 +136,10 @@ class Run:
     good: Counter[str] = field(default_factory=Counter)
     repairable: dict[str, int] = field(default_factory=dict)  # account -> minor units
     repairable_count: int = 0
+
+    def readers(self, role: str) -> set[str]:
+        """The consumer groups that read the topic of ``role``."""
+        return {self.groups[g] for g, roles in READS.items() if role in roles}
 
 
 def _now() -> Any:
@@ -217,6 +246,48 @@ def risk_assessment(party: str, *, band: int) -> CloudEvent:
     return protobuf_event(wrapper, topic="risk", key=party, source="/chaos/signals").event
 
 
+def salary_paid(party: str, minor: int) -> CloudEvent:
+    wrapper = payroll_pb.PayrollEvent(
+        salary_paid=payroll_pb.SalaryPaid(
+            batch_id=f"batch-{party}", employer_id="ent-poison", end_to_end_id=uuid.uuid4().hex,
+            card_masked="622202******1234", bank="ICBC", rail_reference=uuid.uuid4().hex,
+            attempts=1, paid_at=_now(), payee_party_id=party,
+        )
+    )  # fmt: skip
+    wrapper.salary_paid.amount.currency_code = "CNY"
+    wrapper.salary_paid.amount.minor_units = minor
+    return protobuf_event(wrapper, topic="payroll", key=party, source="/chaos/payroll").event
+
+
+def complaint_raised(party: str) -> CloudEvent:
+    wrapper = assistant_pb.AssistantEvent(
+        complaint_raised=assistant_pb.ComplaintRaised(
+            complaint_id=str(uuid.uuid4()), conversation_id=uuid.uuid4().hex, party_id=party,
+            raised_at=_now(),
+        )
+    )  # fmt: skip
+    return protobuf_event(wrapper, topic="assistant", key=party, source="/chaos/assistant").event
+
+
+def offer_clicked(party: str) -> CloudEvent:
+    wrapper = marketing_pb.MarketingEvent(
+        offer_interaction=marketing_pb.OfferInteraction(
+            delivery_id=uuid.uuid4().hex, party_id=party, campaign_id="campaign-poison",
+            stage="clicked",
+        )
+    )  # fmt: skip
+    return protobuf_event(wrapper, topic="marketing", key=party, source="/chaos/marketing").event
+
+
+def engagement_score(party: str) -> CloudEvent:
+    wrapper = engagement_pb2.EngagementEvent(
+        engagement_score=engagement_pb2.EngagementScore(
+            party_id=party, score_milli=1234, half_life_seconds=86_400, as_of=_now()
+        )
+    )
+    return protobuf_event(wrapper, topic="engagement", key=party, source="/chaos/signals").event
+
+
 def deposit(account: str, deposit_id: str, minor: int) -> CloudEvent:
     wrapper = skeleton_pb.SkeletonEvent(
         deposit_recorded=skeleton_pb.DepositRecorded(
@@ -259,7 +330,7 @@ class Feeder:
             "identity": IDENTITY_KINDS,
             "loan": LOAN_KINDS,
             "risk": RISK_KINDS,
-        }[role]
+        }.get(role, EVENT_KINDS)
         kind = kinds[self.kinds[role] % len(kinds)]
         self.kinds[role] += 1
         tag = f"{role}:{kind}:{self.kinds[role]}"
@@ -276,18 +347,30 @@ class Feeder:
                 self.run.repairable_count += 1
         elif role == "identity":
             good = kyc_verified(key, level=99) if kind == "unknown_enum" else failed_login(key)
-            # The signals worker never reads a KYC level: it ignores that record by design.
+            # Every reader of the topic decodes every record; a KYC level is read by loan and
+            # marketing only (signals, identity's KYB and payroll's directory act on other
+            # events or levels, and ignore a customer's unknown one by design).
             refusers = (
-                {groups["loan"]} if kind == "unknown_enum" else {groups["loan"], groups["signals"]}
+                {groups["loan"], groups["marketing"]}
+                if kind == "unknown_enum"
+                else self.run.readers(role)
             )
         elif role == "loan":
             good = repayment(key, 10_000 + self.kinds[role], 0)
-            refusers = {groups["signals"]}
-        else:
+            refusers = self.run.readers(role)
+        elif role == "risk":
             good = (
                 risk_assessment(key, band=99) if kind == "unknown_enum" else risk_alert(key, 10_000)
             )
             refusers = {groups["loan"]}
+        else:
+            good = {
+                "payroll": lambda: salary_paid(key, 100),
+                "assistant": lambda: complaint_raised(key),
+                "marketing": lambda: offer_clicked(key),
+                "engagement": lambda: engagement_score(key),
+            }[role]()
+            refusers = self.run.readers(role)
         value, headers = poisoned(kind, good, tag, wrong)
         await self.send(role, key, value, headers)
         self.run.poison.append(Poison(tag, self.run.topics[role], frozenset(refusers)))
@@ -341,7 +424,10 @@ async def party_traffic(
         await feeder.good("identity", party, customer_registered(party))
     for party in parties:
         await feeder.good("identity", party, kyc_verified(party))
-        mine = expected[party] = {"alerts": 0, "late": 0, "on_time": 0, "failed": 0}
+        mine = expected[party] = {
+            "alerts": 0, "late": 0, "on_time": 0, "failed": 0, "salary": 0, "complaints": 0,
+            "clicked": 0,
+        }  # fmt: skip
         for n in range(rng.randint(1, 3)):
             days_late = rng.choice([0, 5])
             await feeder.good("loan", party, repayment(party, n, days_late))
@@ -352,6 +438,17 @@ async def party_traffic(
         for n in range(rng.randint(1, 3)):
             await feeder.good("risk", party, risk_alert(party, n))
             mine["alerts"] += 1
+        for _ in range(rng.randint(1, 2)):
+            minor = rng.randint(100_000, 2_000_000)
+            await feeder.good("payroll", party, salary_paid(party, minor))
+            mine["salary"] += minor
+        for _ in range(rng.randint(0, 2)):
+            await feeder.good("assistant", party, complaint_raised(party))
+            mine["complaints"] += 1
+        for _ in range(rng.randint(1, 2)):
+            await feeder.good("marketing", party, offer_clicked(party))
+            mine["clicked"] += 1
+        await feeder.good("engagement", party, engagement_score(party))
     await feeder.producer.flush()
     return expected
 
@@ -400,15 +497,19 @@ async def group_lag(engines: Engines, group: str, topics: list[str]) -> int:
         await admin.close()
 
 
-async def dead_letters(run: Run) -> dict[str, list[dict[str, bytes]]]:
-    """Tag -> the headers of each dead-letter copy of that poison record."""
+async def dead_letters(run: Run) -> tuple[dict[str, list[dict[str, bytes]]], int]:
+    """Tag -> the headers of each dead-letter copy of that poison record; and the number of
+    dead letters that are not poison (a good record refused: a bug)."""
     found: dict[str, list[dict[str, bytes]]] = defaultdict(list)
+    unmarked = 0
     for topic in set(run.topics.values()):
         for record in await read_all(run.engines, f"{topic}.dlq"):
             headers = dict(record.headers)
             if POISON_HEADER in headers:
                 found[headers[POISON_HEADER].decode()].append(headers)
-    return found
+            else:
+                unmarked += 1
+    return found, unmarked
 
 
 def check_dead_letters(row: Row, run: Run, found: dict[str, list[dict[str, bytes]]]) -> int:
@@ -439,6 +540,16 @@ def check_dead_letters(row: Row, run: Run, found: dict[str, list[dict[str, bytes
 # -- processes -----------------------------------------------------------------------------
 
 
+def _x25519_public_key() -> str:
+    """The SMS gateway's public key identity needs to start (no SMS is sent here)."""
+    raw = (
+        X25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    )
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
 def start_services(run: Run, logs: Path) -> dict[str, Any]:
     engines = {
         "KAFKA_BOOTSTRAP_SERVERS": run.engines.kafka_bootstrap,
@@ -467,19 +578,53 @@ def start_services(run: Run, logs: Path) -> dict[str, Any]:
              "ZC_LOAN_OPERATOR_KEY": random_key()},
         log=logs / "loan.log",
     )  # fmt: skip
+    identity, identity_port = start_app(
+        "zerocontact.identity.app:create_app",
+        env={**engines, "ZC_IDENTITY_MONGODB_DATABASE": database_name(run.token, "idn"),
+             "ZC_IDENTITY_EVENTS_TOPIC": t["identity"], "ZC_IDENTITY_NOTIFICATIONS_TOPIC": t["notes"],
+             "ZC_IDENTITY_CONSUMER_GROUP": g["identity"], "ZC_IDENTITY_PII_KEY": random_key(),
+             "ZC_IDENTITY_PII_INDEX_KEY": random_key(), "ZC_IDENTITY_JWT_SIGNING_SEED": random_key(),
+             "ZC_IDENTITY_SMS_GATEWAY_PUBLIC_KEY": _x25519_public_key(),
+             "ZC_IDENTITY_SMS_GATEWAY_KEY": random_key(), "ZC_IDENTITY_OPERATOR_KEY": random_key()},
+        log=logs / "identity.log",
+    )  # fmt: skip
+    payroll, payroll_port = start_app(
+        "zerocontact.payroll.app:create_app",
+        env={**engines, "ZC_PAYROLL_MONGODB_DATABASE": database_name(run.token, "pay"),
+             "ZC_PAYROLL_RAIL_SIMULATOR_DATABASE": database_name(run.token, "rail"),
+             "ZC_PAYROLL_IDENTITY_TOPIC": t["identity"], "ZC_PAYROLL_EVENTS_TOPIC": t["payroll_out"],
+             "ZC_PAYROLL_CONSUMER_GROUP": g["payroll"], "ZC_PAYROLL_PII_KEY": random_key(),
+             "ZC_PAYROLL_PII_INDEX_KEY": random_key()},
+        log=logs / "payroll.log",
+    )  # fmt: skip
+    marketing, marketing_port = start_app(
+        "zerocontact.marketing.app:create_app",
+        env={**engines, "ZC_MARKETING_MONGODB_DATABASE": database_name(run.token, "mkt"),
+             "ZC_MARKETING_CONSUMER_GROUP": g["marketing"], "ZC_MARKETING_TOPIC": t["marketing"],
+             "ZC_MARKETING_NOTIFICATIONS_TOPIC": t["marketing_notes"],
+             "ZC_MARKETING_IDENTITY_TOPIC": t["identity"], "ZC_MARKETING_LOAN_TOPIC": t["loan"],
+             "ZC_MARKETING_PAYROLL_TOPIC": t["payroll"],
+             "ZC_MARKETING_ENGAGEMENT_TOPIC": t["engagement"],
+             "ZC_MARKETING_ASSISTANT_TOPIC": t["assistant"], "ZC_MARKETING_OPERATOR_KEY": random_key()},
+        log=logs / "marketing.log",
+    )  # fmt: skip
     signals, signals_port = start_signals_worker(
         run.engines,
         app_id=g["signals"],
         data_dir=logs / "signals-data",
         log=logs / "signals.log",
         topics={"loan": t["loan"], "identity": t["identity"], "risk": t["signals_out"],
-                "marketing": t["marketing"], "engagement": t["engagement"]},
+                "marketing": t["marketing"], "engagement": t["engagement"],
+                "assistant": t["assistant"]},
         session_timeout_s=30,  # the worker's default: a loaded machine misses 6 s heartbeats
     )  # fmt: skip
     return {
         "accounts": accounts, "accounts_url": f"http://127.0.0.1:{accounts_port}",
         "projection": projection, "loan": loan, "signals": signals,
         "signals_url": f"http://127.0.0.1:{signals_port}",
+        "identity": identity, "identity_url": f"http://127.0.0.1:{identity_port}",
+        "payroll": payroll, "payroll_url": f"http://127.0.0.1:{payroll_port}",
+        "marketing": marketing, "marketing_url": f"http://127.0.0.1:{marketing_port}",
     }  # fmt: skip
 
 
@@ -515,15 +660,20 @@ async def run_scenario(engines: Engines, *, parties: int, deposits: int, every: 
         "identity",
         "loan",
         "risk",
-        "loan_out",
-        "signals_out",
+        "payroll",
+        "assistant",
         "marketing",
         "engagement",
+        "loan_out",
+        "signals_out",
+        "notes",
+        "payroll_out",
+        "marketing_notes",
     )
     run = Run(
         token, engines,
         topics={role: f"{token}-{role}" for role in roles},
-        groups={c: f"{token}-{c}" for c in ("projection", "loan", "signals")},
+        groups={c: f"{token}-{c}" for c in READS},
     )  # fmt: skip
     await create_topics(engines, {t: (3 if r == "skeleton" else 6) for r, t in run.topics.items()})
     row = Row(SCENARIO)
@@ -539,6 +689,8 @@ async def run_scenario(engines: Engines, *, parties: int, deposits: int, every: 
     try:
         await wait_ready(processes["accounts_url"], processes["accounts"])
         await wait_ready(processes["signals_url"], processes["signals"])
+        for name in ("identity", "payroll", "marketing"):
+            await wait_ready(processes[f"{name}_url"], processes[name])
         names = [f"party-poison-{token[-8:]}-{n:04d}" for n in range(parties)]
         expected, balances = await asyncio.gather(
             party_traffic(feeder, names, rng),
@@ -560,6 +712,22 @@ async def run_scenario(engines: Engines, *, parties: int, deposits: int, every: 
             return all(
                 docs.get(p, {}).get("kyc_level") == "VERIFIED"
                 and len(docs[p].get("alerts") or {}) == e["alerts"]
+                for p, e in expected.items()
+            )
+
+        mkt_db = database_name(token, "mkt")
+
+        async def marketing_done() -> bool:
+            docs = {d["_id"]: d async for d in mongo[mkt_db]["profiles"].find({})}
+            return all(
+                docs.get(p, {}).get("kyc_level") == identity_pb.KYC_LEVEL_VERIFIED
+                and int(docs[p].get("salary_total_minor", 0)) == e["salary"]
+                and len(docs[p].get("complaints") or {}) == e["complaints"]
+                and int(
+                    (docs[p].get("interactions") or {}).get("campaign-poison", {}).get("clicked", 0)
+                )
+                == e["clicked"]
+                and int(docs[p].get("engagement_milli", 0)) > 0
                 for p, e in expected.items()
             )
 
@@ -585,6 +753,7 @@ async def run_scenario(engines: Engines, *, parties: int, deposits: int, every: 
             ("skeleton projection", skeleton_done),
             ("loan", loan_done),
             ("signals", signals_done),
+            ("marketing", marketing_done),
         ):
             try:
                 await eventually(probe, within_s=240, interval=1.0)
@@ -595,33 +764,23 @@ async def run_scenario(engines: Engines, *, parties: int, deposits: int, every: 
                 )
         applied_s = time.monotonic() - began
 
-        lags = {
-            "projection": await group_lag(
-                engines, run.groups["projection"], [run.topics["skeleton"]]
-            ),
-            "loan": await group_lag(
-                engines, run.groups["loan"], [run.topics["identity"], run.topics["risk"]]
-            ),
-            "signals": await group_lag(
-                engines, run.groups["signals"], [run.topics["loan"], run.topics["identity"]]
-            ),
-        }
+        lags: dict[str, int] = {}
 
         async def caught_up() -> bool:
-            for key, (group, topics) in {
-                "projection": (run.groups["projection"], [run.topics["skeleton"]]),
-                "loan": (run.groups["loan"], [run.topics["identity"], run.topics["risk"]]),
-                "signals": (run.groups["signals"], [run.topics["loan"], run.topics["identity"]]),
-            }.items():
-                lags[key] = await group_lag(engines, group, topics)
+            for key, roles_read in READS.items():
+                lags[key] = await group_lag(
+                    engines, run.groups[key], [run.topics[r] for r in roles_read]
+                )
             return not any(lags.values())
 
         try:
             await eventually(caught_up, within_s=60, interval=1.0)
         except AssertionError:
             row.fail(f"consumer lag did not return to 0: {lags}")
-        found = await dead_letters(run)
+        found, unmarked = await dead_letters(run)
         redelivered = check_dead_letters(row, run, found)
+        if unmarked:
+            row.fail(f"{unmarked} good records were dead-lettered")
 
         # The fix: the replay adds the header the producer left out; the projection applies
         # those deposits once (the other dead letters come back to the DLQ, unread).
@@ -652,7 +811,15 @@ async def run_scenario(engines: Engines, *, parties: int, deposits: int, every: 
     finally:
         await producer.stop()
         await mongo.close()
-        for name in ("accounts", "projection", "loan", "signals"):
+        for name in (
+            "accounts",
+            "projection",
+            "loan",
+            "signals",
+            "identity",
+            "payroll",
+            "marketing",
+        ):
             stop_process(processes[name])
     kinds = Counter(p.tag.split(":")[1] for p in run.poison)
     row.faults = len(run.poison)
@@ -660,7 +827,7 @@ async def run_scenario(engines: Engines, *, parties: int, deposits: int, every: 
     row.recover_s = applied_s - sent_s
     row.detail = (
         f"1 in {feeder.every} records poison: {len(run.poison)} ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}) among"
-        f" {row.operations} good ones on 4 topics, 3 consumers (skeleton projection, loan, signals worker);"
+        f" {row.operations} good ones on {len({r for rs in READS.values() for r in rs})} topics, {len(READS)} consumer groups ({', '.join(READS)});"
         f" {sum(len(c) for c in found.values())} dead letters ({redelivered} from redeliveries); lag 0; replay: {replayed.strip()},"
         f" {run.repairable_count} repaired and applied once; recover_s = last good record applied after the last sent"
     )

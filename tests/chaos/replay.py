@@ -32,10 +32,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 from pymongo import AsyncMongoClient
 
+from tests.chaos.scenario import Row
 from tests.chaos.support import (
     Findings,
     Load,
-    Row,
     Suite,
     check_groups,
     check_loans,
@@ -96,8 +96,8 @@ async def rewind(bootstrap: str, group: str) -> int:
 
 async def scenario(args: argparse.Namespace) -> int:
     urls = engine_urls()
-    applications = args.applications or (20 if args.quick else 100)
-    items = args.items or (200 if args.quick else 2_000)
+    applications = args.applications or (10 if args.quick else 100)
+    items = args.items or (100 if args.quick else 2_000)
     workdir = Path(tempfile.mkdtemp(prefix="zc-chaos-replay-"))
     suite = Suite(urls, workdir)
     findings = Findings()
@@ -110,7 +110,7 @@ async def scenario(args: argparse.Namespace) -> int:
         log(
             f"suite up (logs in {workdir}); the load: {applications} applications, {items} salaries"
         )
-        customers = [await load.customer() for _ in range(applications)]
+        customers = list(await asyncio.gather(*(load.customer() for _ in range(applications))))
         enterprise, rep = await load.employer()
         batch = await load.payroll_batch(enterprise, rep, items, seed=3)
         applied: dict[str, str] = {}
@@ -200,7 +200,7 @@ async def scenario(args: argparse.Namespace) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="20 applications, 200 salaries")
+    parser.add_argument("--quick", action="store_true", help="10 applications, 100 salaries")
     parser.add_argument("--applications", type=int, default=0)
     parser.add_argument("--items", type=int, default=0)
     return asyncio.run(scenario(parser.parse_args()))

@@ -18,6 +18,9 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from pymongo import AsyncMongoClient
 
 from tests.integration.harness import Engines, eventually
 from tests.integration.test_marketing_support import (
@@ -25,6 +28,7 @@ from tests.integration.test_marketing_support import (
     NOON_SHANGHAI,
     OPERATOR_KEY,
     Clock,
+    Upstream,
     create_marketing_topics,
     marketing_settings,
     new_key,
@@ -33,9 +37,12 @@ from tests.integration.test_marketing_support import (
     put,
     running_marketing,
 )
+from zerocontact.common.v1 import party_pb2
+from zerocontact.identity.v1 import events_pb2 as identity_pb
 from zerocontact.marketing.api import ProductIn, request_fingerprint
 from zerocontact.marketing.app import run_due_schedules
 from zerocontact.marketing.idempotency import fingerprint
+from zerocontact.platform.ids import new_id
 
 PRODUCT = {
     "product_id": "wealth-r3",
@@ -317,3 +324,60 @@ async def test_a_key_left_in_flight_by_a_dead_process_is_taken_over_after_its_le
             "/v1/products/wealth-r3", json=PRODUCT, headers={"Idempotency-Key": "stale-claim-1"}
         )
         assert replay.json() == stale.json()
+
+
+async def test_a_kyc_level_marketing_does_not_know_is_dead_lettered_and_the_stream_goes_on(
+    engines: Engines,
+    create_topic: Callable[..., Awaitable[str]],
+    unique_name: Callable[[str], str],
+    kafka_admin: AIOKafkaAdminClient,
+) -> None:
+    """Found by tests/chaos/poison.py: a ``KycLevelChanged`` with an unknown ``to_level`` (99)
+    was written into the profile as ``kyc_level: 99``, which no segment rule means. It now goes
+    to ``<identity topic>.dlq`` with the consumer's error headers, and the next record of the
+    partition is applied."""
+    topics = await create_marketing_topics(create_topic)
+    await kafka_admin.create_topics([NewTopic(f"{topics.identity}.dlq", 1, 1)])
+    settings = marketing_settings(engines, topics, unique_name).model_copy(
+        update={"assistant_topic": await create_topic("assistant")}
+    )
+    upstream = Upstream(engines.kafka_bootstrap, topics)
+    await upstream.start()
+    poisoned, good = f"party-poison-{new_id()[-8:]}", f"party-good-{new_id()[-8:]}"
+    try:
+        async with running_marketing(settings, Clock()):
+            for party, level in ((poisoned, 99), (good, identity_pb.KYC_LEVEL_VERIFIED)):
+                w = identity_pb.IdentityEvent()
+                k = w.kyc_level_changed
+                k.party.kind, k.party.party_id = party_pb2.PartyRef.PARTY_KIND_CUSTOMER, party
+                k.to_level = level  # type: ignore[assignment]  # 99: not a KycLevel
+                k.changed_at.FromDatetime(NOON_SHANGHAI)
+                # One key, so one partition: the good record waits behind the poison.
+                await upstream.send(topics.identity, "same-key", w)
+            mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(engines.mongodb_uri)
+            try:
+                profiles = mongo[settings.mongodb_database]["profiles"]
+
+                async def applied() -> bool:
+                    found = await profiles.find_one({"_id": good})
+                    return found is not None and found.get("kyc_level") == 3
+
+                await eventually(applied, within_s=30, interval=0.2)
+                assert await profiles.find_one({"_id": poisoned, "kyc_level": 99}) is None
+            finally:
+                await mongo.close()
+        consumer = AIOKafkaConsumer(
+            f"{topics.identity}.dlq", bootstrap_servers=engines.kafka_bootstrap,
+            auto_offset_reset="earliest", enable_auto_commit=False,
+        )  # fmt: skip
+        await consumer.start()
+        try:
+            dead = await asyncio.wait_for(consumer.getone(), 30)
+        finally:
+            await consumer.stop()
+        headers = dict(dead.headers)
+        assert headers["dlq_consumer_group"] == settings.consumer_group.encode()
+        assert headers["dlq_original_topic"] == topics.identity.encode()
+        assert b"unknown to_level 99" in headers["dlq_error"]
+    finally:
+        await upstream.stop()

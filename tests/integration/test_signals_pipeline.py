@@ -27,10 +27,19 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.catalog_keys import check_record
-from tests.integration.harness import RUN_ID, Engines, eventually, free_port
+from tests.integration.harness import (
+    RUN_ID,
+    Engines,
+    eventually,
+    free_port,
+    start_signals_worker,
+    stop_process,
+)
 from zerocontact.identity.v1 import events_pb2 as identity_pb
 from zerocontact.loan.v1 import events_pb2 as loan_pb
+from zerocontact.marketing.v1 import events_pb2 as marketing_pb
 from zerocontact.platform.kafka.cloudevents import CloudEvent
+from zerocontact.platform.outbox import protobuf_event
 from zerocontact.signals.v1 import risk_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -576,3 +585,93 @@ async def test_restarted_worker_recovers_its_tables_from_the_changelog(signals: 
     assert latest["applications_per_device_24h"] == "3"
     assert latest["applications_per_source_address_24h"] == "3"
     assert latest["repayments_late"] == "1"
+
+
+async def test_unreadable_engagement_input_goes_to_its_dead_letter_topic(
+    engines: Engines, kafka_admin: AIOKafkaAdminClient, tmp_path: Path
+) -> None:
+    """Found by tests/chaos/poison.py: the engagement agents logged an unreadable marketing or
+    assistant record and skipped it, so it reached no ``<topic>.dlq`` and no replay could put
+    it back. Now it is dead-lettered like the risk pipeline's input, and the stream goes on."""
+    token = uuid.uuid4().hex[:10]
+    names = {
+        role: f"t{RUN_ID}-eng-{role}-{token}"
+        for role in ("loan", "identity", "risk", "marketing", "assistant", "engagement")
+    }
+    await kafka_admin.create_topics(
+        [NewTopic(n, PARTITIONS, 1) for n in names.values()]
+        + [NewTopic(f"{names[r]}.dlq", 1, 1) for r in ("marketing", "assistant")]
+    )
+    app_id = _id(f"t{RUN_ID}-signals")
+    process, port = start_signals_worker(
+        engines, app_id=app_id, data_dir=tmp_path / "data", log=tmp_path / "worker.log",
+        topics=names, session_timeout_s=30,
+    )  # fmt: skip
+    producer = AIOKafkaProducer(bootstrap_servers=engines.kafka_bootstrap, acks="all")
+    await producer.start()
+    party = _id("party")
+    try:
+        async with httpx.AsyncClient(timeout=10) as http:
+
+            async def ready() -> bool:
+                try:
+                    return (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await eventually(ready, within_s=120, interval=0.2)
+            good = protobuf_event(
+                marketing_pb.MarketingEvent(
+                    offer_interaction=marketing_pb.OfferInteraction(
+                        delivery_id=_id("delivery"), party_id=party, campaign_id=_id("campaign"),
+                        stage="clicked",
+                    )
+                ),
+                topic="marketing", key=party, source="/test/marketing",
+            ).event  # fmt: skip
+            await producer.send_and_wait(  # a truncated protobuf value
+                names["marketing"], good.data[: len(good.data) // 2], key=party.encode(),
+                headers=good.headers(),
+            )  # fmt: skip
+            await producer.send_and_wait(  # no CloudEvents headers at all
+                names["assistant"], b"\xff\xfe not protobuf", key=party.encode(), headers=[]
+            )
+            await producer.send_and_wait(
+                names["marketing"], good.data, key=party.encode(), headers=good.headers()
+            )
+            # The party's score and the campaign's funnel: the stream went on past the poison.
+            engagement = await _records(engines, names["engagement"], 2)
+            assert party.encode() in {r.key for r in engagement}
+            for role in ("marketing", "assistant"):
+                (dead,) = await _records(engines, f"{names[role]}.dlq", 1)
+                headers = dict(dead.headers)
+                assert dead.key == party.encode()
+                assert headers["dlq_original_topic"] == names[role].encode()
+                assert headers["dlq_consumer_group"] == app_id.encode()
+                assert headers["dlq_error_type"] in (b"DecodeError", b"MalformedEvent")
+            metrics = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+            for role in ("marketing", "assistant"):
+                labels = {"group": app_id, "topic": names[role]}
+                assert _sample(metrics, "zc_dead_letters_total", labels) == 1
+    finally:
+        await producer.stop()
+        stop_process(process)
+
+
+async def _records(engines: Engines, topic: str, count: int) -> list[Any]:
+    """The first ``count`` records of ``topic`` (waits up to 60 s for them)."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=engines.kafka_bootstrap, auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )  # fmt: skip
+    await consumer.start()
+    found: list[Any] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + 60
+        while len(found) < count and asyncio.get_running_loop().time() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                found.extend(records)
+    finally:
+        await consumer.stop()
+    assert len(found) >= count, f"{len(found)} records on {topic}, expected {count}"
+    return found[:count]

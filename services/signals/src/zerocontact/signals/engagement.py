@@ -43,6 +43,7 @@ from zerocontact.platform.kafka.cloudevents import CloudEvent, MalformedEvent, d
 from zerocontact.platform.settings import ServiceSettings
 from zerocontact.platform.telemetry import consume_span
 from zerocontact.signals import metrics
+from zerocontact.signals.dead_letters import dead_letter
 from zerocontact.signals.settings import SignalsSettings
 from zerocontact.signals.tracing import continued, publish
 from zerocontact.signals.v1 import engagement_pb2
@@ -192,35 +193,39 @@ def _dump(value: dict[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
-def _read(message: Any) -> tuple[CloudEvent, Interaction | None] | None:
+def _read(message: Any) -> tuple[CloudEvent, Interaction | None]:
     """The record's CloudEvent and what it means (a marketing or an assistant event, by its
-    ``ce_type``); None when unreadable."""
+    ``ce_type``); raises :class:`MalformedEvent` or ``DecodeError`` when unreadable."""
     headers = (
         list(message.headers.items())
         if hasattr(message.headers, "items")
         else list(message.headers or [])
     )
-    try:
-        cloud = CloudEvent.from_record([(str(k), bytes(v)) for k, v in headers], message.value)
-        if cloud.type.startswith(ASSISTANT_PACKAGE):
-            found = assistant_interaction(assistant_pb.AssistantEvent.FromString(message.value))
-        else:
-            found = interaction(marketing_pb.MarketingEvent.FromString(message.value or b""))
-    except (MalformedEvent, DecodeError) as exc:
-        log.warning("unreadable engagement input skipped", extra={"error": str(exc)})
-        return None
+    cloud = CloudEvent.from_record([(str(k), bytes(v)) for k, v in headers], message.value)
+    if cloud.type.startswith(ASSISTANT_PACKAGE):
+        found = assistant_interaction(assistant_pb.AssistantEvent.FromString(message.value))
+    else:
+        found = interaction(marketing_pb.MarketingEvent.FromString(message.value or b""))
     return cloud, found
 
 
 async def _interactions(
-    stream: Any,
+    stream: Any, t: _Topology, agent: str
 ) -> AsyncIterator[tuple[Any, CloudEvent, Interaction]]:
-    """The stream's events that read as an interaction (others are skipped)."""
+    """The stream's events that read as an interaction; an unreadable input record goes to
+    its topic's dead-letter twin (the stream goes on), others are skipped."""
     async for event in stream.events():
-        read = _read(event.message)
-        if read is None:
+        try:
+            cloud, found = _read(event.message)
+        except (MalformedEvent, DecodeError) as exc:
+            topic = event.message.topic
+            dlq = t.dead_letters.get(topic)
+            if dlq is None:  # a re-keyed internal record: its input was read once already
+                log.warning("unreadable engagement record skipped", extra={"topic": topic})
+            else:
+                await dead_letter(event, dlq, source=topic, group=t.group, exc=exc)
+            metrics.count(agent, "dead_lettered")
             continue
-        cloud, found = read
         if found is not None:
             yield event, cloud, found
 
@@ -246,6 +251,7 @@ class _Topology:
     group: str  # the Faust app id: the consumer group
     half_life_s: float
     inputs: Any  # marketing.events.v1 and assistant.events.v1, both keyed by party
+    dead_letters: dict[str, Any]  # input topic -> its <topic>.dlq
     out: Any
     by_campaign: Any
     by_session: Any
@@ -266,6 +272,10 @@ def register(
         group=settings.app_id,
         half_life_s=engagement.engagement_half_life_s,
         inputs=app.topic(engagement.marketing_topic, engagement.assistant_topic, **RAW),
+        dead_letters={
+            name: app.topic(f"{name}.dlq", **RAW)
+            for name in (engagement.marketing_topic, engagement.assistant_topic)
+        },
         out=app.topic(engagement.engagement_topic, **RAW),
         by_campaign=app.topic(
             f"{settings.app_id}-engagement-by-campaign", partitions=partitions, internal=True, **RAW
@@ -286,7 +296,7 @@ def _party_agent(app: faust.App, t: _Topology) -> None:
     @app.agent(t.inputs, name=PARTY_AGENT)
     async def on_party_event(stream: Any) -> None:
         """Score the party; forward campaign and studio events re-keyed."""
-        async for event, cloud, found in _interactions(stream):
+        async for event, cloud, found in _interactions(stream, t, PARTY_AGENT):
             if not found.party_id:
                 metrics.count(PARTY_AGENT, "ignored")
                 continue
@@ -341,7 +351,7 @@ def _campaign_agent(app: faust.App, t: _Topology) -> None:
     @app.agent(t.by_campaign, name=CAMPAIGN_AGENT)
     async def on_campaign_event(stream: Any) -> None:
         """Count the campaign's funnel and publish it."""
-        async for event, cloud, found in _interactions(stream):
+        async for event, cloud, found in _interactions(stream, t, CAMPAIGN_AGENT):
             if not found.funnel_stage:
                 metrics.count(CAMPAIGN_AGENT, "ignored")
                 continue
@@ -371,7 +381,7 @@ def _session_agent(app: faust.App, t: _Topology) -> None:
     @app.agent(t.by_session, name=SESSION_AGENT)
     async def on_session_event(stream: Any) -> None:
         """Track who is in a studio session and publish the concurrent viewers."""
-        async for event, cloud, found in _interactions(stream):
+        async for event, cloud, found in _interactions(stream, t, SESSION_AGENT):
             with _span(event, cloud, t.group):
                 key = found.session_id.encode()
                 present = set((_load(t.session_viewers.get(key)) or {}).get("present", []))

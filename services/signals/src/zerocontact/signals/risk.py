@@ -29,9 +29,8 @@ from typing import Any
 
 import faust
 
-from zerocontact.platform.kafka.consumer import dead_letter_record
-from zerocontact.platform.metrics import DEAD_LETTERS
 from zerocontact.signals import features, metrics, records
+from zerocontact.signals.dead_letters import dead_letter, header_pairs
 from zerocontact.signals.features import (
     APPLICATIONS,
     FAILED_AUTHENTICATIONS,
@@ -82,24 +81,7 @@ class _Pipeline:
 
     async def dead_letter(self, event: Any, topic: Any, source: str, exc: Exception) -> None:
         """Send an unreadable record to its topic's dead-letter twin; the stream goes on."""
-        message = event.message
-        log.warning(
-            "unreadable record sent to the dead-letter topic",
-            extra={"topic": source, "partition": message.partition, "offset": message.offset},
-        )
-        headers = [
-            *_header_pairs(message.headers),
-            ("dlq_error", str(exc).encode()),
-            ("dlq_error_type", type(exc).__name__.encode()),
-            ("dlq_original_topic", source.encode()),
-            ("dlq_original_partition", str(message.partition).encode()),
-            ("dlq_original_offset", str(message.offset).encode()),
-            ("dlq_consumer_group", self.settings.app_id.encode()),
-        ]
-        # A record at the size limit goes without its value (it stays on its topic).
-        value, headers = dead_letter_record(message.key, message.value, headers)
-        await topic.send(key=message.key, value=value, headers=headers)
-        DEAD_LETTERS.labels(self.settings.app_id, source).inc()
+        await dead_letter(event, topic, source=source, group=self.settings.app_id, exc=exc)
 
 
 def register(app: faust.App, settings: SignalsSettings) -> FeatureTables:
@@ -395,10 +377,7 @@ def _listed(values: dict[str, Decimal]) -> list[tuple[str, Decimal, str]]:
 
 
 def _header_pairs(headers: Any) -> list[tuple[str, bytes]]:
-    if not headers:
-        return []
-    items = headers.items() if hasattr(headers, "items") else headers
-    return [(str(k), bytes(v)) for k, v in items]
+    return header_pairs(headers)
 
 
 def _has(headers: list[tuple[str, bytes]], name: str) -> bool:

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 _COMPLAINT_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
+_KYC_LEVELS = frozenset(identity_pb.KycLevel.values())
+
+
 async def on_identity(
     p: Projector, consumed: ConsumedEvent, event: identity_pb.IdentityEvent
 ) -> None:
@@ -44,6 +47,10 @@ async def on_identity(
         await p.apply(consumed, e.enterprise_id, {"$set": {"party_kind": "enterprise"}})
     elif kind == "kyc_level_changed":
         k = event.kyc_level_changed
+        # A level this build does not know (a newer identity, or a bad producer) would land in
+        # the profile as a bare number that no segment rule means: dead-letter it instead.
+        if k.to_level == identity_pb.KYC_LEVEL_UNSPECIFIED or k.to_level not in _KYC_LEVELS:
+            raise MalformedEvent(f"KycLevelChanged with an unknown to_level {k.to_level}")
         await p.apply(consumed, k.party.party_id, {"$set": {"kyc_level": int(k.to_level)}})
 
 
