@@ -58,6 +58,9 @@ from zerocontact.assistant.understanding.labelled import read_examples
 from zerocontact.assistant.understanding.understander import DATA_DIR
 from zerocontact.platform.compliance import check_text
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy" / "local"))
+from localsuite.ports import port_owner
+
 GOAL_TOP1 = 0.90
 GOAL_CONTAINMENT = 0.75
 GOAL_P99_MS = 200.0
@@ -148,25 +151,6 @@ def start_assistant(
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-
-
-def listener_pid(port: int) -> int | None:
-    """The process listening on 127.0.0.1:``port`` (its socket's inode found under /proc)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(f"socket:[{fields[9]}]")
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            for fd in (proc / "fd").iterdir():
-                if os.readlink(fd) in inodes:
-                    return int(proc.name)
-    return None
 
 
 def cpu_s(pid: int) -> float:
@@ -298,8 +282,8 @@ async def measure_service(
             await converse(client, tokens[0], conversations[0], [])
             pids = {
                 "assistant": proc.pid,
-                "ferretdb": listener_pid(port_of(os.environ["MONGODB_URI"])),
-                "kafka": listener_pid(port_of(os.environ["KAFKA_BOOTSTRAP_SERVERS"].split(",")[0])),
+                "ferretdb": port_owner(port_of(os.environ["MONGODB_URI"])),
+                "kafka": port_owner(port_of(os.environ["KAFKA_BOOTSTRAP_SERVERS"].split(",")[0])),
                 "bench client": os.getpid(),
             }
             # Paced first (the goal's figures: people read an answer and type the next

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,35 +25,15 @@ from urllib.parse import urlparse
 
 from pymongo import ASCENDING, AsyncMongoClient
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy" / "local"))
+from localsuite.ports import port_owner
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 DATABASE = "bench_ferretdb_sweep"
 QUERIES: dict[str, dict[str, Any]] = {
     "outbox sweep {_outbox_pending: true}": {"_outbox_pending": True},
     'state poll {state: "EXECUTING"}': {"state": "EXECUTING"},
 }
-
-
-def listening_pid(port: int) -> int | None:
-    """The process listening on 127.0.0.1:<port> (TCP), from /proc."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(f"socket:[{fields[9]}]")
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
-                return int(proc.name)
-        except OSError:
-            continue
-    return None
 
 
 def cpu_seconds(pid: int) -> float:
@@ -96,7 +77,7 @@ async def main() -> None:
     uri = os.environ.get("MONGODB_URI") or (
         f"mongodb://127.0.0.1:{os.environ.get('ZC_MONGODB_PORT', '27017')}/"
     )
-    pid = listening_pid(urlparse(uri).port or 27017)
+    pid = port_owner(urlparse(uri).port or 27017)
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri)
     try:
         started = time.perf_counter()
