@@ -47,6 +47,7 @@ from tests.chaos.support import (
     check_loans,
     check_payroll,
     log,
+    quiet_reconnect_logs,
     report,
     until,
 )
@@ -285,6 +286,7 @@ async def scenario(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
+    quiet_reconnect_logs()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument(
         "--quick", action="store_true", help="3 faults, 40 applications, 2,000 items"

@@ -43,6 +43,7 @@ from tests.chaos.support import (
     conclude,
     engine_urls,
     log,
+    quiet_reconnect_logs,
     read_topic,
     report,
     wait_caught_up,
@@ -199,6 +200,7 @@ async def scenario(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
+    quiet_reconnect_logs()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="10 applications, 100 salaries")
     parser.add_argument("--applications", type=int, default=0)

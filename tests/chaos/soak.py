@@ -48,6 +48,7 @@ from tests.chaos.support import (
     conclude,
     engine_urls,
     log,
+    quiet_reconnect_logs,
 )
 
 SAMPLE_S = 10.0
@@ -353,6 +354,7 @@ async def scenario(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
+    quiet_reconnect_logs()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="2 minutes")
     parser.add_argument("--minutes", type=float, default=0.0)

@@ -55,9 +55,14 @@ PASSWORD = "chaos horse battery staple"
 LOAN_AMOUNT_MINOR = 2_000_000  # 20,000.00 CNY per application
 SALARY_MINOR = 888_888  # 8,888.88 CNY per payroll item
 
-# The probes and readers reconnect on purpose while an engine is down; their client's
-# "Unable connect" lines would bury the scenario's own output.
-logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+def quiet_reconnect_logs() -> None:
+    """Silence the Kafka client's logs in a scenario's process: its probes and readers
+    reconnect on purpose while an engine is down, and the client's "Unable connect" lines
+    would bury the scenario's own output. Called by the scenarios' ``main``, never at import:
+    pytest imports this module too (tests/integration/test_soak.py), and a logger silenced
+    for the whole session hid the broker's refusal that test_kafka_access reads."""
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
 # ---------------------------------------------------------------------------------------------
