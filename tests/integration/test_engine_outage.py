@@ -98,15 +98,20 @@ async def _readiness(client: Any) -> dict[str, Any]:
     return body
 
 
-async def test_broker_outage_makes_services_not_ready_and_they_catch_up(
-    private_engines: PrivateEngines,
-) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=private_engines.kafka_bootstrap)
+async def _skeleton_topics(engines: PrivateEngines) -> None:
+    """The walking skeleton's topic and its dead-letter topic on the private broker."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=engines.kafka_bootstrap)
     await admin.start()
     await admin.create_topics(
         [NewTopic("skeleton.events.v1", 3, 1), NewTopic("skeleton.events.v1.dlq", 1, 1)]
     )
     await admin.close()
+
+
+async def test_broker_outage_makes_services_not_ready_and_they_catch_up(
+    private_engines: PrivateEngines,
+) -> None:
+    await _skeleton_topics(private_engines)
     common = {
         "kafka_bootstrap_servers": private_engines.kafka_bootstrap,
         "mongodb_uri": private_engines.mongodb_uri,
@@ -209,12 +214,7 @@ async def _balance(client: Any, account_id: str, minor: int) -> dict[str, Any] |
 async def test_a_request_while_the_database_is_down_gets_a_retryable_503_and_changes_nothing(
     private_engines: PrivateEngines,
 ) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=private_engines.kafka_bootstrap)
-    await admin.start()
-    await admin.create_topics(
-        [NewTopic("skeleton.events.v1", 3, 1), NewTopic("skeleton.events.v1.dlq", 1, 1)]
-    )
-    await admin.close()
+    await _skeleton_topics(private_engines)
     accounts_app = create_accounts_app(
         AccountsSettings(
             kafka_bootstrap_servers=private_engines.kafka_bootstrap,
