@@ -25,6 +25,7 @@ from tests.integration.test_loan_support import (
     wait_state,
 )
 from zerocontact.loan import bookkeeping
+from zerocontact.loan.domain import loans as domain
 from zerocontact.loan.rail import RAIL_PAYMENTS, PaymentRailSimulator, RailStatus
 from zerocontact.loan.repository import LoanRepository
 from zerocontact.platform.ids import new_id
@@ -62,8 +63,10 @@ async def _recovery_failures(app: Any, step: str) -> float:
     return 0.0
 
 
-async def _booked_loan(app: Any, bus: EventBus, reader: LoanTopicReader, tokens: Tokens) -> str:
-    """A loan accepted while the rail takes nothing: BOOKED, its funds reserved."""
+async def _approved(
+    app: Any, bus: EventBus, reader: LoanTopicReader, tokens: Tokens
+) -> tuple[str, str]:
+    """A new customer's application of 6,000.00, approved: (party, application id)."""
     party = new_id()
     await bus.register_customer(party)
 
@@ -71,19 +74,47 @@ async def _booked_loan(app: Any, bus: EventBus, reader: LoanTopicReader, tokens:
         r = await apply_for_loan(app, tokens, party, amount="6000.00")
         return r.json() if r.status_code == 202 else None
 
-    application = await eventually(apply_known)
-    sub = await reader.wait_for(
-        "loan_application_submitted", application_id=application["application_id"]
-    )
+    application_id: str = (await eventually(apply_known))["application_id"]
+    sub = await reader.wait_for("loan_application_submitted", application_id=application_id)
     await bus.assess(sub[0].message, sub[0].event_id)
-    await wait_state(app, tokens, application["application_id"], party, "APPROVED")
+    await wait_state(app, tokens, application_id, party, "APPROVED")
+    return party, application_id
+
+
+async def _booked_loan(app: Any, bus: EventBus, reader: LoanTopicReader, tokens: Tokens) -> str:
+    """A loan accepted while the rail takes nothing: BOOKED, its funds reserved."""
+    party, application_id = await _approved(app, bus, reader, tokens)
     r = await app.client.post(
-        f"/v1/applications/{application['application_id']}/acceptance",
+        f"/v1/applications/{application_id}/acceptance",
         headers=tokens.headers(party, key=f"accept-{new_id()[-12:]}"),
     )
     assert r.status_code == 200 and r.json()["state"] == "BOOKED", r.text
     loan_id: str = r.json()["loan_id"]
     return loan_id
+
+
+async def _all_confirmed(client: AsyncMongoClient[dict[str, Any]], database: str) -> bool:
+    """The sweep has seen the loan of every accepted application."""
+    left = await client[database]["applications"].count_documents({"loan_unconfirmed": True})
+    return left == 0
+
+
+async def _no_application_left_to_confirm(engines: Engines, database: str) -> None:
+    """Every accepted application's loan has been confirmed: a sweep now reads no loan."""
+    loans, applications = Finds("loans"), Finds("applications")
+    watched: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        engines.mongodb_uri, event_listeners=[loans, applications]
+    )
+    try:
+        later = datetime.now(UTC) + timedelta(minutes=1)
+        waiting = await LoanRepository(watched[database]).accepted_without_loan(later)
+        left = await watched[database]["applications"].count_documents({"loan_unconfirmed": True})
+    finally:
+        await watched.close()
+    assert waiting == []
+    assert left == 0
+    assert loans.filters == []
+    assert [sorted(f) for f in applications.filters] == [["accepted_at", "loan_unconfirmed"]]
 
 
 async def test_the_sweep_settles_a_payout_the_rail_took_and_a_bad_loan_holds_no_other_back(
@@ -143,6 +174,7 @@ async def test_the_sweep_settles_a_payout_the_rail_took_and_a_bad_loan_holds_no_
             # The loan it cannot finish is counted on every run, for ZcLoanRecoveryFailing.
             failed = await eventually(lambda: _recovery_failures(app, "disburse"))
             assert failed >= 1
+            await eventually(lambda: _all_confirmed(mongo_client, database), within_s=30)
         assert disbursed[0].message.rail_reference == taken.rail_reference
         assert len(reader.of("loan_disbursed", loan_id=paid)) == 1
         assert await db[RAIL_PAYMENTS].count_documents({"_id": f"disburse:{paid}"}) == 1
@@ -155,22 +187,54 @@ async def test_the_sweep_settles_a_payout_the_rail_took_and_a_bad_loan_holds_no_
         report = await Ledger(db).check_invariants()
         assert report.ok, report.problems
 
-        # The sweep looks loans up by `_id` only: FerretDB 1.24 pushes nothing else down, so
-        # a read by application id decoded every loan for every accepted application.
-        finds = Finds("loans")
-        watched: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-            engines.mongodb_uri, event_listeners=[finds]
-        )
-        try:
-            later = datetime.now(UTC) + timedelta(minutes=1)
-            waiting = await LoanRepository(watched[database]).accepted_without_loan(
-                later, window=timedelta(days=2)
+        # The sweep reads only the applications whose loan it has not confirmed yet, and
+        # looks loans up by `_id`: FerretDB 1.24 answers both from an index. It used to read
+        # every accepted application on every run, and look each one's loan up by application
+        # id, which decoded every loan: a sweep that grew with the book.
+        await _no_application_left_to_confirm(engines, database)
+    finally:
+        await reader.stop()
+        await bus.stop()
+        await mongo_client.drop_database(database)
+
+
+async def test_the_sweep_books_and_pays_an_acceptance_whose_loan_a_crash_never_wrote(
+    engines: Engines,
+    kafka_admin: Any,
+    unique_name: Callable[[str], str],
+    mongo_client: AsyncMongoClient[dict[str, Any]],
+) -> None:
+    topics: Topics = await create_loan_topics(kafka_admin, unique_name)
+    database = unique_name("loan").replace("-", "_")[:60]
+    group = unique_name("group")
+    tokens = Tokens()
+    bus = EventBus(engines.kafka_bootstrap, topics)
+    reader = LoanTopicReader(engines.kafka_bootstrap, topics.loan)
+    await bus.start()
+    await reader.start()
+    try:
+        settings = loan_settings(engines, topics, database, group, recovery_interval_s=600)
+        async with running_loan(settings, tokens) as app:
+            _, application_id = await _approved(app, bus, reader, tokens)
+        # The acceptance was stored and the process died before the loan document was.
+        repo = LoanRepository(mongo_client[database])
+        accepted = await repo.application(application_id)
+        assert accepted is not None
+        assert domain.accept_offer(accepted, loan_id=new_id(), now=datetime.now(UTC))
+        await repo.save_application(accepted, events=[])
+        assert accepted.loan_id is not None and await repo.loan(accepted.loan_id) is None
+
+        async with running_loan(loan_settings(engines, topics, database, group), tokens):
+            disbursed = await reader.wait_for(
+                "loan_disbursed", loan_id=accepted.loan_id, within_s=60
             )
-        finally:
-            await watched.close()
-        assert waiting == []
-        assert len(finds.filters) == 2
-        assert all(list(f) == ["_id"] for f in finds.filters), finds.filters
+            await eventually(lambda: _all_confirmed(mongo_client, database), within_s=30)
+        assert len(disbursed) == 1
+        loan = await repo.loan(accepted.loan_id)
+        assert loan is not None and loan.state.value == "DISBURSED"
+        report = await Ledger(mongo_client[database]).check_invariants()
+        assert report.ok, report.problems
+        await _no_application_left_to_confirm(engines, database)
     finally:
         await reader.stop()
         await bus.stop()

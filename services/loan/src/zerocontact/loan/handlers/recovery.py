@@ -43,7 +43,7 @@ async def recover(*, deps: LoanDeps, min_age: timedelta) -> int:
         ):
             await disburse_loan(loan_id, deps=deps)
             done += 1
-    for app, traceparent in await deps.repo.accepted_without_loan(cutoff, window=timedelta(days=2)):
+    for app, traceparent in await deps.repo.accepted_without_loan(cutoff):
         with (
             _own_failure("book", app.id),
             deferred_span(

@@ -78,6 +78,9 @@ def application_fields(app: Application) -> Document:
         "assessment_event_id": app.assessment_event_id,
         "loan_id": app.loan_id,
         "accepted_at": app.accepted_at,
+        # Until the recovery sweep has seen the loan document: the sweep reads only these
+        # (an equality FerretDB answers from its index), never every accepted application.
+        "loan_unconfirmed": app.state is ApplicationState.ACCEPTED,
         # For the exposure query: an open offer counts against the credit limit.
         "offer_expires_at": app.decision.offer_expires_at if app.decision else None,
         "offered_minor": Int64(app.decision.offered_amount.minor_units)

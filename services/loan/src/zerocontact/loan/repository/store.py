@@ -51,6 +51,7 @@ INDEXES = [
             IndexModel([("idem_key", ASCENDING)], unique=True, name="idem_key_unique"),
             IndexModel([("party_id", ASCENDING), ("state", ASCENDING)], name="party_state"),
             IndexModel([("state", ASCENDING), ("accepted_at", ASCENDING)], name="state_accepted"),
+            IndexModel([("loan_unconfirmed", ASCENDING)], name="loan_unconfirmed"),
         ),
     ),
     CollectionIndexes(
@@ -152,30 +153,36 @@ class LoanRepository:
             raise ConcurrentUpdate(app.id)
 
     async def accepted_without_loan(
-        self, older_than: datetime, *, window: timedelta
+        self, older_than: datetime
     ) -> list[tuple[Application, str | None]]:
-        """Applications accepted in ``window`` before ``older_than`` whose loan document a
-        crash did not write (reads only: the hot path writes no marker for the sweep), with
-        the trace context of their submission."""
+        """Applications accepted before ``older_than`` whose loan document a crash did not
+        write, with the trace context of their submission.
+
+        Reads only the applications whose loan the sweep has not yet confirmed: the
+        acceptance flags them (``loan_unconfirmed``, in the same write), and this read clears
+        the flag of each whose loan exists. Each accepted application is thus looked at once
+        after ``older_than`` passes it, so the sweep costs what was accepted since its last
+        run, not every application accepted so far (it read all of them on every run)."""
         # Read to the end before the per-application reads: a cursor left open across them
         # (minutes under load) dies with CursorNotFound when FerretDB restarts meanwhile.
         docs = await self.applications.find(
-            {
-                "state": str(ApplicationState.ACCEPTED),
-                "accepted_at": {"$lt": older_than, "$gte": older_than - window},
-            }
+            {"loan_unconfirmed": True, "accepted_at": {"$lt": older_than}}
         ).to_list(None)
         found = []
         for doc in docs:
             app = application_of(doc)
             # By the loan's `_id` (the application's loan id, book_loan): FerretDB 1.24 pushes
-            # only an `_id` equality down, so a read by application_id decoded every loan, for
-            # every accepted application, on every run.
+            # only an `_id` equality down, so a read by application_id decoded every loan.
             if (
                 app.loan_id is None
                 or await self.loans.find_one({"_id": app.loan_id}, {"_id": 1}) is None
             ):
                 found.append((app, doc.get("traceparent")))
+            else:
+                await self.applications.update_one(
+                    {"_id": app.id, "loan_unconfirmed": True},
+                    {"$set": {"loan_unconfirmed": False}},
+                )
         return found
 
     # loans
