@@ -295,6 +295,35 @@ async def test_two_instances_with_stale_heads_stay_exact(mongo_db: Db) -> None:
     assert report.ok, report.problems
 
 
+async def test_a_ledger_keeps_a_bounded_number_of_accounts_in_memory_and_stays_exact(
+    mongo_db: Db,
+) -> None:
+    """A process keeps the most recently used accounts only (every loan opens two, for good):
+    one it forgot is read again, past the hint written every HINT_EVERY entries, and its
+    balance, its guard against overdrafts and its chain stay exact."""
+    ledger = Ledger(mongo_db, cached_accounts=2)
+    await ledger.ensure_indexes()
+    n = await open_bank(ledger)
+    for step in range(1, 8):  # every account leaves the cache between two of its postings
+        await deposit(ledger, n, "alice", f"{step}.00")
+        await deposit(ledger, n, "bob", f"{step}.00")
+        await deposit(ledger, n, "carol", f"{step}.00")
+        assert len(ledger._known) <= 2 and len(ledger._heads) <= 2
+    with pytest.raises(InsufficientFunds):
+        await ledger.post(
+            "too-much", [Leg.debit(n["alice"], cny("28.01")), Leg.credit(n["bob"], cny("28.01"))]
+        )
+    await ledger.post(
+        "all-of-it", [Leg.debit(n["alice"], cny("28.00")), Leg.credit(n["bob"], cny("28.00"))]
+    )
+    for reader in (ledger, Ledger(mongo_db)):
+        assert await reader.balance(n["alice"]) == cny("0.00")
+        assert await reader.balance(n["bob"]) == cny("56.00")
+        assert await reader.balance(n["cash"]) == cny("84.00")
+    report = await Ledger(mongo_db).check_invariants()
+    assert report.ok, report.problems
+
+
 async def test_recovery_racing_the_original_post_applies_once(mongo_db: Db) -> None:
     inserted = asyncio.Event()
 

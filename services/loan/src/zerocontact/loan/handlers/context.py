@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from cachetools import LRUCache
+
 from zerocontact.loan import bookkeeping
 from zerocontact.loan.domain.errors import NotYourApplication, UnknownProduct
 from zerocontact.loan.domain.products import Product
@@ -36,7 +38,9 @@ class LoanDeps:
     # Requests naming a party loan has not heard of (or not at the needed KYC level) wait this
     # long for identity's events before answering (the consumer wakes them).
     party_waits: ProjectionWaits = field(default_factory=ProjectionWaits)
-    _accounts: set[str] = field(default_factory=set)
+    # Accounts this process opened lately (opening is idempotent; this saves the insert). The
+    # most recently used only: every loan opens two, never to open them again.
+    _accounts: LRUCache[str, bool] = field(default_factory=lambda: LRUCache(maxsize=4096))
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     def product(self, product_id: str) -> Product:
@@ -55,7 +59,7 @@ class LoanDeps:
         await self.ledger.open_account(
             account, currency=currency, normal_balance=side, allow_negative=allow_negative
         )
-        self._accounts.add(account)
+        self._accounts[account] = True
 
     @contextlib.asynccontextmanager
     async def serialized(self, accounts: list[str]) -> AsyncIterator[None]:
