@@ -99,4 +99,29 @@ async def test_the_cache_is_bounded() -> None:
     tokens = [keys.token(subject=f"party-{i}") for i in range(3)]
     for token in tokens:
         await v.verify(token)
+    assert v._verified is not None
     assert len(v._verified) == 2 and tokens[0] not in v._verified
+
+
+async def test_an_expired_token_leaves_the_cache_when_it_is_next_written() -> None:
+    """The cache holds the tokens in use, not every token seen until the bound is reached."""
+    keys = Keys()
+    v = verifier(keys, leeway_s=0)
+    short = keys.token(exp_in=2, subject="party-short")
+    principal = await v.verify(short)
+    await asyncio.sleep(principal.expires_at.timestamp() - time.time() + 0.2)
+    await v.verify(keys.token(subject="party-next"))
+    assert v._verified is not None
+    assert len(v._verified) == 1 and short not in v._verified
+
+
+async def test_a_cache_of_size_zero_verifies_every_presentation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    keys = Keys()
+    v = verifier(keys, verified_cache_size=0)
+    token = keys.token()
+    await v.verify(token)
+    monkeypatch.setattr(jwt, "decode", lambda *a, **k: pytest.fail("verified again"))
+    with pytest.raises(pytest.fail.Exception):
+        await v.verify(token)
