@@ -520,6 +520,11 @@ class Load:
         self.client = httpx.AsyncClient(
             timeout=120, limits=httpx.Limits(max_connections=64, max_keepalive_connections=64)
         )
+        # Each customer is a different person: 9,000 random resident IDs (9,000 birth days x
+        # 1,000 sequence numbers) drew 3 that were taken, which identity rightly refused; the
+        # phone numbers are kept apart the same way.
+        self._resident_ids: set[str] = set()
+        self._phones: set[str] = set()
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -532,10 +537,16 @@ class Load:
 
     async def customer(self, *, verified: bool = True) -> Customer:
         """Register at identity; a KYC reviewer moves the customer to VERIFIED."""
-        birth = date(1980, 1, 1) + timedelta(days=random.randrange(9000))
-        phone = f"+86139{random.randrange(10**8):08d}"
+        while True:
+            birth = date(1980, 1, 1) + timedelta(days=random.randrange(9000))
+            if (rid := resident_id(birth)) not in self._resident_ids:
+                self._resident_ids.add(rid)
+                break
+        while (phone := f"+86139{random.randrange(10**8):08d}") in self._phones:
+            pass
+        self._phones.add(phone)
         body = {
-            "name": "王小明", "resident_id": resident_id(birth), "phone": phone,
+            "name": "王小明", "resident_id": rid, "phone": phone,
             "date_of_birth": birth.isoformat(), "address": "北京市朝阳区建国路88号",
             "password": PASSWORD,
         }  # fmt: skip
