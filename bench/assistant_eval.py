@@ -378,7 +378,9 @@ async def play(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--show-misses", type=int, default=15, help="misses to print")
+    parser.add_argument(
+        "--show-misses", type=int, default=0, help="eval lines missed to print (none by default)"
+    )
     parser.add_argument(
         "--confusions",
         type=int,
