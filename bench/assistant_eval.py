@@ -23,7 +23,7 @@ with no pause, so that 20 messages are always in flight (the service's capacity)
 No identity, loan or payroll runs here: an action is answered "unavailable, nothing was done"
 (the integration tests cover the actions). The last stdout line is JSON.
 
-    .venv/bin/python bench/assistant_eval.py [--show-misses 20] [--no-service]
+    .venv/bin/python bench/assistant_eval.py [--show-misses 20] [--confusions 20] [--no-service]
         [--service --rounds 2 --concurrency 20 --think-s 1.0]
 """
 
@@ -378,7 +378,15 @@ async def play(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--show-misses", type=int, default=15, help="misses to print")
+    parser.add_argument(
+        "--show-misses", type=int, default=0, help="eval lines missed to print (none by default)"
+    )
+    parser.add_argument(
+        "--confusions",
+        type=int,
+        default=0,
+        help="most frequent (expected -> got) label pairs to print, counts only (no lines)",
+    )
     parser.add_argument("--data", type=Path, default=DATA_DIR)
     parser.add_argument(
         "--service",
@@ -410,6 +418,7 @@ def main() -> int:
     understand_cpu_s = 0.0
     blocked = leaks = 0
     misses: list[str] = []
+    confusions: Counter[tuple[str, str]] = Counter()
     for example in examples:
         t0, cpu0 = time.perf_counter(), time.process_time()
         understood = understander.understand(example.text)
@@ -429,6 +438,9 @@ def main() -> int:
             by[group]["n"] += 1
             by[group]["intent"] += intent_ok
             by[group]["top1"] += top1_ok
+        if not top1_ok:
+            got = understood.article_id or understood.intent
+            confusions[(example.article_id or example.intent, got)] += 1
         if not top1_ok and len(misses) < args.show_misses:
             misses.append(
                 f"  {example.text!r}: expected {example.article_id or example.intent}, "
@@ -468,6 +480,10 @@ def main() -> int:
     for group in sorted(by, key=lambda g: (g != "all", g)):
         c = by[group]
         print(f"{group:<16}{c['n']:>5}{c['intent'] / c['n']:>9.1%}{c['top1'] / c['n']:>9.1%}")
+    if args.confusions:
+        print("most frequent confusions (expected -> got: count):")
+        for (expected, got), count in confusions.most_common(args.confusions):
+            print(f"  {count:3d}  {expected} -> {got}")
     if misses:
         print("misses (first ones):")
         print("\n".join(misses))

@@ -21,6 +21,7 @@ from zerocontact.assistant.domain.dialogue import (
     ToHuman,
     Understood,
     next_step,
+    ordinal,
     parse_amount,
     with_options,
 )
@@ -70,6 +71,73 @@ def test_an_offered_choice_is_taken_by_its_number() -> None:
     step, state = say(state, "unknown", "2", confidence=0.05)
     assert step == Act("identity.lock_device", {"device_id": "tablet-b"})
     assert state.pending is None
+
+
+DEVICES = [
+    Option("phone-a", "phone-a (1)"),
+    Option("tablet-b", "tablet-b (2)"),
+    Option("pc-c", "pc-c (1)"),
+]
+
+
+@pytest.mark.parametrize(
+    ("reply", "device"),
+    [
+        ("第二台", "tablet-b"),
+        ("第2个", "tablet-b"),
+        ("第一部吧", "phone-a"),
+        ("最后一个", "pc-c"),
+        ("the first one", "phone-a"),
+        ("the 2nd", "tablet-b"),
+        ("number 3", "pc-c"),
+        ("last one please", "pc-c"),
+    ],
+)
+def test_a_short_reply_picks_an_offered_choice_by_its_place(reply: str, device: str) -> None:
+    """The reply answers the open question, not a fresh one: the understanding may well call
+    "第二台" unknown."""
+    _, state = say(DialogueState(), "identity.lock_device", "帮我锁定设备")
+    state = with_options(state, DEVICES)
+    step, state = say(state, "unknown", reply, confidence=0.05)
+    assert step == Act("identity.lock_device", {"device_id": device})
+    assert state.pending is None and state.failed_turns == 0
+
+
+def test_a_place_beyond_the_choices_is_asked_again() -> None:
+    _, state = say(DialogueState(), "identity.lock_device", "帮我锁定设备")
+    state = with_options(state, DEVICES)
+    step, state = say(state, "unknown", "第五台", confidence=0.05)
+    assert step == Ask("identity.lock_device", "device_id", {}, again=True)
+
+
+def test_yes_to_the_only_choice_offered_takes_it() -> None:
+    _, state = say(DialogueState(), "identity.lock_device", "帮我锁定设备")
+    state = with_options(state, DEVICES[:1])
+    step, _ = say(state, "confirm.yes", "对，就是它")
+    assert step == Act("identity.lock_device", {"device_id": "phone-a"})
+    # With two choices a yes says not which one.
+    state = with_options(state, DEVICES[:2])
+    step, _ = say(state, "confirm.yes", "对")
+    assert step == Ask("identity.lock_device", "device_id", {}, again=True)
+
+
+@pytest.mark.parametrize(
+    ("text", "place"),
+    [
+        ("第二笔", 2),
+        ("第 3 个", 3),
+        ("两个都不是", None),
+        ("最后那台", -1),
+        ("First", 1),
+        ("the third one", 3),
+        ("#2", 2),
+        ("no. 1", 1),
+        ("hello", None),
+        ("第二期的还款日是哪天，我想知道", None),  # a question, not a pick
+    ],
+)
+def test_ordinal(text: str, place: int | None) -> None:
+    assert ordinal(text) == place
 
 
 def test_a_repayment_asks_each_slot_then_waits_for_an_explicit_yes() -> None:

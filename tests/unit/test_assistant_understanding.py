@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from scipy.sparse import hstack
 
 from zerocontact.assistant.understanding import INTENTS, Understander, Understanding, intents
 from zerocontact.assistant.understanding import text as text_module
+from zerocontact.assistant.understanding.action_or_article import ActionOrArticle
 from zerocontact.assistant.understanding.classifier import IntentClassifier
 from zerocontact.assistant.understanding.knowledge import (
     KnowledgeError,
@@ -30,8 +32,8 @@ from zerocontact.assistant.understanding.replies import SAFE_FALLBACK, SAYINGS
 from zerocontact.assistant.understanding.slots import extract
 from zerocontact.assistant.understanding.spelling import Homophones, Speller, sounds
 from zerocontact.assistant.understanding.synonyms import Lexicon
-from zerocontact.assistant.understanding.text import language, normalize
-from zerocontact.assistant.understanding.understander import DATA_DIR, KNOWLEDGE_DIR
+from zerocontact.assistant.understanding.text import all_words, language, normalize
+from zerocontact.assistant.understanding.understander import DATA_DIR, KNOWLEDGE_DIR, TUNING
 from zerocontact.platform.compliance import check_text
 
 LOAN = "0190f3a2-7c41-7b2e-9a11-3c5d2e8f4b60"
@@ -279,6 +281,110 @@ def test_one_message_is_scored_as_scikit_learn_scores_it() -> None:
         assert np.allclose(mine.toarray(), theirs.toarray(), atol=1e-6)
         expected = classifier._model.predict_proba(theirs)[0]
         assert np.allclose(classifier.probabilities(mine), expected, atol=1e-6)
+
+
+PAIR_LINES = (
+    ("帮我锁定丢了的手机", intents.IDENTITY_LOCK_DEVICE, None),
+    ("给我冻结那台设备", intents.IDENTITY_LOCK_DEVICE, None),
+    ("please lock my phone", intents.IDENTITY_LOCK_DEVICE, None),
+    ("我要退出所有设备", intents.IDENTITY_REVOKE_SESSIONS, None),
+    ("please sign me out everywhere", intents.IDENTITY_REVOKE_SESSIONS, None),
+    ("手机丢了怎么办", intents.FAQ, "security.lost-phone"),
+    ("how do i protect my account if my phone is lost", intents.FAQ, "security.lost-phone"),
+    ("怎么退出其他设备的登录", intents.FAQ, "security.sessions"),
+    ("what does signing out everywhere do", intents.FAQ, "security.sessions"),
+    ("利率多少", intents.FAQ, "rates.annualized"),  # in no pair: not learnt from
+)
+
+
+def test_two_classes_are_scored_as_scikit_learn_scores_them() -> None:
+    texts = ["帮我锁定", "lock it", "给我退出", "怎么锁定", "how do i lock", "为什么退出"]
+    labels = ["act", "act", "act", "ask", "ask", "ask"]
+    classifier = IntentClassifier(texts, labels, tokens=str.split)
+    for text in ["帮我退出", "how", "zzz"]:
+        mine = classifier.features(text)
+        theirs = hstack([v.transform([text]) for v in classifier._vectorizers]).tocsr()
+        expected = classifier._model.predict_proba(theirs)[0]
+        assert np.allclose(classifier.probabilities(mine), expected, atol=1e-6)
+    assert classifier.explain(classifier.rank("帮我退出"), "act")
+
+
+class TestSecondStage:
+    """The action-or-article stage: one model of how a request and a question are asked,
+    learnt across the pairs, applied only between an action and the article about it."""
+
+    def test_a_request_is_told_from_a_question_on_a_topic_it_was_not_taught(self) -> None:
+        stage = ActionOrArticle(
+            [(normalize(t), i, a) for t, i, a in PAIR_LINES], tokens=all_words, pairs="core"
+        )
+        # The payoff quote's pair has no line here: the cues carry over from the others.
+        assert stage.request_probability(normalize("帮我算结清金额")) > 0.5
+        assert stage.request_probability(normalize("结清金额怎么算")) < 0.5
+        assert stage.request_probability(normalize("please quote my payoff")) > 0.5
+        assert stage.request_probability(normalize("how is the payoff worked out")) < 0.5
+        assert "word:帮" in stage.cues(normalize("帮我算结清金额"), request=True)
+
+    def test_pairs(self) -> None:
+        stage = ActionOrArticle([], tokens=all_words, pairs="core")
+        assert stage.group("security.sessions") == (
+            intents.IDENTITY_REVOKE_SESSIONS,
+            ("security.sessions",),
+        )
+        assert stage.group(intents.IDENTITY_LOCK_DEVICE) == (
+            intents.IDENTITY_LOCK_DEVICE,
+            ("security.lost-phone",),
+        )
+        assert stage.group("payroll.batch-status") is None  # a pair of "all" only
+        assert stage.group("rates.annualized") is None
+        # Nothing to learn from: it has no opinion.
+        assert stage.request_probability("帮我锁定") == 0.5
+        everything = ActionOrArticle([], tokens=all_words, pairs="all")
+        assert everything.group("early.how") == (intents.LOAN_REPAY, ("repay.methods", "early.how"))
+
+    def test_the_service_uses_it(self, understander: Understander) -> None:
+        assert TUNING.stage2 > 0
+        u = understander.understand("帮我把别的设备上的登录都踢下线")
+        assert u.intent == intents.IDENTITY_REVOKE_SESSIONS, u.explanation
+        assert "second stage: a request" in u.explanation
+        u = understander.understand("如何退出别的设备上的登录")
+        assert (u.intent, u.article_id) == (intents.FAQ, "security.sessions"), u.explanation
+        assert "second stage: a question" in u.explanation
+
+    @pytest.mark.parametrize(
+        "message",
+        [
+            "帮我锁住那部丢了的手机",
+            "手机丢了我的钱会不会被转走",
+            "lock my stolen phone",
+            "what should I do now that my phone is gone",
+            "给我算一下今天结清多少钱",
+            "结清金额包括什么",
+            "quote my payoff",
+            "how is a payoff quote worked out",
+            "sign out my other sessions",
+            "how do I see which devices are logged in",
+        ],
+    )
+    def test_it_decides_between_the_pair_and_nothing_else(
+        self, understander: Understander, message: str
+    ) -> None:
+        evidence = understander.evidence(message)
+        assert evidence is not None
+        first = understander.decide(evidence, replace(TUNING, stage2=0.0))
+        second = understander.decide(evidence, replace(TUNING, stage2=1.0))
+        stage = understander._stage2
+        group = stage.group(first.article_id or first.intent)
+        if group is None:  # not a pair: the stage changes nothing
+            assert (second.intent, second.article_id) == (first.intent, first.article_id)
+            return
+        # Weighted fully, the stage alone splits the pair the first stage chose.
+        action, articles = group
+        if evidence.request_p >= 0.5:
+            assert second.intent == action, second.explanation
+        else:
+            assert second.article_id in articles, second.explanation
+        # Off, it is the first stage alone.
+        assert "second stage" not in first.explanation
 
 
 class TestExpansionAndSounds:

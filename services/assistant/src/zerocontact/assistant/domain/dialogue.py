@@ -42,6 +42,7 @@ __all__ = [
     "ToHuman",
     "Understood",
     "next_step",
+    "ordinal",
     "parse_amount",
     "with_options",
 ]
@@ -64,6 +65,14 @@ MOVES_MONEY = frozenset({"loan.repay"})
 _ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _AMOUNT = re.compile(r"(?<![\d.])(\d{1,12}(?:\.\d{1,2})?)(?![\d.])")
 _ID_SLOTS = frozenset({"application_id", "loan_id", "batch_id"})
+# A choice by its place in the list offered: 第二笔, 第2个, 最后一台, the first one, 2nd, last.
+_CHINESE_NUMERALS = dict(zip("一二三四五六七八", range(1, 9), strict=True)) | {"两": 2}
+_ORDINAL_ZH = re.compile(r"第\s*([一二两三四五六七八]|\d{1,2})|(最后|最末)")
+_ORDINAL_EN = re.compile(
+    r"\b(?:(first|1st)|(second|2nd)|(third|3rd)|(fourth|4th)|(fifth|5th)|(last))\b"
+    r"|(?:\bnumber|\bno\.?|#)\s*(\d{1,2})\b"
+)
+_HAN = re.compile(r"[\u4e00-\u9fff]")
 
 
 class HandoffReason(StrEnum):
@@ -194,6 +203,25 @@ def parse_amount(text: str) -> str | None:
     return str(value) if value > 0 else None
 
 
+def ordinal(text: str) -> int | None:
+    """The place a short reply picks from a list (1 for the first, -1 for the last), or None:
+    "第二笔", "第2个", "最后一台", "the first one", "2nd", "number 3", "last"."""
+    lowered = text.strip().lower()
+    if len(lowered) > (10 if _HAN.search(lowered) else 24):  # a sentence, not a pick
+        return None
+    if match := _ORDINAL_ZH.search(lowered):
+        if match.group(2):
+            return -1
+        number = match.group(1)
+        return int(number) if number.isdigit() else _CHINESE_NUMERALS[number]
+    if match := _ORDINAL_EN.search(lowered):
+        place = next(i for i, g in enumerate(match.groups(), start=1) if g)
+        if place == 6:
+            return -1
+        return int(match.group(7)) if place == 7 else place
+    return None
+
+
 def _chosen(pending: Pending, text: str, understood: Understood) -> str | None:
     """The value the customer gave for the slot asked, if any."""
     slot = pending.slot or ""
@@ -205,6 +233,11 @@ def _chosen(pending: Pending, text: str, understood: Understood) -> str | None:
             return option.value
     if stripped.isdigit() and 1 <= int(stripped) <= len(pending.options):
         return pending.options[int(stripped) - 1].value
+    place = ordinal(stripped)
+    if place is not None and pending.options and 1 <= abs(place) <= len(pending.options):
+        return pending.options[place - 1 if place > 0 else place].value
+    if len(pending.options) == 1 and understood.intent == "confirm.yes":
+        return pending.options[0].value  # "yes" to the one choice offered
     if slot in _ID_SLOTS and (ids := _ID.findall(text)) and len(set(ids)) == 1:
         return str(ids[0])
     if slot == "amount":

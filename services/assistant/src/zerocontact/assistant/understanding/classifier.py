@@ -79,8 +79,15 @@ class IntentClassifier:
         self._vocabularies: list[dict[str, int]] = [v.vocabulary_ for v in self._vectorizers]
         self._idf = [v.idf_.astype(np.float64) for v in self._vectorizers]
         self._offsets = np.cumsum([0, *(len(v) for v in self._vocabularies)]).tolist()
-        self._coef_t = np.ascontiguousarray(self._model.coef_.T)
-        self._intercept = self._model.intercept_.copy()
+        coef, intercept = self._model.coef_, self._model.intercept_
+        if len(self.classes) == 2:
+            # Two classes: scikit-learn keeps one row (the second class's log-odds); the softmax
+            # of minus and plus half of it gives the same probabilities as predict_proba.
+            coef = np.vstack([-coef / 2, coef / 2])
+            intercept = np.concatenate([-intercept / 2, intercept / 2])
+        self._coef = np.asarray(coef, dtype=np.float64)
+        self._coef_t = np.ascontiguousarray(self._coef.T)
+        self._intercept = np.asarray(intercept, dtype=np.float64).copy()
         self._names = np.concatenate(
             [
                 np.array([f"{p}{n}" for n in v.get_feature_names_out()], dtype=object)
@@ -137,7 +144,7 @@ class IntentClassifier:
         if label not in self.classes:
             return []
         row = ranked.features
-        weights = self._model.coef_[self.classes.index(label)][row.indices] * row.data
+        weights = self._coef[self.classes.index(label)][row.indices] * row.data
         best = np.argsort(-weights, kind="stable")[:top]
         return [
             str(self._names[row.indices[i]]).strip() or repr(self._names[row.indices[i]])

@@ -133,5 +133,13 @@ def words(text: str) -> list[str]:
     return [w for w in cut if w.strip() and _is_word(w) and w not in _STOPWORDS]
 
 
+def all_words(text: str) -> list[str]:
+    """Every word of normalised ``text``, stop words included: how a message is asked (我要,
+    请, how, what) is in them."""
+    tokenizer = _jieba()
+    cut: Iterable[str] = tokenizer.lcut(text)  # type: ignore[attr-defined]
+    return [w for w in cut if w.strip() and _is_word(w)]
+
+
 def _is_word(token: str) -> bool:
     return any(ch.isalnum() for ch in token)
