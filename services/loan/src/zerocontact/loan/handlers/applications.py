@@ -95,10 +95,11 @@ async def submit_application(
         )
         event = events.application_submitted(app, topic=deps.topic)
         await deps.repo.note_application(cmd.party_id, app.id)
-        if await deps.repo.add_application(
+        pending = await deps.repo.add_application(
             app, idem_key=key, request=request, events=[event], traceparent=current_traceparent()
-        ):
-            deps.relay.nudge(APPLICATIONS, app.id)
+        )
+        if pending is not None:
+            deps.relay.nudge(APPLICATIONS, app.id, pending)
             return app
         existing = await deps.repo.application_by_key(key)
         assert existing is not None
@@ -150,10 +151,10 @@ async def decide_application(
         )
         event = events.decided(app, decision, now=moment, topic=deps.topic)
         try:
-            await deps.repo.save_application(app, events=[event])
+            pending = await deps.repo.save_application(app, events=[event])
         except ConcurrentUpdate:
             continue
-        deps.relay.nudge(APPLICATIONS, app.id)
+        deps.relay.nudge(APPLICATIONS, app.id, pending)
         metrics.decided(app)
         return True
     # The consumer retries a transient failure with the same record (never dead-letters it).

@@ -34,9 +34,12 @@ from zerocontact.platform.outbox import (
 )
 from zerocontact.platform.outbox import (
     OutboxEvent,
+    PendingEvents,
     ensure_outbox_index,
     outbox_document,
     outbox_fields,
+    pending_events,
+    write_aggregate,
 )
 
 APPLICATIONS = "applications"
@@ -90,9 +93,10 @@ class LoanRepository:
         request: str,
         events: Sequence[OutboxEvent],
         traceparent: str | None = None,
-    ) -> bool:
-        """Insert a new application; False if ``idem_key`` was used already. ``traceparent``:
-        the submission's trace context, which the acceptance and payout continue."""
+    ) -> PendingEvents | None:
+        """Insert a new application and return its pending ``events`` (for the relay's nudge);
+        None if ``idem_key`` was used already. ``traceparent``: the submission's trace
+        context, which the acceptance and payout continue."""
         doc: Document = {
             "_id": app.id,
             "party_id": app.party_id,
@@ -114,8 +118,8 @@ class LoanRepository:
         try:
             await self.applications.insert_one(doc)
         except DuplicateKeyError:
-            return False
-        return True
+            return None
+        return pending_events(doc)
 
     async def application(self, application_id: str) -> Application | None:
         """The application, or None."""
@@ -136,9 +140,11 @@ class LoanRepository:
 
     async def save_application(
         self, app: Application, *, events: Sequence[OutboxEvent], extra: Document | None = None
-    ) -> None:
-        """Store ``app`` if nobody wrote since version ``app.version - 1`` was read."""
-        result = await self.applications.update_one(
+    ) -> PendingEvents:
+        """Store ``app`` if nobody wrote since version ``app.version - 1`` was read; returns
+        what the application holds pending after the write (for the relay's nudge)."""
+        return await write_aggregate(
+            self.applications,
             {"_id": app.id, "version": app.version - 1},
             {
                 "$set": {
@@ -148,8 +154,6 @@ class LoanRepository:
                 }
             },
         )
-        if result.matched_count != 1:
-            raise ConcurrentUpdate(app.id)
 
     async def accepted_without_loan(
         self, older_than: datetime, *, window: timedelta
@@ -228,9 +232,11 @@ class LoanRepository:
 
     async def save_loan(
         self, loan: Loan, *, events: Sequence[OutboxEvent], extra: Document | None = None
-    ) -> None:
-        """Store ``loan`` if nobody wrote since version ``loan.version - 1`` was read."""
-        result = await self.loans.update_one(
+    ) -> PendingEvents:
+        """Store ``loan`` if nobody wrote since version ``loan.version - 1`` was read; returns
+        what the loan holds pending after the write (for the relay's nudge)."""
+        return await write_aggregate(
+            self.loans,
             {"_id": loan.id, "version": loan.version - 1},
             {
                 "$set": {
@@ -240,8 +246,6 @@ class LoanRepository:
                 }
             },
         )
-        if result.matched_count != 1:
-            raise ConcurrentUpdate(loan.id)
 
     async def loans_in_state(
         self, state: LoanState, *, older_than: datetime
