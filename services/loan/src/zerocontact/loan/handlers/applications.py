@@ -130,10 +130,15 @@ async def decide_application(
             return False  # decided before: a redelivered or second assessment changes nothing
         moment = now or datetime.now(UTC)
         product = deps.product(app.product_id)
-        party = await deps.repo.party_facts(party_id, now=moment, alert_window=deps.alert_window)
+        # One read of the party for its facts and the applications its exposure sums.
+        party, listed = await deps.repo.party_facts_and_applications(
+            party_id, now=moment, alert_window=deps.alert_window
+        )
         if party is None:  # identity forgot the party? decide on what is known: unverified
             party = PartyFacts(party_id, KycLevel.NONE, None)
-        exposure = await deps.repo.exposure(party_id, product.currency, now=moment, deciding=app.id)
+        exposure = await deps.repo.exposure(
+            party_id, product.currency, now=moment, deciding=app.id, listed=listed
+        )
         decision = decide(
             product,
             amount=app.amount,

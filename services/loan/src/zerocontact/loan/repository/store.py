@@ -8,7 +8,7 @@ are one atomic write (docs/architecture.md, decision 4). How each aggregate is s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 
 from bson import Int64
@@ -283,15 +283,24 @@ class LoanRepository:
         )
 
     async def exposure(
-        self, party_id: str, currency: str, *, now: datetime, deciding: str | None = None
+        self,
+        party_id: str,
+        currency: str,
+        *,
+        now: datetime,
+        deciding: str | None = None,
+        listed: Iterable[str] | None = None,
     ) -> Exposure:
         """Principal outstanding plus open offers, and how many loans are past due.
 
         ``deciding``: the application being decided (awaiting risk: no offer, no loan), not
-        read."""
+        read. ``listed``: the party's applications as just read with its facts
+        (:meth:`party_facts_and_applications`), so the party is not read again."""
         outstanding, overdue = 0, 0
-        party = await self.parties.find_one({"_id": party_id}, {"applications": 1})
-        for application_id in (party or {}).get("applications") or {}:
+        if listed is None:
+            party = await self.parties.find_one({"_id": party_id}, {"applications": 1})
+            listed = (party or {}).get("applications") or {}
+        for application_id in listed:
             if application_id == deciding:
                 continue
             app = await self.applications.find_one(
@@ -331,9 +340,20 @@ class LoanRepository:
         self, party_id: str, *, now: datetime, alert_window: timedelta
     ) -> PartyFacts | None:
         """What identity's and the signals' events told loan about a party; None if unknown."""
+        facts, _ = await self.party_facts_and_applications(
+            party_id, now=now, alert_window=alert_window
+        )
+        return facts
+
+    async def party_facts_and_applications(
+        self, party_id: str, *, now: datetime, alert_window: timedelta
+    ) -> tuple[PartyFacts | None, list[str]]:
+        """The party's facts (:meth:`party_facts`) and the applications listed on it
+        (:meth:`exposure`'s ``listed``), from one read of the party."""
         doc = await self.parties.find_one({"_id": party_id})
+        listed = list((doc or {}).get("applications") or {})
         if doc is None or "kind" not in doc:
-            return None
+            return None, listed
         birth_year = doc.get("birth_year")
         representative = doc.get("representative_id")
         if birth_year is None and representative:
@@ -343,12 +363,13 @@ class LoanRepository:
         alerts = tuple(
             a["description"] for a in (doc.get("alerts") or {}).values() if a["raised_at"] >= since
         )
-        return PartyFacts(
+        facts = PartyFacts(
             party_id=party_id,
             kyc_level=KycLevel(doc.get("kyc_level") or KycLevel.NONE),
             birth_year=birth_year,
             open_alerts=alerts,
         )
+        return facts, listed
 
     async def representative_of(self, party_id: str) -> str | None:
         """The legal representative of an enterprise party (who acts for it)."""
