@@ -266,6 +266,10 @@ HOPS = (
 )
 
 
+# The signals stages' headers on the pipeline's last internal topic, and their marks.
+STAGE_MARKS = {"zc-sent-party": "party_sent", "zc-sent-device": "device_sent"}
+
+
 def hop_breakdown(
     marks: dict[str, dict[str, float]], totals: dict[str, float]
 ) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
@@ -639,8 +643,8 @@ async def run_bench(args: argparse.Namespace, tracing: str) -> dict[str, Any]:
                                 w = loan_pb2.LoanEvent.FromString(record.value or b"")
                                 a_id = w.loan_application_submitted.application_id
                                 for name, value in record.headers:
-                                    if name in ("zc-sent-party", "zc-sent-device"):
-                                        mark(a_id, name[3:].replace("-", "_"), float(value))
+                                    if name in STAGE_MARKS:
+                                        mark(a_id, STAGE_MARKS[name], float(value))
                             continue
                         for record in batch:
                             w = loan_pb2.LoanEvent.FromString(record.value or b"")
