@@ -113,11 +113,22 @@ async def test_nudged_relay_publishes_promptly(
             {"_id": "x", "version": 1, **outbox_document([_event(topic, "x", 7)], version=1)}
         )
         relay.nudge("aggregates", "x")
-        records = await _consume(engines.kafka_bootstrap, topic, 1)
+        for _ in range(200):  # published and cleared
+            if (await aggregates.find_one({"_id": "x"}) or {}).get("_outbox") == {}:
+                break
+            await asyncio.sleep(0.05)
+        # and a nudge that carries what its write left pending (no read back)
+        pending = await write_aggregate(
+            aggregates,
+            {"_id": "x", "version": 1},
+            {"$set": {"version": 2, **outbox_fields([_event(topic, "x", 8)], version=2)}},
+        )
+        relay.nudge("aggregates", "x", pending)
+        records = await _consume(engines.kafka_bootstrap, topic, 2)
     finally:
         await relay.stop()
         await publisher.stop()
-    assert records == [(b"x", b"7")]
+    assert records == [(b"x", b"7"), (b"x", b"8")]
 
 
 class _WritesDuringPublish(EventPublisher):
@@ -247,10 +258,8 @@ async def test_a_stale_carried_nudge_loses_nothing_and_keeps_the_order(
     await aggregates.insert_one({"_id": "w", "version": 1, **outbox_document([], version=1)})
     publisher = EventPublisher(bootstrap_servers=engines.kafka_bootstrap, client_id="stale")
     await publisher.start(wait=True)
-    relay = OutboxRelay(publisher=publisher, collections=[aggregates], sweep_interval_s=3600)
-    await relay.start()
     try:
-        await relay.sweep()
+        relay = OutboxRelay(publisher=publisher, collections=[aggregates], sweep_interval_s=3600)
         second = await _write(aggregates, topic, 2)
         third = await _write(aggregates, topic, 3)  # before version 2's nudge is handled
         # Version 2's flush publishes what its write left: its clear is refused (a newer
@@ -259,15 +268,11 @@ async def test_a_stale_carried_nudge_loses_nothing_and_keeps_the_order(
         doc = await aggregates.find_one({"_id": "w"})
         assert doc is not None and doc["_outbox_pending"] is True
         assert list(doc["_outbox"]) == ["v000000000003-0000"]
-        relay.nudge("aggregates", "w", third)  # carries 2 again (not cleared at its write) and 3
+        # Version 3's carries 2 again (not cleared when it was written) and 3.
+        assert await relay.flush(aggregates, "w", third) == 2
+        doc = await aggregates.find_one({"_id": "w"})
         records = await _consume(engines.kafka_bootstrap, topic, 3)
-        for _ in range(200):  # the relay clears after the broker acknowledged
-            doc = await aggregates.find_one({"_id": "w"})
-            if doc is not None and not doc["_outbox"]:
-                break
-            await asyncio.sleep(0.05)
     finally:
-        await relay.stop()
         await publisher.stop()
     # At least once, first occurrences in write order; nothing left pending.
     assert [v for _, v in records] == [b"2", b"2", b"3"]
