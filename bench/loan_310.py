@@ -15,7 +15,10 @@ For each application the bench times, on its own clock: the POST (apply), the Lo
 LoanDeclined record arriving on the loan topic (apply→decision), the acceptance POST sent as
 soon as the approval is seen, and the LoanDisbursed record (apply→disbursed; it includes the
 client's acceptance round trip). A raw Kafka round trip (bench/kafka_roundtrip.py's function)
-is measured in the same run and the p99s are given as ratios of it. The last line is JSON.
+is measured in the same run and the p99s are given as ratios of it. Where the time goes: each
+hop of apply -> disbursed (HOPS: the service's event times, the Kafka record timestamps of the
+loan and risk topics, the signals stages' ``zc-sent-*`` headers read from the pipeline's last
+internal topic) with its p50, p99 and its mean over the slowest 5 %. The last line is JSON.
 
 Tracing (``--tracing``): ``off`` runs the processes with ``OTEL_SDK_DISABLED=true``; ``on``
 samples every trace (ratio 1.0) and exports it over OTLP to ``--otlp-endpoint`` (the local
@@ -217,10 +220,20 @@ class Run:
     def database(self) -> str:
         return f"bench_loan_{self.token}"
 
+    @property
+    def signals_app(self) -> str:
+        return f"bench-signals-{self.token}"
+
+    @property
+    def by_address(self) -> str:
+        """The signals pipeline's last internal topic (its records carry each stage's time)."""
+        return f"{self.signals_app}-applications-by-source-address"
+
 
 @dataclass
 class Timing:
     sent: float
+    sent_wall: float = 0.0  # time.time() when the apply POST was sent
     submitted_wall: float = 0.0  # the service's submitted_at (wall clock, same host)
     decided: float | None = None
     approved: bool = False
@@ -230,6 +243,56 @@ class Timing:
     decision_seen_wall: float = 0.0
     disbursed_wall: float = 0.0  # the service's disbursed_at
     disbursed_record_wall: float = 0.0
+    disbursed_seen_wall: float = 0.0
+
+
+# The hops of apply -> disbursed, in order: (name, from mark, to mark). Marks are wall clocks of
+# one host (s): the bench's own, the service's event fields (submitted_at, decided_at, ...),
+# the Kafka record timestamps (the producer's send time) and the signals stages' zc-sent-*
+# headers. Their sum is apply -> disbursed seen by the client, less the client's reaction.
+HOPS = (
+    ("apply HTTP -> submitted_at (service)", "sent", "submitted"),
+    ("submitted_at -> LoanApplicationSubmitted sent by the relay", "submitted", "submitted_record"),
+    ("signals party stage (fetch + process)", "submitted_record", "party_sent"),
+    ("signals device stage", "party_sent", "device_sent"),
+    ("signals address stage -> RiskAssessment sent", "device_sent", "risk_record"),
+    ("RiskAssessment -> decided_at (loan consumer)", "risk_record", "decided"),
+    ("decided_at -> LoanApproved sent by the relay", "decided", "decision_record"),
+    ("LoanApproved -> seen by the client", "decision_record", "decision_seen"),
+    ("acceptance HTTP -> accepted_at (service)", "accept_sent", "accepted"),
+    ("accepted_at -> disbursed_at (book, ledger, rail)", "accepted", "disbursed"),
+    ("disbursed_at -> LoanDisbursed sent by the relay", "disbursed", "disbursed_record"),
+    ("LoanDisbursed -> seen by the client", "disbursed_record", "disbursed_seen"),
+)
+
+
+# The signals stages' headers on the pipeline's last internal topic, and their marks.
+STAGE_MARKS = {"zc-sent-party": "party_sent", "zc-sent-device": "device_sent"}
+
+
+def hop_breakdown(
+    marks: dict[str, dict[str, float]], totals: dict[str, float]
+) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """p50/p99 of each hop over the applications that have both its marks, and the mean of
+    each hop over the slowest 5 % of apply -> disbursed (``totals``: ms by application)."""
+    per_hop: dict[str, dict[str, float]] = {}
+    for name, start, end in HOPS:
+        per_hop[name] = summary(
+            [(m[end] - m[start]) * 1000 for m in marks.values() if m.get(start) and m.get(end)]
+        )
+    tail: dict[str, float] = {}
+    if totals:
+        ordered = sorted(totals.values())
+        cut = percentile(ordered, 0.95)
+        slow = [marks[a] for a, ms in totals.items() if ms >= cut and a in marks]
+        for name, start, end in HOPS:
+            spans = [(m[end] - m[start]) * 1000 for m in slow if m.get(start) and m.get(end)]
+            if spans:
+                tail[name] = round(sum(spans) / len(spans), 1)
+        tail["apply -> disbursed (these applications)"] = round(
+            sum(ms for ms in totals.values() if ms >= cut) / max(1, len(slow)), 1
+        )
+    return per_hop, tail
 
 
 async def identity_events(producer: AIOKafkaProducer, run: Run, parties: list[str]) -> None:
@@ -366,7 +429,7 @@ def start_signals(
         **os.environ,
         **tracing,
         "KAFKA_BOOTSTRAP_SERVERS": run.bootstrap,
-        "ZC_SIGNALS_APP_ID": f"bench-signals-{run.token}",
+        "ZC_SIGNALS_APP_ID": run.signals_app,
         "ZC_SIGNALS_LOAN_TOPIC": run.loan,
         "ZC_SIGNALS_IDENTITY_TOPIC": run.identity,
         "ZC_SIGNALS_RISK_TOPIC": run.risk,
@@ -527,8 +590,15 @@ async def run_bench(args: argparse.Namespace, tracing: str) -> dict[str, Any]:
         )
         accept_tasks: set[asyncio.Task[None]] = set()
         errors: list[str] = []
+        # Each application's marks by name (HOPS), filled as records arrive (some before the
+        # apply's response names the application).
+        marks: dict[str, dict[str, float]] = {}
+
+        def mark(app_id: str, name: str, wall: float) -> None:
+            marks.setdefault(app_id, {}).setdefault(name, wall)
 
         async def accept(app_id: str, party: str) -> None:
+            mark(app_id, "accept_sent", time.time())
             try:
                 r = await client.post(
                     f"/v1/applications/{app_id}/acceptance",
@@ -546,19 +616,49 @@ async def run_bench(args: argparse.Namespace, tracing: str) -> dict[str, Any]:
         async def watch() -> None:
             consumer = AIOKafkaConsumer(
                 run.loan,
+                run.risk,
+                *([run.by_address] if risk_side == "signals" else []),
                 bootstrap_servers=run.bootstrap,
                 auto_offset_reset="earliest",
                 group_id=None,
-                fetch_max_wait_ms=5,
+                # The broker answers a waiting fetch as soon as a record arrives: a long wait
+                # adds no latency, a short one only polls the broker (whose CPU is measured).
+                fetch_max_wait_ms=args.watch_fetch_wait_ms,
             )
             await consumer.start()
             try:
                 while True:
-                    for batch in (await consumer.getmany(timeout_ms=20)).values():
+                    for tp, batch in (await consumer.getmany(timeout_ms=20)).items():
                         seen = time.perf_counter()
+                        seen_wall = time.time()
+                        if tp.topic == run.risk:
+                            for record in batch:
+                                r = risk_pb2.RiskEvent.FromString(record.value or b"")
+                                if r.WhichOneof("event") == "risk_assessment":
+                                    a_id = r.risk_assessment.application_id
+                                    mark(a_id, "risk_record", record.timestamp / 1000)
+                            continue
+                        if tp.topic != run.loan:  # the signals' last internal topic
+                            for record in batch:
+                                w = loan_pb2.LoanEvent.FromString(record.value or b"")
+                                a_id = w.loan_application_submitted.application_id
+                                for name, value in record.headers:
+                                    if name in STAGE_MARKS:
+                                        mark(a_id, STAGE_MARKS[name], float(value))
+                            continue
                         for record in batch:
                             w = loan_pb2.LoanEvent.FromString(record.value or b"")
                             kind = w.WhichOneof("event")
+                            if kind == "loan_application_submitted":
+                                a_id = w.loan_application_submitted.application_id
+                                mark(a_id, "submitted_record", record.timestamp / 1000)
+                            elif kind == "loan_offer_accepted":
+                                m_acc = w.loan_offer_accepted
+                                mark(
+                                    m_acc.application_id,
+                                    "accepted",
+                                    m_acc.accepted_at.ToMicroseconds() / 1e6,
+                                )
                             if kind in ("loan_approved", "loan_declined"):
                                 m = getattr(w, kind)
                                 t = timings.get(m.application_id)
@@ -566,7 +666,7 @@ async def run_bench(args: argparse.Namespace, tracing: str) -> dict[str, Any]:
                                     t.decided, t.approved = seen, kind == "loan_approved"
                                     t.decided_wall = m.decided_at.ToMicroseconds() / 1e6
                                     t.decision_record_wall = record.timestamp / 1000
-                                    t.decision_seen_wall = time.time()
+                                    t.decision_seen_wall = seen_wall
                                     if t.approved:
                                         task = asyncio.create_task(
                                             accept(m.application_id, m.party_id)
@@ -581,6 +681,7 @@ async def run_bench(args: argparse.Namespace, tracing: str) -> dict[str, Any]:
                                         w.loan_disbursed.disbursed_at.ToMicroseconds() / 1e6
                                     )
                                     t.disbursed_record_wall = record.timestamp / 1000
+                                    t.disbursed_seen_wall = seen_wall
             finally:
                 await consumer.stop()
 
@@ -588,7 +689,7 @@ async def run_bench(args: argparse.Namespace, tracing: str) -> dict[str, Any]:
         await asyncio.sleep(1)
 
         async def apply(party: str) -> None:
-            sent = time.perf_counter()
+            sent, sent_wall = time.perf_counter(), time.time()
             try:
                 r = await client.post(
                     "/v1/applications",
@@ -616,7 +717,9 @@ async def run_bench(args: argparse.Namespace, tracing: str) -> dict[str, Any]:
             body = r.json()
             app_id = body["application_id"]
             submitted = datetime.fromisoformat(body["submitted_at"].replace("Z", "+00:00"))
-            timings[app_id] = Timing(sent, submitted_wall=submitted.timestamp())
+            timings[app_id] = Timing(
+                sent, sent_wall=sent_wall, submitted_wall=submitted.timestamp()
+            )
             by_party[party] = app_id
 
         # The engines' pids by their listening ports (engines.py's own look-up).
@@ -690,6 +793,34 @@ async def run_bench(args: argparse.Namespace, tracing: str) -> dict[str, Any]:
         }
         for name, figures in breakdown.items():
             print(f"    {name}: p50 {figures.get('p50_ms')} ms  p99 {figures.get('p99_ms')} ms")
+        for app_id, t in timings.items():
+            m = marks.setdefault(app_id, {})
+            for name, wall in (
+                ("sent", t.sent_wall),
+                ("submitted", t.submitted_wall),
+                ("decided", t.decided_wall),
+                ("decision_record", t.decision_record_wall),
+                ("decision_seen", t.decision_seen_wall),
+                ("disbursed", t.disbursed_wall),
+                ("disbursed_record", t.disbursed_record_wall),
+                ("disbursed_seen", t.disbursed_seen_wall),
+            ):
+                if wall:
+                    m[name] = wall
+        hops, tail = hop_breakdown(
+            {a: marks[a] for a in timings},
+            {a: (t.disbursed - t.sent) * 1000 for a, t in timings.items() if t.disbursed},
+        )
+        print("  apply -> disbursed hop by hop (ms; p50 / p99 / mean over the slowest 5 %):")
+        for name, figures in hops.items():
+            print(
+                f"    {name:<58} p50 {figures.get('p50_ms')}  p99 {figures.get('p99_ms')}"
+                f"  slowest-5% {tail.get(name)}"
+            )
+        print(
+            f"    {'(slowest 5 %: apply -> disbursed)':<58} "
+            f"{tail.get('apply -> disbursed (these applications)')}"
+        )
         result = {
             "bench": "loan_310",
             "tracing": tracing,
@@ -711,6 +842,8 @@ async def run_bench(args: argparse.Namespace, tracing: str) -> dict[str, Any]:
             "apply_to_disbursed": b,
             "decision_to_disbursed": summary(accept_to_disbursed),
             "breakdown": breakdown,
+            "hops": hops,
+            "hops_slowest_5pct_mean_ms": tail,
             "cpu": meter.report(sum(1 for t in timings.values() if t.disbursed)),
             "mongodb_commands_per_loan": per_loan(
                 commands_before, commands_after, sum(1 for t in timings.values() if t.disbursed)
@@ -831,6 +964,12 @@ def main() -> int:
     parser.add_argument("--roundtrip-samples", type=int, default=500)
     parser.add_argument("--tracing", choices=["off", "on", "compare"], default="off")
     parser.add_argument("--otlp-endpoint", default="http://127.0.0.1:4317")
+    parser.add_argument(
+        "--watch-fetch-wait-ms",
+        type=int,
+        default=500,
+        help="the client's watcher's fetch wait (5 before: a busy poll of the broker)",
+    )
     parser.add_argument(
         "--pairs", type=int, default=2, help="--tracing compare: off/on pairs, alternating order"
     )

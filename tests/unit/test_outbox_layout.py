@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from zerocontact.platform.kafka.cloudevents import CloudEvent
-from zerocontact.platform.outbox import OutboxEvent, outbox_document, outbox_fields
+from zerocontact.platform.outbox import (
+    OutboxEvent,
+    outbox_document,
+    outbox_fields,
+    pending_events,
+)
 
 
 def _events(n: int) -> list[OutboxEvent]:
@@ -36,3 +41,33 @@ def test_no_events_no_flag() -> None:
     assert outbox_fields([], version=1) == {}
     document = outbox_document([], version=1)
     assert document["_outbox"] == {} and document["_outbox_pending"] is False
+
+
+def test_pending_after_an_insert_is_what_it_inserted() -> None:
+    document = outbox_document(_events(2), version=1)
+    pending = pending_events(document)
+    assert [e.event.id for e in pending.events] == ["e0", "e1"]
+    assert pending.keys == tuple(sorted(document["_outbox"]))
+    assert pending.token == document["_outbox_written"]
+
+
+def test_pending_after_an_update_adds_its_events_after_the_uncleared_ones() -> None:
+    # the pre-image still holds version 2's event (published or not, it was not cleared)
+    before = outbox_document(_events(1), version=2)
+    fields = outbox_fields(_events(2), version=3)
+    pending = pending_events(before, fields)
+    assert pending.keys == (
+        "v000000000002-0000",
+        "v000000000003-0000",
+        "v000000000003-0001",
+    )
+    assert [e.event.id for e in pending.events] == ["e0", "e0", "e1"]
+    # guarded by the token of this write, not the pre-image's
+    assert pending.token == fields["_outbox_written"] != before["_outbox_written"]
+
+
+def test_an_update_without_events_keeps_the_pending_and_their_token() -> None:
+    before = outbox_document(_events(1), version=1)
+    pending = pending_events(before, {"state": "X", **outbox_fields([], version=2)})
+    assert pending.keys == ("v000000000001-0000",)
+    assert pending.token == before["_outbox_written"]

@@ -14,7 +14,11 @@ clear. A map rather than an array because
 FerretDB 1.24 lacks the positional ``$`` operator and ignores ``$pull`` conditions.
 
 The relay is nudged right after each write (latency) and sweeps every few seconds for
-whatever a crash left behind (recovery). Delivery is at least once: a crash between the
+whatever a crash left behind (recovery). A writer that knows everything the aggregate holds
+pending after its write (:func:`write_aggregate` returns it from the write's pre-image, an
+insert from the document it inserted: :func:`pending_events`) hands it to the nudge, and the
+relay publishes it without reading the document back; a nudge without it reads the document.
+Delivery is at least once: a crash between the
 broker's acknowledgement and the ``$unset`` republishes the same events with the same
 ``ce_id``, which idempotent consumers ignore. Both crashes can be injected for the reliability
 suite (:mod:`zerocontact.platform.faults`, off unless a test process arms them).
@@ -32,7 +36,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 from prometheus_client import Counter, Gauge
-from pymongo import ASCENDING
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
@@ -182,6 +186,57 @@ async def update_aggregate(
         raise ConcurrentUpdate(str(doc_id))
 
 
+@dataclass(frozen=True)
+class PendingEvents:
+    """Everything an aggregate holds unpublished right after one write, in write order, and
+    the token of the write that added the last of them: what :meth:`OutboxRelay.nudge`
+    publishes without reading the document back.
+
+    ``token`` guards the relay's single clearing write (None: a document from before tokens,
+    cleared in two writes). It may include events a relay published meanwhile but had not
+    cleared yet: they are published again with the same ``ce_id`` (at least once).
+    """
+
+    token: str | None
+    keys: tuple[str, ...]
+    events: tuple[OutboxEvent, ...]
+
+
+def pending_events(
+    document: Mapping[str, Any], fields: Mapping[str, Any] | None = None
+) -> PendingEvents:
+    """What an aggregate holds pending after a write: ``document`` as inserted, or a write's
+    pre-image with the write's ``$set`` ``fields`` (:func:`outbox_fields` among them)."""
+    entries: dict[str, Any] = dict(document.get(OUTBOX) or {})
+    token = document.get(WRITTEN)
+    prefix = f"{OUTBOX}."
+    for name, value in (fields or {}).items():
+        if name.startswith(prefix):
+            entries[name[len(prefix) :]] = value
+        elif name == WRITTEN:
+            token = value
+    keys = tuple(sorted(entries))
+    return PendingEvents(token, keys, tuple(_stored_event(entries[k]) for k in keys))
+
+
+async def write_aggregate(
+    collection: AsyncCollection[Document], query: Document, update: Document
+) -> PendingEvents:
+    """One single-document ``update`` of the aggregate ``query`` matches (its ``_id`` and the
+    version read, typically); ``ConcurrentUpdate`` if none does.
+
+    The same one command as ``update_one`` (``findAndModify``), but it answers the
+    pre-image, so it returns everything the aggregate holds pending after the write
+    (:func:`pending_events`) for the relay's nudge.
+    """
+    before = await collection.find_one_and_update(
+        query, update, return_document=ReturnDocument.BEFORE
+    )
+    if before is None:
+        raise ConcurrentUpdate(str(query.get("_id")))
+    return pending_events(before, update.get("$set"))
+
+
 def _stored_event(entry: Mapping[str, Any]) -> OutboxEvent:
     time = entry["time"]
     if time.tzinfo is None:  # a client created without tz_aware hands back naive UTC datetimes
@@ -227,13 +282,17 @@ class OutboxRelay:
         self._collections = {c.name: c for c in collections}
         self._sweep_interval = sweep_interval_s
         self._batch_size = batch_size
-        self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[str, Any, PendingEvents | None]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
 
-    def nudge(self, collection: str, aggregate_id: Any) -> None:
-        """Ask for ``aggregate_id``'s pending events to be published now."""
-        self._queue.put_nowait((collection, aggregate_id))
+    def nudge(
+        self, collection: str, aggregate_id: Any, pending: PendingEvents | None = None
+    ) -> None:
+        """Ask for ``aggregate_id``'s pending events to be published now: ``pending`` (what
+        the write that nudges left pending, :func:`write_aggregate`) without reading the
+        document, or whatever the document holds."""
+        self._queue.put_nowait((collection, aggregate_id, pending))
 
     async def start(self) -> None:
         """Run the relay loop in the background."""
@@ -263,11 +322,17 @@ class OutboxRelay:
                 # Everything nudged meanwhile, each aggregate once, flushed side by side: one
                 # aggregate's events stay in order (one flush publishes all it has pending), and
                 # a broker or database round trip is waited for once per batch, not per event.
-                batch = [first]
+                # An aggregate's last nudge wins: what its write left pending includes every
+                # earlier write's events not yet cleared (cleared ones were published).
+                batch = {(first[0], first[1]): first[2]}
                 while len(batch) < self._batch_size and not self._queue.empty():
-                    batch.append(self._queue.get_nowait())
+                    name, aggregate_id, pending = self._queue.get_nowait()
+                    batch[(name, aggregate_id)] = pending
                 results = await asyncio.gather(
-                    *(self.flush(self._collections[n], i) for n, i in dict.fromkeys(batch)),
+                    *(
+                        self.flush(self._collections[n], i, pending)
+                        for (n, i), pending in batch.items()
+                    ),
                     return_exceptions=True,
                 )
                 for result in results:
@@ -283,25 +348,35 @@ class OutboxRelay:
                 )
                 await asyncio.sleep(min(self._sweep_interval, 1.0))
 
-    async def flush(self, collection: AsyncCollection[Document], aggregate_id: Any) -> int:
-        """Publish one aggregate's pending events in order; return how many were published."""
-        # By _id alone: FerretDB 1.24 (SQLite) pushes only an `_id` equality down to SQL and
-        # scans the whole collection for any other filter (docs/architecture.md, decision 3).
-        doc = await collection.find_one({"_id": aggregate_id}, {OUTBOX: 1, PENDING: 1, WRITTEN: 1})
-        if not doc or doc.get(PENDING) is not True:
+    async def flush(
+        self,
+        collection: AsyncCollection[Document],
+        aggregate_id: Any,
+        pending: PendingEvents | None = None,
+    ) -> int:
+        """Publish one aggregate's pending events in order; return how many were published.
+
+        ``pending``: what the last write left pending (published without reading the
+        document); otherwise the document is read."""
+        if pending is None:
+            # By _id alone: FerretDB 1.24 (SQLite) pushes only an `_id` equality down to SQL
+            # and scans the whole collection for any other filter (architecture.md, decision 3).
+            doc = await collection.find_one(
+                {"_id": aggregate_id}, {OUTBOX: 1, PENDING: 1, WRITTEN: 1}
+            )
+            if not doc or doc.get(PENDING) is not True:
+                return 0
+            pending = pending_events(doc)
+        if not pending.keys:
             return 0
-        pending: Mapping[str, Any] = doc.get(OUTBOX) or {}
-        if not pending:
-            return 0
-        keys = sorted(pending)
-        events = [_stored_event(pending[k]) for k in keys]
+        keys = pending.keys
         self._faults.reached(AFTER_STATE_WRITE)  # stored, unpublished: the next sweep publishes
-        await self._publisher.publish_in_order([(e.topic, e.key, e.event) for e in events])
+        await self._publisher.publish_in_order([(e.topic, e.key, e.event) for e in pending.events])
         self._faults.reached(AFTER_PUBLISH)  # published, not cleared: republished, same ce_id
         unset = {f"{OUTBOX}.{k}": "" for k in keys}
-        token = doc.get(WRITTEN)
+        token = pending.token
         if token is not None:
-            # Nothing was added since the read (same token): remove and clear in one write.
+            # Nothing was added since (same token): remove and clear in one write.
             done = await collection.update_one(
                 {"_id": aggregate_id, WRITTEN: token},
                 {"$unset": unset, "$set": {PENDING: False}},

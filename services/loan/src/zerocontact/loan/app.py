@@ -62,7 +62,7 @@ def create_app(
         await runtime.ensure(repo.create_indexes, ledger.ensure_indexes)
         relay = await runtime.start(
             ShardedRelay(
-                publisher=await runtime.start_publisher(),
+                publisher=await runtime.start_publisher(linger_ms=settings.publish_linger_ms),
                 collections=[repo.applications, repo.loans, repo.revenue_reports],
                 sweep_interval_s=settings.outbox_sweep_interval_s,
                 shards=settings.outbox_relays,

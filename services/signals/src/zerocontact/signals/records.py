@@ -10,6 +10,7 @@ yields the same output id. Pure: no Faust, no I/O.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ __all__ = [
     "envelope",
     "features_header",
     "read_features_header",
+    "sent_header",
 ]
 
 SOURCE: Final = "zerocontact.signals"
@@ -93,6 +95,13 @@ def decode_identity(value: bytes | None) -> identity_pb.IdentityEvent:
 def derived_id(kind: str, source_id: str) -> str:
     """A UUIDv5 for ``kind`` derived from an input id: the same input, the same output id."""
     return str(uuid.uuid5(_NAMESPACE, f"{kind}:{source_id}"))
+
+
+def sent_header(stage: str) -> tuple[str, bytes]:
+    """``zc-sent-<stage>``: when ``stage`` forwarded the record (Unix seconds), so the time of
+    each hop of the pipeline can be read from the last internal topic (the record's own
+    timestamp stays the input event's, which the windows use)."""
+    return (f"zc-sent-{stage}", f"{time.time():.6f}".encode())
 
 
 def features_header(name: str, values: Mapping[str, int | Decimal]) -> tuple[str, bytes]:

@@ -1,7 +1,7 @@
 """The risk pipeline on the signals app: identity and loan events in, risk signals out.
 
 The pipeline of a loan application (two internal Kafka hops; each stage adds the features it
-keeps to the record's headers):
+keeps, and when it forwarded the record, to the record's headers):
 
 1. ``party-events`` — one stream over ``loan.events.v1`` and ``identity.events.v1`` (both
    keyed by party, co-partitioned with the party tables): keeps repayments, overdue notices,
@@ -164,6 +164,7 @@ def _party_stage(app: faust.App, p: _Pipeline) -> None:
         headers = [
             *_header_pairs(message.headers),
             records.features_header("party", tables.party_features(party, at).values),
+            records.sent_header("party"),
         ]
         if not fresh:
             headers.append((DUPLICATE_HEADER, b"1"))
@@ -229,7 +230,9 @@ def _device_stage(app: faust.App, p: _Pipeline) -> None:
         await event.forward(
             p.by_address,
             key=application.source_address or f"no-address:{application.party_id}",
-            headers=continued([*headers, records.features_header("device", values)]),
+            headers=continued(
+                [*headers, records.features_header("device", values), records.sent_header("device")]
+            ),
             timestamp=at,
         )
         metrics.count(DEVICE_AGENT, "forwarded")

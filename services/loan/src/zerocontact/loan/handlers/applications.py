@@ -95,10 +95,11 @@ async def submit_application(
         )
         event = events.application_submitted(app, topic=deps.topic)
         await deps.repo.note_application(cmd.party_id, app.id)
-        if await deps.repo.add_application(
+        pending = await deps.repo.add_application(
             app, idem_key=key, request=request, events=[event], traceparent=current_traceparent()
-        ):
-            deps.relay.nudge(APPLICATIONS, app.id)
+        )
+        if pending is not None:
+            deps.relay.nudge(APPLICATIONS, app.id, pending)
             return app
         existing = await deps.repo.application_by_key(key)
         assert existing is not None
@@ -129,10 +130,15 @@ async def decide_application(
             return False  # decided before: a redelivered or second assessment changes nothing
         moment = now or datetime.now(UTC)
         product = deps.product(app.product_id)
-        party = await deps.repo.party_facts(party_id, now=moment, alert_window=deps.alert_window)
+        # One read of the party for its facts and the applications its exposure sums.
+        party, listed = await deps.repo.party_facts_and_applications(
+            party_id, now=moment, alert_window=deps.alert_window
+        )
         if party is None:  # identity forgot the party? decide on what is known: unverified
             party = PartyFacts(party_id, KycLevel.NONE, None)
-        exposure = await deps.repo.exposure(party_id, product.currency, now=moment, deciding=app.id)
+        exposure = await deps.repo.exposure(
+            party_id, product.currency, now=moment, deciding=app.id, listed=listed
+        )
         decision = decide(
             product,
             amount=app.amount,
@@ -150,10 +156,10 @@ async def decide_application(
         )
         event = events.decided(app, decision, now=moment, topic=deps.topic)
         try:
-            await deps.repo.save_application(app, events=[event])
+            pending = await deps.repo.save_application(app, events=[event])
         except ConcurrentUpdate:
             continue
-        deps.relay.nudge(APPLICATIONS, app.id)
+        deps.relay.nudge(APPLICATIONS, app.id, pending)
         metrics.decided(app)
         return True
     # The consumer retries a transient failure with the same record (never dead-letters it).

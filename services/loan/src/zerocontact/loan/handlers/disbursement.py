@@ -58,10 +58,10 @@ async def _accept(app: Application, *, deps: LoanDeps, now: datetime | None) -> 
         if domain.accept_offer(app, loan_id=new_id(), now=moment):
             event = events.offer_accepted(app, topic=deps.topic)
             try:
-                await deps.repo.save_application(app, events=[event])
+                pending = await deps.repo.save_application(app, events=[event])
             except ConcurrentUpdate:
                 continue
-            deps.relay.nudge(APPLICATIONS, app.id)
+            deps.relay.nudge(APPLICATIONS, app.id, pending)
         loan = await book_loan(app, deps=deps)
         try:
             return await disburse_loan(loan.id, deps=deps, booked=loan, applied_at=app.submitted_at)
@@ -150,11 +150,11 @@ async def disburse_loan(
             return current
         event = events.disbursed(current, current.funders, topic=deps.topic)
         try:
-            await deps.repo.save_loan(current, events=[event])
+            pending = await deps.repo.save_loan(current, events=[event])
         except ConcurrentUpdate:
             current = None
             continue
-        deps.relay.nudge(LOANS, current.id)
+        deps.relay.nudge(LOANS, current.id, pending)
         metrics.disbursed(current.disbursed_at, applied_at or await _applied_at(current, deps))
         return current
     raise Busy(f"loan {loan.id} kept changing")

@@ -64,10 +64,10 @@ async def scan_overdue(*, as_of: date, deps: LoanDeps) -> list[OverdueTransition
             loan.bucket = bucket
             loan.version += 1
             try:
-                await deps.repo.save_loan(loan, events=emitted)
+                pending = await deps.repo.save_loan(loan, events=emitted)
             except ConcurrentUpdate:
                 continue
             if emitted:
-                deps.relay.nudge(LOANS, loan.id)
+                deps.relay.nudge(LOANS, loan.id, pending)
             break
     return transitions

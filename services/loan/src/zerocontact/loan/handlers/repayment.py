@@ -220,12 +220,12 @@ async def complete_repayment(
         )
     loan.version += 1
     summary = {k: intent[k] for k in ("principal", "interest", "penalty", "subsidy", "settled")}
-    await deps.repo.save_loan(
+    pending = await deps.repo.save_loan(
         loan,
         events=emitted,
         extra={"pending_repayment": None, f"repayment_results.{intent['id']}": summary},
     )
-    deps.relay.nudge(LOANS, loan.id)
+    deps.relay.nudge(LOANS, loan.id, pending)
     return _result_of(intent["id"], loan, {"repayment_results": {intent["id"]: summary}})
 
 

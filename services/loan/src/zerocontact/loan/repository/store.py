@@ -8,7 +8,7 @@ are one atomic write (docs/architecture.md, decision 4). How each aggregate is s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 
 from bson import Int64
@@ -34,9 +34,12 @@ from zerocontact.platform.outbox import (
 )
 from zerocontact.platform.outbox import (
     OutboxEvent,
+    PendingEvents,
     ensure_outbox_index,
     outbox_document,
     outbox_fields,
+    pending_events,
+    write_aggregate,
 )
 
 APPLICATIONS = "applications"
@@ -91,9 +94,10 @@ class LoanRepository:
         request: str,
         events: Sequence[OutboxEvent],
         traceparent: str | None = None,
-    ) -> bool:
-        """Insert a new application; False if ``idem_key`` was used already. ``traceparent``:
-        the submission's trace context, which the acceptance and payout continue."""
+    ) -> PendingEvents | None:
+        """Insert a new application and return its pending ``events`` (for the relay's nudge);
+        None if ``idem_key`` was used already. ``traceparent``: the submission's trace
+        context, which the acceptance and payout continue."""
         doc: Document = {
             "_id": app.id,
             "party_id": app.party_id,
@@ -115,8 +119,8 @@ class LoanRepository:
         try:
             await self.applications.insert_one(doc)
         except DuplicateKeyError:
-            return False
-        return True
+            return None
+        return pending_events(doc)
 
     async def application(self, application_id: str) -> Application | None:
         """The application, or None."""
@@ -137,9 +141,11 @@ class LoanRepository:
 
     async def save_application(
         self, app: Application, *, events: Sequence[OutboxEvent], extra: Document | None = None
-    ) -> None:
-        """Store ``app`` if nobody wrote since version ``app.version - 1`` was read."""
-        result = await self.applications.update_one(
+    ) -> PendingEvents:
+        """Store ``app`` if nobody wrote since version ``app.version - 1`` was read; returns
+        what the application holds pending after the write (for the relay's nudge)."""
+        return await write_aggregate(
+            self.applications,
             {"_id": app.id, "version": app.version - 1},
             {
                 "$set": {
@@ -149,8 +155,6 @@ class LoanRepository:
                 }
             },
         )
-        if result.matched_count != 1:
-            raise ConcurrentUpdate(app.id)
 
     async def accepted_without_loan(
         self, older_than: datetime
@@ -235,9 +239,11 @@ class LoanRepository:
 
     async def save_loan(
         self, loan: Loan, *, events: Sequence[OutboxEvent], extra: Document | None = None
-    ) -> None:
-        """Store ``loan`` if nobody wrote since version ``loan.version - 1`` was read."""
-        result = await self.loans.update_one(
+    ) -> PendingEvents:
+        """Store ``loan`` if nobody wrote since version ``loan.version - 1`` was read; returns
+        what the loan holds pending after the write (for the relay's nudge)."""
+        return await write_aggregate(
+            self.loans,
             {"_id": loan.id, "version": loan.version - 1},
             {
                 "$set": {
@@ -247,8 +253,6 @@ class LoanRepository:
                 }
             },
         )
-        if result.matched_count != 1:
-            raise ConcurrentUpdate(loan.id)
 
     async def loans_in_state(
         self, state: LoanState, *, older_than: datetime
@@ -286,15 +290,24 @@ class LoanRepository:
         )
 
     async def exposure(
-        self, party_id: str, currency: str, *, now: datetime, deciding: str | None = None
+        self,
+        party_id: str,
+        currency: str,
+        *,
+        now: datetime,
+        deciding: str | None = None,
+        listed: Iterable[str] | None = None,
     ) -> Exposure:
         """Principal outstanding plus open offers, and how many loans are past due.
 
         ``deciding``: the application being decided (awaiting risk: no offer, no loan), not
-        read."""
+        read. ``listed``: the party's applications as just read with its facts
+        (:meth:`party_facts_and_applications`), so the party is not read again."""
         outstanding, overdue = 0, 0
-        party = await self.parties.find_one({"_id": party_id}, {"applications": 1})
-        for application_id in (party or {}).get("applications") or {}:
+        if listed is None:
+            party = await self.parties.find_one({"_id": party_id}, {"applications": 1})
+            listed = (party or {}).get("applications") or {}
+        for application_id in listed:
             if application_id == deciding:
                 continue
             app = await self.applications.find_one(
@@ -334,9 +347,20 @@ class LoanRepository:
         self, party_id: str, *, now: datetime, alert_window: timedelta
     ) -> PartyFacts | None:
         """What identity's and the signals' events told loan about a party; None if unknown."""
+        facts, _ = await self.party_facts_and_applications(
+            party_id, now=now, alert_window=alert_window
+        )
+        return facts
+
+    async def party_facts_and_applications(
+        self, party_id: str, *, now: datetime, alert_window: timedelta
+    ) -> tuple[PartyFacts | None, list[str]]:
+        """The party's facts (:meth:`party_facts`) and the applications listed on it
+        (:meth:`exposure`'s ``listed``), from one read of the party."""
         doc = await self.parties.find_one({"_id": party_id})
+        listed = list((doc or {}).get("applications") or {})
         if doc is None or "kind" not in doc:
-            return None
+            return None, listed
         birth_year = doc.get("birth_year")
         representative = doc.get("representative_id")
         if birth_year is None and representative:
@@ -346,12 +370,13 @@ class LoanRepository:
         alerts = tuple(
             a["description"] for a in (doc.get("alerts") or {}).values() if a["raised_at"] >= since
         )
-        return PartyFacts(
+        facts = PartyFacts(
             party_id=party_id,
             kyc_level=KycLevel(doc.get("kyc_level") or KycLevel.NONE),
             birth_year=birth_year,
             open_alerts=alerts,
         )
+        return facts, listed
 
     async def representative_of(self, party_id: str) -> str | None:
         """The legal representative of an enterprise party (who acts for it)."""
