@@ -13,10 +13,12 @@ services' own repository code, against the data ``bench/idle.py --after-load`` l
 service's collections and indexes (created by its repository) in a database of its own, and
 ``--documents`` filler documents (idle.py's) in every collection an outbox relay sweeps. Per
 poll: the server's CPU per call (mean of ``--calls``), the poll's interval at rest (the
-settings' default) and what that makes at rest, as % of one core.
+settings' default) and what that makes at rest, as % of one core. ``--fill-polled`` fills
+every other collection a poll reads as well (what history leaves there: delivered webhooks,
+old reminders, expired keys not yet purged, ...).
 
     .venv/bin/python bench/ferretdb_sweep.py [--documents 100000] [--pending 5] [--sweeps 20]
-    .venv/bin/python bench/ferretdb_sweep.py --polls [--documents 20000] [--calls 10]
+    .venv/bin/python bench/ferretdb_sweep.py --polls [--documents 20000] [--calls 10] [--fill-polled]
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from pymongo import ASCENDING, AsyncMongoClient
+from pymongo import ASCENDING, AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy" / "local"))
@@ -89,6 +91,23 @@ class Poll:
     name: str
     interval_s: float
     call: Callable[[], Awaitable[object]]
+
+
+class ReadCollections(monitoring.CommandListener):
+    """The (database, collection) of every find, count and delete sent."""
+
+    def __init__(self) -> None:
+        self.read: set[tuple[str, str]] = set()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name in ("find", "count", "delete"):
+            self.read.add((event.database_name, str(event.command[event.command_name])))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
 
 
 class _NoPublisher:
@@ -222,7 +241,13 @@ async def outbox_sweeps(
 
 
 async def measure_polls(
-    client: AsyncMongoClient[dict[str, Any]], pid: int | None, documents: int, calls: int
+    client: AsyncMongoClient[dict[str, Any]],
+    reads: ReadCollections,
+    pid: int | None,
+    *,
+    documents: int,
+    calls: int,
+    fill_polled: bool,
 ) -> None:
     """Print each periodic read's server CPU per call and at rest (``--polls``)."""
     services = ("identity", "loan", "payroll", "marketing", "assistant", "gateway", "skeleton")
@@ -233,12 +258,19 @@ async def measure_polls(
         started = time.perf_counter()
         polls = await service_polls({s: client[n] for s, n in names.items()})
         swept = await swept_collections(client, prefix=POLLS_DATABASE)
-        for db, name in swept:
+        filled = list(swept)
+        if fill_polled:
+            reads.read.clear()
+            for poll in polls:
+                await poll.call()
+            filled += sorted(reads.read - set(swept))
+        for db, name in filled:
             await fill_collection(client[db][name], "polls", documents)
         polls += await outbox_sweeps(client, list(names.values()))
         print(
-            f"filled {documents} documents in each of {len(swept)} swept collections "
-            f"in {time.perf_counter() - started:.1f} s"
+            f"filled {documents} documents in each of {len(swept)} swept collections"
+            + (f" and {len(filled) - len(swept)} more the polls read" if fill_polled else "")
+            + f" in {time.perf_counter() - started:.1f} s"
         )
         rows = []
         for poll in polls:
@@ -277,6 +309,7 @@ async def measure_polls(
             json.dumps(
                 {
                     "documents": documents,
+                    "filled_collections": len(filled),
                     "calls": calls,
                     "total_percent": round(total, 3),
                     "polls": rows,
@@ -295,16 +328,32 @@ async def main() -> None:
     parser.add_argument("--sweeps", type=int, default=20)
     parser.add_argument("--polls", action="store_true", help="the services' periodic reads")
     parser.add_argument("--calls", type=int, default=10, help="calls per poll (--polls)")
+    parser.add_argument(
+        "--fill-polled",
+        action="store_true",
+        help="--polls: fill every collection a poll reads too (history: delivered webhooks, "
+        "old reminders, ...), not only the swept ones idle.py fills",
+    )
     args = parser.parse_args()
 
     uri = os.environ.get("MONGODB_URI") or (
         f"mongodb://127.0.0.1:{os.environ.get('ZC_MONGODB_PORT', '27017')}/"
     )
     pid = port_owner(urlparse(uri).port or 27017)
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri)
+    reads = ReadCollections()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        uri, event_listeners=[reads], tz_aware=True
+    )
     if args.polls:
         try:
-            await measure_polls(client, pid, args.documents or 20_000, args.calls)
+            await measure_polls(
+                client,
+                reads,
+                pid,
+                documents=args.documents or 20_000,
+                calls=args.calls,
+                fill_polled=args.fill_polled,
+            )
         finally:
             await client.close()
         return
