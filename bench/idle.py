@@ -178,21 +178,10 @@ async def load_engines(layout: Layout, args: argparse.Namespace, run: str) -> No
     )
     if args.load_documents:
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(layout.mongodb_uri)
-        filler = "x" * 800  # about the size of an aggregate with its fields
         try:
             swept = await swept_collections(client)
             for db, name in swept:
-                docs = [
-                    {
-                        "_id": f"{FILLER}-{run}-{n:07d}",
-                        FILLER: filler,
-                        "_outbox_pending": False,
-                        "version": 1,
-                    }
-                    for n in range(args.load_documents)
-                ]
-                for first in range(0, len(docs), 1000):
-                    await client[db][name].insert_many(docs[first : first + 1000])
+                await fill_collection(client[db][name], run, args.load_documents)
         finally:
             await client.close()
         print(
@@ -202,11 +191,23 @@ async def load_engines(layout: Layout, args: argparse.Namespace, run: str) -> No
         )
 
 
-async def swept_collections(client: Any) -> list[tuple[str, str]]:
-    """(database, collection) of every collection with the outbox relay's index."""
+async def fill_collection(collection: Any, run: str, count: int) -> None:
+    """``count`` filler documents: about an aggregate's size, fields no service query matches."""
+    filler = "x" * 800
+    docs = [
+        {"_id": f"{FILLER}-{run}-{n:07d}", FILLER: filler, "_outbox_pending": False, "version": 1}
+        for n in range(count)
+    ]
+    for first in range(0, len(docs), 1000):
+        await collection.insert_many(docs[first : first + 1000])
+
+
+async def swept_collections(client: Any, prefix: str = "zc_") -> list[tuple[str, str]]:
+    """(database, collection) of every collection with the outbox relay's index, in the
+    databases whose name starts with ``prefix`` (the services')."""
     found = []
     for db in await client.list_database_names():
-        if not db.startswith("zc_"):
+        if not db.startswith(prefix):
             continue
         for name in await client[db].list_collection_names():
             if "outbox_pending" in await client[db][name].index_information():

@@ -669,6 +669,7 @@ async def test_a_repayment_interrupted_by_a_crash_is_finished_once(env: LoanEnv)
         )
     stored = await env.db["loans"].find_one({"_id": loan_id})
     assert stored is not None and stored["pending_repayment"]["id"] == "repay-crash-0001"
+    assert stored["repayment_pending"] is True  # what the recovery sweep reads
 
     # The running service's recovery sweep finishes it: posting, allocation, event, once.
     async def finished() -> bool:
@@ -676,6 +677,8 @@ async def test_a_repayment_interrupted_by_a_crash_is_finished_once(env: LoanEnv)
         return doc is not None and doc["pending_repayment"] is None and bool(doc["repayments"])
 
     await eventually(finished)
+    done = await env.db["loans"].find_one({"_id": loan_id})
+    assert done is not None and done["repayment_pending"] is False
     received = await env.reader.wait_for("repayment_received", loan_id=loan_id)
     assert received[0].message.amount.minor_units == amount.minor_units
     assert await env.ledger.balance(f"settlement:{party}") == Money.of("6000.00", "CNY") - amount

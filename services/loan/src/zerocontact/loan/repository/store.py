@@ -46,6 +46,10 @@ APPLICATIONS = "applications"
 LOANS = "loans"
 PARTIES = "parties"
 REVENUE_REPORTS = "revenue_reports"
+# True exactly while ``pending_repayment`` holds an intent: written in the same update, so the
+# recovery sweep finds half-applied repayments by an indexed equality. ``$ne: null`` on the
+# intent itself is a scan of every loan on the embedded FerretDB (decisions 3, 27 and 30).
+REPAYMENT_PENDING = "repayment_pending"
 
 INDEXES = [
     CollectionIndexes(
@@ -63,6 +67,7 @@ INDEXES = [
             IndexModel([("application_id", ASCENDING)], unique=True, name="application_unique"),
             IndexModel([("party_id", ASCENDING), ("state", ASCENDING)], name="party_state"),
             IndexModel([("state", ASCENDING), ("oldest_unpaid_due", ASCENDING)], name="state_due"),
+            IndexModel([(REPAYMENT_PENDING, ASCENDING)], name="repayment_pending"),
         ),
     ),
 ]
@@ -83,6 +88,12 @@ class LoanRepository:
         await ensure_indexes(self._db, INDEXES)
         for collection in (self.applications, self.loans, self.revenue_reports):
             await ensure_outbox_index(collection)
+        # Loans stored before the flag existed: flag an intent they still hold (once, then
+        # nothing matches; the guard on the flag keeps a concurrent clear from being undone).
+        await self.loans.update_many(
+            {"pending_repayment": {"$ne": None}, REPAYMENT_PENDING: {"$ne": True}},
+            {"$set": {REPAYMENT_PENDING: True}},
+        )
 
     # applications
 
@@ -216,6 +227,7 @@ class LoanRepository:
             ],
             "booked_at": loan.booked_at,
             "pending_repayment": None,
+            REPAYMENT_PENDING: False,
             "traceparent": traceparent,
             **loan_fields(loan),
             **outbox_document([], version=loan.version),
@@ -241,14 +253,19 @@ class LoanRepository:
         self, loan: Loan, *, events: Sequence[OutboxEvent], extra: Document | None = None
     ) -> PendingEvents:
         """Store ``loan`` if nobody wrote since version ``loan.version - 1`` was read; returns
-        what the loan holds pending after the write (for the relay's nudge)."""
+        what the loan holds pending after the write (for the relay's nudge). A
+        ``pending_repayment`` in ``extra`` sets or clears the flag the recovery sweep reads in
+        the same write."""
+        fields = dict(extra or {})
+        if "pending_repayment" in fields:
+            fields[REPAYMENT_PENDING] = fields["pending_repayment"] is not None
         return await write_aggregate(
             self.loans,
             {"_id": loan.id, "version": loan.version - 1},
             {
                 "$set": {
                     **loan_fields(loan),
-                    **(extra or {}),
+                    **fields,
                     **outbox_fields(events, version=loan.version),
                 }
             },
@@ -266,7 +283,7 @@ class LoanRepository:
 
     async def loans_with_pending_repayment(self) -> list[str]:
         """Ids of loans whose repayment a crash left half done."""
-        cursor = self.loans.find({"pending_repayment": {"$ne": None}}, {"_id": 1})
+        cursor = self.loans.find({REPAYMENT_PENDING: True}, {"_id": 1})
         return [doc["_id"] async for doc in cursor]
 
     async def loans_past_due(self, as_of: date) -> list[str]:

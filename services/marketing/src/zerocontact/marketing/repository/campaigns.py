@@ -95,7 +95,7 @@ class CampaignStore(Store):
 
     async def due_campaigns(self, now: datetime) -> AsyncIterator[DueCampaign]:
         """Approved campaigns whose ``start_at`` is by ``now`` and not yet scheduled."""
-        # A scan of the (small) campaigns collection; FerretDB filters it in Go.
+        # The `status` index finds the approved ones; FerretDB filters those in Go.
         cursor = self.campaigns.find(
             {
                 "status": CampaignStatus.APPROVED.value,
@@ -133,8 +133,8 @@ class CampaignStore(Store):
         )
 
     async def triggered_campaigns(self) -> AsyncIterator[tuple[Campaign, Document]]:
-        """Every approved campaign with a trigger, and the trigger as stored (a scan of a
-        small collection; never per event)."""
+        """Every approved campaign with a trigger, and the trigger as stored (the `status`
+        index; never per event)."""
         async for doc in self.campaigns.find(
             {"status": CampaignStatus.APPROVED.value}, {"_outbox": 0}
         ):

@@ -47,6 +47,9 @@ OUTBOX_COLLECTIONS = (PREFERENCES, PROFILES, CAMPAIGNS, DELIVERIES, SUPPRESSIONS
 WITHOUT_OUTBOX = {"_outbox": 0, "_outbox_pending": 0}
 
 INDEXES = [
+    # The scheduler's and the campaign book's reads every few seconds (`status: APPROVED`):
+    # an index lookup, not a pass over every campaign (decision 30).
+    CollectionIndexes(CAMPAIGNS, (IndexModel([("status", ASCENDING)], name="status"),)),
     CollectionIndexes(MEMBERS, (IndexModel([("campaign_id", ASCENDING)], name="campaign"),)),
     CollectionIndexes(REMINDERS, (IndexModel([("due_at", ASCENDING)], name="due"),)),
     CollectionIndexes(SUPPRESSIONS, (IndexModel([("party_id", ASCENDING)], name="party"),)),
