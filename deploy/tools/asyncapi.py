@@ -78,10 +78,13 @@ CONSUMERS: Final = (
     Consumer("loan.events.v1", "signals", "zc-signals-risk", "risk features"),
     Consumer("loan.events.v1", "marketing", "marketing", "the marketing projector"),
     Consumer("loan.events.v1", "gateway", None, "partner watch streams"),
+    Consumer("loan.events.v1", "gateway", "zerocontact-gateway-webhooks", "partner webhooks"),
     Consumer("signals.risk.v1", "loan", "loan", "risk bands for decisions"),
     Consumer("signals.risk.v1", "gateway", None, "partner watch streams"),
+    Consumer("signals.risk.v1", "gateway", "zerocontact-gateway-webhooks", "partner webhooks"),
     Consumer("payroll.events.v1", "marketing", "marketing", "the marketing projector"),
     Consumer("payroll.events.v1", "gateway", None, "partner watch streams"),
+    Consumer("payroll.events.v1", "gateway", "zerocontact-gateway-webhooks", "partner webhooks"),
     Consumer(
         "marketing.events.v1", "marketing", "marketing", "the marketing projector (its own events)"
     ),

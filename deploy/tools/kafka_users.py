@@ -6,8 +6,9 @@ and the AsyncAPI consumer table (``deploy/tools/asyncapi.py``, ``CONSUMERS``: wh
 under which group). For each service:
 
 - write: the catalog topics it owns (not their dead-letter twins), and the ``<topic>.dlq`` of
-  every topic it consumes with a group (the platform's ``ConsumerRunner`` and the Faust agents
-  dead-letter a poison record into the DLQ of the topic they read);
+  every topic it consumes (the platform's ``ConsumerRunner``, the Faust agents and the gateway's
+  webhook dispatcher and watch streams dead-letter a poison record into the DLQ of the topic
+  they read);
 - read: the topics it consumes (the gateway's watch streams read with no group);
 - groups: its consumer groups, each exactly (a LITERAL group ACL);
 - signals (Faust) also creates, reads and writes its internal topics (changelogs, repartition,
@@ -146,9 +147,9 @@ def service_access(
         read.setdefault(consumer.service, set()).add(consumer.topic)
         if consumer.group is not None:
             groups.setdefault(consumer.service, set()).add(consumer.group)
-            dlq = f"{consumer.topic}.dlq"
-            if dlq in dead_letters:
-                write.setdefault(consumer.service, set()).add(dlq)
+        dlq = f"{consumer.topic}.dlq"
+        if dlq in dead_letters:
+            write.setdefault(consumer.service, set()).add(dlq)
     services = sorted(write.keys() | read.keys())
     return {
         s: ServiceAccess(

@@ -10,7 +10,9 @@ topics, groups and databases of this run (``READS``: the group and the topics it
 - marketing's profile projection (``identity``, ``loan``, ``payroll``, ``marketing``,
   ``engagement``, ``assistant``: KYC levels, salaries, complaints, offer clicks, scores);
 - the signals worker: its risk agents (``loan``, ``identity``: repayments, failed logins) and
-  its engagement agents (``marketing``, ``assistant``).
+  its engagement agents (``marketing``, ``assistant``);
+- the partner gateway: its webhook dispatcher (a group) and its watch streams' event hub (no
+  group: ``WATCHED``), both on ``loan``, ``payroll`` and ``risk``.
 
 Every hundredth record on each topic is poison, the kinds in turn: a truncated protobuf value,
 a record without its ``ce_id`` header, an unknown enum value where a consumer reads one (KYC
@@ -22,10 +24,12 @@ limit). Checks:
 - every poison record is in ``<topic>.dlq`` once per consumer group that must refuse it, with
   the ``dlq_error``/``dlq_error_type``/``dlq_original_*``/``dlq_consumer_group`` headers
   (``lost`` counts those missing; a consumer that ignores a record it does not read, like the
-  signals worker a KYC change, is not expected to dead-letter it), and no good record is;
+  signals worker a KYC change, or the gateway a risk assessment, is not expected to
+  dead-letter it), and no good record is;
 - no partition is stuck: every good record after the poison is applied (balances, parties'
-  KYC levels and alerts, the signals features, the marketing profiles) and every group's lag
-  returns to 0;
+  KYC levels and alerts, the signals features, the marketing profiles), every group's lag
+  returns to 0, and the gateway's watch streams start at the end of the risk topic (the
+  position a partner's ``WatchRiskAlerts`` is given);
 - ``zerocontact dlq replay <skeleton>.dlq --default-header ce_specversion=1.0`` delivers the
   records whose only fault was the missing header: the projection applies each once.
 
@@ -49,6 +53,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -71,15 +76,22 @@ from tests.integration.harness import (
     ROOT,
     Engines,
     eventually,
+    free_port,
     random_key,
     start_signals_worker,
     stop_process,
 )
 from zerocontact.assistant.v1 import events_pb2 as assistant_pb
 from zerocontact.common.v1 import party_pb2
+from zerocontact.gateway import certs
+from zerocontact.gateway.resume import ResumeTokens
+from zerocontact.gateway.store import PartnerStore
+from zerocontact.gateway.v1 import signals_pb2
+from zerocontact.gateway.watch import ALERTS, RESUME_TOKEN_HEADER
 from zerocontact.identity.v1 import events_pb2 as identity_pb
 from zerocontact.loan.v1 import events_pb2 as loan_pb
 from zerocontact.marketing.v1 import events_pb2 as marketing_pb
+from zerocontact.partner_client import PartnerClient
 from zerocontact.payroll.v1 import events_pb2 as payroll_pb
 from zerocontact.platform.kafka.cloudevents import CloudEvent
 from zerocontact.platform.outbox import protobuf_event
@@ -105,8 +117,7 @@ RISK_KINDS = ("truncated", "missing_ce_id", "unknown_enum", "oversized")
 # payroll, assistant, marketing and engagement topics (read by marketing and the signals
 # worker's engagement agents)
 EVENT_KINDS = ("truncated", "missing_ce_id", "missing_specversion", "oversized")
-# Every consumer group of the product and the topics it reads (the gateway's webhook
-# dispatcher and watch streams are not started here: docs/reliability.md, poison).
+# Every consumer group of the product and the topics it reads.
 READS = {
     "projection": ("skeleton",),
     "loan": ("identity", "risk"),
@@ -114,7 +125,12 @@ READS = {
     "identity": ("identity",),
     "payroll": ("identity",),
     "marketing": ("identity", "loan", "payroll", "marketing", "engagement", "assistant"),
+    "webhooks": ("loan", "payroll", "risk"),  # the gateway's webhook dispatcher
 }
+# The gateway's watch streams read with no group; they sign their dead letters "watch".
+WATCHED = ("loan", "payroll", "risk")
+GATEWAY_PARTNER = "poison-partner"
+NOWHERE = "http://127.0.0.1:9"  # the gateway's services: nothing here calls one
 
 
 @dataclass(frozen=True)
@@ -131,15 +147,18 @@ class Run:
     token: str
     engines: Engines
     topics: dict[str, str]
-    groups: dict[str, str]
+    groups: dict[str, str]  # and "watch": the name the gateway's watch streams sign with
+    gateway_pepper: str
     poison: list[Poison] = field(default_factory=list)
     good: Counter[str] = field(default_factory=Counter)
     repairable: dict[str, int] = field(default_factory=dict)  # account -> minor units
     repairable_count: int = 0
 
     def readers(self, role: str) -> set[str]:
-        """The consumer groups that read the topic of ``role``."""
-        return {self.groups[g] for g, roles in READS.items() if role in roles}
+        """The consumer groups (and the gateway's watch streams) that read the topic of
+        ``role``: the ``dlq_consumer_group`` of each dead letter a poison record must get."""
+        readers = {self.groups[g] for g, roles in READS.items() if role in roles}
+        return readers | ({self.groups["watch"]} if role in WATCHED else set())
 
 
 def _now() -> Any:
@@ -362,7 +381,8 @@ class Feeder:
             good = (
                 risk_assessment(key, band=99) if kind == "unknown_enum" else risk_alert(key, 10_000)
             )
-            refusers = {groups["loan"]}
+            # a band is read by loan only (the gateway delivers alerts, not assessments)
+            refusers = {groups["loan"]} if kind == "unknown_enum" else self.run.readers(role)
         else:
             good = {
                 "payroll": lambda: salary_paid(key, 100),
@@ -618,7 +638,10 @@ def start_services(run: Run, logs: Path) -> dict[str, Any]:
                 "assistant": t["assistant"]},
         session_timeout_s=30,  # the worker's default: a loaded machine misses 6 s heartbeats
     )  # fmt: skip
+    gateway, gateway_port, gateway_http = start_gateway(run, logs, engines)
     return {
+        "gateway": gateway, "gateway_target": f"127.0.0.1:{gateway_port}",
+        "gateway_url": f"http://127.0.0.1:{gateway_http}",
         "accounts": accounts, "accounts_url": f"http://127.0.0.1:{accounts_port}",
         "projection": projection, "loan": loan, "signals": signals,
         "signals_url": f"http://127.0.0.1:{signals_port}",
@@ -626,6 +649,83 @@ def start_services(run: Run, logs: Path) -> dict[str, Any]:
         "payroll": payroll, "payroll_url": f"http://127.0.0.1:{payroll_port}",
         "marketing": marketing, "marketing_url": f"http://127.0.0.1:{marketing_port}",
     }  # fmt: skip
+
+
+def start_gateway(
+    run: Run, logs: Path, engines: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], int, int]:
+    """The partner gateway (``python -m zerocontact.gateway``) on the run's loan, payroll and
+    risk topics, with a development CA and a partner's certificate (``logs/gateway-certs``);
+    (process, gRPC port, operational HTTP port)."""
+    tls = logs / "gateway-certs"
+    ca = certs.issue_ca()
+    ca.write(tls, "ca")
+    certs.issue_server(ca).write(tls, "server")
+    certs.issue_partner(ca, GATEWAY_PARTNER).write(tls, "partner")
+    grpc_port, http_port = free_port(), free_port()
+    t, g = run.topics, run.groups
+    env = {
+        **engines, "ZC_GATEWAY_MONGODB_DATABASE": database_name(run.token, "gw"),
+        "ZC_GATEWAY_GRPC_HOST": "127.0.0.1", "ZC_GATEWAY_GRPC_PORT": str(grpc_port),
+        "ZC_GATEWAY_HTTP_PORT": str(http_port), "ZC_GATEWAY_TLS_CERT_FILE": str(tls / "server.crt"),
+        "ZC_GATEWAY_TLS_KEY_FILE": str(tls / "server.key"),
+        "ZC_GATEWAY_CLIENT_CA_FILE": str(tls / "ca.crt"),
+        "ZC_GATEWAY_CREDENTIAL_PEPPER": run.gateway_pepper, "ZC_GATEWAY_PII_KEY": random_key(),
+        "ZC_GATEWAY_PII_INDEX_KEY": random_key(), "ZC_GATEWAY_IDENTITY_URL": NOWHERE,
+        "ZC_GATEWAY_LOAN_URL": NOWHERE, "ZC_GATEWAY_PAYROLL_URL": NOWHERE,
+        "ZC_GATEWAY_ASSISTANT_URL": NOWHERE, "ZC_GATEWAY_LOAN_TOPIC": t["loan"],
+        "ZC_GATEWAY_PAYROLL_TOPIC": t["payroll"], "ZC_GATEWAY_RISK_TOPIC": t["risk"],
+        "ZC_GATEWAY_AUDIT_TOPIC": t["gw_audit"], "ZC_GATEWAY_WEBHOOK_CONSUMER_GROUP": g["webhooks"],
+        "ZC_GATEWAY_WATCH_READER": g["watch"],
+    }  # fmt: skip
+    with (logs / "gateway.log").open("ab") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "zerocontact.gateway"],
+            cwd=ROOT, env={**os.environ, "OTEL_SDK_DISABLED": "true", **env},
+            stdout=sink, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    return process, grpc_port, http_port
+
+
+async def register_partner(run: Run, mongo: AsyncMongoClient[dict[str, Any]]) -> str:
+    """The gateway's partner allowed to watch risk alerts; its credential."""
+    partners = PartnerStore(mongo[database_name(run.token, "gw")], run.gateway_pepper.encode())
+    return await partners.register(GATEWAY_PARTNER, ["signals:read"], rate_per_s=100)
+
+
+async def watch_position(run: Run, target: str, credential: str, logs: Path) -> dict[int, int]:
+    """Where a partner's ``WatchRiskAlerts`` starts now: the gateway's event hub's position on
+    the risk topic (next offset per partition), read from the stream's signed resume token."""
+    tls = logs / "gateway-certs"
+    async with PartnerClient.connect(
+        target, ca=tls / "ca.crt", cert=tls / "partner.crt", key=tls / "partner.key",
+        credential=credential, server_name="localhost",
+    ) as zc:  # fmt: skip
+        call = zc.signals.WatchRiskAlerts(
+            signals_pb2.WatchRiskAlertsRequest(), metadata=zc.metadata(), timeout=30
+        )
+        token = ""
+        try:
+            for key, value in await call.initial_metadata() or ():
+                if key == RESUME_TOKEN_HEADER:
+                    token = str(value)
+        finally:
+            call.cancel()
+    position = ResumeTokens(run.gateway_pepper.encode()).verify(
+        token, partner_id=GATEWAY_PARTNER, topic=run.topics["risk"], key=ALERTS
+    )
+    return position.offsets
+
+
+async def end_offsets(engines: Engines, topic: str) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=engines.kafka_bootstrap)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        return {tp.partition: o for tp, o in (await consumer.end_offsets(partitions)).items()}
+    finally:
+        await consumer.stop()
 
 
 async def wait_ready(url: str, process: subprocess.Popen[bytes], within_s: float = 300) -> None:
@@ -669,11 +769,13 @@ async def run_scenario(engines: Engines, *, parties: int, deposits: int, every: 
         "notes",
         "payroll_out",
         "marketing_notes",
+        "gw_audit",
     )
     run = Run(
         token, engines,
         topics={role: f"{token}-{role}" for role in roles},
-        groups={c: f"{token}-{c}" for c in READS},
+        groups={c: f"{token}-{c}" for c in (*READS, "watch")},
+        gateway_pepper=random_key(),
     )  # fmt: skip
     await create_topics(engines, {t: (3 if r == "skeleton" else 6) for r, t in run.topics.items()})
     row = Row(SCENARIO)
@@ -689,8 +791,10 @@ async def run_scenario(engines: Engines, *, parties: int, deposits: int, every: 
     try:
         await wait_ready(processes["accounts_url"], processes["accounts"])
         await wait_ready(processes["signals_url"], processes["signals"])
-        for name in ("identity", "payroll", "marketing"):
+        for name in ("identity", "payroll", "marketing", "gateway"):
             await wait_ready(processes[f"{name}_url"], processes[name])
+        # ready: its event hub is at the end of every topic, so it reads all the traffic
+        credential = await register_partner(run, mongo)
         names = [f"party-poison-{token[-8:]}-{n:04d}" for n in range(parties)]
         expected, balances = await asyncio.gather(
             party_traffic(feeder, names, rng),
@@ -749,11 +853,25 @@ async def run_scenario(engines: Engines, *, parties: int, deposits: int, every: 
                         return False
             return True
 
+        risk_end = await end_offsets(engines, run.topics["risk"])
+        hub_at: dict[int, int] = {}
+
+        async def watch_done() -> bool:
+            try:
+                at = await watch_position(run, processes["gateway_target"], credential, logs)
+            except grpc.aio.AioRpcError as exc:  # a loaded machine: ask again
+                mismatch["gateway"] = f"WatchRiskAlerts: {exc.code().name}"
+                return False
+            hub_at.update(at)
+            mismatch["gateway"] = f"event hub at {hub_at}, risk topic ends at {risk_end}"
+            return all(hub_at.get(p, 0) >= end for p, end in risk_end.items())
+
         for name, probe in (
             ("skeleton projection", skeleton_done),
             ("loan", loan_done),
             ("signals", signals_done),
             ("marketing", marketing_done),
+            ("gateway watch streams", watch_done),
         ):
             try:
                 await eventually(probe, within_s=240, interval=1.0)
@@ -761,6 +879,7 @@ async def run_scenario(engines: Engines, *, parties: int, deposits: int, every: 
                 row.lost += 1
                 row.fail(
                     f"{name}: the good records after the poison were not all applied (partition stuck?)"
+                    + (f" {mismatch[name.split()[0]]}" if name.split()[0] in mismatch else "")
                 )
         applied_s = time.monotonic() - began
 
@@ -819,6 +938,7 @@ async def run_scenario(engines: Engines, *, parties: int, deposits: int, every: 
             "identity",
             "payroll",
             "marketing",
+            "gateway",
         ):
             stop_process(processes[name])
     kinds = Counter(p.tag.split(":")[1] for p in run.poison)
@@ -827,7 +947,7 @@ async def run_scenario(engines: Engines, *, parties: int, deposits: int, every: 
     row.recover_s = applied_s - sent_s
     row.detail = (
         f"1 in {feeder.every} records poison: {len(run.poison)} ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}) among"
-        f" {row.operations} good ones on {len({r for rs in READS.values() for r in rs})} topics, {len(READS)} consumer groups ({', '.join(READS)});"
+        f" {row.operations} good ones on {len({r for rs in READS.values() for r in rs})} topics, {len(READS)} consumer groups ({', '.join(READS)}) and the gateway's watch streams;"
         f" {sum(len(c) for c in found.values())} dead letters ({redelivered} from redeliveries); lag 0; replay: {replayed.strip()},"
         f" {run.repairable_count} repaired and applied once; recover_s = last good record applied after the last sent"
     )

@@ -6,6 +6,12 @@ enterprise with an onboarded employer and a paid payroll batch.
 
 Every personal number the world registers (resident ID, phone and card numbers) is kept in
 ``World.secrets``, so a scan can look for exactly those in what comes back.
+
+The set-up calls the gateway as a partner's client does on a loaded machine
+(:class:`PatientClient`): the gateway's longest deadline on every call, and a call that ran out
+of it or was refused as transient made again with the same idempotency key, after the gateway's
+RetryInfo; a login starts over with a new code. The attacks and the fuzzing then use the plain
+client: what they check is unchanged.
 """
 
 from __future__ import annotations
@@ -15,14 +21,18 @@ import os
 import re
 import sys
 import tempfile
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
+import grpc
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from google.rpc import error_details_pb2  # type: ignore[import-untyped]
 from pymongo import AsyncMongoClient
 
 from tests.integration.harness import RUN_ID, Engines, RunningApp, engines_started, serve
@@ -39,11 +49,128 @@ from tests.integration.test_payroll_flow import cards
 from zerocontact.gateway.v1 import identity_pb2, loan_pb2, payroll_pb2
 from zerocontact.marketing.app import create_app as marketing_app
 from zerocontact.marketing.settings import MarketingSettings
-from zerocontact.partner_client import PartnerClient, cny, new_key
+from zerocontact.partner_client import PartnerClient, cny, error_details, new_key
 
 OPERATOR_KEY = "chaos-operator-key-0123456789abcdef-0123"  # loan's and marketing's back office
 PARTNERS = ("shop-a", "bank-b")
 SCOPES = [*ALL_SCOPES, "webhooks:read", "webhooks:write"]
+# The set-up's calls: the gateway's longest deadline (max_deadline_s; the client's default is
+# 10 s), and a call that ran out of it or was refused as transient tried again for this long.
+CALL_DEADLINE_S = 30.0
+SETUP_PATIENCE_S = 600.0
+TRANSIENT = frozenset(
+    {grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED}
+)
+T = TypeVar("T")
+
+
+def retry_after_s(error: grpc.aio.AioRpcError) -> float | None:
+    """The gateway's RetryInfo delay of a refusal, if it sent one."""
+    for detail in error_details(error):
+        if isinstance(detail, error_details_pb2.RetryInfo):
+            return float(detail.retry_delay.seconds + detail.retry_delay.nanos / 1e9)
+    return None
+
+
+@dataclass
+class PatientClient(PartnerClient):
+    """A partner's client as a partner runs it where calls may be slow: every mutation is made
+    with one idempotency key however often it is tried (the gateway runs it once and replays
+    its answer), and a call that ends ``DEADLINE_EXCEEDED``, ``UNAVAILABLE`` or ``ABORTED``
+    (``REQUEST_IN_PROGRESS``: the first try still running) is tried again after the gateway's
+    RetryInfo or a back-off (0.5 s doubling to 5 s), for up to ``SETUP_PATIENCE_S``. A login
+    is not replayed by the gateway (its answer is a token): trying it again is a new login.
+    ``retried`` counts the tries again per method."""
+
+    retried: Counter[str] = field(default_factory=Counter)
+
+    @classmethod
+    def of(cls, plain: PartnerClient, retried: Counter[str]) -> PatientClient:
+        """The same channel and credential, with ``CALL_DEADLINE_S`` per call."""
+        return cls(plain.channel, plain.credential, CALL_DEADLINE_S, retried)
+
+    async def patiently(self, method: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()`` until it answers, tried again while it fails as transient."""
+        give_up = time.monotonic() + SETUP_PATIENCE_S
+        delay = 0.5
+        while True:
+            try:
+                return await call()
+            except grpc.aio.AioRpcError as error:
+                if error.code() not in TRANSIENT or time.monotonic() > give_up:
+                    raise
+                self.retried[method] += 1
+                print(
+                    f"world: {method} ended {error.code().name}; trying again",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                await asyncio.sleep(retry_after_s(error) or delay)
+                delay = min(delay * 2, 5.0)
+
+    async def register_customer(
+        self, request: identity_pb2.RegisterCustomerRequest, *, key: str | None = None
+    ) -> Any:
+        key = key or new_key()
+        register = super().register_customer
+        return await self.patiently("RegisterCustomer", lambda: register(request, key=key))
+
+    async def register_enterprise(
+        self, request: identity_pb2.RegisterEnterpriseRequest, *, token: str, key: str | None = None
+    ) -> Any:
+        key = key or new_key()
+        register = super().register_enterprise
+        return await self.patiently(
+            "RegisterEnterprise", lambda: register(request, token=token, key=key)
+        )
+
+    async def start_authentication(
+        self, phone: str, password: str, *, device_id: str, sms: bool = False
+    ) -> Any:
+        start = super().start_authentication
+        return await self.patiently(
+            "StartAuthentication", lambda: start(phone, password, device_id=device_id, sms=sms)
+        )
+
+    async def verify_customer(self, party_id: str, *, token: str) -> Any:
+        key = new_key()
+
+        async def verify() -> Any:
+            r = await self.identity.VerifyCustomer(
+                identity_pb2.VerifyCustomerRequest(party_id=party_id),
+                metadata=self.metadata(token=token, key=key),
+                timeout=self.timeout_s,
+            )
+            return r.party
+
+        return await self.patiently("VerifyCustomer", verify)
+
+    async def apply_for_loan(
+        self, request: loan_pb2.ApplyForLoanRequest, *, token: str, key: str | None = None
+    ) -> Any:
+        key = key or new_key()
+        apply = super().apply_for_loan
+        return await self.patiently("ApplyForLoan", lambda: apply(request, token=token, key=key))
+
+    async def accept_loan_offer(
+        self, application_id: str, *, token: str, key: str | None = None
+    ) -> Any:
+        key = key or new_key()
+        accept = super().accept_loan_offer
+        return await self.patiently(
+            "AcceptLoanOffer", lambda: accept(application_id, token=token, key=key)
+        )
+
+    async def payroll_call(self, method: str, request: Any, *, token: str) -> Any:
+        """A PayrollService mutation (its raw stub), with one idempotency key."""
+        key = new_key()
+        stub = getattr(self.payroll, method)
+        return await self.patiently(
+            method,
+            lambda: stub(
+                request, metadata=self.metadata(token=token, key=key), timeout=self.timeout_s
+            ),
+        )
 
 
 @dataclass
@@ -66,6 +193,7 @@ class World:
     marketing: RunningApp
     holdings: dict[str, Holdings] = field(default_factory=dict)
     secrets: set[str] = field(default_factory=set)
+    retried: Counter[str] = field(default_factory=Counter)  # the set-up's calls tried again
 
     def client(self, partner: str, *, credential: str | None = None) -> PartnerClient:
         return self.suite.client(partner, credential=credential)
@@ -98,7 +226,7 @@ def engines_from_env() -> Iterator[Engines]:
 
 async def _holdings(world: World, partner: str) -> Holdings:
     suite = world.suite
-    async with suite.client(partner) as zc:
+    async with PatientClient.of(suite.client(partner), world.retried) as zc:
         customer = await register_customer(suite, zc)
         aal1 = await zc.start_authentication(
             customer.person.phone, PASSWORD, device_id=customer.device_id
@@ -131,19 +259,21 @@ async def _holdings(world: World, partner: str) -> Holdings:
             token=rep.token,
         )  # fmt: skip
         employer_id = enterprise.party_id
-        await zc.payroll.OnboardEmployer(
-            payroll_pb2.OnboardEmployerRequest(employer_id=employer_id),
-            metadata=zc.metadata(token=rep.token, key=new_key()), timeout=30,
+        await zc.payroll_call(
+            "OnboardEmployer", payroll_pb2.OnboardEmployerRequest(employer_id=employer_id),
+            token=rep.token,
         )  # fmt: skip
-        await zc.payroll.TopUpWallet(
+        await zc.payroll_call(
+            "TopUpWallet",
             payroll_pb2.TopUpWalletRequest(
                 employer_id=employer_id, rail_reference=f"IN-{uuid.uuid4().hex[:10]}",
                 amount=cny(1_000_000),
             ),
-            metadata=zc.metadata(token=rep.token, key=new_key()),
+            token=rep.token,
         )  # fmt: skip
         numbers = cards(3, seed=hash(partner) & 0xFFFF)
-        submitted = await zc.payroll.SubmitPayrollBatch(
+        submitted = await zc.payroll_call(
+            "SubmitPayrollBatch",
             payroll_pb2.SubmitPayrollBatchRequest(
                 employer_id=employer_id, item_count=3, control_sum=cny(300_000),
                 items=[
@@ -151,12 +281,13 @@ async def _holdings(world: World, partner: str) -> Holdings:
                     for i, c in enumerate(numbers)
                 ],
             ),
-            metadata=zc.metadata(token=rep.token, key=new_key()),
+            token=rep.token,
         )  # fmt: skip
         batch_id = submitted.batch.batch_id
-        await zc.payroll.ApprovePayrollBatch(
+        await zc.payroll_call(
+            "ApprovePayrollBatch",
             payroll_pb2.ApprovePayrollBatchRequest(batch_id=batch_id),
-            metadata=zc.metadata(token=rep.token, key=new_key()),
+            token=rep.token,
         )
     for person in (customer.person, rep.person):
         world.secrets.update({person.rid, person.phone, person.phone.removeprefix("+86")})
@@ -200,10 +331,18 @@ async def running_world(engines: Engines) -> AsyncIterator[World]:
         for partner in PARTNERS:
             await suite.add_partner(partner, SCOPES, rate=100_000)
         world = World(suite, marketing)
+        began = time.monotonic()
         for partner, held in zip(
             PARTNERS, await asyncio.gather(*(_holdings(world, p) for p in PARTNERS)), strict=True
         ):
             world.holdings[partner] = held
+        retried = ", ".join(f"{m} {n}" for m, n in sorted(world.retried.items())) or "none"
+        print(
+            f"world: holdings in {time.monotonic() - began:.0f} s (load average"
+            f" {os.getloadavg()[0]:.1f}); calls tried again: {retried}",
+            file=sys.stderr,
+            flush=True,
+        )
         yield world
 
 

@@ -6,6 +6,7 @@ by the gateway's own development CA.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 import uuid
@@ -130,19 +131,45 @@ class Customer:
     device_id: str
 
     token: str = ""
+    used_step: int = 0  # the last TOTP time step sent (identity accepts each step once)
 
-    async def aal2(self, zc: PartnerClient) -> str:
+    async def aal2(self, zc: PartnerClient, *, attempts: int = 3) -> str:
         """Authenticate through the gateway: password, then TOTP → an AAL2 token.
 
         The code is the next time step's (identity accepts ±1 step and refuses a step it has
-        accepted before, so this never collides with the enrolment's code)."""
+        accepted before, so this never collides with the enrolment's code), or a later one than
+        the last sent. A login that ran out of its deadline or was refused as transient
+        (``UNAVAILABLE``) starts over, up to ``attempts`` times, as a person's app would: a new
+        password login and a step not sent before (the one sent may have been used, its answer
+        lost), waiting until identity's clock accepts it."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._aal2(zc)
+            except grpc.aio.AioRpcError as err:
+                transient = err.code() in (
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    grpc.StatusCode.UNAVAILABLE,
+                )
+                if attempt == attempts or not transient:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _aal2(self, zc: PartnerClient) -> str:
         started = await zc.start_authentication(
             self.person.phone, PASSWORD, device_id=self.device_id
         )
         assert started.assurance_level == identity_pb2.ASSURANCE_LEVEL_AAL1
-        code = self.totp.at(time.time() + 30)
+        period = self.totp.interval
+        step = max(int(time.time()) // period + 1, self.used_step + 1)
+        early = (step - 1) * period - time.time()  # identity accepts one step ahead at most
+        if early > 0:
+            await asyncio.sleep(early + 0.5)
+        self.used_step = step
         done = await zc.complete_authentication(
-            started.access_token, identity_pb2.SECOND_FACTOR_TOTP, code, device_id=self.device_id
+            started.access_token,
+            identity_pb2.SECOND_FACTOR_TOTP,
+            self.totp.at(step * period),
+            device_id=self.device_id,
         )
         assert done.assurance_level == identity_pb2.ASSURANCE_LEVEL_AAL2, done
         self.token = done.access_token

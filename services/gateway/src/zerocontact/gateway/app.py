@@ -28,6 +28,7 @@ from pymongo import AsyncMongoClient
 
 from zerocontact.gateway.audit import AuditSink
 from zerocontact.gateway.backends import Backends
+from zerocontact.gateway.dead_letters import DeadLetters
 from zerocontact.gateway.guard import Gateway
 from zerocontact.gateway.guard.ratelimit import COLLECTION as RATE_WINDOWS
 from zerocontact.gateway.guard.ratelimit import SharedRateLimiter
@@ -65,6 +66,7 @@ from zerocontact.gateway.webhooks.store import WebhookStore
 from zerocontact.platform.auth import TokenVerifier
 from zerocontact.platform.http import install_operational_routes
 from zerocontact.platform.jobs import PeriodicJob
+from zerocontact.platform.kafka.producer import EventPublisher
 from zerocontact.platform.metrics import ENGINE_POLL_S, engine_poll
 from zerocontact.platform.mongo import create_mongo_client, ensure_indexes, mongo_ready
 from zerocontact.platform.telemetry import shutdown_tracing
@@ -229,8 +231,9 @@ async def running(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
     Everything started is registered on one exit stack as it starts, so the end of the block
     (or a failure half-way through start-up) stops it in reverse: health NOT_SERVING first,
     then the operational HTTP, the gRPC server (in-flight calls get a 5 s grace), the purge
-    job, the audit sink (what is queued is published), the event hub, the backends' pools and
-    MongoDB last; the spans still buffered are exported after all that.
+    job, the audit sink (what is queued is published), the event hub, the dead-letter
+    producer, the backends' pools and MongoDB last; the spans still buffered are exported after
+    all that.
     """
     settings.configure_tracing()  # once per process (a second call keeps the first provider)
     async with contextlib.AsyncExitStack() as stack:
@@ -243,12 +246,17 @@ async def running(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
         backends = Backends(
             settings.identity_url, settings.loan_url, settings.payroll_url, settings.assistant_url
         )
+        # dead letters of what the watch streams and the webhook dispatcher cannot read
+        publisher = EventPublisher(
+            bootstrap_servers=settings.kafka_connection(), client_id="gateway-dead-letters"
+        )
         hub = EventHub(
             settings.kafka_connection(),
             loan_topic=settings.loan_topic,
             payroll_topic=settings.payroll_topic,
             risk_topic=settings.risk_topic,
             tokens=ResumeTokens(settings.credential_pepper.get_secret_value().encode()),
+            dead_letters=DeadLetters(publisher, settings.watch_reader),
         )
         audit = AuditSink(settings.kafka_connection(), settings.audit_topic)
         views = ReadModel(max_age_s=settings.read_model_max_age_s)
@@ -282,6 +290,8 @@ async def running(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
         )
         await backends.start()
         stack.push_async_callback(backends.close)
+        await publisher.start()  # connects in the background; stopped after its users
+        stack.push_async_callback(publisher.stop)
         for component in (hub, audit):
             await component.start()
             stack.push_async_callback(component.stop)
@@ -295,7 +305,12 @@ async def running(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
         webhook_store = WebhookStore(db, settings.field_cipher())
         dispatcher = None
         if settings.webhooks_enabled:
-            dispatcher = WebhookDispatcher(settings, webhook_store, gateway.owners)
+            dispatcher = WebhookDispatcher(
+                settings,
+                webhook_store,
+                gateway.owners,
+                DeadLetters(publisher, settings.webhook_consumer_group),
+            )
             await dispatcher.start()
             stack.push_async_callback(dispatcher.stop)
         webhooks = WebhookServicer(gateway, webhook_store, dispatcher)

@@ -54,6 +54,9 @@ class GatewaySettings(ServiceSettings, PersonalDataSettings):
     payroll_topic: str = "payroll.events.v1"
     risk_topic: str = "signals.risk.v1"
     audit_topic: str = "gateway.audit.v1"
+    # The watch streams read those topics with no consumer group; what they cannot read goes to
+    # <topic>.dlq under this name (dlq_consumer_group), one dead letter per replica.
+    watch_reader: str = "zerocontact-gateway-watch"
 
     # Unrestricted resource consumption (OWASP API4): size, time and rate bounds.
     max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)

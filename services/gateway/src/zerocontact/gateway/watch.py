@@ -11,6 +11,10 @@ knows, at any point between two of its reads, up to which offset it has handed r
 (:meth:`EventHub.position`). A stream resuming from a token (:mod:`.resume`) subscribes, takes
 that position, and reads what lies between the token and it with a consumer of its own
 (:func:`replay`): the two ranges join without a gap or an overlap.
+
+A record the hub cannot read (no CloudEvents headers, a value that is not the topic's message)
+goes to ``<topic>.dlq`` in the background (:mod:`.dead_letters`) while the hub reads on; a
+replay skips it.
 """
 
 from __future__ import annotations
@@ -26,10 +30,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from zerocontact.gateway.dead_letters import DeadLetters
 from zerocontact.gateway.resume import Position, ResumeTokens, expired
 from zerocontact.loan.v1 import events_pb2 as loan_pb2
 from zerocontact.payroll.v1 import events_pb2 as payroll_pb2
-from zerocontact.platform.kafka.cloudevents import CloudEvent, MalformedEvent
+from zerocontact.platform.kafka.cloudevents import CloudEvent
 from zerocontact.platform.kafka.connection import KafkaConnection, as_connection
 from zerocontact.platform.kafka.consumer import IDLE_FETCH_WAIT_MS, IDLE_FETCHER_POLL_MS
 from zerocontact.signals.v1 import risk_pb2
@@ -86,17 +91,30 @@ def decode(
     return out
 
 
-def positioned(topic: str, record: Any, notice: Notice) -> Notice:
-    """``notice`` with the record's position, CloudEvents id and time."""
-    try:
-        event = CloudEvent.from_record(record.headers or (), record.value)
-        event_id, time = event.id, event.time
-    except MalformedEvent:  # not ours: identified by its position
-        event_id = f"{topic}:{record.partition}:{record.offset}"
-        time = datetime.fromtimestamp(record.timestamp / 1000, UTC)
-    return Notice(
-        notice.kind, notice.message, event_id, time, topic, record.partition, record.offset
-    )
+def read(
+    record: Any, *, loan_topic: str, payroll_topic: str, risk_topic: str
+) -> list[tuple[str, Notice]]:
+    """The (watch key, notice) pairs of one record, each notice with the record's position,
+    CloudEvents id and time; empty for an event no watcher or webhook is about (a kind these
+    contracts do not know yet included).
+
+    Raises for a record that breaks the topics' contract, which the caller dead-letters:
+    :class:`~zerocontact.platform.kafka.cloudevents.MalformedEvent` when its CloudEvents headers
+    are missing or bad, protobuf's ``DecodeError`` when its value is not the topic's message.
+    """
+    event = CloudEvent.from_record(record.headers or (), record.value)
+    pairs = decode(
+        record.topic, event.data, loan_topic=loan_topic, payroll_topic=payroll_topic,
+        risk_topic=risk_topic,
+    )  # fmt: skip
+    if not pairs:
+        return []
+    first = pairs[0][1]
+    notice = Notice(
+        first.kind, first.message, event.id, event.time, record.topic, record.partition,
+        record.offset,
+    )  # fmt: skip
+    return [(key, notice) for key, _ in pairs]
 
 
 class EventHub:
@@ -110,9 +128,12 @@ class EventHub:
         payroll_topic: str,
         risk_topic: str,
         tokens: ResumeTokens | None = None,
+        dead_letters: DeadLetters | None = None,
     ):
         self.connection = as_connection(bootstrap)
         self.tokens = tokens or ResumeTokens(b"")
+        # where an unreadable record goes (None: logged and skipped, for a hub on its own)
+        self.dead_letters = dead_letters
         self.loan_topic = loan_topic
         self.payroll_topic = payroll_topic
         self.risk_topic = risk_topic
@@ -166,6 +187,8 @@ class EventHub:
                 await self._task
         if self._consumer is not None:
             await self._consumer.stop()
+        if self.dead_letters is not None:
+            await self.dead_letters.drain()
 
     @contextlib.contextmanager
     def watch(self, *keys: str) -> Iterator[asyncio.Queue[Notice]]:
@@ -207,18 +230,25 @@ class EventHub:
             with contextlib.suppress(asyncio.QueueFull):  # a stuck watcher loses events, not us
                 queue.put_nowait(notice)
 
-    def _dispatch(self, topic: str, record: Any) -> None:
-        pairs = decode(
-            topic, record.value or b"", loan_topic=self.loan_topic,
-            payroll_topic=self.payroll_topic, risk_topic=self.risk_topic,
+    def _read(self, record: Any) -> list[tuple[str, Notice]]:
+        return read(
+            record, loan_topic=self.loan_topic, payroll_topic=self.payroll_topic,
+            risk_topic=self.risk_topic,
         )  # fmt: skip
-        if not pairs:
+
+    def _dispatch(self, record: Any) -> None:
+        try:
+            pairs = self._read(record)
+        except Exception as exc:  # poison: it must not stop every watch
+            if self.dead_letters is None:
+                log.warning("unreadable record on %s at %s", record.topic, record.offset)
+            else:  # in the background: the streams go on meanwhile
+                self.dead_letters.send_in_background(record, exc)
             return
         for key, _ in pairs:
             for listener in self._listeners:
                 listener(key)
-        notice = positioned(topic, record, pairs[0][1])
-        for key, _ in pairs:
+        for key, notice in pairs:
             self._deliver(key, notice)
 
     async def _run(self) -> None:
@@ -228,10 +258,7 @@ class EventHub:
             for tp, records in batches.items():
                 positions = self._positions[tp.topic]
                 for record in records:
-                    try:
-                        self._dispatch(tp.topic, record)
-                    except Exception:  # an unreadable record must not stop every watch
-                        log.warning("unreadable record on %s at %s", tp.topic, record.offset)
+                    self._dispatch(record)
                     positions[tp.partition] = record.offset + 1
 
     async def replay(
@@ -274,15 +301,11 @@ class EventHub:
                         if record.offset >= end:
                             break
                         try:
-                            pairs = decode(
-                                topic, record.value or b"", loan_topic=self.loan_topic,
-                                payroll_topic=self.payroll_topic, risk_topic=self.risk_topic,
-                            )  # fmt: skip
-                        except Exception:
-                            log.warning("unreadable record on %s at %s", topic, record.offset)
+                            pairs = self._read(record)
+                        except Exception:  # dead-lettered when the live hub read it
                             continue
                         if any(key in wanted for key, _ in pairs):
-                            out.append(positioned(topic, record, pairs[0][1]))
+                            out.append(pairs[0][1])
                 for tp in list(todo):
                     if await consumer.position(tp) >= spans[tp.partition][1]:
                         todo.discard(tp)

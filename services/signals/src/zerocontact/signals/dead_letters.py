@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from zerocontact.platform.kafka.consumer import dead_letter_record
+from zerocontact.platform.kafka.consumer import dead_letter_of
 from zerocontact.platform.metrics import DEAD_LETTERS
 
 log = logging.getLogger(__name__)
@@ -28,16 +28,10 @@ async def dead_letter(event: Any, dlq: Any, *, source: str, group: str, exc: Exc
         "unreadable record sent to the dead-letter topic",
         extra={"topic": source, "partition": message.partition, "offset": message.offset},
     )
-    headers = [
-        *header_pairs(message.headers),
-        ("dlq_error", str(exc).encode()),
-        ("dlq_error_type", type(exc).__name__.encode()),
-        ("dlq_original_topic", source.encode()),
-        ("dlq_original_partition", str(message.partition).encode()),
-        ("dlq_original_offset", str(message.offset).encode()),
-        ("dlq_consumer_group", group.encode()),
-    ]
     # A record at the size limit goes without its value (it stays on its topic).
-    value, headers = dead_letter_record(message.key, message.value, headers)
+    value, headers = dead_letter_of(
+        message.key, message.value, header_pairs(message.headers), error=exc, topic=source,
+        partition=message.partition, offset=message.offset, group=group,
+    )  # fmt: skip
     await dlq.send(key=message.key, value=value, headers=headers)
     DEAD_LETTERS.labels(group, source).inc()

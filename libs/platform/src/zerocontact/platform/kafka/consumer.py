@@ -99,6 +99,37 @@ def dead_letter_record(
     return b"", [*headers, (VALUE_DROPPED, str(len(value or b"")).encode())]
 
 
+def dead_letter_of(
+    key: bytes | None,
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes]],
+    *,
+    error: BaseException,
+    topic: str,
+    partition: int,
+    offset: int,
+    group: str,
+) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+    """The value and headers of the dead letter of a record ``group`` could not apply: the
+    record's own headers plus ``dlq_error``, ``dlq_error_type``, ``dlq_original_topic``,
+    ``dlq_original_partition``, ``dlq_original_offset`` and ``dlq_consumer_group`` (the one
+    contract every reader of the product follows, so ``zerocontact dlq replay`` can put it back);
+    sized by :func:`dead_letter_record`."""
+    return dead_letter_record(
+        key,
+        value,
+        [
+            *headers,
+            ("dlq_error", str(error)[:1000].encode()),
+            ("dlq_error_type", type(error).__name__.encode()),
+            ("dlq_original_topic", topic.encode()),
+            ("dlq_original_partition", str(partition).encode()),
+            ("dlq_original_offset", str(offset).encode()),
+            ("dlq_consumer_group", group.encode()),
+        ],
+    )
+
+
 class ConsumerRunner:
     """Runs one consumer group over ``topics`` until stopped."""
 
@@ -289,16 +320,10 @@ class ConsumerRunner:
                 "error": repr(exc),
             },
         )
-        headers = [
-            *record.headers,
-            ("dlq_error", str(exc)[:1000].encode()),
-            ("dlq_error_type", type(exc).__name__.encode()),
-            ("dlq_original_topic", record.topic.encode()),
-            ("dlq_original_partition", str(record.partition).encode()),
-            ("dlq_original_offset", str(record.offset).encode()),
-            ("dlq_consumer_group", self._group.encode()),
-        ]
-        value, headers = dead_letter_record(record.key, record.value, headers)
+        value, headers = dead_letter_of(
+            record.key, record.value, record.headers, error=exc, topic=record.topic,
+            partition=record.partition, offset=record.offset, group=self._group,
+        )  # fmt: skip
         await self._publisher.publish_raw(
             dead_letter_topic(record.topic), key=record.key, value=value, headers=headers
         )

@@ -9,7 +9,9 @@ subscribed to the type and registered before the event happened. Inserts are key
 are committed after the inserts, never past an event still waiting for its owner record (the
 gateway records ownership right after the service answers, which may be after the service's
 event is read; such an event waits up to ``webhook_owner_grace_s``, then is not the
-gateway's).
+gateway's). A record that cannot be read or applied goes to ``<topic>.dlq`` under the group's
+name before the offset moves past it (:mod:`~zerocontact.gateway.dead_letters`); a database or
+broker away holds that record's partition back and tries it again.
 
 **Send.** A periodic job (``webhook_tick_s``, woken by new deliveries) runs one indexed query
 for deliveries due, claims each with an atomic update (a lease: with several replicas, one
@@ -33,14 +35,19 @@ from typing import Any
 import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from zerocontact.gateway.dead_letters import DeadLetters
 from zerocontact.gateway.settings import GatewaySettings
 from zerocontact.gateway.store import OwnershipStore
-from zerocontact.gateway.watch import Notice, decode, positioned
+from zerocontact.gateway.watch import Notice, read
 from zerocontact.gateway.webhooks.events import ALL, EVENT_TYPES, EventType, body
 from zerocontact.gateway.webhooks.signing import EVENT_ID_HEADER, SIGNATURE_HEADER, signature
 from zerocontact.gateway.webhooks.store import Endpoint, WebhookStore, utcnow
 from zerocontact.platform.jobs import PeriodicJob
-from zerocontact.platform.kafka.consumer import IDLE_FETCH_WAIT_MS, IDLE_FETCHER_POLL_MS
+from zerocontact.platform.kafka.consumer import (
+    IDLE_FETCH_WAIT_MS,
+    IDLE_FETCHER_POLL_MS,
+    TRANSIENT_ERRORS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +64,16 @@ class WebhookDispatcher:
     """Ingests events into the delivery log and sends due deliveries."""
 
     def __init__(
-        self, settings: GatewaySettings, store: WebhookStore, owners: OwnershipStore
+        self,
+        settings: GatewaySettings,
+        store: WebhookStore,
+        owners: OwnershipStore,
+        dead_letters: DeadLetters,
     ) -> None:
         self.settings = settings
         self.store = store
         self.owners = owners
+        self.dead_letters = dead_letters  # signed with the consumer group's name
         self._endpoints: dict[str, list[Endpoint]] = {}
         self._by_id: dict[str, Endpoint] = {}
         self._loaded = -1e9
@@ -174,30 +186,32 @@ class WebhookDispatcher:
 
     async def _ingest_loop(self) -> None:
         assert self._consumer is not None
-        consumer, s = self._consumer, self.settings
+        consumer = self._consumer
         waiting: deque[tuple[TopicPartition, int, Notice]] = deque()  # owner not known yet
         consumed: dict[TopicPartition, int] = {}  # next offset per partition read so far
         retried = time.monotonic()
+        delay = 0.1  # after a transient failure: capped exponential back-off
         while True:
             try:
                 batches = await consumer.getmany(timeout_ms=500, max_records=500)
-                changed = bool(batches)
+                changed, held = bool(batches), False
                 for tp, records in batches.items():
                     for record in records:
-                        consumed[tp] = record.offset + 1
                         try:
-                            pairs = decode(
-                                tp.topic, record.value or b"", loan_topic=s.loan_topic,
-                                payroll_topic=s.payroll_topic, risk_topic=s.risk_topic,
+                            await self._ingest_record(tp, record, waiting)
+                        except TRANSIENT_ERRORS as exc:
+                            # MongoDB or Kafka away: this record and the rest of its partition
+                            # are read again (the other partitions go on).
+                            log.warning(
+                                "webhook ingest failed; retrying",
+                                extra={"topic": tp.topic, "offset": record.offset,
+                                       "error": str(exc)},
                             )  # fmt: skip
-                        except Exception:
-                            log.warning("unreadable record on %s at %s", tp.topic, record.offset)
-                            continue
-                        if not pairs or pairs[0][1].kind not in EVENT_TYPES:
-                            continue
-                        notice = positioned(tp.topic, record, pairs[0][1])
-                        if not await self.ingest(notice) and self._young(notice):
-                            waiting.append((tp, record.offset, notice))
+                            if tp in consumer.assignment():
+                                consumer.seek(tp, record.offset)
+                            held = True
+                            break
+                        consumed[tp] = record.offset + 1
                 if waiting and time.monotonic() - retried >= 0.5:
                     retried = time.monotonic()
                     for item in list(waiting):
@@ -206,11 +220,40 @@ class WebhookDispatcher:
                             changed = True
                 if changed:
                     await self._commit(consumer, consumed, waiting)
+                if held:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                else:
+                    delay = 0.1
             except asyncio.CancelledError:
                 raise
-            except Exception:  # MongoDB or Kafka away: retry the same records later
+            except Exception:  # the commit or a waiting event's retry: try again later
                 log.exception("webhook ingest failed; retrying")
                 await asyncio.sleep(1.0)
+
+    async def _ingest_record(
+        self,
+        tp: TopicPartition,
+        record: Any,
+        waiting: deque[tuple[TopicPartition, int, Notice]],
+    ) -> None:
+        """Queue one record's deliveries (or its wait for an owner); dead-letter it when it
+        cannot be read or applied (decision 6: anything but a transient failure, which raises)."""
+        s = self.settings
+        try:
+            pairs = read(
+                record, loan_topic=s.loan_topic, payroll_topic=s.payroll_topic,
+                risk_topic=s.risk_topic,
+            )  # fmt: skip
+            if not pairs or pairs[0][1].kind not in EVENT_TYPES:
+                return
+            notice = pairs[0][1]
+            if not await self.ingest(notice) and self._young(notice):
+                waiting.append((tp, record.offset, notice))
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception as exc:  # poison: to <topic>.dlq before the offset moves past it
+            await self.dead_letters.send(record, exc)
 
     def _young(self, notice: Notice) -> bool:
         age = (datetime.now(UTC) - notice.time).total_seconds()
