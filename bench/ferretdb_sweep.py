@@ -188,7 +188,7 @@ async def service_polls(databases: dict[str, AsyncDatabase[dict[str, Any]]]) -> 
         Poll("loan", "recovery: BOOKED loans", recovery,
              lambda: loan.loans_in_state(LoanState.BOOKED, older_than=now() - cutoff)),
         Poll("loan", "recovery: accepted without a loan", recovery,
-             lambda: loan.accepted_without_loan(now() - cutoff, window=timedelta(days=2))),
+             lambda: loan.accepted_without_loan(now() - cutoff)),
         Poll("loan", "recovery: pending repayments", recovery,
              loan.loans_with_pending_repayment),
         Poll("loan", "overdue scan", default(LoanSettings, "overdue_scan_interval_s"),

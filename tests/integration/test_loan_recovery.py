@@ -5,7 +5,9 @@ marked disbursed: docs/reliability.md, kill9)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -119,22 +121,55 @@ async def _no_application_left_to_confirm(engines: Engines, database: str) -> No
     assert [sorted(f) for f in applications.filters] == [["accepted_at", "loan_unconfirmed"]]
 
 
+@dataclass
+class World:
+    """A loan service's topics, database and consumer group, with identity's and risk's side
+    (the bus), a reader of the loan topic and tokens."""
+
+    topics: Topics
+    database: str
+    group: str
+    tokens: Tokens
+    bus: EventBus
+    reader: LoanTopicReader
+
+
+@asynccontextmanager
+async def _world(
+    engines: Engines,
+    kafka_admin: Any,
+    unique_name: Callable[[str], str],
+    mongo_client: AsyncMongoClient[dict[str, Any]],
+) -> AsyncIterator[World]:
+    topics: Topics = await create_loan_topics(kafka_admin, unique_name)
+    world = World(
+        topics,
+        unique_name("loan").replace("-", "_")[:60],
+        unique_name("group"),
+        Tokens(),
+        EventBus(engines.kafka_bootstrap, topics),
+        LoanTopicReader(engines.kafka_bootstrap, topics.loan),
+    )
+    await world.bus.start()
+    await world.reader.start()
+    try:
+        yield world
+    finally:
+        await world.reader.stop()
+        await world.bus.stop()
+        await mongo_client.drop_database(world.database)
+
+
 async def test_the_sweep_settles_a_payout_the_rail_took_and_a_bad_loan_holds_no_other_back(
     engines: Engines,
     kafka_admin: Any,
     unique_name: Callable[[str], str],
     mongo_client: AsyncMongoClient[dict[str, Any]],
 ) -> None:
-    topics: Topics = await create_loan_topics(kafka_admin, unique_name)
-    database = unique_name("loan").replace("-", "_")[:60]
-    group = unique_name("group")
-    tokens = Tokens()
-    bus = EventBus(engines.kafka_bootstrap, topics)
-    reader = LoanTopicReader(engines.kafka_bootstrap, topics.loan)
-    await bus.start()
-    await reader.start()
-    db = mongo_client[database]
-    try:
+    async with _world(engines, kafka_admin, unique_name, mongo_client) as world:
+        topics, database, group = world.topics, world.database, world.group
+        tokens, bus, reader = world.tokens, world.bus, world.reader
+        db = mongo_client[database]
         down = loan_settings(
             engines, topics, database, group, rail_failure_rate=1.0, recovery_interval_s=600
         )
@@ -194,10 +229,6 @@ async def test_the_sweep_settles_a_payout_the_rail_took_and_a_bad_loan_holds_no_
         # every accepted application on every run, and look each one's loan up by application
         # id, which decoded every loan: a sweep that grew with the book.
         await _no_application_left_to_confirm(engines, database)
-    finally:
-        await reader.stop()
-        await bus.stop()
-        await mongo_client.drop_database(database)
 
 
 async def test_the_sweep_books_and_pays_an_acceptance_whose_loan_a_crash_never_wrote(
@@ -206,15 +237,9 @@ async def test_the_sweep_books_and_pays_an_acceptance_whose_loan_a_crash_never_w
     unique_name: Callable[[str], str],
     mongo_client: AsyncMongoClient[dict[str, Any]],
 ) -> None:
-    topics: Topics = await create_loan_topics(kafka_admin, unique_name)
-    database = unique_name("loan").replace("-", "_")[:60]
-    group = unique_name("group")
-    tokens = Tokens()
-    bus = EventBus(engines.kafka_bootstrap, topics)
-    reader = LoanTopicReader(engines.kafka_bootstrap, topics.loan)
-    await bus.start()
-    await reader.start()
-    try:
+    async with _world(engines, kafka_admin, unique_name, mongo_client) as world:
+        topics, database, group = world.topics, world.database, world.group
+        tokens, bus, reader = world.tokens, world.bus, world.reader
         settings = loan_settings(engines, topics, database, group, recovery_interval_s=600)
         async with running_loan(settings, tokens) as app:
             _, application_id = await _approved(app, bus, reader, tokens)
@@ -237,10 +262,6 @@ async def test_the_sweep_books_and_pays_an_acceptance_whose_loan_a_crash_never_w
         report = await Ledger(mongo_client[database]).check_invariants()
         assert report.ok, report.problems
         await _no_application_left_to_confirm(engines, database)
-    finally:
-        await reader.stop()
-        await bus.stop()
-        await mongo_client.drop_database(database)
 
 
 async def test_the_sweep_finds_half_applied_repayments_by_an_indexed_flag(

@@ -9,7 +9,7 @@ explained, and SQLite's plan must use an index and scan no table (decisions 27 a
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -90,9 +90,7 @@ async def test_every_periodic_read_at_rest_is_an_index_lookup(
             "loan recovery: BOOKED loans": lambda: loan.loans_in_state(
                 LoanState.BOOKED, older_than=now
             ),
-            "loan recovery: accepted without a loan": lambda: loan.accepted_without_loan(
-                now, window=timedelta(days=2)
-            ),
+            "loan recovery: accepted without a loan": lambda: loan.accepted_without_loan(now),
             "loan recovery: pending repayments": loan.loans_with_pending_repayment,
             "marketing: due reminders": lambda: marketing.due_reminders(now),
             "marketing: campaign book": lambda: drain(marketing.triggered_campaigns()),
