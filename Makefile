@@ -105,7 +105,7 @@ lint: $(STAMP) proto buf-lint lint-deploy ## ruff, mypy, import contracts, buf l
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	MYPYPATH=deploy/local $(VENV)/bin/mypy deploy/local/engines.py deploy/local/localsuite \
+	MYPYPATH=deploy/local:bench $(VENV)/bin/mypy deploy/local/engines.py deploy/local/localsuite \
 		proto/generate.py deploy/tools/*.py bench examples/consumer_loan_events.py
 	$(PY) deploy/tools/asyncapi.py --check  # docs/asyncapi.{yaml,html} match the catalog and protos
 	$(PY) deploy/tools/prometheus_rule.py --check  # the monitoring component's PrometheusRule and dashboards match deploy/monitoring

@@ -275,7 +275,7 @@ async def measure_polls(
             + (f" and {len(filled) - len(swept)} more the polls read" if fill_polled else "")
             + f" in {time.perf_counter() - started:.1f} s"
         )
-        rows = []
+        rows: list[dict[str, Any]] = []
         for poll in polls:
             await poll.call()  # warm: first-use costs (indexes opened, plans) are not the poll's
             cpu0 = cpu_seconds(pid) if pid else 0.0
