@@ -401,6 +401,47 @@ async def test_a_redelivered_failed_login_counts_once(signals: Signals) -> None:
     assert (await signals.features(party))["failed_authentications_1h"] == "2"
 
 
+async def test_a_redelivered_repartition_record_counts_once(signals: Signals) -> None:
+    # A record of a re-keyed stage's topic delivered again (a kill or a rebalance after its
+    # bucket write reached the changelog, before its offset was committed): the device stage
+    # counted it again (tests/chaos/faust_state.py, 3 here before the fix).
+    party, device, address = _id("party"), _id("dev"), "203.0.113.77"
+    await signals.send(
+        signals.topics.loan, party, application(party, device=device, address=address)
+    )
+    await signals.risk.wait_for(party, "risk_assessment")
+    app_id = signals.worker.app_id
+    for stage in ("applications-by-device", "applications-by-source-address"):
+        [record] = await _records(signals.worker.engines, f"{app_id}-{stage}", 1)
+        await signals.producer.send_and_wait(
+            record.topic,
+            record.value,
+            key=record.key,
+            partition=record.partition,
+            timestamp_ms=record.timestamp,
+            headers=list(record.headers),
+        )
+    # The next application reaches both topics' partitions behind the copies (same keys).
+    await signals.send(
+        signals.topics.loan, party, application(party, device=device, address=address)
+    )
+
+    assessments = await signals.risk.wait_for(party, "risk_assessment", count=2)
+    await asyncio.sleep(0.5)  # a redelivery assessed again would show up here
+    assessments = signals.risk.for_party(party, "risk_assessment")
+    assert len(assessments) == 2
+    second = {f.name: f.value for f in assessments[-1][1].features}
+    assert second["applications_per_party_1h"] == "2"
+    for name in (
+        "applications_per_device_1h",
+        "applications_per_device_24h",
+        "applications_per_source_address_1h",
+        "applications_per_source_address_24h",
+    ):
+        assert second[name] == "2", (name, second)
+    assert second["parties_per_device_24h"] == "1"
+
+
 async def test_device_shared_by_many_parties_raises_one_alert_and_rejects(signals: Signals) -> None:
     device = _id("dev")
     parties = [_id("party") for _ in range(4)]

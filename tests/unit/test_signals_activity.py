@@ -73,3 +73,17 @@ def test_the_id_guard_keeps_the_newest_ids_and_rides_in_the_same_value() -> None
     value = _count(value, 0, event_id="e3")
     assert value[IDS] == ["e2", "e3"]  # capped: the oldest goes
     assert window_part(feature("applications_per_party_1h"), value, 0) == 1
+
+
+def test_an_id_the_bucket_holds_counts_nothing_again() -> None:
+    # The device stage counted a redelivered record of its topic twice: the id it keeps in
+    # the counted bucket now stops the second count (and the member and the id stay as they are).
+    value = _count(None, 2, count=APPLICATIONS, member="p1", event_id="e1")
+    for member in ("p1", "p2"):
+        again = counted(
+            value, 2, count=APPLICATIONS, member=member, event_id="e1", member_cap=3, ids_cap=2
+        )
+        assert again is None
+    value = _count(value, 2, count=APPLICATIONS, member="p1", event_id="e2")
+    assert window_part(feature("applications_per_device_1h"), value, 2) == 2
+    assert members_of(value) == ["p1"]

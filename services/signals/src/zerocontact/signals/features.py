@@ -256,7 +256,12 @@ def counted(
 
     ``count`` adds one to that measure's slot, ``member`` joins the PARTIES list (up to
     ``member_cap``), ``event_id`` joins the counted ids (the newest ``ids_cap`` are kept).
+    An ``event_id`` the bucket holds already was counted there: the event changes nothing (a
+    redelivery of a record whose bucket write reached the changelog before its offset was
+    committed; the guard rides in the value it guards).
     """
+    if event_id is not None and has_id(value, event_id):
+        return None
     updated: dict[str, object] = dict(value or {})
     changed = False
     if count is not None:
@@ -271,7 +276,7 @@ def counted(
         if member not in members and len(members) < member_cap:
             updated[PARTIES] = sorted([*members, member])
             changed = True
-    if event_id is not None and not has_id(updated, event_id):
+    if event_id is not None:
         raw_ids = updated.get(IDS)
         ids = [str(i) for i in raw_ids] if isinstance(raw_ids, list) else []
         updated[IDS] = [*ids, event_id][-ids_cap:]

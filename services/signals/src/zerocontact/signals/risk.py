@@ -8,8 +8,9 @@ keeps, and when it forwarded the record, to the record's headers):
    merchant revenue and failed authentications (with the failed-login-burst alert); for an
    application it marks a duplicate ``ce_id``, counts the party's applications, reads every
    party feature and forwards the application keyed by device;
-2. ``applications-by-device`` — counts the device's applications and parties, raises the
-   device-shared alert, forwards keyed by source address;
+2. ``applications-by-device`` — counts the device's applications and parties (once per
+   ``ce_id``: the id rides in the device's bucket), raises the device-shared alert, forwards
+   keyed by source address;
 3. ``applications-by-source-address`` — drops an application already assessed (its ``ce_id``
    kept in the address's activity buckets), counts the address's applications, scores every
    feature and publishes the RiskAssessment to ``signals.risk.v1`` keyed by party.
@@ -218,10 +219,20 @@ def _device_stage(app: faust.App, p: _Pipeline) -> None:
         application = _application(message.value)
         device = application.device_id
         at = message.timestamp
+        outcome = "forwarded"
         if device and not _has(headers, DUPLICATE_HEADER):
-            tables.record(
-                FeatureKey.DEVICE, device, at, count=APPLICATIONS, member=application.party_id
+            # A record of this topic delivered again (a kill or a rebalance after its bucket
+            # write reached the changelog, before its offset was committed) carries the same
+            # ce_id and timestamp: the id kept in the bucket it counted in stops a second count.
+            fresh = tables.record(
+                FeatureKey.DEVICE,
+                device,
+                at,
+                count=APPLICATIONS,
+                member=application.party_id,
+                event_id=records.envelope(headers).id,
             )
+            outcome = "forwarded" if fresh else "duplicate"
         if device:
             values = tables.keyed_values(FeatureKey.DEVICE, device, at)
             await _maybe_alert_device(tables, p.risk, application, values, at)
@@ -235,7 +246,7 @@ def _device_stage(app: faust.App, p: _Pipeline) -> None:
             ),
             timestamp=at,
         )
-        metrics.count(DEVICE_AGENT, "forwarded")
+        metrics.count(DEVICE_AGENT, outcome)
 
 
 def _address_stage(app: faust.App, p: _Pipeline) -> None:

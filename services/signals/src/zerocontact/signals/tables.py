@@ -159,11 +159,12 @@ class FeatureTables:
         count: str | None = None,
         member: str | None = None,
         event_id: str | None = None,
-    ) -> None:
+    ) -> bool:
         """One event into ``key``'s current activity bucket: a single table write (or none).
 
         ``count`` is the measure it adds one to, ``member`` a party for the distinct count,
-        ``event_id`` an application id for :meth:`seen`.
+        ``event_id`` an application id for :meth:`seen`; an ``event_id`` the bucket holds
+        already counts nothing (the same record delivered again). True when it wrote.
         """
         wrapper = self.activity[kind]
         current = self.bucket(wrapper, key, at)
@@ -177,8 +178,10 @@ class FeatureTables:
             member_cap=DISTINCT_CAP,
             ids_cap=IDS_CAP,
         )
-        if updated is not None:
-            self.set_bucket(wrapper, key, at, updated)
+        if updated is None:
+            return False
+        self.set_bucket(wrapper, key, at, updated)
+        return True
 
     def seen(self, kind: FeatureKey, key: str, event_id: str, at: float) -> bool:
         """True when ``key``'s buckets of the last ``DEDUPE_WINDOW`` hold ``event_id``."""
