@@ -61,7 +61,7 @@ from zerocontact.platform.ids import new_id
 from zerocontact.platform.kafka.access import create_acls, create_team_user, new_password
 from zerocontact.platform.kafka.cloudevents import CloudEvent
 from zerocontact.platform.kafka.connection import KafkaConnection
-from zerocontact.platform.outbox import OutboxEvent, outbox_document
+from zerocontact.platform.outbox import OutboxEvent, outbox_document, protobuf_event
 from zerocontact.signals.v1 import risk_pb2
 from zerocontact.skeleton.app import create_accounts_app, create_projection_app
 from zerocontact.skeleton.settings import AccountsSettings, ProjectionSettings
@@ -493,12 +493,17 @@ async def test_the_gateways_kafka_parts_run_as_its_own_principal(
         application_id = f"app-{uuid.uuid4().hex[:8]}"
         wrapper = loan_pb2.LoanEvent()
         wrapper.loan_application_submitted.application_id = application_id
+        # As loan's outbox writes it (the hub reads the CloudEvents headers first, decision 29).
+        event = protobuf_event(wrapper, topic="loan", key=application_id, source="/test/loan").event
         with hub.watch(f"application:{application_id}") as queue:
             producer = AIOKafkaProducer(bootstrap_servers=broker.plaintext, acks="all")
             await producer.start()
             try:
                 await producer.send_and_wait(
-                    settings.loan_topic, wrapper.SerializeToString(), key=application_id.encode()
+                    settings.loan_topic,
+                    event.data,
+                    key=application_id.encode(),
+                    headers=event.headers(),
                 )
             finally:
                 await producer.stop()
