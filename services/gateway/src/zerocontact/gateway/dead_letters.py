@@ -14,9 +14,8 @@ import asyncio
 import logging
 from typing import Any
 
-from zerocontact.platform.kafka.consumer import TRANSIENT_ERRORS, dead_letter_of, dead_letter_topic
+from zerocontact.platform.kafka.consumer import TRANSIENT_ERRORS, publish_dead_letter
 from zerocontact.platform.kafka.producer import EventPublisher
-from zerocontact.platform.metrics import DEAD_LETTERS
 
 log = logging.getLogger(__name__)
 
@@ -32,24 +31,7 @@ class DeadLetters:
     async def send(self, record: Any, error: Exception) -> None:
         """Dead-letter ``record`` (an aiokafka ``ConsumerRecord``) and wait for the broker's
         acknowledgement; a broker that does not take it raises (the caller retries)."""
-        log.error(
-            "unreadable record sent to the dead-letter topic",
-            extra={
-                "group": self.reader,
-                "topic": record.topic,
-                "partition": record.partition,
-                "offset": record.offset,
-                "error": repr(error),
-            },
-        )
-        value, headers = dead_letter_of(
-            record.key, record.value, record.headers or (), error=error, topic=record.topic,
-            partition=record.partition, offset=record.offset, group=self.reader,
-        )  # fmt: skip
-        await self.publisher.publish_raw(
-            dead_letter_topic(record.topic), key=record.key, value=value, headers=headers
-        )
-        DEAD_LETTERS.labels(self.reader, record.topic).inc()
+        await publish_dead_letter(self.publisher, record, error, group=self.reader)
 
     def send_in_background(self, record: Any, error: Exception) -> None:
         """Dead-letter ``record`` without waiting: retried with back-off while the broker does

@@ -130,6 +130,32 @@ def dead_letter_of(
     )
 
 
+async def publish_dead_letter(
+    publisher: EventPublisher, record: ConsumerRecord[bytes, bytes], error: Exception, *, group: str
+) -> None:
+    """Send ``record``, which ``group`` could not apply, to ``<topic>.dlq`` (:func:`dead_letter_of`)
+    and wait for the broker's acknowledgement (a broker that does not take it raises); logged
+    and counted in ``zc_dead_letters_total``."""
+    log.error(
+        "poison record sent to the dead-letter topic",
+        extra={
+            "group": group,
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "error": repr(error),
+        },
+    )
+    value, headers = dead_letter_of(
+        record.key, record.value, record.headers or (), error=error, topic=record.topic,
+        partition=record.partition, offset=record.offset, group=group,
+    )  # fmt: skip
+    await publisher.publish_raw(
+        dead_letter_topic(record.topic), key=record.key, value=value, headers=headers
+    )
+    DEAD_LETTERS.labels(group, record.topic).inc()
+
+
 class ConsumerRunner:
     """Runs one consumer group over ``topics`` until stopped."""
 
@@ -304,29 +330,10 @@ class ConsumerRunner:
         except TRANSIENT_ERRORS:
             raise
         except Exception as exc:  # poison: anything the handler cannot apply, however often tried
-            await self._dead_letter(record, exc)
-            DEAD_LETTERS.labels(self._group, record.topic).inc()
+            await publish_dead_letter(self._publisher, record, exc, group=self._group)
             EVENTS.labels(self._group, record.topic, "dead_lettered").inc()
             return
         EVENTS.labels(self._group, record.topic, "applied").inc()
-
-    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], exc: Exception) -> None:
-        log.error(
-            "poison record sent to the dead-letter topic",
-            extra={
-                "group": self._group,
-                "topic": record.topic,
-                "offset": record.offset,
-                "error": repr(exc),
-            },
-        )
-        value, headers = dead_letter_of(
-            record.key, record.value, record.headers, error=exc, topic=record.topic,
-            partition=record.partition, offset=record.offset, group=self._group,
-        )  # fmt: skip
-        await self._publisher.publish_raw(
-            dead_letter_topic(record.topic), key=record.key, value=value, headers=headers
-        )
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
