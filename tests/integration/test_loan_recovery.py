@@ -6,11 +6,11 @@ marked disbursed: docs/reliability.md, kill9)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
@@ -32,6 +32,7 @@ from zerocontact.loan.domain import loans as domain
 from zerocontact.loan.rail import RAIL_PAYMENTS, PaymentRailSimulator, RailStatus
 from zerocontact.loan.repository import LoanRepository
 from zerocontact.loan.repository.store import REPAYMENT_PENDING
+from zerocontact.loan.settings import LoanSettings
 from zerocontact.platform.ids import new_id
 from zerocontact.platform.ledger import Ledger
 from zerocontact.platform.money import Money
@@ -126,6 +127,7 @@ class World:
     """A loan service's topics, database and consumer group, with identity's and risk's side
     (the bus), a reader of the loan topic and tokens."""
 
+    engines: Engines
     topics: Topics
     database: str
     group: str
@@ -133,9 +135,13 @@ class World:
     bus: EventBus
     reader: LoanTopicReader
 
+    def settings(self, **overrides: Any) -> LoanSettings:
+        """The loan service's settings on this world's engines, topics and database."""
+        return loan_settings(self.engines, self.topics, self.database, self.group, **overrides)
 
-@asynccontextmanager
-async def _world(
+
+@pytest.fixture
+async def world(
     engines: Engines,
     kafka_admin: Any,
     unique_name: Callable[[str], str],
@@ -143,6 +149,7 @@ async def _world(
 ) -> AsyncIterator[World]:
     topics: Topics = await create_loan_topics(kafka_admin, unique_name)
     world = World(
+        engines,
         topics,
         unique_name("loan").replace("-", "_")[:60],
         unique_name("group"),
@@ -161,107 +168,93 @@ async def _world(
 
 
 async def test_the_sweep_settles_a_payout_the_rail_took_and_a_bad_loan_holds_no_other_back(
-    engines: Engines,
-    kafka_admin: Any,
-    unique_name: Callable[[str], str],
-    mongo_client: AsyncMongoClient[dict[str, Any]],
+    engines: Engines, world: World, mongo_client: AsyncMongoClient[dict[str, Any]]
 ) -> None:
-    async with _world(engines, kafka_admin, unique_name, mongo_client) as world:
-        topics, database, group = world.topics, world.database, world.group
-        tokens, bus, reader = world.tokens, world.bus, world.reader
-        db = mongo_client[database]
-        down = loan_settings(
-            engines, topics, database, group, rail_failure_rate=1.0, recovery_interval_s=600
-        )
-        async with running_loan(down, tokens) as app:
-            # Booked first, so the sweep meets it first: before the fix its failure ended
-            # every run, and the loan behind it was never finished.
-            bad = await _booked_loan(app, bus, reader, tokens)
-            paid = await _booked_loan(app, bus, reader, tokens)
-        repo = LoanRepository(db)
-        loan = await repo.loan(paid)
-        assert loan is not None
-        # The rail took the payout, and the service never heard back (the connection died,
-        # the process was killed): only the rail knows.
-        taken = await PaymentRailSimulator(db[RAIL_PAYMENTS], latency_s=0).transfer(
-            reference=f"disburse:{paid}",
-            sources=[
-                (bookkeeping.funding(f.funder_id, bookkeeping.shard_of(paid)), f.amount)
-                for f in loan.funders
-            ],
-            destination=bookkeeping.settlement(loan.party_id),
-            amount=loan.principal,
-        )
-        assert taken.status is RailStatus.SETTLED
-        # The other loan's reference was used for another payout: a bug the sweep cannot
-        # finish, refused by the rail on every attempt.
-        await db[RAIL_PAYMENTS].insert_one(
-            {
-                "_id": f"disburse:{bad}",
-                "request": "another payout",
-                "status": "SETTLED",
-                "rail_reference": f"SIM-{new_id()}",
-                "reason": "",
-            }
-        )
+    database, tokens, bus, reader = world.database, world.tokens, world.bus, world.reader
+    db = mongo_client[database]
+    down = world.settings(rail_failure_rate=1.0, recovery_interval_s=600)
+    async with running_loan(down, tokens) as app:
+        # Booked first, so the sweep meets it first: before the fix its failure ended
+        # every run, and the loan behind it was never finished.
+        bad = await _booked_loan(app, bus, reader, tokens)
+        paid = await _booked_loan(app, bus, reader, tokens)
+    repo = LoanRepository(db)
+    loan = await repo.loan(paid)
+    assert loan is not None
+    # The rail took the payout, and the service never heard back (the connection died,
+    # the process was killed): only the rail knows.
+    taken = await PaymentRailSimulator(db[RAIL_PAYMENTS], latency_s=0).transfer(
+        reference=f"disburse:{paid}",
+        sources=[
+            (bookkeeping.funding(f.funder_id, bookkeeping.shard_of(paid)), f.amount)
+            for f in loan.funders
+        ],
+        destination=bookkeeping.settlement(loan.party_id),
+        amount=loan.principal,
+    )
+    assert taken.status is RailStatus.SETTLED
+    # The other loan's reference was used for another payout: a bug the sweep cannot
+    # finish, refused by the rail on every attempt.
+    await db[RAIL_PAYMENTS].insert_one(
+        {
+            "_id": f"disburse:{bad}",
+            "request": "another payout",
+            "status": "SETTLED",
+            "rail_reference": f"SIM-{new_id()}",
+            "reason": "",
+        }
+    )
 
-        up = loan_settings(engines, topics, database, group)
-        async with running_loan(up, tokens) as app:
-            disbursed = await reader.wait_for("loan_disbursed", loan_id=paid, within_s=60)
-            # The loan it cannot finish is counted on every run, for ZcLoanRecoveryFailing.
-            failed = await eventually(lambda: _recovery_failures(app, "disburse"))
-            assert failed >= 1
-            await eventually(lambda: _all_confirmed(mongo_client, database), within_s=30)
-        assert disbursed[0].message.rail_reference == taken.rail_reference
-        assert len(reader.of("loan_disbursed", loan_id=paid)) == 1
-        assert await db[RAIL_PAYMENTS].count_documents({"_id": f"disburse:{paid}"}) == 1
-        assert await Ledger(db).balance(bookkeeping.settlement(loan.party_id)) == Money.of(
-            "6000.00", "CNY"
-        )
-        stuck = await repo.loan(bad)
-        assert stuck is not None and stuck.state.value == "BOOKED"
-        assert reader.of("loan_disbursed", loan_id=bad) == []
-        report = await Ledger(db).check_invariants()
-        assert report.ok, report.problems
+    up = world.settings()
+    async with running_loan(up, tokens) as app:
+        disbursed = await reader.wait_for("loan_disbursed", loan_id=paid, within_s=60)
+        # The loan it cannot finish is counted on every run, for ZcLoanRecoveryFailing.
+        failed = await eventually(lambda: _recovery_failures(app, "disburse"))
+        assert failed >= 1
+        await eventually(lambda: _all_confirmed(mongo_client, database), within_s=30)
+    assert disbursed[0].message.rail_reference == taken.rail_reference
+    assert len(reader.of("loan_disbursed", loan_id=paid)) == 1
+    assert await db[RAIL_PAYMENTS].count_documents({"_id": f"disburse:{paid}"}) == 1
+    assert await Ledger(db).balance(bookkeeping.settlement(loan.party_id)) == Money.of(
+        "6000.00", "CNY"
+    )
+    stuck = await repo.loan(bad)
+    assert stuck is not None and stuck.state.value == "BOOKED"
+    assert reader.of("loan_disbursed", loan_id=bad) == []
+    report = await Ledger(db).check_invariants()
+    assert report.ok, report.problems
 
-        # The sweep reads only the applications whose loan it has not confirmed yet, and
-        # looks loans up by `_id`: FerretDB 1.24 answers both from an index. It used to read
-        # every accepted application on every run, and look each one's loan up by application
-        # id, which decoded every loan: a sweep that grew with the book.
-        await _no_application_left_to_confirm(engines, database)
+    # The sweep reads only the applications whose loan it has not confirmed yet, and
+    # looks loans up by `_id`: FerretDB 1.24 answers both from an index. It used to read
+    # every accepted application on every run, and look each one's loan up by application
+    # id, which decoded every loan: a sweep that grew with the book.
+    await _no_application_left_to_confirm(engines, database)
 
 
 async def test_the_sweep_books_and_pays_an_acceptance_whose_loan_a_crash_never_wrote(
-    engines: Engines,
-    kafka_admin: Any,
-    unique_name: Callable[[str], str],
-    mongo_client: AsyncMongoClient[dict[str, Any]],
+    engines: Engines, world: World, mongo_client: AsyncMongoClient[dict[str, Any]]
 ) -> None:
-    async with _world(engines, kafka_admin, unique_name, mongo_client) as world:
-        topics, database, group = world.topics, world.database, world.group
-        tokens, bus, reader = world.tokens, world.bus, world.reader
-        settings = loan_settings(engines, topics, database, group, recovery_interval_s=600)
-        async with running_loan(settings, tokens) as app:
-            _, application_id = await _approved(app, bus, reader, tokens)
-        # The acceptance was stored and the process died before the loan document was.
-        repo = LoanRepository(mongo_client[database])
-        accepted = await repo.application(application_id)
-        assert accepted is not None
-        assert domain.accept_offer(accepted, loan_id=new_id(), now=datetime.now(UTC))
-        await repo.save_application(accepted, events=[])
-        assert accepted.loan_id is not None and await repo.loan(accepted.loan_id) is None
+    database, tokens, bus, reader = world.database, world.tokens, world.bus, world.reader
+    settings = world.settings(recovery_interval_s=600)
+    async with running_loan(settings, tokens) as app:
+        _, application_id = await _approved(app, bus, reader, tokens)
+    # The acceptance was stored and the process died before the loan document was.
+    repo = LoanRepository(mongo_client[database])
+    accepted = await repo.application(application_id)
+    assert accepted is not None
+    assert domain.accept_offer(accepted, loan_id=new_id(), now=datetime.now(UTC))
+    await repo.save_application(accepted, events=[])
+    assert accepted.loan_id is not None and await repo.loan(accepted.loan_id) is None
 
-        async with running_loan(loan_settings(engines, topics, database, group), tokens):
-            disbursed = await reader.wait_for(
-                "loan_disbursed", loan_id=accepted.loan_id, within_s=60
-            )
-            await eventually(lambda: _all_confirmed(mongo_client, database), within_s=30)
-        assert len(disbursed) == 1
-        loan = await repo.loan(accepted.loan_id)
-        assert loan is not None and loan.state.value == "DISBURSED"
-        report = await Ledger(mongo_client[database]).check_invariants()
-        assert report.ok, report.problems
-        await _no_application_left_to_confirm(engines, database)
+    async with running_loan(world.settings(), tokens):
+        disbursed = await reader.wait_for("loan_disbursed", loan_id=accepted.loan_id, within_s=60)
+        await eventually(lambda: _all_confirmed(mongo_client, database), within_s=30)
+    assert len(disbursed) == 1
+    loan = await repo.loan(accepted.loan_id)
+    assert loan is not None and loan.state.value == "DISBURSED"
+    report = await Ledger(mongo_client[database]).check_invariants()
+    assert report.ok, report.problems
+    await _no_application_left_to_confirm(engines, database)
 
 
 async def test_the_sweep_finds_half_applied_repayments_by_an_indexed_flag(
