@@ -5,9 +5,10 @@ marked disbursed: docs/reliability.md, kill9)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -27,8 +28,9 @@ from tests.integration.test_loan_support import (
     running_loan,
     wait_state,
 )
-from zerocontact.loan import bookkeeping
+from zerocontact.loan import bookkeeping, handlers
 from zerocontact.loan.domain import loans as domain
+from zerocontact.loan.handlers.recovery import recover
 from zerocontact.loan.rail import RAIL_PAYMENTS, PaymentRailSimulator, RailStatus
 from zerocontact.loan.repository import LoanRepository
 from zerocontact.loan.repository.store import REPAYMENT_PENDING
@@ -297,3 +299,91 @@ async def test_the_sweep_finds_half_applied_repayments_by_an_indexed_flag(
     if "Plan" in explained.get("queryPlanner", {}):  # FerretDB's SQLite plan (MongoDB's differs)
         plan = [str(step) for step in explained["queryPlanner"]["Plan"]]
         assert any("USING INDEX" in s and "repayment_pending" in s for s in plan), plan
+
+
+async def _disbursed_loan(app: Any, world: World) -> tuple[str, str, Money, date]:
+    """A disbursed 6,000.00 loan: (its id, its party, the first installment, its due date)."""
+    party, application_id = await _approved(app, world.bus, world.reader, world.tokens)
+    r = await app.client.post(
+        f"/v1/applications/{application_id}/acceptance",
+        headers=world.tokens.headers(party, key=f"accept-{new_id()[-12:]}"),
+    )
+    assert r.status_code == 200 and r.json()["state"] == "DISBURSED", r.text
+    first = r.json()["schedule"][0]
+    amount = Money.of(first["principal"], "CNY") + Money.of(first["interest"], "CNY")
+    return r.json()["loan_id"], party, amount, date.fromisoformat(first["due_date"])
+
+
+async def test_the_sweep_leaves_a_young_repayment_intent_to_its_request(
+    world: World, mongo_client: AsyncMongoClient[dict[str, Any]]
+) -> None:
+    """An intent younger than the sweep's minimum age is the live request's to finish: the
+    sweep used to race it, and the request then failed on the sweep's write (ConcurrentUpdate
+    in `test_a_repayment_interrupted_by_a_crash_is_finished_once`, now and then)."""
+    db = mongo_client[world.database]
+    async with running_loan(world.settings(recovery_interval_s=600), world.tokens) as app:
+        deps = app.app.state.deps.loan
+        loan_id, party, amount, due = await _disbursed_loan(app, world)
+
+        async def crash(posting_id: str, step: str) -> None:
+            if posting_id.startswith("repay:") and step == "inserted":
+                raise RuntimeError("the process died after the posting was stored")
+
+        with pytest.raises(RuntimeError):
+            await handlers.repay(
+                loan_id=loan_id,
+                repayment_id="repay-young-1",
+                amount=amount,
+                subject=None,
+                deps=replace(deps, ledger=Ledger(db, on_step=crash)),
+                as_of=due,
+            )
+        assert await recover(deps=deps, min_age=timedelta(minutes=5)) == 0
+        left = await db["loans"].find_one({"_id": loan_id})
+        assert left is not None and left["pending_repayment"]["id"] == "repay-young-1"
+        assert left["repayments"] == {}
+
+        assert await recover(deps=deps, min_age=timedelta(0)) == 1  # old enough now
+        done = await db["loans"].find_one({"_id": loan_id})
+        assert done is not None and done["pending_repayment"] is None
+        assert list(done["repayments"]) == ["repay-young-1"]
+        received = await world.reader.wait_for("repayment_received", loan_id=loan_id)
+    assert len(received) == 1
+    assert await Ledger(db).balance(f"settlement:{party}") == Money.of("6000.00", "CNY") - amount
+
+
+async def test_a_repayment_finished_by_the_sweep_mid_request_answers_the_request_once(
+    world: World, mongo_client: AsyncMongoClient[dict[str, Any]]
+) -> None:
+    """The sweep finishes an intent while its request is between the posting and the loan's
+    write (a request slower than the sweep's minimum age): the request reads the result back
+    instead of failing on the sweep's write, and the money moves once."""
+    db = mongo_client[world.database]
+    async with running_loan(world.settings(recovery_interval_s=600), world.tokens) as app:
+        deps = app.app.state.deps.loan
+        loan_id, party, amount, due = await _disbursed_loan(app, world)
+        swept: list[int] = []
+
+        async def sweep_meanwhile(posting_id: str, step: str) -> None:
+            if posting_id.startswith("repay:") and step == "inserted" and not swept:
+                swept.append(await recover(deps=deps, min_age=timedelta(0)))
+
+        result = await handlers.repay(
+            loan_id=loan_id,
+            repayment_id="repay-raced-1",
+            amount=amount,
+            subject=None,
+            deps=replace(deps, ledger=Ledger(db, on_step=sweep_meanwhile)),
+            as_of=due,
+        )
+        assert swept == [1]  # the sweep finished it inside the request
+        assert result.repayment_id == "repay-raced-1"
+        done = await db["loans"].find_one({"_id": loan_id})
+        assert done is not None and done["pending_repayment"] is None
+        assert list(done["repayments"]) == ["repay-raced-1"]
+        received = await world.reader.wait_for("repayment_received", loan_id=loan_id)
+        await asyncio.sleep(1)  # a second RepaymentReceived would arrive here
+    assert len(world.reader.of("repayment_received", loan_id=loan_id)) == len(received) == 1
+    assert await Ledger(db).balance(f"settlement:{party}") == Money.of("6000.00", "CNY") - amount
+    report = await Ledger(db).check_invariants()
+    assert report.ok, report.problems

@@ -56,16 +56,25 @@ async def recover(*, deps: LoanDeps, min_age: timedelta) -> int:
             done += 1
     for loan_id in await deps.repo.loans_with_pending_repayment():
         with _own_failure("repayment", loan_id):
-            done += await _finish_repayment(loan_id, deps=deps)
+            done += await _finish_repayment(loan_id, deps=deps, cutoff=cutoff)
     return done
 
 
-async def _finish_repayment(loan_id: str, *, deps: LoanDeps) -> int:
+async def _finish_repayment(loan_id: str, *, deps: LoanDeps, cutoff: datetime) -> int:
+    """Finish a repayment intent stored before ``cutoff``. A younger one is left to the
+    request that stored it (racing it only makes one of the two write the same result); an
+    intent stored before intents had a time is finished."""
     doc = await deps.repo.loan_doc(loan_id)
     loan = await deps.repo.loan(loan_id)
     if doc is None or loan is None or doc.get("pending_repayment") is None:
         return 0
     pending = doc["pending_repayment"]
+    stored_at = pending.get("stored_at")
+    if (
+        isinstance(stored_at, datetime)
+        and stored_at.replace(tzinfo=stored_at.tzinfo or UTC) > cutoff
+    ):
+        return 0
     with (
         deferred_span(
             "loan.recovery.repayment",

@@ -110,7 +110,10 @@ async def repay(
                 raise Busy("another repayment of this loan is being applied", retry=True)
             if pending["request"] != request:
                 raise IdempotencyConflict(f"repayment {repayment_id} was for another amount")
-            return await complete_repayment(loan, pending, deps=deps)
+            try:
+                return await complete_repayment(loan, pending, deps=deps)
+            except ConcurrentUpdate:
+                continue  # the sweep or another retry finished it first: read the result back
         if loan.state is not LoanState.DISBURSED or loan.disbursed_on is None:
             raise LoanNotRepayable(f"loan {loan_id} is {loan.state}", state=str(loan.state))
         if amount.currency != loan.principal.currency:
@@ -147,12 +150,13 @@ async def repay(
         )
         intent = _intent_doc(repayment_id, request, amount, allocation, subsidy, legs, day)
         intent["traceparent"] = current_traceparent()  # a recovered repayment continues it
+        intent["stored_at"] = datetime.now(UTC)  # the sweep leaves it to this request until old
         loan.version += 1
         try:
             await deps.repo.save_loan(loan, events=[], extra={"pending_repayment": intent})
+            return await complete_repayment(loan, intent, deps=deps)
         except ConcurrentUpdate:
-            continue
-        return await complete_repayment(loan, intent, deps=deps)
+            continue  # changed under us, or finished by the sweep: read it again
     raise Busy(f"loan {loan_id} kept changing")
 
 
