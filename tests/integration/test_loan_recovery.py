@@ -6,7 +6,7 @@ marked disbursed: docs/reliability.md, kill9)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -314,6 +314,27 @@ async def _disbursed_loan(app: Any, world: World) -> tuple[str, str, Money, date
     return r.json()["loan_id"], party, amount, date.fromisoformat(first["due_date"])
 
 
+async def _repay(
+    deps: Any,
+    db: AsyncDatabase[dict[str, Any]],
+    loan_id: str,
+    repayment_id: str,
+    amount: Money,
+    due: date,
+    *,
+    on_step: Callable[[str, str], Awaitable[None]],
+) -> Any:
+    """The service's own repayment handler, with a ledger that calls ``on_step`` mid-posting."""
+    return await handlers.repay(
+        loan_id=loan_id,
+        repayment_id=repayment_id,
+        amount=amount,
+        subject=None,
+        deps=replace(deps, ledger=Ledger(db, on_step=on_step)),
+        as_of=due,
+    )
+
+
 async def test_the_sweep_leaves_a_young_repayment_intent_to_its_request(
     world: World, mongo_client: AsyncMongoClient[dict[str, Any]]
 ) -> None:
@@ -330,14 +351,7 @@ async def test_the_sweep_leaves_a_young_repayment_intent_to_its_request(
                 raise RuntimeError("the process died after the posting was stored")
 
         with pytest.raises(RuntimeError):
-            await handlers.repay(
-                loan_id=loan_id,
-                repayment_id="repay-young-1",
-                amount=amount,
-                subject=None,
-                deps=replace(deps, ledger=Ledger(db, on_step=crash)),
-                as_of=due,
-            )
+            await _repay(deps, db, loan_id, "repay-young-1", amount, due, on_step=crash)
         assert await recover(deps=deps, min_age=timedelta(minutes=5)) == 0
         left = await db["loans"].find_one({"_id": loan_id})
         assert left is not None and left["pending_repayment"]["id"] == "repay-young-1"
@@ -368,13 +382,8 @@ async def test_a_repayment_finished_by_the_sweep_mid_request_answers_the_request
             if posting_id.startswith("repay:") and step == "inserted" and not swept:
                 swept.append(await recover(deps=deps, min_age=timedelta(0)))
 
-        result = await handlers.repay(
-            loan_id=loan_id,
-            repayment_id="repay-raced-1",
-            amount=amount,
-            subject=None,
-            deps=replace(deps, ledger=Ledger(db, on_step=sweep_meanwhile)),
-            as_of=due,
+        result = await _repay(
+            deps, db, loan_id, "repay-raced-1", amount, due, on_step=sweep_meanwhile
         )
         assert swept == [1]  # the sweep finished it inside the request
         assert result.repayment_id == "repay-raced-1"
