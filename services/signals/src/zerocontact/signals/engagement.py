@@ -267,7 +267,15 @@ def register(
     given)."""
     engagement = engagement or EngagementSettings()
     partitions = settings.topic_partitions
-    tables: dict[str, Any] = {"partitions": partitions, "key_type": bytes, "value_type": bytes}
+
+    def tables() -> dict[str, Any]:  # one options dict per table: Faust's store edits it
+        return {
+            "partitions": partitions,
+            "key_type": bytes,
+            "value_type": bytes,
+            "options": settings.rocksdb_options(),
+        }
+
     t = _Topology(
         group=settings.app_id,
         half_life_s=engagement.engagement_half_life_s,
@@ -283,9 +291,9 @@ def register(
         by_session=app.topic(
             f"{settings.app_id}-engagement-by-session", partitions=partitions, internal=True, **RAW
         ),
-        party_scores=app.Table("engagement-party", default=None, **tables),
-        campaign_funnels=app.Table("engagement-campaign", default=None, **tables),
-        session_viewers=app.Table("engagement-session", default=None, **tables),
+        party_scores=app.Table("engagement-party", default=None, **tables()),
+        campaign_funnels=app.Table("engagement-campaign", default=None, **tables()),
+        session_viewers=app.Table("engagement-session", default=None, **tables()),
     )
     _party_agent(app, t)
     _campaign_agent(app, t)

@@ -87,7 +87,7 @@ class _Pipeline:
 
 def register(app: faust.App, settings: SignalsSettings) -> FeatureTables:
     """Add the risk pipeline's topics, tables and agents to ``app``; returns its tables."""
-    tables = FeatureTables(app, settings.topic_partitions)
+    tables = FeatureTables(app, settings.topic_partitions, settings.rocksdb_options())
     partitions = settings.topic_partitions
     pipeline = _Pipeline(
         settings=settings,

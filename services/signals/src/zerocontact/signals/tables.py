@@ -61,10 +61,10 @@ DEDUPE_WINDOW: Final = timedelta(days=1)
 IDS_CAP: Final = 256
 
 
-def _table_options(partitions: int) -> dict[str, Any]:
+def _table_options(partitions: int, store: dict[str, int]) -> dict[str, Any]:
     # Keys of windowed tables are (key, (start, end)) tuples: JSON, unlike the raw topics.
     schema: faust.Schema[Any, Any] = faust.Schema(key_serializer="json", value_serializer="json")
-    return {"partitions": partitions, "schema": schema}
+    return {"partitions": partitions, "schema": schema, "options": dict(store)}
 
 
 @dataclass
@@ -73,6 +73,8 @@ class FeatureTables:
 
     app: Any
     partitions: int
+    # The store's options for every table (RocksDB's memory bounds; SignalsSettings).
+    store_options: dict[str, int] = field(default_factory=dict)
     activity: dict[FeatureKey, Any] = field(default_factory=dict)  # key kind -> WindowWrapper
     plain: dict[str, Any] = field(default_factory=dict)  # feature name -> Table
     device_alerts: Any = None
@@ -81,23 +83,25 @@ class FeatureTables:
     cache: dict[tuple[str, str, float | None], Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        options = _table_options(self.partitions)
+        def options() -> dict[str, Any]:  # one dict per table: Faust's store edits it
+            return _table_options(self.partitions, self.store_options)
+
         for kind in FeatureKey:
             name = f"{kind.value.removesuffix('_id')}_activity"
             self.activity[kind] = self.app.Table(
-                name, default=dict, help=f"windowed activity per {kind.value}", **options
+                name, default=dict, help=f"windowed activity per {kind.value}", **options()
             ).tumbling(ACTIVITY_BUCKET, expires=ACTIVITY_EXPIRES)
         for definition in FEATURES:
             if definition.bucket is None:
                 self.plain[definition.name] = self.app.Table(
-                    definition.name, default=dict, help=definition.description, **options
+                    definition.name, default=dict, help=definition.description, **options()
                 )
         # One alert per subject and window, not one per event (written only when one fires).
         self.device_alerts = self.app.Table(
-            "device_shared_alerts", default=bool, **options
+            "device_shared_alerts", default=bool, **options()
         ).tumbling(timedelta(hours=24), expires=timedelta(hours=48))
         self.login_alerts = self.app.Table(
-            "failed_login_burst_alerts", default=bool, **options
+            "failed_login_burst_alerts", default=bool, **options()
         ).tumbling(timedelta(hours=1), expires=timedelta(hours=2))
 
     @property
