@@ -392,7 +392,9 @@ def fuzz_parser(name: str, runs: int, work: Path) -> Row:
     counted = re.search(r"Done (\d+) runs", done.stderr)
     row.operations = int(counted.group(1)) if counted else 0
     if done.returncode != 0:
-        crash = re.search(r"^(\w+(Error|Exception)[^\n]*)$", done.stderr, re.M)
+        # atheris prints the exception's own line under this banner (``struct.error`` too)
+        crash = re.search(r"=== Uncaught Python exception: ===\n([^\n]+)", done.stderr)
+        crash = crash or re.search(r"^(\w+(Error|Exception)[^\n]*)$", done.stderr, re.M)
         row.failures.append(crash.group(1)[:160] if crash else f"exit {done.returncode}")
         row.operations = row.operations or len(re.findall(r"^#\d+", done.stderr, re.M))
     row.emit()

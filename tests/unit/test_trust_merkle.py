@@ -226,3 +226,33 @@ def test_verify_receipt_command_reports_a_receipt_of_the_wrong_json_shape_as_inv
         check(tmp_path / "bad.json", *paths)
     with pytest.raises(ReceiptInvalid):
         check(tmp_path / "receipt.json", *paths, consistency_file=tmp_path / "bad.json")
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("tree_size", 1 << 64),
+        ("timestamp_ms", 170000000088888888888888888888888888888888888888888888),  # the fuzzer's
+        ("timestamp_ms", -1),
+        ("timestamp_ms", float("inf")),  # the fuzzer's second: 1E700000000000 in the JSON
+        ("tree_size", 6.0),
+        ("tree_size", "6"),
+        ("tree_size", True),
+        ("leaf_index", 1 << 64),
+        ("leaf_index", -5),
+    ],
+)
+def test_a_receipt_with_a_number_outside_uint64_is_invalid(field: str, value: object) -> None:
+    """Found by the full fuzzing budget (tests/chaos/fuzz.py, 200,000 runs): a tree head whose
+    timestamp did not fit RFC 6962's 64-bit field crashed the check with `struct.error` while
+    building the signed bytes, and one of 1E700000000000 (infinity) with OverflowError, instead
+    of answering INVALID. Only JSON integers are taken."""
+    key = Ed25519PrivateKey.generate()
+    head = TreeHead.sign(key, tree_size=6, timestamp_ms=1, root_hash=ROOTS[6])
+    doc = Receipt(LEAVES[5], 5, merkle.inclusion_proof(5, 6, fetch_for(LEAVES)), head).to_json()
+    if field == "leaf_index":
+        doc[field] = value
+    else:
+        doc["tree_head"][field] = value
+    with pytest.raises(ReceiptInvalid, match="64-bit"):
+        verify_receipt(Receipt.from_json(doc), public_key=key.public_key())

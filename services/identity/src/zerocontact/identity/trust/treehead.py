@@ -42,6 +42,13 @@ def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
+def _uint64(value: Any, what: str) -> int:
+    """An unsigned 64-bit field of RFC 6962's structures (sizes, indexes, timestamps)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 64:
+        raise ReceiptInvalid(f"{what} is not an unsigned 64-bit integer")
+    return value
+
+
 def _unb64(text: str, what: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
@@ -95,8 +102,8 @@ class TreeHead:
         """Parse the JSON form; raises :class:`ReceiptInvalid` on a bad shape."""
         try:
             return cls(
-                int(doc["tree_size"]),
-                int(doc["timestamp_ms"]),
+                _uint64(doc["tree_size"], "tree_size"),
+                _uint64(doc["timestamp_ms"], "timestamp_ms"),
                 _unb64(doc["root_hash"], "root_hash"),
                 _unb64(doc["signature"], "signature"),
             )
@@ -133,7 +140,7 @@ class Receipt:
         try:
             return cls(
                 _unb64(doc["leaf"], "leaf"),
-                int(doc["leaf_index"]),
+                _uint64(doc["leaf_index"], "leaf_index"),
                 [_unb64(p, "inclusion_path") for p in doc["inclusion_path"]],
                 TreeHead.from_json(doc["tree_head"]),
             )
