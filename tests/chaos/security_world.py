@@ -317,7 +317,11 @@ async def running_world(engines: Engines) -> AsyncIterator[World]:
         tag = uuid.uuid4().hex[:8]
         mdb = f"t{RUN_ID}_chaos_mkt_{tag}"
         mkt_topic = f"{suite.topics.risk}-mkt-events"
-        await admin.create_topics([NewTopic(mkt_topic, 3, 1), NewTopic(f"{mkt_topic}-notes", 3, 1)])
+        # marketing reads the assistant's topic too: one of the world's own, or its consumer
+        # waits for `assistant.events.v1` (absent from fresh engines) and logs it ten times a second
+        await admin.create_topics(
+            [NewTopic(f"{mkt_topic}{suffix}", 3, 1) for suffix in ("", "-notes", "-assistant")]
+        )
         stack.push_async_callback(mongo.drop_database, mdb)
         settings = MarketingSettings(
             kafka_bootstrap_servers=engines.kafka_bootstrap, mongodb_uri=engines.mongodb_uri,
@@ -325,6 +329,7 @@ async def running_world(engines: Engines) -> AsyncIterator[World]:
             notifications_topic=f"{mkt_topic}-notes", identity_topic=suite.topics.identity,
             loan_topic=suite.topics.loan, payroll_topic=suite.topics.payroll,
             engagement_topic=f"{suite.topics.risk}-engagement", operator_key=OPERATOR_KEY,
+            assistant_topic=f"{mkt_topic}-assistant",
             outbox_sweep_interval_s=1.0,
         )  # type: ignore[arg-type]  # fmt: skip
         marketing = await stack.enter_async_context(serve(marketing_app(settings)))

@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from google.protobuf.timestamp_pb2 import Timestamp
 from pymongo import AsyncMongoClient
 
 from tests.integration.harness import Engines
@@ -31,7 +32,7 @@ from tests.integration.test_gateway_support import (
 )
 from tests.integration.test_topics_tail import tail_json
 from zerocontact.gateway import convert
-from zerocontact.gateway.v1 import loan_pb2, loan_pb2_grpc
+from zerocontact.gateway.v1 import identity_pb2, loan_pb2, loan_pb2_grpc
 from zerocontact.partner_client import cny, error_details
 from zerocontact.platform.redact import personal_fields
 from zerocontact.platform.topics import message_class
@@ -352,6 +353,37 @@ async def test_malformed_requests_name_the_field(suite: Suite) -> None:
             zc.loans.ApplyForLoan(huge, metadata=zc.metadata(token=token, key=uuid.uuid4().hex))
         )
         assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_generated_requests_that_failed_inside_the_gateway_name_their_field(
+    suite: Suite,
+) -> None:
+    """Found by tests/chaos/fuzz.py once its generated requests really reached the gateway:
+    each of these answered INTERNAL (a control character in the device id reached aiohttp's
+    header check; a Timestamp outside its range). The webhook ones are in
+    test_gateway_notifications.py."""
+    async with suite.client("shop-a") as zc:
+        calls = {
+            "device_id": zc.identity.StartAuthentication(
+                identity_pb2.StartAuthenticationRequest(
+                    phone="+8613800000000", password="secret-pass", device_id="dev\r\nX-Evil: 1"
+                ),
+                metadata=zc.metadata(),
+            ),
+            "period_end": zc.loans.ReportMerchantRevenue(
+                loan_pb2.ReportMerchantRevenueRequest(
+                    report_id="r-1",
+                    party_id=str(uuid.uuid4()),
+                    period_start=Timestamp(seconds=0),
+                    period_end=Timestamp(seconds=10**12),  # past year 9999
+                ),
+                metadata=zc.metadata(key=uuid.uuid4().hex),
+            ),
+        }
+        for field_name, call in calls.items():
+            err = await _refused(call)
+            assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (field_name, err)
+            assert field_name in {f for f, _ in _info(err)[1]}, (field_name, _info(err))
 
 
 async def test_payroll_journey_with_watch(suite: Suite) -> None:

@@ -26,6 +26,8 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.records_to_delete import RecordsToDelete
+from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc import error_details_pb2
 from pymongo import AsyncMongoClient
 
 from tests.integration.harness import Engines, free_port
@@ -470,3 +472,33 @@ async def test_another_partner_s_endpoint_is_not_found_in_deliveries_and_replays
             webhooks_pb2.DeleteWebhookEndpointRequest(endpoint_id=endpoint_id),
             metadata=za.metadata(key=new_key()),
         )
+
+
+async def test_generated_webhook_requests_that_failed_inside_the_gateway_name_their_field(
+    suite: Suite,
+) -> None:
+    """Found by tests/chaos/fuzz.py once its generated requests really reached the gateway:
+    an enum number the proto does not define and a Timestamp outside its range answered
+    INTERNAL instead of INVALID_ARGUMENT naming the field."""
+    async with suite.client("hook-a") as za:
+        calls = {
+            "status": za.webhooks.ListWebhookDeliveries(
+                webhooks_pb2.ListWebhookDeliveriesRequest(status=339),  # type: ignore[arg-type]
+                metadata=za.metadata(),
+            ),
+            "start_time": za.webhooks.ReplayWebhooks(
+                webhooks_pb2.ReplayWebhooksRequest(start_time=Timestamp(seconds=1, nanos=-7822)),
+                metadata=za.metadata(key=new_key()),
+            ),
+        }
+        for field_name, call in calls.items():
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await call
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field_name
+            violations = [
+                v.field
+                for d in error_details(refused.value)
+                if isinstance(d, error_details_pb2.BadRequest)
+                for v in d.field_violations
+            ]
+            assert violations == [field_name], (field_name, violations)

@@ -115,9 +115,18 @@ def timestamp(value: str | None) -> Timestamp | None:
     return ts
 
 
-def iso(ts: Timestamp) -> str:
-    """A Timestamp as ISO 8601 (UTC)."""
-    return ts.ToDatetime().isoformat() + "Z"
+def when(ts: Timestamp, field: str) -> datetime:
+    """A request's Timestamp as a naive UTC datetime; INVALID_ARGUMENT naming ``field`` when it
+    is outside Timestamp's range (years 1-9999, nanos 0-999,999,999)."""
+    try:
+        return ts.ToDatetime()
+    except (ValueError, OverflowError):
+        raise invalid(field, "not a valid timestamp") from None
+
+
+def iso(ts: Timestamp, field: str) -> str:
+    """A request's Timestamp as ISO 8601 (UTC); INVALID_ARGUMENT naming ``field`` if invalid."""
+    return when(ts, field).isoformat() + "Z"
 
 
 _KYC = {

@@ -4,6 +4,7 @@ instead of the raw servicer context."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -11,8 +12,12 @@ from typing import Any
 import grpc
 
 from zerocontact.gateway.backends import Call
-from zerocontact.gateway.errors import GatewayError
+from zerocontact.gateway.errors import GatewayError, invalid
 from zerocontact.gateway.store import Partner
+
+# Identity's `X-Device-Id` (identity/api/deps.py): a value outside it was refused there, and one
+# with a control character never left the gateway (aiohttp refuses it as header injection).
+DEVICE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 @dataclass
@@ -35,7 +40,10 @@ class Caller:
         return self.deadline - asyncio.get_running_loop().time()
 
     def call(self, *, with_token: bool = True, device_id: str | None = None) -> Call:
-        """A service call carrying the deadline, token, peer address and idempotency key."""
+        """A service call carrying the deadline, token, peer address and idempotency key
+        (and the device id, which INVALID_ARGUMENT refuses unless identity would take it)."""
+        if device_id is not None and not DEVICE_ID.fullmatch(device_id):
+            raise invalid("device_id", "1-64 characters of A-Z a-z 0-9 _ . : -")
         return Call(
             timeout_s=self.remaining(),
             token=self.token if with_token else None,

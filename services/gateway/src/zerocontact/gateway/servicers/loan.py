@@ -243,7 +243,9 @@ class LoanServicer(loan_pb2_grpc.LoanServiceServicer):
         for name in ("period_start", "period_end"):
             if not request.HasField(name):
                 problems.append((name, "required"))
-        if not problems and request.period_end.ToDatetime() <= request.period_start.ToDatetime():
+        if not problems and convert.when(request.period_end, "period_end") <= convert.when(
+            request.period_start, "period_start"
+        ):
             problems.append(("period_end", "must be after period_start"))
         if problems:
             raise invalid_fields(problems)
@@ -259,8 +261,8 @@ class LoanServicer(loan_pb2_grpc.LoanServiceServicer):
                 "platform_id": caller.partner.partner_id,
                 "revenue": amount,
                 "currency": currency,
-                "period_start": convert.iso(request.period_start),
-                "period_end": convert.iso(request.period_end),
+                "period_start": convert.iso(request.period_start, "period_start"),
+                "period_end": convert.iso(request.period_end, "period_end"),
             },
             renames={"currency": "revenue"},
         )

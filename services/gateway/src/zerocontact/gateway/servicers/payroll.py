@@ -98,7 +98,7 @@ class PayrollServicer(payroll_pb2_grpc.PayrollServiceServicer):
             "items": items, "item_count": request.item_count, "control_sum": control_sum,
         }  # fmt: skip
         if request.HasField("scheduled_for"):
-            body["scheduled_for"] = convert.iso(request.scheduled_for)
+            body["scheduled_for"] = convert.iso(request.scheduled_for, "scheduled_for")
         view = await self.gateway.backends.payroll.request(
             "POST", f"/v1/employers/{employer_id}/batches", caller.call(), body=body
         )

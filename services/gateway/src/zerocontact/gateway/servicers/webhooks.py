@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from zerocontact.gateway import convert
 from zerocontact.gateway.errors import GatewayError, invalid, invalid_fields, not_found
 from zerocontact.gateway.guard import Caller, Gateway, unary
 from zerocontact.gateway.servicers.scopes import WEBHOOKS_READ, WEBHOOKS_WRITE
@@ -155,6 +156,8 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
         await self._own_endpoint(caller, request.endpoint_id)
         status = ""
         if request.status:
+            if request.status not in Status.values():
+                raise invalid("status", "not a WebhookDeliveryStatus")
             status = Status.Name(request.status).removeprefix("WEBHOOK_DELIVERY_STATUS_")
         docs = await self.store.list_deliveries(
             caller.partner.partner_id, endpoint_id=request.endpoint_id, status=status,
@@ -178,8 +181,12 @@ class WebhookServicer(webhooks_pb2_grpc.WebhookServiceServicer):
         has_range = request.HasField("start_time") or request.HasField("end_time")
         if not ids and not has_range:
             raise invalid_fields([("event_ids", "event ids, or start_time/end_time")])
-        start = request.start_time.ToDatetime() if request.HasField("start_time") else None
-        end = request.end_time.ToDatetime() if request.HasField("end_time") else None
+        start = (
+            convert.when(request.start_time, "start_time")
+            if request.HasField("start_time")
+            else None
+        )
+        end = convert.when(request.end_time, "end_time") if request.HasField("end_time") else None
         if start and end and end <= start:
             raise invalid("end_time", "must be after start_time")
         await self._own_endpoint(caller, request.endpoint_id)
