@@ -24,6 +24,7 @@ from faust.sensors import Monitor
 from zerocontact.signals import engagement, risk
 from zerocontact.signals.engagement import EngagementSettings
 from zerocontact.signals.settings import SignalsSettings
+from zerocontact.signals.tables import WindowIndexTable
 from zerocontact.signals.web import install_pages
 from zerocontact.signals.worker import worker_class
 
@@ -93,6 +94,7 @@ def _faust_app(settings: SignalsSettings) -> faust.App:
         broker=[f"kafka://{host}" for host in settings.kafka_bootstrap_servers.split(",")],
         broker_credentials=_broker_credentials(settings),
         store=settings.store,
+        Table=WindowIndexTable,  # one expiry entry per window, not per write
         datadir=str(settings.data_dir / settings.app_id),
         autodiscover=False,
         key_serializer="raw",

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from heapq import heappush
 from typing import Any, Final
 
 import faust
@@ -51,7 +52,7 @@ from zerocontact.signals.features import (
     window_part,
 )
 
-__all__ = ["DISTINCT_CAP", "FeatureTables", "PartyFeatures"]
+__all__ = ["DISTINCT_CAP", "FeatureTables", "PartyFeatures", "WindowIndexTable"]
 
 # A device seen with this many parties is as suspicious as one seen with more: the member
 # lists stop growing there, which bounds the table values.
@@ -59,6 +60,29 @@ DISTINCT_CAP: Final = 64
 DEDUPE_WINDOW: Final = timedelta(days=1)
 # Application ids kept per activity bucket (the redelivery guard; redeliveries are recent).
 IDS_CAP: Final = 256
+
+
+class WindowIndexTable(faust.Table[Any, Any]):
+    """``faust.Table`` whose expiry index holds each window's end once per partition.
+
+    faust-streaming pushes a window's end onto its partition's expiry heap on *every* write of
+    a windowed key, so the heap grew by one entry per write until the window expired (32 h for
+    the activity buckets): the worker's memory grew with its traffic, not its keys (the
+    30-minute soak, docs/signals.md "Memory"). Expiry pops an end and removes that end's key
+    set at once, so one heap entry per (partition, end) expires the same keys.
+    """
+
+    def _maybe_set_key_ttl(self, key: Any, partition: int) -> None:
+        if not self._should_expire_keys():
+            return
+        _, (_, range_end) = key
+        keys = self._partition_timestamp_keys.get((partition, range_end))
+        if keys is None:
+            heappush(self._partition_timestamps[partition], range_end)
+            latest = self._partition_latest_timestamp[partition]
+            self._partition_latest_timestamp[partition] = max(latest, range_end)
+            keys = self._partition_timestamp_keys[(partition, range_end)] = set()
+        keys.add(key)
 
 
 def _table_options(partitions: int, store: dict[str, int]) -> dict[str, Any]:
