@@ -88,15 +88,24 @@ async def _approved(
     return party, application_id
 
 
-async def _booked_loan(app: Any, bus: EventBus, reader: LoanTopicReader, tokens: Tokens) -> str:
-    """A loan accepted while the rail takes nothing: BOOKED, its funds reserved."""
+async def _accepted(
+    app: Any, bus: EventBus, reader: LoanTopicReader, tokens: Tokens, state: str
+) -> tuple[str, dict[str, Any]]:
+    """A new customer's approved application, accepted: (party, the acceptance's answer), the
+    loan in ``state``."""
     party, application_id = await _approved(app, bus, reader, tokens)
     r = await app.client.post(
         f"/v1/applications/{application_id}/acceptance",
         headers=tokens.headers(party, key=f"accept-{new_id()[-12:]}"),
     )
-    assert r.status_code == 200 and r.json()["state"] == "BOOKED", r.text
-    loan_id: str = r.json()["loan_id"]
+    assert r.status_code == 200 and r.json()["state"] == state, r.text
+    return party, r.json()
+
+
+async def _booked_loan(app: Any, bus: EventBus, reader: LoanTopicReader, tokens: Tokens) -> str:
+    """A loan accepted while the rail takes nothing: BOOKED, its funds reserved."""
+    _, loan = await _accepted(app, bus, reader, tokens, "BOOKED")
+    loan_id: str = loan["loan_id"]
     return loan_id
 
 
@@ -303,15 +312,10 @@ async def test_the_sweep_finds_half_applied_repayments_by_an_indexed_flag(
 
 async def _disbursed_loan(app: Any, world: World) -> tuple[str, str, Money, date]:
     """A disbursed 6,000.00 loan: (its id, its party, the first installment, its due date)."""
-    party, application_id = await _approved(app, world.bus, world.reader, world.tokens)
-    r = await app.client.post(
-        f"/v1/applications/{application_id}/acceptance",
-        headers=world.tokens.headers(party, key=f"accept-{new_id()[-12:]}"),
-    )
-    assert r.status_code == 200 and r.json()["state"] == "DISBURSED", r.text
-    first = r.json()["schedule"][0]
+    party, loan = await _accepted(app, world.bus, world.reader, world.tokens, "DISBURSED")
+    first = loan["schedule"][0]
     amount = Money.of(first["principal"], "CNY") + Money.of(first["interest"], "CNY")
-    return r.json()["loan_id"], party, amount, date.fromisoformat(first["due_date"])
+    return loan["loan_id"], party, amount, date.fromisoformat(first["due_date"])
 
 
 async def _repay(

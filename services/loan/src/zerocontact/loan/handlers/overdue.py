@@ -35,10 +35,10 @@ async def scan_overdue(*, as_of: date, deps: LoanDeps) -> list[OverdueTransition
     transitions: list[OverdueTransition] = []
     for loan_id in await deps.repo.loans_past_due(as_of):
         for _ in range(MAX_ATTEMPTS):
-            doc = await deps.repo.loan_doc(loan_id)
-            loan = await deps.repo.loan(loan_id)
-            if loan is None or doc is None or doc.get("pending_repayment") is not None:
+            found = await deps.repo.loan_with_doc(loan_id)
+            if found is None or found[1].get("pending_repayment") is not None:
                 break  # a repayment in progress: the next scan sees its result
+            loan = found[0]
             accrued = accrue_penalties(
                 loan.installments, as_of=as_of, penalty_rate=loan.penalty_rate
             )

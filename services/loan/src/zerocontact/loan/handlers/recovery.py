@@ -64,16 +64,12 @@ async def _finish_repayment(loan_id: str, *, deps: LoanDeps, cutoff: datetime) -
     """Finish a repayment intent stored before ``cutoff``. A younger one is left to the
     request that stored it (racing it only makes one of the two write the same result); an
     intent stored before intents had a time is finished."""
-    doc = await deps.repo.loan_doc(loan_id)
-    loan = await deps.repo.loan(loan_id)
-    if doc is None or loan is None or doc.get("pending_repayment") is None:
+    found = await deps.repo.loan_with_doc(loan_id)
+    if found is None or found[1].get("pending_repayment") is None:
         return 0
+    loan, doc = found
     pending = doc["pending_repayment"]
-    stored_at = pending.get("stored_at")
-    if (
-        isinstance(stored_at, datetime)
-        and stored_at.replace(tzinfo=stored_at.tzinfo or UTC) > cutoff
-    ):
+    if pending.get("stored_at") is not None and pending["stored_at"] > cutoff:  # tz-aware client
         return 0
     with (
         deferred_span(

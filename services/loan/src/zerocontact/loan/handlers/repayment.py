@@ -94,10 +94,10 @@ async def repay(
     by the recovery sweep)."""
     request = domain.fingerprint(amount)
     for _ in range(MAX_ATTEMPTS):
-        doc = await deps.repo.loan_doc(loan_id)
-        loan = await deps.repo.loan(loan_id)
-        if doc is None or loan is None:
+        found = await deps.repo.loan_with_doc(loan_id)
+        if found is None:
             raise NotFound(f"loan {loan_id} does not exist")
+        loan, doc = found
         if subject is not None:
             await authorize(deps, party_id=loan.party_id, subject=subject)
         if repayment_id in loan.repayments:

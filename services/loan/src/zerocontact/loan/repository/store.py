@@ -245,9 +245,11 @@ class LoanRepository:
         doc = await self.loans.find_one({"_id": loan_id})
         return loan_of(doc) if doc else None
 
-    async def loan_doc(self, loan_id: str) -> Document | None:
-        """The loan's raw document (for the pending-repayment intent)."""
-        return await self.loans.find_one({"_id": loan_id})
+    async def loan_with_doc(self, loan_id: str) -> tuple[Loan, Document] | None:
+        """The loan and its raw document (the pending-repayment intent rides in it), from one
+        read, so both are the same version."""
+        doc = await self.loans.find_one({"_id": loan_id})
+        return (loan_of(doc), doc) if doc else None
 
     async def save_loan(
         self, loan: Loan, *, events: Sequence[OutboxEvent], extra: Document | None = None
