@@ -34,7 +34,7 @@ import os
 import random
 import time
 import uuid
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import grpc
@@ -49,8 +49,13 @@ PASSWORD = "correct horse battery staple"
 
 
 def sample_customer() -> identity_pb2.RegisterCustomerRequest:
-    """A made-up customer with a valid resident ID and mobile number."""
-    birth = date(1988, 5, 17)
+    """A made-up customer with a valid resident ID and mobile number.
+
+    The birth date is drawn too, not only the three sequence digits: a suite that has run the
+    example a few dozen times would otherwise refuse a drawn ID as registered already (one in a
+    thousand per earlier run).
+    """
+    birth = date(1970, 1, 1) + timedelta(days=random.randrange(26 * 365))
     body = f"110105{birth:%Y%m%d}{random.randrange(1000):03d}"
     return identity_pb2.RegisterCustomerRequest(
         name="示例商户", resident_id=body + ric.calc_check_digit(body + "0"),
