@@ -25,14 +25,17 @@ support page reads the tables themselves.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
-from heapq import heappush
+from heapq import heappop, heappush
 from typing import Any, Final
 
 import faust
+from faust.stores.rocksdb import Store as RocksDBStore
 
 from zerocontact.signals.features import (
     ACTIVITY_BUCKET,
@@ -63,26 +66,77 @@ IDS_CAP: Final = 256
 
 
 class WindowIndexTable(faust.Table[Any, Any]):
-    """``faust.Table`` whose expiry index holds each window's end once per partition.
+    """``faust.Table`` whose expiry index holds window ends only, never keys.
 
-    faust-streaming pushes a window's end onto its partition's expiry heap on *every* write of
-    a windowed key, so the heap grew by one entry per write until the window expired (32 h for
-    the activity buckets): the worker's memory grew with its traffic, not its keys (the
-    30-minute soak, docs/signals.md "Memory"). Expiry pops an end and removes that end's key
-    set at once, so one heap entry per (partition, end) expires the same keys.
+    faust-streaming indexes a windowed table for expiry in the process: on *every* write it
+    pushes the window's end onto its partition's heap and adds the key to that end's key set,
+    and both live until the window expires (32 h for the activity buckets). The heap grew with
+    the traffic and the key sets with the distinct keys: the worker's memory grew with every
+    new customer for 32 hours (the 30-minute soak, docs/signals.md "Memory").
+
+    This table keeps one heap entry per (partition, window end) and no keys. When an end has
+    gone stale, expiry scans the store once and drops every key whose window is stale, which
+    removes the same keys as Faust's index, plus those a restart recovered from the changelog
+    (Faust's index never held those, so they were never expired). A scan reads every key of
+    the table's active partitions; it runs when an end goes stale, about once per bucket
+    (4 h for the activity tables), not per write.
     """
 
     def _maybe_set_key_ttl(self, key: Any, partition: int) -> None:
         if not self._should_expire_keys():
             return
         _, (_, range_end) = key
-        keys = self._partition_timestamp_keys.get((partition, range_end))
-        if keys is None:
-            heappush(self._partition_timestamps[partition], range_end)
-            latest = self._partition_latest_timestamp[partition]
-            self._partition_latest_timestamp[partition] = max(latest, range_end)
-            keys = self._partition_timestamp_keys[(partition, range_end)] = set()
-        keys.add(key)
+        ends = self._partition_timestamps[partition]
+        if range_end in ends:  # a handful of ends per partition: the buckets of ``expires``
+            return
+        heappush(ends, range_end)
+        latest = self._partition_latest_timestamp[partition]
+        self._partition_latest_timestamp[partition] = max(latest, range_end)
+
+    def _maybe_del_key_ttl(self, key: Any, partition: int) -> None:
+        return  # the index holds no keys
+
+    async def _del_old_keys(self) -> None:
+        window = self.window
+        assert window is not None
+        now = time.time()
+        popped = False
+        for ends in self._partition_timestamps.values():
+            while ends and window.stale(ends[0], now):
+                heappop(ends)
+                popped = True
+        if popped:
+            await self.drop_stale_keys(now)
+
+    async def drop_stale_keys(self, now: float) -> int:
+        """Drop every key whose window is stale at ``now`` from the local store; the count.
+
+        Local only, as Faust's expiry: the changelog's retention (the window's ``expires``)
+        drops them from the topic. On RocksDB it reads each active partition's raw keys and
+        deletes in that partition's database (Faust's own decoding and ``pop`` cost ~30 µs a
+        key, a read and a delete in every partition), yielding to the loop between partitions.
+        """
+        window = self.window
+        assert window is not None
+        store = self.data
+        if self._on_window_close is None and isinstance(store, RocksDBStore):
+            dropped = 0
+            for db in list(store._dbs_for_actives()):
+                stale = [
+                    raw
+                    for raw in store._visible_keys(db)
+                    if window.stale(json.loads(raw)[1][1], now)
+                ]
+                for raw in stale:
+                    db.delete(raw)
+                dropped += len(stale)
+                await asyncio.sleep(0)
+            return dropped
+        keys = [key for key in store if window.stale(key[1][1], now)]
+        for key in keys:
+            value = store.pop(key, None)
+            await self.on_window_close(key, value)
+        return len(keys)
 
 
 def _table_options(partitions: int, store: dict[str, int]) -> dict[str, Any]:
