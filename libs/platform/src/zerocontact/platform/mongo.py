@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,15 +60,29 @@ def create_mongo_client(uri: str, *, app_name: str) -> AsyncMongoClient[Document
     )
 
 
+# Pings whose caller stopped waiting: held until they end by PyMongo's own deadline.
+_PINGS: set[asyncio.Task[bool]] = set()
+
+
 async def mongo_ready(client: AsyncMongoClient[Document], within_s: float = 2.0) -> bool:
     """True when the server answers ``ping`` within ``within_s``.
 
     The deadline is PyMongo's own (``pymongo.timeout``), a little inside the caller's, so a slow
-    ping ends as PyMongo's timeout and its connection goes back to the pool or is closed: a ping
-    cancelled from outside mid-handshake left a socket no one closed (a ResourceWarning that
-    failed an unrelated test in a loaded run)."""
+    ping ends as PyMongo's timeout and its connection goes back to the pool or is closed. The
+    ping runs in a task the caller's cancellation does not reach (``asyncio.shield``): a ping
+    cancelled from outside mid-handshake left a socket no one closed, a ResourceWarning that
+    failed unrelated tests in loaded runs. A caller whose own deadline fires first (a loop
+    that lags more than the margin) stops waiting, and the ping still ends within PyMongo's.
+    """
+    ping = asyncio.create_task(_ping(client, max(within_s - 0.25, within_s / 2)))
+    _PINGS.add(ping)
+    ping.add_done_callback(_PINGS.discard)
+    return await asyncio.shield(ping)
+
+
+async def _ping(client: AsyncMongoClient[Document], within_s: float) -> bool:
     try:
-        with pymongo.timeout(max(within_s - 0.25, within_s / 2)):
+        with pymongo.timeout(within_s):
             await client.admin.command("ping")
     except Exception:  # unreachable, timed out or refused: not ready
         return False
