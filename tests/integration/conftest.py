@@ -29,7 +29,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.integration.harness import RUN_ID, Engines, engines_started
+from tests.integration.harness import RUN_ID, Engines, engines_started, eventually
 
 
 def _docker_answers() -> bool:
@@ -175,11 +175,23 @@ async def kafka_admin(engines: Engines) -> AsyncIterator[AIOKafkaAdminClient]:
 def create_topic(
     kafka_admin: AIOKafkaAdminClient, unique_name: Callable[[str], str]
 ) -> Callable[..., Awaitable[str]]:
-    """Create a topic of this test's own: ``await create_topic("events", partitions=3)``."""
+    """Create a topic of this test's own: ``await create_topic("events", partitions=3)``.
+
+    It returns once the broker describes every partition with a leader: CreateTopics answers
+    when the controller has the topic, and the broker's metadata may lag behind it (a loaded
+    CI run described the new topic with no partitions).
+    """
 
     async def create(prefix: str = "topic", *, partitions: int = 3) -> str:
         name = unique_name(prefix)
         await kafka_admin.create_topics([NewTopic(name, partitions, 1)])
+
+        async def led() -> bool:
+            (described,) = await kafka_admin.describe_topics([name])
+            leaders = [p for p in described["partitions"] if p["leader"] >= 0]
+            return described["error_code"] == 0 and len(leaders) == partitions
+
+        await eventually(led, within_s=30)
         return name
 
     return create
