@@ -42,10 +42,10 @@ class SignalsSettings(ServiceSettings):
     read_cache_seconds: float = Field(default=60.0, gt=0)
     # A worker that died without leaving the group holds its partitions this long.
     session_timeout_s: float = Field(default=30.0, ge=6)
-    # Every table partition is a RocksDB database of its own (10 tables x topic_partitions),
+    # Every table partition is a RocksDB database of its own (11 tables x topic_partitions),
     # each with its own memtables and block cache. Faust's defaults (three 64 MiB write
     # buffers, a 2 GiB block cache, per database) let the worker's memory grow by every
-    # write until a memtable fills: +10.9 % in a 30-minute soak, and gigabytes at sixty
+    # write until a memtable fills: +10.9 % in a 30-minute soak, and gigabytes at sixty-six
     # databases. These bound it (docs/signals.md, "Memory").
     rocksdb_write_buffer_bytes: int = Field(default=1 << 20, ge=64 << 10)
     rocksdb_write_buffers: int = Field(default=2, ge=1)

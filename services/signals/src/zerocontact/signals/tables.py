@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from base64 import b64decode, b64encode
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -157,6 +158,7 @@ class FeatureTables:
     plain: dict[str, Any] = field(default_factory=dict)  # feature name -> Table
     device_alerts: Any = None
     login_alerts: Any = None
+    assessments: Any = None  # application ce_id -> the RiskAssessment record published for it
     # (table name, key, bucket start or None) -> value, for the agents' reads; see above.
     cache: dict[tuple[str, str, float | None], Any] = field(default_factory=dict)
 
@@ -181,6 +183,11 @@ class FeatureTables:
         self.login_alerts = self.app.Table(
             "failed_login_burst_alerts", default=bool, **options()
         ).tumbling(timedelta(hours=1), expires=timedelta(hours=2))
+        # The assessment published for each application, kept as long as a duplicate of the
+        # application is recognised (DEDUPE_WINDOW): a duplicate sends the same record again.
+        self.assessments = self.app.Table("risk_assessments", default=dict, **options()).tumbling(
+            DEDUPE_WINDOW, expires=2 * DEDUPE_WINDOW
+        )
 
     @property
     def party_table(self) -> Any:
@@ -273,6 +280,24 @@ class FeatureTables:
         return any(
             has_id(self.bucket(wrapper, key, at - i * step), event_id) for i in range(buckets)
         )
+
+    def published(self, event_id: str, at: float) -> tuple[bytes, list[tuple[str, bytes]]] | None:
+        """The (value, headers) kept for application ``event_id`` by :meth:`keep_published`
+        from a delivery at most ``DEDUPE_WINDOW`` before ``at``; None when there is none."""
+        for when in (at, at - DEDUPE_WINDOW.total_seconds()):  # its window or the one before
+            stored = self.bucket(self.assessments, event_id, when)
+            if stored:
+                headers = [(name, b64decode(raw)) for name, raw in stored["headers"]]
+                return b64decode(stored["value"]), headers
+        return None
+
+    def keep_published(
+        self, event_id: str, at: float, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> None:
+        """Keep the record about to be published for application ``event_id`` (one write)."""
+        kept = [[name, b64encode(raw).decode("ascii")] for name, raw in headers]
+        record = {"value": b64encode(value).decode("ascii"), "headers": kept}
+        self.set_bucket(self.assessments, event_id, at, record)
 
     def raise_once(self, wrapper: Any, subject: str, at: float) -> tuple[bool, float]:
         """(True the first time in this window, the window's start) for an alert's subject."""
