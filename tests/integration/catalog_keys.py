@@ -153,3 +153,17 @@ async def check_topic(bootstrap: str, topic: str, cataloged: str) -> Counter[str
     for r in records:
         seen[check_record(cataloged, r.key, r.headers, r.value).DESCRIPTOR.name] += 1
     return seen
+
+
+async def check_topic_holding(
+    bootstrap: str, topic: str, cataloged: str, expected: set[str], within_s: float = 60
+) -> Counter[str]:
+    """:func:`check_topic` once ``topic`` holds every event of ``expected``: outboxes and the
+    signals worker publish after the state the test waited for (a loaded CI run read the
+    marketing topic before its relay had sent OfferConverted)."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        seen = await check_topic(bootstrap, topic, cataloged)
+        if expected <= set(seen) or asyncio.get_running_loop().time() > deadline:
+            return seen
+        await asyncio.sleep(0.5)

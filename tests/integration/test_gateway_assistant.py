@@ -76,9 +76,9 @@ async def marketing(suite: Suite, kafka_admin: AIOKafkaAdminClient) -> AsyncIter
     topics = MarketingTopics(
         identity=t.identity, loan=t.loan, payroll=t.payroll, marketing=f"{t.risk}-marketing",
         notifications=f"{t.risk}-marketing-notes", engagement=f"{t.risk}-engagement",
+        assistant=t.assistant,
     )  # fmt: skip
     settings = marketing_settings(suite.engines, topics, lambda p: f"t{RUN_ID}-{p}-{new_key()[:8]}")
-    settings = settings.model_copy(update={"assistant_topic": t.assistant})
     async with serve(marketing_app(settings)) as running:
         running.client.headers.update(operator_headers("alice"))
         yield running

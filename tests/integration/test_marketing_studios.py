@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.catalog_keys import check_topic
+from tests.integration.catalog_keys import check_topic_holding
 from tests.integration.harness import Engines, eventually, start_signals_worker, stop_process
 from tests.integration.test_marketing_support import (
     Clock,
@@ -68,10 +68,10 @@ async def test_studio_statistics_signals_and_engagement_decay(
     # Six partitions: the signals app co-partitions every input with its tables.
     names = [
         await create_topic(p, partitions=6)
-        for p in ("identity", "loan", "payroll", "mkt", "mktnotif", "engage", "risk")
+        for p in ("identity", "loan", "payroll", "mkt", "mktnotif", "engage", "assistant", "risk")
     ]
-    topics = MarketingTopics(*names[:6])
-    port = signals_worker(topics, names[6])
+    topics = MarketingTopics(*names[:7])
+    port = signals_worker(topics, names[7])
 
     async def signals_ready() -> bool:
         try:
@@ -181,5 +181,8 @@ async def test_studio_statistics_signals_and_engagement_decay(
         assert datetime.fromisoformat(profile["engagement_as_of"]).astimezone(UTC) == T0 + HALF_LIFE
 
     # Every engagement record the signals app wrote is keyed as proto/topics.toml says.
-    checked = await check_topic(engines.kafka_bootstrap, topics.engagement, "signals.engagement.v1")
-    assert {"EngagementScore", "StudioViewers"} <= set(checked), checked
+    expected = {"EngagementScore", "StudioViewers"}
+    checked = await check_topic_holding(
+        engines.kafka_bootstrap, topics.engagement, "signals.engagement.v1", expected
+    )
+    assert expected <= set(checked), checked

@@ -50,11 +50,17 @@ class MarketingTopics:
     marketing: str
     notifications: str
     engagement: str
+    # The test's own: the default assistant.events.v1 exists only where another test or
+    # `make up` created it, and a consumer of a missing topic never joins.
+    assistant: str
 
 
 async def create_marketing_topics(create_topic: Callable[..., Awaitable[str]]) -> MarketingTopics:
     names = await asyncio.gather(
-        *(create_topic(p) for p in ("identity", "loan", "payroll", "mkt", "mktnotif", "engage"))
+        *(
+            create_topic(p)
+            for p in ("identity", "loan", "payroll", "mkt", "mktnotif", "engage", "assistant")
+        )
     )
     return MarketingTopics(*names)
 
@@ -74,6 +80,7 @@ def marketing_settings(
         loan_topic=topics.loan,
         payroll_topic=topics.payroll,
         engagement_topic=topics.engagement,
+        assistant_topic=topics.assistant,
         cache_seconds=0.5,
         simulator_latency_ms=10,
         outbox_sweep_interval_s=1.0,
