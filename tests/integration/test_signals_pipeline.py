@@ -417,16 +417,7 @@ async def test_an_assessment_that_never_reached_the_broker_is_sent_on_redelivery
         await consumer.stop()
     await kafka_admin.delete_records({tp: RecordsToDelete(end) for tp, end in ends.items()})
     signals.risk.records.clear()
-    stage = f"{signals.worker.app_id}-applications-by-source-address"
-    [record] = await _records(signals.worker.engines, stage, 1)
-    await signals.producer.send_and_wait(
-        record.topic,
-        record.value,
-        key=record.key,
-        partition=record.partition,
-        timestamp_ms=record.timestamp,
-        headers=list(record.headers),
-    )
+    await _redeliver(signals, "applications-by-source-address")
 
     [(sent, _)] = await signals.risk.wait_for(party, "risk_assessment")
     assert (sent.value, _cloudevent(sent)) == (original.value, _cloudevent(original))
@@ -489,17 +480,8 @@ async def test_a_redelivered_repartition_record_counts_once(signals: Signals) ->
         signals.topics.loan, party, application(party, device=device, address=address)
     )
     await signals.risk.wait_for(party, "risk_assessment")
-    app_id = signals.worker.app_id
     for stage in ("applications-by-device", "applications-by-source-address"):
-        [record] = await _records(signals.worker.engines, f"{app_id}-{stage}", 1)
-        await signals.producer.send_and_wait(
-            record.topic,
-            record.value,
-            key=record.key,
-            partition=record.partition,
-            timestamp_ms=record.timestamp,
-            headers=list(record.headers),
-        )
+        await _redeliver(signals, stage)
     # The next application reaches both topics' partitions behind the copies (same keys).
     await signals.send(
         signals.topics.loan, party, application(party, device=device, address=address)
@@ -809,6 +791,20 @@ async def test_unreadable_engagement_input_goes_to_its_dead_letter_topic(
     finally:
         await producer.stop()
         stop_process(process)
+
+
+async def _redeliver(signals: Signals, stage: str) -> None:
+    """The first record of the worker's internal topic ``stage`` once more, as it was (what a
+    kill or a rebalance before its offset was committed delivers again)."""
+    [record] = await _records(signals.worker.engines, f"{signals.worker.app_id}-{stage}", 1)
+    await signals.producer.send_and_wait(
+        record.topic,
+        record.value,
+        key=record.key,
+        partition=record.partition,
+        timestamp_ms=record.timestamp,
+        headers=list(record.headers),
+    )
 
 
 def _cloudevent(record: Any) -> tuple[tuple[str, bytes], ...]:
