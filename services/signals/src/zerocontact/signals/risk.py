@@ -220,7 +220,6 @@ def _device_stage(app: faust.App, p: _Pipeline) -> None:
         device = application.device_id
         at = message.timestamp
         outcome = "forwarded"
-        event_id = records.envelope(headers).id
         # Counted once by this stage's own guard: the id kept in the device's buckets of the
         # last 24 h, whatever the record's timestamp (an outbox duplicate carries a later one)
         # and whatever the party stage marked. A copy marked duplicate upstream is counted here
@@ -228,6 +227,7 @@ def _device_stage(app: faust.App, p: _Pipeline) -> None:
         # reached its changelog and before its forward reached the broker left the marked copy
         # the only one (tests/chaos/faust_state.py, decision 35).
         if device:
+            event_id = records.envelope(headers).id
             fresh = not tables.seen(FeatureKey.DEVICE, device, event_id, at) and tables.record(
                 FeatureKey.DEVICE,
                 device,
@@ -237,7 +237,6 @@ def _device_stage(app: faust.App, p: _Pipeline) -> None:
                 event_id=event_id,
             )
             outcome = "forwarded" if fresh else "duplicate"
-        if device:
             values = tables.keyed_values(FeatureKey.DEVICE, device, at)
             await _maybe_alert_device(tables, p.risk, application, values, at)
         else:
@@ -274,7 +273,19 @@ def _address_stage(app: faust.App, p: _Pipeline) -> None:
         guard_key = address or f"no-address:{application.party_id}"
         # Counted once by this stage's own guard (as the device stage): the count and the id
         # that guards it go to the address's bucket in one write.
-        if not tables.seen(FeatureKey.SOURCE_ADDRESS, guard_key, envelope.id, at):
+        if tables.seen(FeatureKey.SOURCE_ADDRESS, guard_key, envelope.id, at):
+            # Assessed already (a duplicate from the loan outbox, or this stage's input
+            # delivered again after a kill or a rebalance): the kept record goes out again,
+            # byte for byte. Dropping it instead lost the assessment whenever the kill fell
+            # after the guard reached the changelog and before the record reached the broker
+            # (tests/chaos/faust_state.py). Consumers drop the copy by its ce_id. An id counted
+            # whose record was not kept (a kill between the two writes) is scored again.
+            kept = tables.published(envelope.id, at)
+            if kept is not None:
+                await publish(p.risk, key=application.party_id, value=kept[0], headers=kept[1])
+                metrics.count(ADDRESS_AGENT, "sent_again")
+                return
+        else:
             tables.record(
                 FeatureKey.SOURCE_ADDRESS,
                 guard_key,
@@ -282,17 +293,6 @@ def _address_stage(app: faust.App, p: _Pipeline) -> None:
                 count=APPLICATIONS if address else None,
                 event_id=envelope.id,
             )
-        # An application assessed already (a duplicate from the loan outbox, or this stage's
-        # input delivered again after a kill or a rebalance): the kept record goes out again,
-        # byte for byte. Dropping it instead lost the assessment whenever the kill fell after
-        # the guard reached the changelog and before the record reached the broker
-        # (tests/chaos/faust_state.py). Consumers drop the copy by its ce_id. An id counted
-        # whose record was not kept (a kill between the two writes) is scored again.
-        kept = tables.published(envelope.id, at)
-        if kept is not None:
-            await publish(p.risk, key=application.party_id, value=kept[0], headers=kept[1])
-            metrics.count(ADDRESS_AGENT, "sent_again")
-            return
         values = records.read_features_header(headers)
         if address:
             counts = tables.keyed_values(FeatureKey.SOURCE_ADDRESS, address, at)
