@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from base64 import b64encode
 from pathlib import Path
 from typing import Any
 
 import faust
 import pytest
+from faust.exceptions import ImproperlyConfigured
 from faust.types import TP
 
-from zerocontact.signals.tables import WindowIndexTable
+from zerocontact.platform.ids import new_id
+from zerocontact.signals.settings import SignalsSettings
+from zerocontact.signals.tables import WindowIndexTable, _packed, _unpacked
 
 OLD, CURRENT = (0.0, 3599.9), (4e9, 4e9 + 3599.9)  # 1970 and 2096: stale and not
 
@@ -81,3 +86,81 @@ def test_expiry_on_rocksdb_drops_stale_keys_in_every_active_partition(tmp_path: 
     left = sorted(store.keys())
     assert len(left) == 1_000 and {tuple(key[1]) for key in left} == {CURRENT}
     assert store[("party-7", CURRENT)] == 7
+
+
+def _sst_files(store: Any, partition: int) -> int:
+    return len(list(store.partition_path(partition).glob("*.sst")))
+
+
+def _files_after_flushes(
+    options: dict[str, Any], tmp_path: Path, flushes: int, *, settle_s: float = 10
+) -> int:
+    """SST files of one partition after ``flushes`` memtable flushes of keys in time order
+    (the tables' UUIDv7 ids), once compaction has had its chance to merge them."""
+    pytest.importorskip("rocksdict")
+    faust_app = faust.App(
+        "t-files",
+        Table=WindowIndexTable,
+        autodiscover=False,
+        store="rocksdb://",
+        datadir=str(tmp_path),
+    )
+    schema: Any = faust.Schema(key_serializer="json", value_serializer="json")
+    table = faust_app.Table("kept", default=dict, partitions=1, schema=schema, options=options)
+    store: Any = table.data
+    db = store._db_for_partition(0)
+    for _flush in range(flushes):
+        for _ in range(100):
+            db[store._encode_key(new_id())] = store._encode_value({"score": 512})
+        db.flush()
+    deadline = time.monotonic() + settle_s
+    while _sst_files(store, 0) > 2 and time.monotonic() < deadline:
+        time.sleep(0.05)  # compaction runs on RocksDB's own threads
+    time.sleep(0.2)
+    files = _sst_files(store, 0)
+    assert len(list(db.keys())) == 100 * flushes  # merged, nothing lost
+    db.close()
+    return files
+
+
+def test_a_table_keeps_a_few_files_however_often_it_flushes(tmp_path: Path) -> None:
+    """RocksDB keeps every SST file open, and leveled compaction (Faust's) never merged the
+    files of keys arriving in time order: one file per flush (the soak's descriptors)."""
+    options = SignalsSettings(kafka_bootstrap_servers="localhost:9092").rocksdb_options()
+    assert _files_after_flushes(options, tmp_path / "ours", 20) <= 2
+    stock = {key: options[key] for key in ("write_buffer_size", "max_write_buffer_number")}
+    assert _files_after_flushes(stock, tmp_path / "stock", 20, settle_s=1) >= 10
+
+
+def test_an_option_rocksdb_does_not_have_is_refused_when_the_table_is_made(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("rocksdict")
+    faust_app = faust.App(
+        "t-bad",
+        Table=WindowIndexTable,
+        autodiscover=False,
+        store="rocksdb://",
+        datadir=str(tmp_path),
+    )
+    made = faust_app.Table("kept", default=dict, partitions=1, options={"level_zero_trigger": 1})
+    with pytest.raises(ImproperlyConfigured, match="table kept: RocksDB has no option level_"):
+        _ = made.data
+    styled = faust_app.Table(
+        "styled", default=dict, partitions=1, options={"compaction_style": "x"}
+    )
+    with pytest.raises(ImproperlyConfigured, match="compaction_style 'x' is not one of"):
+        _ = styled.data
+
+
+def test_a_kept_record_comes_back_byte_for_byte_in_either_format() -> None:
+    value = bytes(range(256)) * 4
+    headers = [("ce_id", b"0190-assessment"), ("traceparent", b"00-ab-cd-01"), ("bin", b"\xff\x00")]
+    packed = _packed(value, headers)
+    assert _unpacked(packed) == (value, headers)
+    assert len(packed) < len(value) // 2  # compressed
+    legacy = {  # the JSON record a worker kept before the packed one
+        "value": b64encode(value).decode(),
+        "headers": [[name, b64encode(raw).decode()] for name, raw in headers],
+    }
+    assert _unpacked(json.dumps(legacy).encode()) == (value, headers)

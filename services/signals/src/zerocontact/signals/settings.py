@@ -50,12 +50,19 @@ class SignalsSettings(ServiceSettings):
     rocksdb_write_buffer_bytes: int = Field(default=1 << 20, ge=64 << 10)
     rocksdb_write_buffers: int = Field(default=2, ge=1)
     rocksdb_block_cache_bytes: int = Field(default=2 << 20, ge=64 << 10)
+    # RocksDB keeps every SST file open, and the tables' keys (UUIDv7 ids) arrive in time
+    # order: leveled compaction never merged their files, one per flush. Universal compaction
+    # merges a database's sorted runs once it holds this many (docs/signals.md, "Files").
+    rocksdb_sorted_runs: int = Field(default=2, ge=2)
 
-    def rocksdb_options(self) -> dict[str, int]:
+    def rocksdb_options(self) -> dict[str, int | str]:
         """Faust's RocksDB options for one table (a new dict: Faust's store takes keys out of
         the dict it is given)."""
         return {
             "write_buffer_size": self.rocksdb_write_buffer_bytes,
             "max_write_buffer_number": self.rocksdb_write_buffers,
             "block_cache_size": self.rocksdb_block_cache_bytes,
+            # applied by zerocontact.signals.store (Faust's own store drops these)
+            "compaction_style": "universal",
+            "level_zero_file_num_compaction_trigger": self.rocksdb_sorted_runs,
         }

@@ -28,7 +28,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from base64 import b64decode, b64encode
+import zlib
+from base64 import b64decode
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -36,7 +37,9 @@ from heapq import heappop, heappush
 from typing import Any, Final
 
 import faust
-from faust.stores.rocksdb import Store as RocksDBStore
+from faust import stores
+from faust.stores.rocksdb import Store as FaustRocksDBStore
+from faust.types import StoreT
 
 from zerocontact.signals.features import (
     ACTIVITY_BUCKET,
@@ -55,6 +58,7 @@ from zerocontact.signals.features import (
     slot_of,
     window_part,
 )
+from zerocontact.signals.store import RocksDBStore
 
 __all__ = ["DISTINCT_CAP", "FeatureTables", "PartyFeatures", "WindowIndexTable"]
 
@@ -82,6 +86,23 @@ class WindowIndexTable(faust.Table[Any, Any]):
     the table's active partitions; it runs when an end goes stale, about once per bucket
     (4 h for the activity tables), not per write.
     """
+
+    def _new_store_by_url(self, url: Any) -> StoreT[Any, Any]:
+        # A rocksdb:// table gets the store that applies every RocksDB option (store.py).
+        if not issubclass(stores.by_url(url), FaustRocksDBStore):
+            return super()._new_store_by_url(url)
+        return RocksDBStore(
+            url,
+            self.app,
+            self,
+            table_name=self.name,
+            key_type=self.key_type,
+            key_serializer=self.key_serializer,
+            value_serializer=self.value_serializer,
+            value_type=self.value_type,
+            loop=self.loop,
+            options=self.options,
+        )
 
     def _maybe_set_key_ttl(self, key: Any, partition: int) -> None:
         if not self._should_expire_keys():
@@ -120,7 +141,7 @@ class WindowIndexTable(faust.Table[Any, Any]):
         window = self.window
         assert window is not None
         store = self.data
-        if self._on_window_close is None and isinstance(store, RocksDBStore):
+        if self._on_window_close is None and isinstance(store, FaustRocksDBStore):
             dropped = 0
             for db in list(store._dbs_for_actives()):
                 stale = [
@@ -140,10 +161,32 @@ class WindowIndexTable(faust.Table[Any, Any]):
         return len(keys)
 
 
-def _table_options(partitions: int, store: dict[str, int]) -> dict[str, Any]:
+def _table_options(
+    partitions: int, store: dict[str, int | str], values: str = "json"
+) -> dict[str, Any]:
     # Keys of windowed tables are (key, (start, end)) tuples: JSON, unlike the raw topics.
-    schema: faust.Schema[Any, Any] = faust.Schema(key_serializer="json", value_serializer="json")
+    schema: faust.Schema[Any, Any] = faust.Schema(key_serializer="json", value_serializer=values)
     return {"partitions": partitions, "schema": schema, "options": dict(store)}
+
+
+def _packed(value: bytes, headers: list[tuple[str, bytes]]) -> bytes:
+    """A record (value, headers) as compressed bytes: the headers as JSON (latin-1 carries
+    any byte), their length, the value. ~800 bytes for an assessment, ~2.4 kB as JSON."""
+    head = json.dumps([[name, raw.decode("latin-1")] for name, raw in headers]).encode()
+    return zlib.compress(len(head).to_bytes(4, "big") + head + value)
+
+
+def _unpacked(stored: bytes | dict[str, Any]) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """The (value, headers) of a :func:`_packed` record, or of a JSON one kept before it."""
+    if isinstance(stored, dict):  # kept by a worker before _packed (the changelog keeps 48 h)
+        headers = [(name, b64decode(raw)) for name, raw in stored["headers"]]
+        return b64decode(stored["value"]), headers
+    if stored[:1] == b"{":
+        return _unpacked(json.loads(stored))
+    packed = zlib.decompress(stored)
+    size = int.from_bytes(packed[:4], "big")
+    head = json.loads(packed[4 : 4 + size])
+    return packed[4 + size :], [(name, raw.encode("latin-1")) for name, raw in head]
 
 
 @dataclass
@@ -153,7 +196,7 @@ class FeatureTables:
     app: Any
     partitions: int
     # The store's options for every table (RocksDB's memory bounds; SignalsSettings).
-    store_options: dict[str, int] = field(default_factory=dict)
+    store_options: dict[str, int | str] = field(default_factory=dict)
     activity: dict[FeatureKey, Any] = field(default_factory=dict)  # key kind -> WindowWrapper
     plain: dict[str, Any] = field(default_factory=dict)  # feature name -> Table
     device_alerts: Any = None
@@ -185,9 +228,13 @@ class FeatureTables:
         ).tumbling(timedelta(hours=1), expires=timedelta(hours=2))
         # The assessment published for each application, kept as long as a duplicate of the
         # application is recognised (DEDUPE_WINDOW): a duplicate sends the same record again.
-        self.assessments = self.app.Table("risk_assessments", default=dict, **options()).tumbling(
-            DEDUPE_WINDOW, expires=2 * DEDUPE_WINDOW
-        )
+        # Its values are bytes (_packed): a third of the JSON record's size.
+        self.assessments = self.app.Table(
+            "risk_assessments",
+            default=bytes,
+            value_type=bytes,  # Faust picks the store's and the changelog's codec by this type
+            **_table_options(self.partitions, self.store_options, values="raw"),
+        ).tumbling(DEDUPE_WINDOW, expires=2 * DEDUPE_WINDOW)
 
     @property
     def party_table(self) -> Any:
@@ -287,17 +334,14 @@ class FeatureTables:
         for when in (at, at - DEDUPE_WINDOW.total_seconds()):  # its window or the one before
             stored = self.bucket(self.assessments, event_id, when)
             if stored:
-                headers = [(name, b64decode(raw)) for name, raw in stored["headers"]]
-                return b64decode(stored["value"]), headers
+                return _unpacked(stored)
         return None
 
     def keep_published(
         self, event_id: str, at: float, value: bytes, headers: list[tuple[str, bytes]]
     ) -> None:
         """Keep the record about to be published for application ``event_id`` (one write)."""
-        kept = [[name, b64encode(raw).decode("ascii")] for name, raw in headers]
-        record = {"value": b64encode(value).decode("ascii"), "headers": kept}
-        self.set_bucket(self.assessments, event_id, at, record)
+        self.set_bucket(self.assessments, event_id, at, _packed(value, headers))
 
     def raise_once(self, wrapper: Any, subject: str, at: float) -> tuple[bool, float]:
         """(True the first time in this window, the window's start) for an alert's subject."""
