@@ -693,11 +693,11 @@ async def test_restarted_worker_recovers_its_tables_from_the_changelog(signals: 
     assert latest["repayments_late"] == "1"
 
 
-async def test_every_table_store_has_bounded_memtables(signals: Signals) -> None:
+async def test_every_table_store_has_bounded_memtables_and_files(signals: Signals) -> None:
     """Each table partition is a RocksDB database of its own; with Faust's defaults (three
     64 MiB write buffers each) the worker's memory grew by every write until a memtable
     filled: +10.9 % in the 30-minute soak (docs/reliability.md). Every store of both pipelines
-    opens with the worker's bounds (SignalsSettings.rocksdb_*)."""
+    opens with the worker's bounds and compaction (SignalsSettings.rocksdb_*)."""
     party = _id("party")
     await signals.send(
         signals.topics.loan, party, application(party, device=_id("dev"), address="192.0.2.7")
@@ -705,11 +705,19 @@ async def test_every_table_store_has_bounded_memtables(signals: Signals) -> None
     await signals.risk.wait_for(party, "risk_assessment")
     tables = signals.worker.data_root / f"start-{signals.worker.starts}" / signals.worker.app_id
     options: dict[str, str] = {}
+    compaction: dict[str, set[str]] = {}
     for path in sorted(tables.glob("v1/tables/*.db/OPTIONS-*")):
         for line in path.read_text().splitlines():
             name, _, value = line.strip().partition("=")
             if name in ("write_buffer_size", "max_write_buffer_number"):
                 options[f"{path.parent.name}:{name}"] = value
+            if name in ("compaction_style", "level0_file_num_compaction_trigger"):
+                compaction.setdefault(path.parent.name, set()).add(value)
+    # Universal compaction (zerocontact.signals.store; docs/signals.md "Files"): Faust's own
+    # store dropped both options, and time-ordered keys kept one open file per flush.
+    assert compaction and set(map(frozenset, compaction.values())) == {
+        frozenset({"kCompactionStyleUniversal", "2"})
+    }, compaction
     stores = {key.split(":")[0].rsplit("-", 1)[0] for key in options}
     assert stores >= {
         "party_activity",
