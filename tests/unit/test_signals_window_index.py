@@ -92,19 +92,19 @@ def _sst_files(store: Any, partition: int) -> int:
     return len(list(store.partition_path(partition).glob("*.sst")))
 
 
+def _rocksdb_app(name: str, datadir: Path) -> Any:
+    pytest.importorskip("rocksdict")
+    return faust.App(
+        name, Table=WindowIndexTable, autodiscover=False, store="rocksdb://", datadir=str(datadir)
+    )
+
+
 def _files_after_flushes(
     options: dict[str, Any], tmp_path: Path, flushes: int, *, settle_s: float = 10
 ) -> int:
     """SST files of one partition after ``flushes`` memtable flushes of keys in time order
     (the tables' UUIDv7 ids), once compaction has had its chance to merge them."""
-    pytest.importorskip("rocksdict")
-    faust_app = faust.App(
-        "t-files",
-        Table=WindowIndexTable,
-        autodiscover=False,
-        store="rocksdb://",
-        datadir=str(tmp_path),
-    )
+    faust_app = _rocksdb_app("t-files", tmp_path)
     schema: Any = faust.Schema(key_serializer="json", value_serializer="json")
     table = faust_app.Table("kept", default=dict, partitions=1, schema=schema, options=options)
     store: Any = table.data
@@ -135,14 +135,7 @@ def test_a_table_keeps_a_few_files_however_often_it_flushes(tmp_path: Path) -> N
 def test_an_option_rocksdb_does_not_have_is_refused_when_the_table_is_made(
     tmp_path: Path,
 ) -> None:
-    pytest.importorskip("rocksdict")
-    faust_app = faust.App(
-        "t-bad",
-        Table=WindowIndexTable,
-        autodiscover=False,
-        store="rocksdb://",
-        datadir=str(tmp_path),
-    )
+    faust_app = _rocksdb_app("t-bad", tmp_path)
     made = faust_app.Table("kept", default=dict, partitions=1, options={"level_zero_trigger": 1})
     with pytest.raises(ImproperlyConfigured, match="table kept: RocksDB has no option level_"):
         _ = made.data
