@@ -42,9 +42,6 @@ RUNTIME_ONLY: dict[str, set[str]] = {
     # face_recognition_models ships the dlib model files (shape predictor, face encoder) that the
     # trust module locates with importlib.util.find_spec at run time, without importing it.
     "zerocontact-identity": {"uvicorn", "face-recognition-models"},
-    # Faust's RocksDB table store (`store="rocksdb://"`) loads rocksdict by itself; the worker
-    # never imports it.
-    "zerocontact-signals": {"rocksdict"},
 }
 # PyJWT[crypto]: the `crypto` extra only adds `cryptography` (RS/ES algorithms) to PyJWT; extras
 # are stripped before comparing, so PyJWT itself must be imported (`import jwt`).
