@@ -399,10 +399,17 @@ def fuzz_parser(name: str, runs: int, work: Path) -> Row:
     counted = re.search(r"Done (\d+) runs", done.stderr)
     row.operations = int(counted.group(1)) if counted else 0
     if done.returncode != 0:
-        # atheris prints the exception's own line under this banner (``struct.error`` too)
-        crash = re.search(r"=== Uncaught Python exception: ===\n([^\n]+)", done.stderr)
-        crash = crash or re.search(r"^(\w+(Error|Exception)[^\n]*)$", done.stderr, re.M)
-        row.failures.append(crash.group(1)[:160] if crash else f"exit {done.returncode}")
+        # atheris prints the exception's own line under this banner (``struct.error`` too), on
+        # stdout; libFuzzer prints the input on stderr, kept here to reproduce the crash with
+        # ``python -m tests.chaos.parser_targets <name> <file>``
+        output = done.stdout + done.stderr
+        crash = re.search(r"=== Uncaught Python exception: ===\n([^\n]+)", output)
+        crash = crash or re.search(r"^(\w+(Error|Exception)[^\n]*)$", output, re.M)
+        found = crash.group(1)[:160] if crash else f"exit {done.returncode}"
+        sample = re.search(r"^Base64: (\S+)$", output, re.M)
+        row.failures.append(
+            f"{found} (input, base64: {sample.group(1)[:400]})" if sample else found
+        )
         row.operations = row.operations or len(re.findall(r"^#\d+", done.stderr, re.M))
     row.emit()
     return row

@@ -27,6 +27,11 @@ from zerocontact.platform.money import (
         ("-5.5", "HKD", -550),
         (7, "EUR", 700),
         ("12.340", "CNY", 1234),  # trailing zeros are not extra precision
+        ("1.5E+3", "CNY", 150000),
+        ("12345E-2", "CNY", 12345),
+        ("-0.00", "CNY", 0),
+        ("1234567890123456789012345678.99", "CNY", 123456789012345678901234567899),  # 30 digits
+        ("1." + "0" * 40, "CNY", 100),
     ],
 )
 def test_of_converts_major_units_to_minor_units(
@@ -45,6 +50,10 @@ def test_of_converts_major_units_to_minor_units(
         ("NaN", "USD"),
         ("Infinity", "USD"),
         ("", "CNY"),
+        ("2.E111111111111", "CNY"),  # overflowed Decimal (the payroll CSV fuzzer)
+        ("1E+999990", "CNY"),  # an int of a million digits
+        ("1E-999999999", "CNY"),  # underflowed to 0
+        ("12345678901234567890123456789", "CNY"),  # 31 digits of fen
     ],
 )
 def test_of_refuses_amounts_the_currency_cannot_hold(amount: str, currency: str) -> None:
