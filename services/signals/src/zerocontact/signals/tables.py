@@ -176,13 +176,12 @@ def _packed(value: bytes, headers: list[tuple[str, bytes]]) -> bytes:
     return zlib.compress(len(head).to_bytes(4, "big") + head + value)
 
 
-def _unpacked(stored: bytes | dict[str, Any]) -> tuple[bytes, list[tuple[str, bytes]]]:
+def _unpacked(stored: bytes) -> tuple[bytes, list[tuple[str, bytes]]]:
     """The (value, headers) of a :func:`_packed` record, or of a JSON one kept before it."""
-    if isinstance(stored, dict):  # kept by a worker before _packed (the changelog keeps 48 h)
-        headers = [(name, b64decode(raw)) for name, raw in stored["headers"]]
-        return b64decode(stored["value"]), headers
-    if stored[:1] == b"{":
-        return _unpacked(json.loads(stored))
+    if stored[:1] == b"{":  # kept by a worker before _packed (the changelog keeps 48 h)
+        record = json.loads(stored)
+        headers = [(name, b64decode(raw)) for name, raw in record["headers"]]
+        return b64decode(record["value"]), headers
     packed = zlib.decompress(stored)
     size = int.from_bytes(packed[:4], "big")
     head = json.loads(packed[4 : 4 + size])
